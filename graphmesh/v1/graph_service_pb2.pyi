@@ -1,0 +1,138 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from graphmesh.v1 import run_pb2 as _run_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class GraphVersion(_message.Message):
+    __slots__ = ("versions", "weight", "sync_eligible", "nodes", "workers")
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    SYNC_ELIGIBLE_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    versions: _run_pb2.Versions
+    weight: int
+    sync_eligible: bool
+    nodes: _containers.RepeatedScalarFieldContainer[str]
+    workers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, versions: _Optional[_Union[_run_pb2.Versions, _Mapping]] = ..., weight: _Optional[int] = ..., sync_eligible: _Optional[bool] = ..., nodes: _Optional[_Iterable[str]] = ..., workers: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class DisabledNode(_message.Message):
+    __slots__ = ("node", "reason", "disabled_by", "disabled_at")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    DISABLED_BY_FIELD_NUMBER: _ClassVar[int]
+    DISABLED_AT_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    reason: str
+    disabled_by: str
+    disabled_at: _timestamp_pb2.Timestamp
+    def __init__(self, node: _Optional[str] = ..., reason: _Optional[str] = ..., disabled_by: _Optional[str] = ..., disabled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class Graph(_message.Message):
+    __slots__ = ("name", "versions", "disabled_nodes", "description")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    DISABLED_NODES_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    versions: _containers.RepeatedCompositeFieldContainer[GraphVersion]
+    disabled_nodes: _containers.RepeatedCompositeFieldContainer[DisabledNode]
+    description: str
+    def __init__(self, name: _Optional[str] = ..., versions: _Optional[_Iterable[_Union[GraphVersion, _Mapping]]] = ..., disabled_nodes: _Optional[_Iterable[_Union[DisabledNode, _Mapping]]] = ..., description: _Optional[str] = ...) -> None: ...
+
+class ListGraphsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListGraphsResponse(_message.Message):
+    __slots__ = ("graphs",)
+    GRAPHS_FIELD_NUMBER: _ClassVar[int]
+    graphs: _containers.RepeatedCompositeFieldContainer[Graph]
+    def __init__(self, graphs: _Optional[_Iterable[_Union[Graph, _Mapping]]] = ...) -> None: ...
+
+class GetGraphRequest(_message.Message):
+    __slots__ = ("graph",)
+    GRAPH_FIELD_NUMBER: _ClassVar[int]
+    graph: str
+    def __init__(self, graph: _Optional[str] = ...) -> None: ...
+
+class GetGraphResponse(_message.Message):
+    __slots__ = ("graph",)
+    GRAPH_FIELD_NUMBER: _ClassVar[int]
+    graph: Graph
+    def __init__(self, graph: _Optional[_Union[Graph, _Mapping]] = ...) -> None: ...
+
+class SetRolloutRequest(_message.Message):
+    __slots__ = ("graph", "weights", "reason")
+    class WeightsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    GRAPH_FIELD_NUMBER: _ClassVar[int]
+    WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    graph: str
+    weights: _containers.ScalarMap[str, int]
+    reason: str
+    def __init__(self, graph: _Optional[str] = ..., weights: _Optional[_Mapping[str, int]] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class SetRolloutResponse(_message.Message):
+    __slots__ = ("graph",)
+    GRAPH_FIELD_NUMBER: _ClassVar[int]
+    graph: Graph
+    def __init__(self, graph: _Optional[_Union[Graph, _Mapping]] = ...) -> None: ...
+
+class RollbackGraphRequest(_message.Message):
+    __slots__ = ("graph", "reason")
+    GRAPH_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    graph: str
+    reason: str
+    def __init__(self, graph: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class RollbackGraphResponse(_message.Message):
+    __slots__ = ("graph",)
+    GRAPH_FIELD_NUMBER: _ClassVar[int]
+    graph: Graph
+    def __init__(self, graph: _Optional[_Union[Graph, _Mapping]] = ...) -> None: ...
+
+class DisableNodeRequest(_message.Message):
+    __slots__ = ("graph", "node", "reason")
+    GRAPH_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    graph: str
+    node: str
+    reason: str
+    def __init__(self, graph: _Optional[str] = ..., node: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class DisableNodeResponse(_message.Message):
+    __slots__ = ("graph",)
+    GRAPH_FIELD_NUMBER: _ClassVar[int]
+    graph: Graph
+    def __init__(self, graph: _Optional[_Union[Graph, _Mapping]] = ...) -> None: ...
+
+class EnableNodeRequest(_message.Message):
+    __slots__ = ("graph", "node")
+    GRAPH_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    graph: str
+    node: str
+    def __init__(self, graph: _Optional[str] = ..., node: _Optional[str] = ...) -> None: ...
+
+class EnableNodeResponse(_message.Message):
+    __slots__ = ("graph",)
+    GRAPH_FIELD_NUMBER: _ClassVar[int]
+    graph: Graph
+    def __init__(self, graph: _Optional[_Union[Graph, _Mapping]] = ...) -> None: ...

@@ -1,0 +1,18 @@
+"""NATS JetStream: the work queue, per-run event logs and approval events."""
+
+from graphmesh.bus.connection import connect_nats
+from graphmesh.bus.events import last_sequence, make_event, publish_event, read_events, status_event
+from graphmesh.bus.jobs import parse_job, publish_job
+from graphmesh.bus.streams import ensure_streams
+
+__all__ = [
+    "connect_nats",
+    "ensure_streams",
+    "last_sequence",
+    "make_event",
+    "parse_job",
+    "publish_event",
+    "publish_job",
+    "read_events",
+    "status_event",
+]

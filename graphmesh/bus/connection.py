@@ -1,0 +1,40 @@
+"""The one factory for NATS connections."""
+
+from __future__ import annotations
+
+import logging
+
+import nats
+from nats.aio.client import Client as NATS
+
+from graphmesh.errors import Unavailable
+
+log = logging.getLogger(__name__)
+
+
+async def connect_nats(url: str, *, name: str, connect_timeout: float = 5.0) -> NATS:
+    """Connects with unbounded reconnects: a restarted NATS server is waited for, not fatal."""
+
+    async def on_error(exc: Exception) -> None:
+        log.warning("nats error: %s", exc)
+
+    async def on_disconnected() -> None:
+        log.warning("nats disconnected from %s", url)
+
+    async def on_reconnected() -> None:
+        log.info("nats reconnected to %s", url)
+
+    try:
+        return await nats.connect(
+            url,
+            name=name,
+            connect_timeout=connect_timeout,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            allow_reconnect=True,
+            error_cb=on_error,
+            disconnected_cb=on_disconnected,
+            reconnected_cb=on_reconnected,
+        )
+    except Exception as exc:  # nats raises several unrelated types for "cannot connect"
+        raise Unavailable(f"NATS is unreachable at {url}: {exc}") from exc

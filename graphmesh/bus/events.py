@@ -1,0 +1,79 @@
+"""Per-run event logs on the GM_EVENTS stream.
+
+Sequence numbers are per run and gap-free: the run store hands out the number of each
+status change, and the lease holder numbers the events in between. JetStream
+deduplicates on run:sequence, so a re-sent event is stored once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import AsyncIterator
+
+from nats.js import JetStreamContext
+from nats.js.api import DeliverPolicy
+from nats.js.errors import NotFoundError
+
+from graphmesh.bus.streams import EVENTS_STREAM, event_subject
+from graphmesh.v1 import run_pb2
+
+SEQUENCE_HEADER = "Gm-Seq"
+
+
+def make_event(run_id: str, sequence: int, *, trace_id: str = "", **kind) -> run_pb2.RunEvent:
+    event = run_pb2.RunEvent(run_id=run_id, sequence=sequence, trace_id=trace_id, **kind)
+    event.time.GetCurrentTime()
+    return event
+
+
+def status_event(run_id: str, sequence: int, status: int, previous: int = 0, error=None) -> run_pb2.RunEvent:
+    changed = run_pb2.StatusChanged(status=status, previous_status=previous)
+    if error is not None:
+        changed.error.CopyFrom(error)
+    return make_event(run_id, sequence, status_changed=changed)
+
+
+async def publish_event(js: JetStreamContext, event: run_pb2.RunEvent) -> None:
+    await js.publish(
+        event_subject(event.run_id),
+        event.SerializeToString(),
+        headers={
+            "Nats-Msg-Id": f"{event.run_id}:{event.sequence}",
+            SEQUENCE_HEADER: str(event.sequence),
+        },
+    )
+
+
+async def last_sequence(js: JetStreamContext, run_id: str) -> int:
+    """The highest sequence stored for a run, 0 when it has none."""
+    try:
+        msg = await js.get_last_msg(EVENTS_STREAM, event_subject(run_id))
+    except NotFoundError:
+        return 0
+    return int((msg.headers or {}).get(SEQUENCE_HEADER, "0"))
+
+
+async def read_events(
+    js: JetStreamContext, run_id: str, *, after_sequence: int = 0, idle_timeout: float = 1.0
+) -> AsyncIterator[run_pb2.RunEvent | None]:
+    """Yields the run's events with sequence > after_sequence, each once, in order.
+    Yields None after `idle_timeout` without events so the caller can check on the run."""
+    sub = await js.subscribe(
+        event_subject(run_id), ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
+    )
+    last = after_sequence
+    try:
+        while True:
+            try:
+                msg = await sub.next_msg(timeout=idle_timeout)
+            except asyncio.TimeoutError:
+                yield None
+                continue
+            event = run_pb2.RunEvent()
+            event.ParseFromString(msg.data)
+            if event.sequence <= last:
+                continue
+            last = event.sequence
+            yield event
+    finally:
+        await sub.unsubscribe()

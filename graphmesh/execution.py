@@ -1,0 +1,222 @@
+"""Executes one claimed run: the graph under AsyncPostgresSaver, events, status changes.
+
+Shared by workers (queued runs) and the api (synchronous runs). Each execution gets its
+own saver: one AsyncPostgresSaver serialises all its calls behind a lock, so sharing one
+between concurrent runs would make them take turns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import Any, Awaitable, Callable
+
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from langgraph.errors import GraphRecursionError
+from nats.js import JetStreamContext
+from psycopg_pool import AsyncConnectionPool
+
+from graphmesh.bus import last_sequence, make_event, publish_event, publish_job, status_event
+from graphmesh.errors import GraphmeshError
+from graphmesh.jsonvalues import to_struct, to_value
+from graphmesh.rpc.convert import status_to_proto
+from graphmesh.store import Claim, LeaseLost, RunError, RunRecord, RunStatus, RunStore
+from graphmesh.v1 import run_pb2
+
+log = logging.getLogger(__name__)
+
+Heartbeat = Callable[[], Awaitable[None]]
+
+
+def error_proto(error: RunError | None) -> run_pb2.RunError | None:
+    return run_pb2.RunError(code=error.code, message=error.message, node=error.node) if error else None
+
+
+class NodeFailed(Exception):
+    def __init__(self, node: str, error: str) -> None:
+        super().__init__(error)
+        self.node = node
+
+
+class RunExecutor:
+    def __init__(
+        self,
+        *,
+        store: RunStore,
+        js: JetStreamContext,
+        pool: AsyncConnectionPool,
+        registry: Any,
+        lease_seconds: float,
+    ) -> None:
+        self._store = store
+        self._js = js
+        self._pool = pool
+        self._registry = registry
+        self._lease_seconds = lease_seconds
+
+    async def execute(self, claim: Claim, *, heartbeat: Heartbeat | None = None) -> RunRecord:
+        """Runs the graph to its next resting point and records the outcome. Raises
+        LeaseLost if the run was taken away meanwhile."""
+        run = claim.run
+        seq = claim.event_seq
+        if claim.resumed:
+            # An earlier execution may have published events Postgres never counted.
+            seq = max(seq, await last_sequence(self._js, run.run_id) + 1)
+        events = _EventSink(self._js, run.run_id, seq)
+        await events.emit_status(RunStatus.RUNNING, claim.previous_status)
+
+        lost = asyncio.Event()
+        keepalive = asyncio.create_task(self._keep_lease(claim, heartbeat, lost, asyncio.current_task()))
+        try:
+            target, error = await self._run_graph(run, claim.resumed, events)
+        except asyncio.CancelledError:
+            if lost.is_set():
+                raise LeaseLost(run.run_id) from None
+            raise
+        finally:
+            keepalive.cancel()
+        return await self.finish(run, claim.epoch, target, error, events)
+
+    async def finish(
+        self,
+        run: RunRecord,
+        epoch: int,
+        target: RunStatus,
+        error: RunError | None,
+        events: "_EventSink | None" = None,
+    ) -> RunRecord:
+        """Records the outcome, announces it, and dispatches the next run on the thread."""
+        seq = events.next_seq if events else 0
+        result = await self._store.transition(run.run_id, target, epoch=epoch, event_seq=seq, error=error)
+        final = result.run
+        await publish_event(
+            self._js,
+            status_event(final.run_id, final.event_seq, status_to_proto(target),
+                         status_to_proto(RunStatus.RUNNING), error_proto(error)),
+        )
+        if result.next_run is not None:
+            await publish_job(self._js, result.next_run)
+        return final
+
+    async def _run_graph(
+        self, run: RunRecord, resumed: bool, events: "_EventSink"
+    ) -> tuple[RunStatus, RunError | None]:
+        spec = self._registry.get(run.graph, run.versions["graph_version"])
+        graph = self._registry.compiled(run.graph, run.versions["graph_version"]).copy(
+            update={"checkpointer": AsyncPostgresSaver(self._pool)}
+        )
+        config = {
+            "configurable": {"thread_id": run.thread_id},
+            # The run's own id as LangGraph's run_id: a re-execution continues this run.
+            "run_id": uuid.UUID(run.run_id),
+            # Copied into every checkpoint's metadata, so a checkpoint says which code wrote it.
+            "metadata": {**run.versions, "graph": run.graph, "gm_run_id": run.run_id,
+                         "gm_attempt": run.attempt},
+            "recursion_limit": spec.limits.max_steps,
+        }
+        graph_input: Any = run.input
+        if resumed and await self._has_own_checkpoint(graph, config, run.run_id):
+            graph_input = None  # continue from this run's last checkpoint
+        try:
+            async with asyncio.timeout(spec.limits.run_timeout_seconds):
+                await self._stream(graph, graph_input, config, events)
+            state = await graph.aget_state(config)
+        except GraphRecursionError:
+            return RunStatus.FAILED, RunError(
+                "STEP_LIMIT_EXCEEDED", f"run exceeded its limit of {spec.limits.max_steps} steps")
+        except TimeoutError:
+            return RunStatus.FAILED, RunError(
+                "RUN_TIMEOUT", f"run exceeded its limit of {spec.limits.run_timeout_seconds:g} s")
+        except NodeFailed as exc:
+            return RunStatus.FAILED, RunError("NODE_FAILED", f"node '{exc.node}' failed: {exc}", exc.node)
+        except GraphmeshError:
+            raise
+        except Exception as exc:  # a graph's own bug: readable code for the client, trace in the log
+            log.exception("run %s failed", run.run_id)
+            return RunStatus.FAILED, RunError("GRAPH_ERROR", f"{type(exc).__name__}: {exc}")
+        if state.interrupts:
+            for interrupt in state.interrupts:
+                await events.emit(approval_requested=run_pb2.ApprovalRequested(
+                    interrupt_id=interrupt.id, payload=to_value(interrupt.value),
+                    node=_interrupt_node(state, interrupt.id)))
+            return RunStatus.WAITING_FOR_APPROVAL, None
+        return RunStatus.COMPLETED, None
+
+    async def _stream(self, graph, graph_input, config, events: "_EventSink") -> None:
+        active: dict[str, str] = {}  # task id -> node, to attribute custom writes
+        step = 0
+        async for mode, chunk in graph.astream(graph_input, config, stream_mode=["tasks", "custom"]):
+            if mode == "custom":
+                node = next(iter(active.values())) if len(active) == 1 else ""
+                await events.emit(custom=run_pb2.CustomProgress(node=node, data=to_value(chunk)))
+            elif "input" in chunk:
+                step += 1
+                active[chunk["id"]] = chunk["name"]
+                await events.emit(node_started=run_pb2.NodeStarted(
+                    node=chunk["name"], task_id=chunk["id"], step=step))
+            else:
+                active.pop(chunk["id"], None)
+                if chunk.get("error"):
+                    raise NodeFailed(chunk["name"], f"{type(chunk['error']).__name__}: {chunk['error']}")
+                if chunk.get("interrupts"):
+                    continue  # reported once the run rests, as approval requests
+                await events.emit(node_finished=run_pb2.NodeFinished(
+                    node=chunk["name"], task_id=chunk["id"], step=step,
+                    update=to_struct(_update_of(chunk.get("result")))))
+
+    async def _has_own_checkpoint(self, graph, config, run_id: str) -> bool:
+        state = await graph.aget_state({"configurable": config["configurable"]})
+        return bool(state.metadata) and state.metadata.get("gm_run_id") == run_id and bool(state.next)
+
+    async def _keep_lease(self, claim: Claim, heartbeat: Heartbeat | None,
+                          lost: asyncio.Event, execution: asyncio.Task) -> None:
+        """Renews the run's lease and its queue message until cancelled; stops the
+        execution if another holder took the run."""
+        while True:
+            await asyncio.sleep(self._lease_seconds / 3)
+            try:
+                if heartbeat:
+                    await heartbeat()
+                held = await self._store.renew_lease(claim.run.run_id, claim.epoch, self._lease_seconds)
+            except Exception as exc:  # a blip; the lease outlives two missed renewals
+                log.warning("could not renew the lease of run %s: %s", claim.run.run_id, exc)
+                continue
+            if not held:
+                log.warning("lost the lease of run %s; stopping it here", claim.run.run_id)
+                lost.set()
+                execution.cancel()
+                return
+
+
+def _update_of(result: Any) -> Any:
+    # tasks-mode results are a list of (channel, value) writes or a dict update.
+    if isinstance(result, list):
+        return {channel: value for channel, value in result}
+    return result
+
+
+def _interrupt_node(state, interrupt_id: str) -> str:
+    for task in state.tasks:
+        if any(i.id == interrupt_id for i in task.interrupts):
+            return task.name
+    return ""
+
+
+class _EventSink:
+    """Numbers and publishes one execution's events."""
+
+    def __init__(self, js: JetStreamContext, run_id: str, first_seq: int) -> None:
+        self._js = js
+        self._run_id = run_id
+        self.next_seq = first_seq
+
+    async def emit(self, **kind) -> None:
+        await publish_event(self._js, make_event(self._run_id, self.next_seq, **kind))
+        self.next_seq += 1
+
+    async def emit_status(self, status: RunStatus, previous: RunStatus) -> None:
+        await publish_event(
+            self._js, status_event(self._run_id, self.next_seq, status_to_proto(status), status_to_proto(previous))
+        )
+        self.next_seq += 1

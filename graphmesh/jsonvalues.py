@@ -1,0 +1,54 @@
+"""Converting graph state (arbitrary Python) to JSON and protobuf Struct/Value."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import date, datetime
+from enum import Enum
+from typing import Any
+
+from google.protobuf import json_format, struct_pb2
+
+
+def jsonable(value: Any) -> Any:
+    """A JSON-safe copy of `value`; unknown objects become their readable form."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return jsonable(value.value)
+    if hasattr(value, "model_dump"):  # pydantic models, LangChain messages
+        return jsonable(value.model_dump())
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return jsonable(dataclasses.asdict(value))
+    return repr(value)
+
+
+def to_struct(value: Any) -> struct_pb2.Struct:
+    data = jsonable(value)
+    struct = struct_pb2.Struct()
+    if isinstance(data, dict):
+        struct.update(data)
+    elif data is not None:
+        struct.update({"value": data})
+    return struct
+
+
+def to_value(value: Any) -> struct_pb2.Value:
+    out = struct_pb2.Value()
+    json_format.ParseDict(jsonable(value), out)
+    return out
+
+
+def struct_to_dict(struct: struct_pb2.Struct) -> dict[str, Any]:
+    return json_format.MessageToDict(struct)
+
+
+def json_size(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":")).encode())

@@ -1,0 +1,306 @@
+"""Supervisor that runs a whole graphmesh on one machine: Postgres, NATS and the services.
+
+Used by `graphmesh up` and by the integration tests. Every service is its own process in
+its own session, configured only through GRAPHMESH_* environment variables.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from graphmesh.embedded import EmbeddedNats, EmbeddedPostgres, free_ports, log_tail, port_open, stop_process
+from graphmesh.embedded.nats import run_coro
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent  # graphmesh/mesh.py -> repo root
+
+# Service kind -> argv. Tests may swap in stand-ins via Mesh(commands=...).
+DEFAULT_COMMANDS: dict[str, list[str]] = {
+    "api": [sys.executable, "-m", "services.api"],
+    "review": [sys.executable, "-m", "services.review"],
+    "worker": [sys.executable, "-m", "services.worker"],
+}
+
+
+@dataclass
+class MeshConfig:
+    data_dir: Path
+    host: str = "127.0.0.1"
+    api_port: int = 50051  # 0 = free port
+    review_port: int = 50052
+    worker_base_port: int = 50061  # worker i listens on base+i; 0 = free ports
+    workers: int = 2
+    worker_concurrency: int = 8
+    database_url: str | None = None  # external Postgres: don't start our own
+    nats_url: str | None = None  # external NATS
+    manifest: Path | None = None  # None = services find the default graphmesh.yaml
+    log_level: str = "INFO"
+    fast_postgres: bool = False
+    extra_env: dict[str, str] = field(default_factory=dict)
+    ready_timeout: float = 60
+    stop_grace: float = 10  # seconds between SIGTERM and SIGKILL for a service
+
+
+@dataclass
+class _Service:
+    name: str
+    kind: str
+    port: int
+    proc: subprocess.Popen | None = None
+
+
+class Mesh:
+    def __init__(self, config: MeshConfig, *, commands: dict[str, list[str]] | None = None):
+        self.config = config
+        self.data_dir = Path(config.data_dir).absolute()
+        self.log_dir = self.data_dir / "logs"
+        self.commands = {**DEFAULT_COMMANDS, **(commands or {})}
+        self.postgres: EmbeddedPostgres | None = None
+        self.nats: EmbeddedNats | None = None
+        self._services = self._plan_services()
+        self._started = False
+
+    # -- addresses ---------------------------------------------------------------
+
+    def _plan_services(self) -> dict[str, _Service]:
+        c = self.config
+        # Ports are fixed once so restarts keep every address stable.
+        wanted = [c.api_port, c.review_port] + [
+            c.worker_base_port + i if c.worker_base_port else 0 for i in range(1, c.workers + 1)
+        ]
+        spare = iter(free_ports(wanted.count(0), c.host))
+        ports = [p or next(spare) for p in wanted]
+        services = [_Service("api", "api", ports[0]), _Service("review", "review", ports[1])]
+        services += [_Service(f"worker-{i}", "worker", ports[1 + i]) for i in range(1, c.workers + 1)]
+        return {s.name: s for s in services}
+
+    def address(self, name: str) -> str:
+        return f"{self.config.host}:{self._service(name).port}"
+
+    @property
+    def api_address(self) -> str:
+        return self.address("api")
+
+    @property
+    def review_address(self) -> str:
+        return self.address("review")
+
+    @property
+    def worker_addresses(self) -> list[str]:
+        return [self.address(n) for n, s in self._services.items() if s.kind == "worker"]
+
+    @property
+    def service_names(self) -> list[str]:
+        return list(self._services)
+
+    @property
+    def database_url(self) -> str:
+        if self.config.database_url:
+            return self.config.database_url
+        if self.postgres is None:
+            raise RuntimeError("mesh not started: no database yet")
+        return self.postgres.url
+
+    @property
+    def nats_url(self) -> str:
+        if self.config.nats_url:
+            return self.config.nats_url
+        if self.nats is None:
+            raise RuntimeError("mesh not started: no NATS yet")
+        return self.nats.url
+
+    def log_path(self, name: str) -> Path:
+        return self.log_dir / f"{name}.log"
+
+    def pid(self, name: str) -> int | None:
+        proc = self._service(name).proc
+        return proc.pid if proc is not None and proc.poll() is None else None
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        # Safety net: a supervisor that exits without stop() must not leave orphans.
+        atexit.register(self.stop)
+        try:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            self._start_backends()
+            self._prepare()
+            for name in self._services:
+                self._spawn(name)
+            for name in self._services:
+                self._wait_serving(name)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self, report: Callable[[str], None] | None = None) -> None:
+        """Services first (they flush to NATS/Postgres), then NATS, then Postgres. Idempotent."""
+        say = report or log.info
+        running = [s for s in self._services.values() if s.proc is not None]
+        for s in running:  # signal all first so they shut down in parallel
+            say(f"stopping {s.name} (pid {s.proc.pid})")
+            self._signal(s, signal.SIGTERM)
+        deadline = time.monotonic() + self.config.stop_grace
+        for s in running:
+            try:
+                s.proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                say(f"{s.name} ignored SIGTERM for {self.config.stop_grace}s: killing it")
+            stop_process(s.proc, signal.SIGKILL, 5)  # no-op if it exited; reaps its group
+            s.proc = None
+        if self.nats is not None and self.nats.is_running():
+            say(f"stopping nats ({self.nats.url})")
+        if self.nats is not None:
+            self.nats.stop()
+        if self.postgres is not None and self.postgres.is_running():
+            say(f"stopping postgres ({self.postgres.url})")
+        if self.postgres is not None:
+            self.postgres.stop()
+        self._started = False
+        atexit.unregister(self.stop)
+
+    def start_service(self, name: str, *, wait: bool = True) -> None:
+        self._spawn(name)
+        if wait:
+            self._wait_serving(name)
+
+    def stop_service(self, name: str, *, kill: bool = False) -> None:
+        """SIGTERM and a grace period, or SIGKILL at once with kill=True (a crash)."""
+        s = self._service(name)
+        if kill:
+            stop_process(s.proc, signal.SIGKILL, 5)
+        else:
+            stop_process(s.proc, signal.SIGTERM, self.config.stop_grace)
+        s.proc = None
+
+    def restart_service(self, name: str, *, kill: bool = False) -> None:
+        self.stop_service(name, kill=kill)
+        self.start_service(name)
+
+    def __enter__(self) -> "Mesh":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # -- internals ---------------------------------------------------------------
+
+    def _service(self, name: str) -> _Service:
+        try:
+            return self._services[name]
+        except KeyError:
+            raise KeyError(f"unknown service {name!r}; known: {', '.join(self._services)}") from None
+
+    def _start_backends(self) -> None:
+        c = self.config
+        if not c.database_url:
+            self.postgres = self.postgres or EmbeddedPostgres(
+                self.data_dir / "postgres", host=c.host, log_path=self.log_dir / "postgres.log", fast=c.fast_postgres
+            )
+            self.postgres.start()
+        if not c.nats_url:
+            self.nats = self.nats or EmbeddedNats(self.data_dir / "nats", host=c.host, log_path=self.log_dir / "nats.log")
+            self.nats.start()
+
+    def _prepare(self) -> None:
+        """Create the SQL schema and JetStream streams (idempotent) before any service runs."""
+        try:
+            from graphmesh.setup import prepare
+        except ImportError as e:
+            # Only tolerate graphmesh.setup itself being absent, not a broken import inside it.
+            if e.name != "graphmesh.setup":
+                raise
+            log.warning("graphmesh.setup not found: skipping schema and stream setup")
+            return
+        run_coro(lambda: prepare(self.database_url, self.nats_url))
+
+    def _env(self, s: _Service) -> dict[str, str]:
+        c = self.config
+        env = {**os.environ, **c.extra_env}
+        env.update(
+            GRAPHMESH_DATABASE_URL=self.database_url,
+            GRAPHMESH_NATS_URL=self.nats_url,
+            GRAPHMESH_LISTEN=f"{c.host}:{s.port}",
+            GRAPHMESH_LOG_LEVEL=c.log_level,
+            PYTHONUNBUFFERED="1",  # logs reach the file as they happen
+        )
+        if c.manifest:
+            env["GRAPHMESH_CONFIG"] = str(Path(c.manifest).absolute())
+        if s.kind == "worker":
+            env["GRAPHMESH_WORKER_ID"] = s.name
+            env["GRAPHMESH_WORKER_CONCURRENCY"] = str(c.worker_concurrency)
+        return env
+
+    def _spawn(self, name: str) -> None:
+        s = self._service(name)
+        if s.proc is not None and s.proc.poll() is None:
+            return
+        if port_open(self.config.host, s.port):  # or the health check would greet a stranger
+            raise RuntimeError(f"cannot start {name}: {self.address(name)} is already in use")
+        path = self.log_path(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "ab") as out:
+            out.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {name} on {self.address(name)} ===\n".encode())
+            out.flush()
+            s.proc = subprocess.Popen(
+                self.commands[s.kind], cwd=REPO_ROOT, env=self._env(s), stdin=subprocess.DEVNULL,
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+
+    def _signal(self, s: _Service, sig: int) -> None:
+        try:
+            if s.proc is not None and s.proc.poll() is None:
+                os.kill(s.proc.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def _wait_serving(self, name: str) -> None:
+        s = self._service(name)
+        address = self.address(name)
+        deadline = time.monotonic() + self.config.ready_timeout
+        last = "no answer"
+        while time.monotonic() < deadline:
+            if s.proc is None or s.proc.poll() is not None:
+                code = None if s.proc is None else s.proc.returncode
+                raise RuntimeError(
+                    f"{name} exited (code {code}) before serving on {address}; "
+                    f"log {self.log_path(name)}:\n{log_tail(self.log_path(name))}"
+                )
+            last = _health_status(address)
+            if last == "SERVING":
+                return
+            time.sleep(0.1)
+        raise TimeoutError(
+            f"{name} not SERVING on {address} after {self.config.ready_timeout}s (last: {last}); "
+            f"log {self.log_path(name)}:\n{log_tail(self.log_path(name))}"
+        )
+
+
+def _health_status(address: str, timeout: float = 1.0) -> str:
+    """One grpc.health.v1 Check on the overall server (service ""): status name or error."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(address) as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
+        except grpc.RpcError as e:
+            return f"{e.code().name}: {e.details()}"
+    return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+
+
+__all__ = ["DEFAULT_COMMANDS", "Mesh", "MeshConfig", "REPO_ROOT"]

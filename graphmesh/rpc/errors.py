@@ -1,0 +1,76 @@
+"""One server interceptor that turns GraphmeshError into gRPC status codes, and one
+client helper that reads them back."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+import grpc
+from grpc.aio import AbortError
+
+from graphmesh.errors import GraphmeshError
+
+log = logging.getLogger(__name__)
+
+ERROR_CODE_KEY = "gm-error-code"
+RUN_ID_KEY = "gm-run-id"
+
+
+async def _abort(context: grpc.aio.ServicerContext, exc: Exception):
+    if isinstance(exc, GraphmeshError):
+        context.set_trailing_metadata(((ERROR_CODE_KEY, exc.code), (RUN_ID_KEY, exc.run_id)))
+        await context.abort(exc.status, exc.message)
+    ref = uuid.uuid4().hex[:12]
+    log.exception("unexpected error (ref %s)", ref)
+    await context.abort(grpc.StatusCode.INTERNAL, f"internal error (ref {ref}); see the service log")
+
+
+class ErrorInterceptor(grpc.aio.ServerInterceptor):
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        if handler.unary_unary:
+            behavior = handler.unary_unary
+
+            async def unary(request, context):
+                try:
+                    return await behavior(request, context)
+                except AbortError:
+                    raise
+                except Exception as exc:
+                    await _abort(context, exc)
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary, handler.request_deserializer, handler.response_serializer
+            )
+        if handler.unary_stream:
+            stream_behavior = handler.unary_stream
+
+            async def stream(request, context):
+                try:
+                    async for item in stream_behavior(request, context):
+                        yield item
+                except AbortError:
+                    raise
+                except Exception as exc:
+                    await _abort(context, exc)
+
+            return grpc.unary_stream_rpc_method_handler(
+                stream, handler.request_deserializer, handler.response_serializer
+            )
+        return handler
+
+
+def error_code(err: grpc.RpcError) -> str:
+    """The graphmesh error code carried by a failed call, or its gRPC status name."""
+    for key, value in err.trailing_metadata() or ():
+        if key == ERROR_CODE_KEY:
+            return value
+    return err.code().name
+
+
+async def abort_unimplemented(context: grpc.aio.ServicerContext, rpc: str) -> None:
+    """For RPCs of the contract that a later release implements."""
+    await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{rpc} is not implemented in this release")

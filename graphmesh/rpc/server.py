@@ -1,0 +1,58 @@
+"""Building and running a graphmesh gRPC server: interceptors, health, reflection,
+graceful shutdown on SIGTERM/SIGINT. Service modules only add their servicers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import Awaitable, Callable
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from graphmesh.rpc.errors import ErrorInterceptor
+
+log = logging.getLogger(__name__)
+
+
+class GrpcServer:
+    def __init__(self, listen: str, service_names: list[str]) -> None:
+        self.server = grpc.aio.server(
+            interceptors=[ErrorInterceptor()],
+            options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 16 * 1024 * 1024)],
+        )
+        self.health = HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        self._service_names = list(service_names)
+        reflection.enable_server_reflection(
+            [*service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+             reflection.SERVICE_NAME],
+            self.server,
+        )
+        self.port = self.server.add_insecure_port(listen)
+        if self.port == 0:
+            raise RuntimeError(f"cannot listen on {listen}")
+        self.address = f"{listen.rsplit(':', 1)[0]}:{self.port}"
+
+    async def set_serving(self, serving: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ["", *self._service_names]:
+            await self.health.set(name, status)
+
+    async def run(self, *, on_stop: Callable[[], Awaitable[None]] | None = None, grace: float = 5.0) -> None:
+        """Serves until SIGTERM or SIGINT, then runs on_stop (e.g. draining) and stops."""
+        await self.server.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        log.info("listening on %s", self.address)
+        await stop.wait()
+        log.info("stopping")
+        await self.set_serving(False)
+        if on_stop is not None:
+            await on_stop()
+        await self.server.stop(grace)

@@ -1,0 +1,122 @@
+"""Plain domain records the run store returns; services translate them to protos."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from graphmesh.store.statuses import RunStatus
+
+VERSION_FIELDS = (
+    "graph_version",
+    "prompt_version",
+    "model_route",
+    "tool_version",
+    "state_schema_version",
+)
+
+
+@dataclass(frozen=True)
+class RunError:
+    code: str
+    message: str
+    node: str = ""
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: str
+    thread_id: str
+    graph: str
+    versions: dict[str, str]
+    status: RunStatus
+    attempt: int
+    error: RunError | None
+    previous_errors: list[RunError]
+    owner: str
+    idempotency_key: str
+    metadata: dict[str, str]
+    input: Any
+    multitask_strategy: str
+    sync: bool
+    created_at: datetime
+    started_at: datetime | None
+    updated_at: datetime
+    finished_at: datetime | None
+    lease_owner: str | None = None
+    lease_epoch: int = 0
+    event_seq: int = 0
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> "RunRecord":
+        error = None
+        if row.get("error_code"):
+            error = RunError(row["error_code"], row["error_message"] or "", row["error_node"] or "")
+        return cls(
+            run_id=str(row["run_id"]),
+            thread_id=row["thread_id"],
+            graph=row["graph"],
+            versions={name: row[name] for name in VERSION_FIELDS},
+            status=RunStatus(row["status"]),
+            attempt=row["attempt"],
+            error=error,
+            previous_errors=[RunError(**e) for e in row["previous_errors"] or []],
+            owner=row["owner"],
+            idempotency_key=row["idempotency_key"] or "",
+            metadata=dict(row["metadata"] or {}),
+            input=row["input"],
+            multitask_strategy=row["multitask_strategy"],
+            sync=row["sync"],
+            created_at=row["created_at"],
+            started_at=row["started_at"],
+            updated_at=row["updated_at"],
+            finished_at=row["finished_at"],
+            lease_owner=row["lease_owner"],
+            lease_epoch=row["lease_epoch"],
+            event_seq=row["event_seq"],
+        )
+
+
+@dataclass(frozen=True)
+class NewRun:
+    """What CreateRun asks the store to record."""
+
+    graph: str
+    versions: dict[str, str]
+    thread_id: str
+    input: Any
+    owner: str = ""
+    idempotency_key: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
+    multitask_strategy: str = "reject"
+    sync: bool = False
+
+
+@dataclass(frozen=True)
+class CreateResult:
+    run: RunRecord
+    # False when an idempotency key matched an earlier run.
+    created: bool
+    # True when the run holds its thread and must be published to the work queue now.
+    dispatch: bool
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A worker's fenced hold on a run."""
+
+    run: RunRecord
+    epoch: int
+    # The sequence number of the RUNNING status event this claim emits.
+    event_seq: int
+    previous_status: RunStatus
+    # True when an earlier execution of this run already started (a crash or hand-back).
+    resumed: bool
+
+
+@dataclass(frozen=True)
+class TransitionResult:
+    run: RunRecord
+    # The next enqueued run on the thread, now holding it; publish its job.
+    next_run: RunRecord | None = None

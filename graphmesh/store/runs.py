@@ -1,0 +1,313 @@
+"""Run store: creates runs, hands out fenced leases, and enforces status transitions.
+
+Every status change goes through `transition` (or `claim`), which checks the table in
+statuses.py inside the UPDATE itself, so no service can move a run illegally.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any, AsyncIterator
+
+import psycopg
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from graphmesh.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from graphmesh.store.records import (
+    VERSION_FIELDS,
+    Claim,
+    CreateResult,
+    NewRun,
+    RunError,
+    RunRecord,
+    TransitionResult,
+)
+from graphmesh.store.statuses import TERMINAL, RunStatus, allowed_from
+
+
+class LeaseLost(Exception):
+    """The caller no longer holds the run: another worker took it, or it was cancelled."""
+
+
+SELECT_RUN = "SELECT * FROM gm_runs WHERE run_id = %s"
+SELECT_BY_IDEMPOTENCY_KEY = "SELECT * FROM gm_runs WHERE owner = %s AND idempotency_key = %s"
+ENSURE_THREAD = "INSERT INTO gm_threads (thread_id, graph) VALUES (%s, %s) ON CONFLICT DO NOTHING"
+LOCK_THREAD = "SELECT * FROM gm_threads WHERE thread_id = %s FOR UPDATE"
+SELECT_ACTIVE_RUN = "SELECT run_id, status FROM gm_runs WHERE run_id = %s"
+INSERT_RUN = f"""
+INSERT INTO gm_runs (run_id, thread_id, graph, {", ".join(VERSION_FIELDS)}, status, owner,
+    idempotency_key, metadata, input, multitask_strategy, sync, event_seq)
+VALUES (%(run_id)s, %(thread_id)s, %(graph)s, {", ".join(f"%({f})s" for f in VERSION_FIELDS)},
+    'QUEUED', %(owner)s, %(idempotency_key)s, %(metadata)s, %(input)s, %(multitask_strategy)s,
+    %(sync)s, 1)
+RETURNING *
+"""
+HOLD_THREAD = "UPDATE gm_threads SET active_run_id = %s, updated_at = now() WHERE thread_id = %s"
+
+# A claim succeeds only for the run that holds its thread, when it is queued or its
+# previous holder's lease ran out. The epoch fences every later write.
+CLAIM_RUN = """
+WITH old AS (
+    SELECT r.run_id, r.status, r.started_at FROM gm_runs r
+    JOIN gm_threads t ON t.thread_id = r.thread_id AND t.active_run_id = r.run_id
+    WHERE r.run_id = %(run_id)s
+      AND (r.status = 'QUEUED' OR (r.status = 'RUNNING' AND r.lease_expires_at < now()))
+    FOR UPDATE OF r
+)
+UPDATE gm_runs r SET status = 'RUNNING', lease_owner = %(worker)s,
+    lease_expires_at = now() + make_interval(secs => %(lease)s),
+    lease_epoch = r.lease_epoch + 1, started_at = coalesce(r.started_at, now()),
+    updated_at = now(), event_seq = greatest(r.event_seq, %(min_seq)s) + 1
+FROM old WHERE r.run_id = old.run_id
+RETURNING r.*, old.status AS previous_status, old.started_at AS previous_started_at
+"""
+RENEW_LEASE = """
+UPDATE gm_runs SET lease_expires_at = now() + make_interval(secs => %s)
+WHERE run_id = %s AND lease_epoch = %s AND status = 'RUNNING'
+"""
+TRANSITION = """
+UPDATE gm_runs SET status = %(target)s, updated_at = now(),
+    event_seq = greatest(event_seq + 1, %(event_seq)s),
+    error_code = %(error_code)s, error_message = %(error_message)s, error_node = %(error_node)s,
+    finished_at = CASE WHEN %(terminal)s THEN now() ELSE finished_at END,
+    lease_owner = CASE WHEN %(target)s = 'RUNNING' THEN lease_owner END,
+    lease_expires_at = CASE WHEN %(target)s = 'RUNNING' THEN lease_expires_at END
+WHERE run_id = %(run_id)s AND status = ANY(%(allowed)s)
+  AND (%(epoch)s::bigint IS NULL OR lease_epoch = %(epoch)s)
+RETURNING *
+"""
+# When a run ends, the oldest run queued behind it on the thread takes the thread.
+PASS_THREAD_ON = """
+UPDATE gm_threads SET updated_at = now(), active_run_id = (
+    SELECT run_id FROM gm_runs WHERE thread_id = %(thread_id)s AND status = 'QUEUED'
+      AND run_id <> %(run_id)s ORDER BY created_at, run_id LIMIT 1)
+WHERE thread_id = %(thread_id)s AND active_run_id = %(run_id)s
+RETURNING active_run_id
+"""
+# Runs Postgres says should progress but that no live worker holds.
+SELECT_ORPHANS = """
+SELECT r.* FROM gm_runs r JOIN gm_threads t ON t.active_run_id = r.run_id
+WHERE NOT r.sync AND r.updated_at < now() - make_interval(secs => %(quiet)s)
+  AND (r.status = 'QUEUED' OR (r.status = 'RUNNING' AND r.lease_expires_at < now()))
+ORDER BY r.updated_at LIMIT %(limit)s
+"""
+
+
+def _encode_page_token(created_at: datetime, run_id: str) -> str:
+    raw = json.dumps([created_at.isoformat(), run_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def _decode_page_token(token: str) -> tuple[datetime, str]:
+    try:
+        created, run_id = json.loads(base64.urlsafe_b64decode(token.encode()))
+        return datetime.fromisoformat(created), str(uuid.UUID(run_id))
+    except (ValueError, TypeError) as exc:
+        raise InvalidArgument("page_token is not a token this service issued") from exc
+
+
+def parse_run_id(run_id: str) -> str:
+    try:
+        return str(uuid.UUID(run_id))
+    except (ValueError, AttributeError, TypeError):
+        raise NotFound(f"run '{run_id}' not found (run ids are UUIDs)") from None
+
+
+class RunStore:
+    """Thin async I/O over the gm_runs and gm_threads tables."""
+
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self._pool = pool
+
+    @asynccontextmanager
+    async def _conn(self) -> AsyncIterator[psycopg.AsyncConnection]:
+        try:
+            async with self._pool.connection() as conn:
+                yield conn
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise Unavailable(f"Postgres is unreachable: {exc}".strip()) from exc
+
+    async def create_run(self, new: NewRun) -> CreateResult:
+        run_id = str(uuid.uuid4())
+        params = {
+            "run_id": run_id,
+            "thread_id": new.thread_id,
+            "graph": new.graph,
+            "owner": new.owner,
+            "idempotency_key": new.idempotency_key or None,
+            "metadata": Jsonb(new.metadata),
+            "input": Jsonb(new.input),
+            "multitask_strategy": new.multitask_strategy,
+            "sync": new.sync,
+            **{f: new.versions.get(f, "") for f in VERSION_FIELDS},
+        }
+        async with self._conn() as conn:
+            if new.idempotency_key:
+                existing = await self._by_idempotency_key(conn, new.owner, new.idempotency_key)
+                if existing:
+                    return CreateResult(existing, created=False, dispatch=False)
+            try:
+                async with conn.transaction():
+                    return await self._insert_run(conn, new, params)
+            except psycopg.errors.UniqueViolation:
+                # A concurrent CreateRun with the same idempotency key won the race.
+                existing = await self._by_idempotency_key(conn, new.owner, new.idempotency_key)
+                if existing is None:
+                    raise
+                return CreateResult(existing, created=False, dispatch=False)
+
+    async def _by_idempotency_key(self, conn, owner: str, key: str) -> RunRecord | None:
+        cur = await conn.execute(SELECT_BY_IDEMPOTENCY_KEY, (owner, key))
+        row = await cur.fetchone()
+        return RunRecord.from_row(row) if row else None
+
+    async def _insert_run(self, conn, new: NewRun, params: dict[str, Any]) -> CreateResult:
+        await conn.execute(ENSURE_THREAD, (new.thread_id, new.graph))
+        thread = await (await conn.execute(LOCK_THREAD, (new.thread_id,))).fetchone()
+        if thread["graph"] != new.graph:
+            raise FailedPrecondition(
+                f"thread '{new.thread_id}' belongs to graph '{thread['graph']}', not '{new.graph}'",
+                code="THREAD_GRAPH_MISMATCH",
+            )
+        active = thread["active_run_id"]
+        if active is not None and new.multitask_strategy != "enqueue":
+            row = await (await conn.execute(SELECT_ACTIVE_RUN, (active,))).fetchone()
+            raise FailedPrecondition(
+                f"thread '{new.thread_id}' is busy with run {active} ({row['status']}); "
+                "retry when it ends or use multitask_strategy=enqueue",
+                code="THREAD_BUSY",
+                run_id=str(active),
+            )
+        row = await (await conn.execute(INSERT_RUN, params)).fetchone()
+        if active is None:
+            await conn.execute(HOLD_THREAD, (params["run_id"], new.thread_id))
+        return CreateResult(RunRecord.from_row(row), created=True, dispatch=active is None)
+
+    async def get_run(self, run_id: str) -> RunRecord:
+        run_id = parse_run_id(run_id)
+        async with self._conn() as conn:
+            row = await (await conn.execute(SELECT_RUN, (run_id,))).fetchone()
+        if row is None:
+            raise NotFound(f"run '{run_id}' not found", run_id=run_id)
+        return RunRecord.from_row(row)
+
+    async def list_runs(
+        self,
+        *,
+        statuses: list[RunStatus] | None = None,
+        graph: str = "",
+        thread_id: str = "",
+        page_size: int = 50,
+        page_token: str = "",
+    ) -> tuple[list[RunRecord], str]:
+        where, args = [], []
+        if statuses:
+            where.append("status = ANY(%s)")
+            args.append([s.value for s in statuses])
+        if graph:
+            where.append("graph = %s")
+            args.append(graph)
+        if thread_id:
+            where.append("thread_id = %s")
+            args.append(thread_id)
+        if page_token:
+            created_at, run_id = _decode_page_token(page_token)
+            where.append("(created_at, run_id) < (%s, %s)")
+            args.extend([created_at, run_id])
+        sql = "SELECT * FROM gm_runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at DESC, run_id DESC LIMIT %s"
+        args.append(page_size + 1)
+        async with self._conn() as conn:
+            rows = await (await conn.execute(sql, args)).fetchall()
+        runs = [RunRecord.from_row(r) for r in rows[:page_size]]
+        next_token = ""
+        if len(rows) > page_size:
+            last = runs[-1]
+            next_token = _encode_page_token(last.created_at, last.run_id)
+        return runs, next_token
+
+    async def claim(
+        self, run_id: str, *, worker_id: str, lease_seconds: float, min_event_seq: int = 0
+    ) -> Claim | None:
+        """Takes the run for execution; None when it is not claimable (done, held, or queued
+        behind another run on its thread)."""
+        args = {"run_id": run_id, "worker": worker_id, "lease": lease_seconds, "min_seq": min_event_seq}
+        async with self._conn() as conn:
+            row = await (await conn.execute(CLAIM_RUN, args)).fetchone()
+        if row is None:
+            return None
+        run = RunRecord.from_row(row)
+        return Claim(
+            run=run,
+            epoch=run.lease_epoch,
+            event_seq=run.event_seq,
+            previous_status=RunStatus(row["previous_status"]),
+            resumed=row["previous_started_at"] is not None,
+        )
+
+    async def renew_lease(self, run_id: str, epoch: int, lease_seconds: float) -> bool:
+        async with self._conn() as conn:
+            cur = await conn.execute(RENEW_LEASE, (lease_seconds, run_id, epoch))
+            return cur.rowcount == 1
+
+    async def transition(
+        self,
+        run_id: str,
+        target: RunStatus,
+        *,
+        epoch: int | None,
+        event_seq: int = 0,
+        error: RunError | None = None,
+    ) -> TransitionResult:
+        """Moves a run to `target` if the transition table allows it. With an epoch, only
+        the lease holder may write; otherwise LeaseLost. Terminal statuses pass the thread
+        on to the next queued run, returned for dispatch."""
+        args = {
+            "run_id": run_id,
+            "target": target.value,
+            "allowed": allowed_from(target),
+            "epoch": epoch,
+            "event_seq": event_seq,
+            "terminal": target in TERMINAL,
+            "error_code": error.code if error else None,
+            "error_message": error.message if error else None,
+            "error_node": error.node if error else None,
+        }
+        async with self._conn() as conn:
+            async with conn.transaction():
+                row = await (await conn.execute(TRANSITION, args)).fetchone()
+                if row is None:
+                    raise LeaseLost(f"run {run_id} cannot move to {target.value} from here")
+                run = RunRecord.from_row(row)
+                next_run = None
+                if target in TERMINAL:
+                    held = await (
+                        await conn.execute(PASS_THREAD_ON, {"thread_id": run.thread_id, "run_id": run_id})
+                    ).fetchone()
+                    if held and held["active_run_id"] is not None:
+                        nxt = await (await conn.execute(SELECT_RUN, (held["active_run_id"],))).fetchone()
+                        next_run = RunRecord.from_row(nxt)
+        return TransitionResult(run, next_run)
+
+    async def orphans(self, *, quiet_seconds: float, limit: int = 100) -> list[RunRecord]:
+        async with self._conn() as conn:
+            rows = await (await conn.execute(SELECT_ORPHANS, {"quiet": quiet_seconds, "limit": limit})).fetchall()
+        return [RunRecord.from_row(r) for r in rows]
+
+    async def thread_graph(self, thread_id: str) -> tuple[str, str | None]:
+        """The graph a thread belongs to and its active run id."""
+        async with self._conn() as conn:
+            row = await (
+                await conn.execute("SELECT graph, active_run_id FROM gm_threads WHERE thread_id = %s", (thread_id,))
+            ).fetchone()
+        if row is None:
+            raise NotFound(f"thread '{thread_id}' not found")
+        active = row["active_run_id"]
+        return row["graph"], str(active) if active else None

@@ -1,0 +1,87 @@
+"""The run store's SQL schema as an ordered list of migrations.
+
+LangGraph's checkpoint tables are created by AsyncPostgresSaver.setup(); these are ours.
+Migrations run under an advisory lock, so concurrent starters are safe.
+"""
+
+from __future__ import annotations
+
+import psycopg
+
+# A process-wide lock key for schema changes ("graphmesh" in ASCII, folded to 63 bits).
+MIGRATION_LOCK_KEY = 0x67726170686D657368 & 0x7FFFFFFFFFFFFFFF
+
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE IF NOT EXISTS gm_schema_migrations (
+        version integer PRIMARY KEY,
+        applied_at timestamptz NOT NULL DEFAULT now()
+    )
+    """,
+    """
+    CREATE TABLE gm_threads (
+        thread_id text PRIMARY KEY,
+        graph text NOT NULL,
+        -- The run that holds the thread; NULL when idle. The one-run-per-thread rule lives here.
+        active_run_id uuid,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        updated_at timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE TABLE gm_runs (
+        run_id uuid PRIMARY KEY,
+        thread_id text NOT NULL REFERENCES gm_threads (thread_id),
+        graph text NOT NULL,
+        graph_version text NOT NULL,
+        prompt_version text NOT NULL DEFAULT '',
+        model_route text NOT NULL DEFAULT '',
+        tool_version text NOT NULL DEFAULT '',
+        state_schema_version text NOT NULL DEFAULT '',
+        status text NOT NULL CHECK (status IN ('QUEUED', 'RUNNING', 'PAUSED',
+            'WAITING_FOR_APPROVAL', 'COMPLETED', 'FAILED', 'CANCELLED')),
+        attempt integer NOT NULL DEFAULT 1,
+        error_code text,
+        error_message text,
+        error_node text,
+        previous_errors jsonb NOT NULL DEFAULT '[]',
+        owner text NOT NULL DEFAULT '',
+        idempotency_key text,
+        metadata jsonb NOT NULL DEFAULT '{}',
+        input jsonb,
+        multitask_strategy text NOT NULL DEFAULT 'reject',
+        sync boolean NOT NULL DEFAULT false,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        started_at timestamptz,
+        updated_at timestamptz NOT NULL DEFAULT now(),
+        finished_at timestamptz,
+        -- Fenced lease: a worker may write only while it holds lease_epoch.
+        lease_owner text,
+        lease_expires_at timestamptz,
+        lease_epoch bigint NOT NULL DEFAULT 0,
+        -- Last per-run event sequence number handed out.
+        event_seq bigint NOT NULL DEFAULT 0
+    );
+    CREATE UNIQUE INDEX gm_runs_idempotency ON gm_runs (owner, idempotency_key)
+        WHERE idempotency_key IS NOT NULL;
+    CREATE INDEX gm_runs_thread ON gm_runs (thread_id, created_at);
+    CREATE INDEX gm_runs_status ON gm_runs (status, created_at);
+    CREATE INDEX gm_runs_page ON gm_runs (created_at DESC, run_id DESC);
+    -- A second guard under the thread lock: never two progressing runs on one thread.
+    CREATE UNIQUE INDEX gm_runs_one_progressing_per_thread ON gm_runs (thread_id)
+        WHERE status IN ('RUNNING', 'PAUSED', 'WAITING_FOR_APPROVAL');
+    """,
+]
+
+
+async def migrate(conn: psycopg.AsyncConnection) -> int:
+    """Applies missing migrations; returns the schema version. Safe to call concurrently."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
+        await conn.execute(MIGRATIONS[0])
+        cur = await conn.execute("SELECT coalesce(max(version), 0) FROM gm_schema_migrations")
+        (current,) = await cur.fetchone()
+        for version, sql in enumerate(MIGRATIONS[1:], start=1):
+            if version <= current:
+                continue
+            await conn.execute(sql)
+            await conn.execute("INSERT INTO gm_schema_migrations (version) VALUES (%s)", (version,))
+        return len(MIGRATIONS) - 1

@@ -1,0 +1,248 @@
+"""Graph manifest: the dataclasses a graph's entry parses into, and the parsers.
+
+Two formats are accepted: graphmesh.yaml (full entries, strict: unknown keys are
+errors so a typo never silently falls back to a default) and langgraph.json
+(`{"graphs": {"name": "./mod.py:attr"}}`, each graph becoming version "1" with
+default settings, so a LangGraph project runs unchanged).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Mapping
+
+__all__ = [
+    "ManifestError",
+    "RetrySpec",
+    "NodePolicy",
+    "Limits",
+    "MigrationSpec",
+    "GraphSpec",
+    "parse_manifest",
+    "parse_langgraph_json",
+]
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+
+class ManifestError(ValueError):
+    """A manifest is malformed; the message names the file and the entry."""
+
+
+@dataclass(frozen=True)
+class RetrySpec:
+    max_attempts: int = 1
+    backoff_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class NodePolicy:
+    mutates: bool = False
+    requires_approval: bool = False
+    role: str = ""
+    approval_timeout_seconds: float | None = None  # None: waits indefinitely
+    retry: RetrySpec | None = None
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_steps: int = 25
+    run_timeout_seconds: float = 600
+    max_input_bytes: int = 262144
+    max_concurrent_runs: int = 0  # 0: unlimited
+
+
+@dataclass(frozen=True)
+class MigrationSpec:
+    """Upgrades a checkpoint's state from `from_schema` to the spec's schema version.
+
+    `path` is `module:function` (or `./file.py:function`); the function takes
+    the old state dict and returns the new one.
+    """
+
+    from_schema: str
+    path: str
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    name: str
+    version: str
+    path: str
+    description: str = ""
+    state_schema_version: str = "1"
+    prompt_version: str = ""
+    model_route: str = ""
+    tool_version: str = ""
+    sync_eligible: bool = False
+    limits: Limits = Limits()
+    nodes: Mapping[str, NodePolicy] = field(default_factory=lambda: MappingProxyType({}))
+    weight: int = 100  # rollout weight; the highest weight serves new runs
+    migrations: tuple[MigrationSpec, ...] = ()
+    base_dir: str = ""  # manifest directory: resolves ./file.py paths and joins sys.path
+
+    def versions(self) -> dict[str, str]:
+        return {
+            "graph_version": self.version,
+            "prompt_version": self.prompt_version,
+            "model_route": self.model_route,
+            "tool_version": self.tool_version,
+            "state_schema_version": self.state_schema_version,
+        }
+
+
+class _Ctx:
+    """Carries the file and entry being parsed so every error can name them."""
+
+    def __init__(self, source: str, entry: str) -> None:
+        self.source, self.entry = source, entry
+
+    def fail(self, msg: str) -> ManifestError:
+        return ManifestError(f"{self.source}: {self.entry}: {msg}")
+
+    def keys(self, d: Any, allowed: set[str], what: str) -> dict:
+        if not isinstance(d, dict):
+            raise self.fail(f"{what} must be a mapping, got {type(d).__name__}")
+        unknown = sorted(set(map(str, d)) - allowed)
+        if unknown:
+            raise self.fail(f"unknown key(s) in {what}: {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})")
+        return d
+
+    def text(self, d: dict, key: str, default: str | None = None, *, ident: bool = False) -> str:
+        v = d.get(key, default)
+        if v is None:
+            raise self.fail(f"missing required key '{key}'")
+        # YAML turns `version: 1` into an int; versions are labels, so accept it.
+        if isinstance(v, int) and not isinstance(v, bool):
+            v = str(v)
+        if not isinstance(v, str):
+            raise self.fail(f"'{key}' must be a string, got {type(v).__name__}")
+        if ident and not _NAME.match(v):
+            raise self.fail(f"'{key}' {v!r} must match {_NAME.pattern}")
+        return v
+
+    def flag(self, d: dict, key: str, default: bool) -> bool:
+        v = d.get(key, default)
+        if not isinstance(v, bool):
+            raise self.fail(f"'{key}' must be true or false, got {v!r}")
+        return v
+
+    def num(self, d: dict, key: str, default: Any, *, integer: bool = False,
+            minimum: float = 0, nullable: bool = False) -> Any:
+        v = d.get(key, default)
+        if v is None and nullable:
+            return None
+        ok = isinstance(v, int) if integer else isinstance(v, (int, float))
+        if not ok or isinstance(v, bool):
+            kind = "an integer" if integer else "a number"
+            raise self.fail(f"'{key}' must be {kind}{' or null' if nullable else ''}, got {v!r}")
+        if v < minimum:
+            raise self.fail(f"'{key}' must be >= {minimum}, got {v!r}")
+        return v
+
+
+_GRAPH_KEYS = {"name", "version", "path", "description", "state_schema_version", "prompt_version",
+               "model_route", "tool_version", "sync", "limits", "nodes", "weight", "migrations"}
+_LIMIT_KEYS = {"max_steps", "run_timeout_seconds", "max_input_bytes", "max_concurrent_runs"}
+_NODE_KEYS = {"mutates", "requires_approval", "role", "approval_timeout_seconds", "retry"}
+
+
+def _limits(c: _Ctx, d: Any) -> Limits:
+    d = c.keys(d or {}, _LIMIT_KEYS, "limits")
+    base = Limits()
+    return Limits(
+        max_steps=c.num(d, "max_steps", base.max_steps, integer=True, minimum=1),
+        run_timeout_seconds=c.num(d, "run_timeout_seconds", base.run_timeout_seconds, minimum=0.001),
+        max_input_bytes=c.num(d, "max_input_bytes", base.max_input_bytes, integer=True, minimum=1),
+        max_concurrent_runs=c.num(d, "max_concurrent_runs", base.max_concurrent_runs, integer=True),
+    )
+
+
+def _node(c: _Ctx, name: str, d: Any) -> NodePolicy:
+    d = c.keys(d or {}, _NODE_KEYS, f"nodes.{name}")
+    retry = None
+    if d.get("retry") is not None:
+        r = c.keys(d["retry"], {"max_attempts", "backoff_seconds"}, f"nodes.{name}.retry")
+        retry = RetrySpec(c.num(r, "max_attempts", 1, integer=True, minimum=1),
+                          float(c.num(r, "backoff_seconds", 0.0)))
+    policy = NodePolicy(
+        mutates=c.flag(d, "mutates", False),
+        requires_approval=c.flag(d, "requires_approval", False),
+        role=c.text(d, "role", ""),
+        approval_timeout_seconds=c.num(d, "approval_timeout_seconds", None, minimum=0.001, nullable=True),
+        retry=retry,
+    )
+    if policy.role and not policy.requires_approval:
+        raise c.fail(f"nodes.{name}: 'role' only applies with requires_approval: true")
+    return policy
+
+
+def _graph(c: _Ctx, d: Any, base_dir: str) -> GraphSpec:
+    d = c.keys(d, _GRAPH_KEYS, "graph entry")
+    name = c.text(d, "name", ident=True)
+    c.entry = f"graph '{name}'"
+    version = c.text(d, "version", ident=True)
+    c.entry = f"graph '{name}' version '{version}'"
+    path = c.text(d, "path")
+    if ":" not in path:
+        raise c.fail(f"'path' {path!r} must look like 'module:attribute' or './file.py:attribute'")
+    nodes = d.get("nodes") or {}
+    if not isinstance(nodes, dict):
+        raise c.fail(f"'nodes' must be a mapping of node name -> policy, got {type(nodes).__name__}")
+    migrations = d.get("migrations") or []
+    if not isinstance(migrations, list):
+        raise c.fail("'migrations' must be a list of {from_schema, path}")
+    migs = tuple(MigrationSpec(c.text(m, "from_schema"), c.text(m, "path"))
+                 for m in (c.keys(m, {"from_schema", "path"}, "migrations[]") for m in migrations))
+    return GraphSpec(
+        name=name, version=version, path=path,
+        description=c.text(d, "description", ""),
+        state_schema_version=c.text(d, "state_schema_version", "1"),
+        prompt_version=c.text(d, "prompt_version", ""),
+        model_route=c.text(d, "model_route", ""),
+        tool_version=c.text(d, "tool_version", ""),
+        sync_eligible=c.flag(d, "sync", False),
+        limits=_limits(c, d.get("limits")),
+        nodes=MappingProxyType({str(k): _node(c, str(k), v) for k, v in nodes.items()}),
+        weight=c.num(d, "weight", 100, integer=True),
+        migrations=migs,
+        base_dir=base_dir,
+    )
+
+
+def _no_duplicates(specs: list[GraphSpec], source: str) -> list[GraphSpec]:
+    seen: set[tuple[str, str]] = set()
+    for s in specs:
+        if (s.name, s.version) in seen:
+            raise ManifestError(f"{source}: graph '{s.name}' version '{s.version}' is declared twice")
+        seen.add((s.name, s.version))
+    return specs
+
+
+def parse_manifest(data: Any, source: str, base_dir: str) -> list[GraphSpec]:
+    """Parse a loaded graphmesh.yaml document."""
+    top = _Ctx(source, "top level")
+    data = top.keys(data, {"graphs"}, "manifest")
+    entries = data.get("graphs")
+    if not isinstance(entries, list) or not entries:
+        raise top.fail("'graphs' must be a non-empty list of graph entries")
+    specs = [_graph(_Ctx(source, f"graphs[{i}]"), e, base_dir) for i, e in enumerate(entries)]
+    return _no_duplicates(specs, source)
+
+
+def parse_langgraph_json(data: Any, source: str, base_dir: str) -> list[GraphSpec]:
+    """Parse a langgraph.json; other keys (dependencies, env...) are deploy-time and ignored."""
+    top = _Ctx(source, "top level")
+    graphs = data.get("graphs") if isinstance(data, dict) else None
+    if not isinstance(graphs, dict) or not graphs:
+        raise top.fail("langgraph.json needs a non-empty 'graphs' object of name -> './file.py:attr'")
+    specs = []
+    for name, value in graphs.items():
+        c = _Ctx(source, f"graph '{name}'")
+        # Newer langgraph.json also allows {"path": ..., "description": ...}.
+        entry = value if isinstance(value, dict) else {"path": value}
+        entry = c.keys(entry, {"path", "description"}, "graph entry")
+        specs.append(_graph(c, {"name": name, "version": "1", **entry}, base_dir))
+    return _no_duplicates(specs, source)

@@ -1,0 +1,288 @@
+"""The graph registry: which graphs and versions exist, their compiled code, and input checks.
+
+Graph code is imported lazily, on first use of a version, so a worker only pays
+for the versions it actually serves and a broken graph module fails its own runs
+with a clear message instead of taking the whole process down at start-up.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import importlib
+import importlib.util
+import json
+import os
+import sys
+import threading
+import types
+import typing
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from graphmesh.errors import FailedPrecondition, InvalidArgument, NotFound
+from graphs.manifest import (GraphSpec, Limits, ManifestError, MigrationSpec, NodePolicy, RetrySpec,
+                             parse_langgraph_json, parse_manifest)
+
+__all__ = ["Registry", "GraphSpec", "Limits", "NodePolicy", "RetrySpec", "MigrationSpec", "ManifestError"]
+
+_REPO_MANIFEST = Path(__file__).resolve().parent.parent / "graphmesh.yaml"
+_JSON_TYPES = {"string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,),
+               "object": (dict,), "array": (list, tuple), "null": (type(None),)}
+_PY_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean", dict: "object", list: "array"}
+
+
+class _InputSchema(typing.NamedTuple):
+    properties: dict[str, set[str] | None]  # key -> allowed JSON types (None: anything)
+    required: frozenset[str]
+    closed: bool  # unknown keys are errors
+
+
+class Registry:
+    def __init__(self, specs: list[GraphSpec], source: str = "") -> None:
+        self.source = source
+        self._specs = list(specs)
+        self._compiled: dict[tuple[str, str], tuple[Any, _InputSchema | None]] = {}
+        self._lock = threading.Lock()  # one import/compile per version, even under a thread pool
+
+    # -- loading -------------------------------------------------------------------------
+    @classmethod
+    def from_file(cls, path: str | Path) -> "Registry":
+        path = Path(path).resolve()
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as e:
+            raise ManifestError(f"{path}: cannot read manifest: {e.strerror or e}") from e
+        base = str(path.parent)
+        try:
+            if path.suffix == ".json":
+                return cls(parse_langgraph_json(json.loads(text), str(path), base), str(path))
+            return cls(parse_manifest(yaml.safe_load(text), str(path), base), str(path))
+        except (json.JSONDecodeError, yaml.YAMLError) as e:
+            raise ManifestError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {e}") from e
+
+    @classmethod
+    def default(cls) -> "Registry":
+        """GRAPHMESH_CONFIG, else the working directory's manifest, else the bundled examples."""
+        if env := os.environ.get("GRAPHMESH_CONFIG"):
+            return cls.from_file(env)
+        for candidate in (Path.cwd() / "graphmesh.yaml", Path.cwd() / "langgraph.json", _REPO_MANIFEST):
+            if candidate.is_file():
+                return cls.from_file(candidate)
+        raise ManifestError(f"no manifest found: set GRAPHMESH_CONFIG or add graphmesh.yaml to {Path.cwd()}")
+
+    # -- lookup --------------------------------------------------------------------------
+    def specs(self) -> list[GraphSpec]:
+        return list(self._specs)
+
+    def names(self) -> list[str]:
+        return list(dict.fromkeys(s.name for s in self._specs))
+
+    def versions(self, name: str) -> list[GraphSpec]:
+        """Every declared version of a graph, in manifest order."""
+        found = [s for s in self._specs if s.name == name]
+        if not found:
+            raise NotFound(f"graph '{name}' is not registered (known: {', '.join(self.names()) or 'none'})",
+                           code="GRAPH_NOT_FOUND")
+        return found
+
+    def get(self, name: str, version: str | None = None) -> GraphSpec:
+        """A version's spec; with no version, the one new runs use (highest weight, ties -> latest)."""
+        candidates = self.versions(name)
+        if version is None or version == "":
+            return max(reversed(candidates), key=lambda s: s.weight)  # max keeps the first of ties
+        for s in candidates:
+            if s.version == version:
+                return s
+        known = ", ".join(s.version for s in candidates)
+        raise NotFound(f"graph '{name}' has no version '{version}' (known: {known})", code="GRAPH_VERSION_NOT_FOUND")
+
+    # -- code ----------------------------------------------------------------------------
+    def compiled(self, name: str, version: str, *, checkpointer: Any = None) -> Any:
+        """The compiled graph (cached). With a checkpointer, a cheap copy bound to it."""
+        graph = self._load(self.get(name, version))[0]
+        return graph if checkpointer is None else graph.copy(update={"checkpointer": checkpointer})
+
+    def node_names(self, name: str, version: str) -> list[str]:
+        return [n for n in self.compiled(name, version).nodes if not n.startswith("__")]
+
+    def migrator(self, name: str, version: str, from_schema: str) -> Callable[[dict], dict] | None:
+        """The function upgrading state from `from_schema` to this version's schema, if declared."""
+        spec = self.get(name, version)
+        for m in spec.migrations:
+            if m.from_schema == from_schema:
+                return _import(m.path, spec.base_dir)
+        return None
+
+    def _load(self, spec: GraphSpec) -> tuple[Any, _InputSchema | None]:
+        key = (spec.name, spec.version)
+        if key in self._compiled:
+            return self._compiled[key]
+        with self._lock:
+            if key not in self._compiled:
+                graph = _compile(_import(spec.path, spec.base_dir), spec)
+                unknown = sorted(set(spec.nodes) - set(graph.nodes))
+                if unknown:  # a typo in a node policy must not silently drop an approval
+                    raise FailedPrecondition(
+                        f"graph '{spec.name}' version '{spec.version}': node policies name unknown node(s) "
+                        f"{', '.join(unknown)} (nodes: {', '.join(n for n in graph.nodes if n[:2] != '__')})",
+                        code="GRAPH_LOAD_FAILED")
+                self._compiled[key] = (graph, _input_schema(graph))
+        return self._compiled[key]
+
+    # -- input ---------------------------------------------------------------------------
+    def validate_input(self, spec: GraphSpec, value: object) -> dict:
+        """Check a run's input; returns it with integral floats (from protobuf Struct) made ints."""
+        where = f"graph '{spec.name}' version '{spec.version}'"
+        if not isinstance(value, dict):
+            raise InvalidArgument(f"input for {where} must be a JSON object, got {_json_type(value)}",
+                                  code="INPUT_NOT_OBJECT")
+        try:
+            size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+        except (TypeError, ValueError) as e:
+            raise InvalidArgument(f"input for {where} is not JSON-serialisable: {e}", code="INVALID_INPUT") from e
+        limit = spec.limits.max_input_bytes
+        if size > limit:
+            raise InvalidArgument(f"input for {where} is {size} bytes, over the limit max_input_bytes={limit}",
+                                  code="INPUT_TOO_LARGE")
+        schema = self._load(spec)[1]
+        if schema is None:
+            return dict(value)
+        problems, out = [], dict(value)
+        for key in sorted(schema.required - value.keys()):
+            problems.append(f"missing required key '{key}'")
+        if schema.closed and (unknown := sorted(value.keys() - schema.properties.keys())):
+            problems.append(f"unknown key(s) {', '.join(map(repr, unknown))} "
+                            f"(known: {', '.join(schema.properties) or 'none'})")
+        for key, v in value.items():
+            allowed = schema.properties.get(key)
+            if allowed is None or any(_is_type(v, t) for t in allowed):
+                continue
+            if "integer" in allowed and isinstance(v, float) and v.is_integer():
+                out[key] = int(v)  # protobuf Struct carries every number as a double
+                continue
+            problems.append(f"key '{key}' must be {' or '.join(sorted(allowed))}, got {_json_type(v)}")
+        if problems:
+            raise InvalidArgument(f"invalid input for {where}: {'; '.join(problems)}", code="INVALID_INPUT")
+        return out
+
+
+def _import(path: str, base_dir: str) -> Any:
+    """Resolve `module:attr` or `./file.py:attr` (relative to the manifest's directory)."""
+    target, _, attr = path.rpartition(":")
+    try:
+        if target.endswith(".py") or target.startswith((".", "/")):
+            file = (Path(base_dir) / target).resolve()
+            # A stable name (not hash()): the same file maps to the same module in every process.
+            mod_name = f"graphmesh_user_{hashlib.sha1(str(file).encode()).hexdigest()[:10]}_{file.stem}"
+            module = sys.modules.get(mod_name)
+            if module is None:
+                spec = importlib.util.spec_from_file_location(mod_name, file)
+                if spec is None or spec.loader is None or not file.is_file():
+                    raise FileNotFoundError(f"no such file {file}")
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[mod_name] = module  # registered first so dataclasses/pickle resolve it
+                try:
+                    spec.loader.exec_module(module)
+                except BaseException:
+                    sys.modules.pop(mod_name, None)
+                    raise
+        else:
+            if base_dir and base_dir not in sys.path:
+                sys.path.insert(0, base_dir)  # users' own modules live next to their manifest
+            module = importlib.import_module(target)
+        obj = module
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+        return obj
+    except Exception as e:
+        raise FailedPrecondition(f"cannot load '{path}': {type(e).__name__}: {e}", code="GRAPH_LOAD_FAILED") from e
+
+
+def _compile(obj: Any, spec: GraphSpec) -> Any:
+    from langgraph.graph import StateGraph
+    from langgraph.pregel import Pregel
+
+    if callable(obj) and not isinstance(obj, (StateGraph, Pregel)):
+        obj = obj()  # a zero-argument factory, as langgraph.json allows
+    if isinstance(obj, StateGraph):
+        # No checkpointer here: the worker binds its own per run (see compiled()).
+        return _with_retries(obj, spec).compile(name=spec.name)
+    if isinstance(obj, Pregel):
+        return obj
+    raise FailedPrecondition(f"'{spec.path}' is a {type(obj).__name__}, not a StateGraph or compiled graph",
+                             code="GRAPH_LOAD_FAILED")
+
+
+def _with_retries(builder: Any, spec: GraphSpec) -> Any:
+    """Apply the manifest's node retry specs (they override the code's) on a copy of the builder."""
+    from langgraph.types import RetryPolicy
+
+    retries = {n: p.retry for n, p in spec.nodes.items() if p.retry and n in builder.nodes}
+    if not retries:
+        return builder
+    clone = copy.copy(builder)  # the module's builder stays untouched for other versions
+    clone.nodes = dict(builder.nodes)
+    for node, r in retries.items():
+        policy = RetryPolicy(max_attempts=r.max_attempts, initial_interval=r.backoff_seconds,
+                             backoff_factor=2.0, jitter=False)  # default retry_on: transient errors only
+        clone.nodes[node] = dataclasses.replace(builder.nodes[node], retry_policy=policy)
+    return clone
+
+
+def _input_schema(graph: Any) -> _InputSchema | None:
+    builder = getattr(graph, "builder", None)
+    # Required keys only count when the graph declares a separate input schema: a
+    # plain state TypedDict lists every state key, yet LangGraph accepts partial input.
+    explicit = builder is not None and builder.input_schema is not builder.state_schema
+    try:
+        js = graph.get_input_jsonschema()
+    except Exception:
+        # pydantic rejects typing.TypedDict on Python < 3.12; read the annotations instead.
+        return _schema_from_hints(getattr(builder, "input_schema", None), explicit)
+    if js.get("type") != "object" or "properties" not in js:
+        return None  # not a dict-shaped input (e.g. functional API); only size is checked
+    defs = js.get("$defs", {})
+    props = {k: _allowed_types(p, defs) for k, p in js["properties"].items()}
+    required = frozenset(js.get("required", ())) if explicit else frozenset()
+    return _InputSchema(props, required, js.get("additionalProperties") is not True)
+
+
+def _allowed_types(prop: dict, defs: dict) -> set[str] | None:
+    if "$ref" in prop:
+        prop = defs.get(prop["$ref"].rsplit("/", 1)[-1], {})
+    if "type" in prop:
+        return {prop["type"]} if isinstance(prop["type"], str) else set(prop["type"])
+    if "anyOf" in prop:
+        parts = [_allowed_types(p, defs) for p in prop["anyOf"]]
+        return None if any(p is None for p in parts) else set().union(*parts)
+    return None
+
+
+def _schema_from_hints(td: Any, explicit: bool) -> _InputSchema | None:
+    if td is None or not hasattr(td, "__annotations__"):
+        return None
+    hints = typing.get_type_hints(td)
+    props: dict[str, set[str] | None] = {}
+    for key, hint in hints.items():
+        args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+        names = {_PY_TYPES.get(typing.get_origin(a) or a, "") if a is not type(None) else "null" for a in args}
+        props[key] = None if "" in names else names
+    required = frozenset(getattr(td, "__required_keys__", ())) if explicit else frozenset()
+    return _InputSchema(props, required, True)
+
+
+def _is_type(v: Any, json_type: str) -> bool:
+    if isinstance(v, bool) and json_type in ("integer", "number"):
+        return False  # bool is an int subclass in Python, not in JSON
+    return isinstance(v, _JSON_TYPES.get(json_type, object))
+
+
+def _json_type(v: Any) -> str:
+    for name in ("null", "boolean", "integer", "number", "string", "array", "object"):
+        if _is_type(v, name):
+            return name
+    return type(v).__name__

@@ -1,0 +1,1 @@
+"""graphmesh service processes; each is its own entry point."""

@@ -1,0 +1,1 @@
+"""services/api: RunService and GraphService, stateless and horizontally scalable."""

@@ -1,0 +1,147 @@
+"""RunService: translates protos to run-store calls and back."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime, timezone
+
+from google.protobuf import json_format
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+
+from graphmesh.bus import publish_event, publish_job, read_events, status_event
+from graphmesh.errors import InvalidArgument
+from graphmesh.execution import error_proto
+from graphmesh.jsonvalues import to_struct
+from graphmesh.rpc.convert import STRATEGY_NAMES, run_to_proto, status_from_proto, status_to_proto
+from graphmesh.store import TERMINAL, NewRun, RunRecord, RunStatus, RunStore
+from graphmesh.rpc.errors import abort_unimplemented
+from graphmesh.v1 import run_pb2, run_service_pb2 as pb, run_service_pb2_grpc
+from services.api.sync import SyncRunner
+
+log = logging.getLogger(__name__)
+
+MAX_PAGE_SIZE = 1000
+MAX_METADATA_BYTES = 16 * 1024
+# How long a stream waits for the terminal event of a run Postgres says has ended.
+LOST_EVENT_GRACE_SECONDS = 3.0
+
+
+def _quiet_for(run: RunRecord, seconds: float) -> bool:
+    return (datetime.now(timezone.utc) - run.updated_at).total_seconds() > seconds
+
+
+class RunServicer(run_service_pb2_grpc.RunServiceServicer):
+    def __init__(self, *, store: RunStore, js, registry, pool, sync_runner: SyncRunner) -> None:
+        self._store = store
+        self._js = js
+        self._registry = registry
+        self._pool = pool
+        self._sync = sync_runner
+
+    def _new_run(self, request, *, sync: bool) -> NewRun:
+        spec = self._registry.get(request.graph, getattr(request, "graph_version", "") or None)
+        if request.multitask_strategy not in STRATEGY_NAMES:
+            raise InvalidArgument(f"unknown multitask_strategy {request.multitask_strategy}")
+        strategy = STRATEGY_NAMES[request.multitask_strategy]
+        if strategy in ("interrupt", "rollback"):
+            raise InvalidArgument(f"multitask_strategy '{strategy}' is not supported yet; use reject or enqueue")
+        graph_input = json_format.MessageToDict(request.input) if request.HasField("input") else {}
+        graph_input = self._registry.validate_input(spec, graph_input)
+        if sum(len(k) + len(v) for k, v in request.metadata.items()) > MAX_METADATA_BYTES:
+            raise InvalidArgument(f"metadata exceeds the limit of {MAX_METADATA_BYTES} bytes")
+        return NewRun(
+            graph=spec.name,
+            versions=spec.versions(),
+            thread_id=request.thread_id or str(uuid.uuid4()),
+            input=graph_input,
+            idempotency_key=request.idempotency_key,
+            metadata=dict(request.metadata),
+            multitask_strategy=strategy,
+            sync=sync,
+        )
+
+    async def CreateRun(self, request, context):
+        result = await self._store.create_run(self._new_run(request, sync=False))
+        run = result.run
+        if result.created:
+            await publish_event(self._js, status_event(run.run_id, 1, status_to_proto(RunStatus.QUEUED)))
+        if result.dispatch:
+            await publish_job(self._js, run)
+        return pb.CreateRunResponse(run=run_to_proto(run))
+
+    async def InvokeRun(self, request, context):
+        new = self._new_run(request, sync=True)
+        spec = self._registry.get(new.graph, new.versions["graph_version"])
+        run, output = await self._sync.invoke(new, spec, context.time_remaining())
+        return pb.InvokeRunResponse(run=run_to_proto(run), output=to_struct(output))
+
+    async def GetRun(self, request, context):
+        return pb.GetRunResponse(run=run_to_proto(await self._store.get_run(request.run_id)))
+
+    async def ListRuns(self, request, context):
+        page_size = request.page_size or 50
+        if page_size > MAX_PAGE_SIZE:
+            raise InvalidArgument(f"page_size may be at most {MAX_PAGE_SIZE}")
+        statuses = []
+        for value in request.statuses:
+            if value not in run_pb2.RunStatus.values() or value == run_pb2.RUN_STATUS_UNSPECIFIED:
+                raise InvalidArgument(f"unknown run status {value}")
+            statuses.append(status_from_proto(value))
+        runs, token = await self._store.list_runs(
+            statuses=statuses, graph=request.graph, thread_id=request.thread_id,
+            page_size=page_size, page_token=request.page_token,
+        )
+        return pb.ListRunsResponse(runs=[run_to_proto(r) for r in runs], next_page_token=token)
+
+    async def StreamRun(self, request, context):
+        run = await self._store.get_run(request.run_id)
+        if run.event_seq and request.after_sequence >= run.event_seq and run.status in TERMINAL:
+            return  # the client has seen everything, terminal event included
+        async for event in read_events(self._js, run.run_id, after_sequence=request.after_sequence):
+            if event is None:
+                # Quiet stream: make sure a run that ended is never waited on forever, even
+                # if its last event was lost between Postgres and NATS.
+                run = await self._store.get_run(run.run_id)
+                if run.status in TERMINAL and _quiet_for(run, LOST_EVENT_GRACE_SECONDS):
+                    yield pb.StreamRunResponse(event=status_event(
+                        run.run_id, run.event_seq, status_to_proto(run.status),
+                        error=error_proto(run.error)))
+                    return
+                continue
+            yield pb.StreamRunResponse(event=event)
+            if event.WhichOneof("kind") == "status_changed" and \
+                    status_from_proto(event.status_changed.status) in TERMINAL:
+                return
+
+    async def GetThreadState(self, request, context):
+        if not request.thread_id:
+            raise InvalidArgument("thread_id is required")
+        graph_name, active_run = await self._store.thread_graph(request.thread_id)
+        spec = self._registry.get(graph_name)
+        graph = self._registry.compiled(spec.name, spec.version).copy(
+            update={"checkpointer": AsyncPostgresSaver(self._pool)})
+        state = await graph.aget_state({"configurable": {"thread_id": request.thread_id}})
+        response = pb.GetThreadStateResponse(
+            thread_id=request.thread_id,
+            values=to_struct(state.values or {}),
+            next=list(state.next),
+            active_run_id=active_run or "",
+        )
+        if state.config:
+            response.checkpoint_id = state.config["configurable"].get("checkpoint_id", "")
+        if state.metadata:
+            response.checkpoint_metadata.CopyFrom(to_struct(dict(state.metadata)))
+        return response
+
+    async def CancelRun(self, request, context):
+        await abort_unimplemented(context, "CancelRun")
+
+    async def RetryRun(self, request, context):
+        await abort_unimplemented(context, "RetryRun")
+
+    async def ResumeRun(self, request, context):
+        await abort_unimplemented(context, "ResumeRun")
+
+    async def GetRunTrace(self, request, context):
+        await abort_unimplemented(context, "GetRunTrace")

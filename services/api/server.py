@@ -1,0 +1,57 @@
+"""Wires the api process: RunService and GraphService over one pool and NATS connection."""
+
+from __future__ import annotations
+
+import asyncio
+
+from graphs.registry import Registry
+from graphmesh.bus import connect_nats
+from graphmesh.config import Settings
+from graphmesh.db import make_pool
+from graphmesh.execution import RunExecutor
+from graphmesh.logs import setup_logging
+from graphmesh.rpc.server import GrpcServer
+from graphmesh.store import RunStore
+from graphmesh.v1 import graph_service_pb2, graph_service_pb2_grpc, run_service_pb2, run_service_pb2_grpc
+from services.api.graphs import GraphServicer
+from services.api.reconciler import reconcile_forever
+from services.api.runs import RunServicer
+from services.api.sync import SyncRunner
+
+# A queued run quiet for this long without a holder is re-published.
+ORPHAN_QUIET_SECONDS = 30.0
+
+
+async def main() -> None:
+    settings = Settings.from_env()
+    setup_logging("api", settings.log_level)
+    registry = Registry.default()
+    pool = make_pool(settings.database_url, max_size=settings.db_pool_size)
+    await pool.open(wait=True, timeout=30)
+    nc = await connect_nats(settings.nats_url, name="graphmesh-api")
+    js = nc.jetstream()
+    store = RunStore(pool)
+    executor = RunExecutor(store=store, js=js, pool=pool, registry=registry, lease_seconds=settings.lease_seconds)
+    sync_runner = SyncRunner(store=store, js=js, pool=pool, registry=registry, executor=executor,
+                             lease_seconds=settings.lease_seconds)
+
+    names = [
+        run_service_pb2.DESCRIPTOR.services_by_name["RunService"].full_name,
+        graph_service_pb2.DESCRIPTOR.services_by_name["GraphService"].full_name,
+    ]
+    server = GrpcServer(settings.listen, names)
+    run_service_pb2_grpc.add_RunServiceServicer_to_server(
+        RunServicer(store=store, js=js, registry=registry, pool=pool, sync_runner=sync_runner), server.server)
+    graph_service_pb2_grpc.add_GraphServiceServicer_to_server(GraphServicer(registry), server.server)
+    reconciler = asyncio.create_task(reconcile_forever(
+        store, js, every_seconds=settings.reconcile_seconds, quiet_seconds=ORPHAN_QUIET_SECONDS))
+    await server.set_serving(True)
+
+    async def on_stop() -> None:
+        reconciler.cancel()
+
+    try:
+        await server.run(on_stop=on_stop)
+    finally:
+        await nc.drain()
+        await pool.close()

@@ -1,0 +1,70 @@
+"""InvokeRun: small graphs executed inside the request, bounded by the call's deadline.
+
+A sync run is an ordinary run record (same statuses, events and checkpoints) executed
+by the api process itself; if it outlasts the deadline it is stopped and recorded as
+FAILED with DEADLINE_EXCEEDED, never left behind as a ghost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+
+from graphmesh.bus import publish_event, status_event
+from graphmesh.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument
+from graphmesh.execution import RunExecutor
+from graphmesh.rpc.convert import status_to_proto
+from graphmesh.store import NewRun, RunError, RunRecord, RunStatus, RunStore
+
+# Part of the caller's deadline kept back to record the outcome and answer in time.
+DEADLINE_MARGIN_SECONDS = 0.05
+
+
+class SyncRunner:
+    def __init__(self, *, store: RunStore, js, pool, registry, executor: RunExecutor, lease_seconds: float) -> None:
+        self._store = store
+        self._js = js
+        self._pool = pool
+        self._registry = registry
+        self._executor = executor
+        self._lease_seconds = lease_seconds
+        self._holder = f"api-sync-{os.getpid()}"
+
+    async def invoke(self, new: NewRun, spec, time_remaining: float | None) -> tuple[RunRecord, Any]:
+        if not spec.sync_eligible:
+            raise FailedPrecondition(
+                f"graph '{spec.name}' is not sync-eligible; start it with CreateRun", code="NOT_SYNC_ELIGIBLE")
+        if new.multitask_strategy != "reject":
+            raise InvalidArgument("InvokeRun supports only multitask_strategy reject")
+        budget = spec.limits.run_timeout_seconds
+        if time_remaining is not None:
+            budget = min(budget, time_remaining - DEADLINE_MARGIN_SECONDS)
+        result = await self._store.create_run(new)
+        run = result.run
+        if not result.created:
+            return run, await self._values(run)
+        await publish_event(self._js, status_event(run.run_id, 1, status_to_proto(RunStatus.QUEUED)))
+        claim = await self._store.claim(run.run_id, worker_id=self._holder, lease_seconds=self._lease_seconds)
+        if claim is None:  # cannot happen for a run we just created and hold; be explicit anyway
+            raise FailedPrecondition(f"run {run.run_id} could not be started", run_id=run.run_id)
+        execution = asyncio.ensure_future(self._executor.execute(claim))
+        try:
+            final = await asyncio.wait_for(asyncio.shield(execution), timeout=max(budget, 0.001))
+        except TimeoutError:
+            execution.cancel()
+            await asyncio.gather(execution, return_exceptions=True)
+            message = f"synchronous run exceeded the call's deadline ({max(budget, 0):.3f} s)"
+            # Shielded: the outcome is recorded even if the caller has already gone.
+            await asyncio.shield(self._executor.finish(
+                claim.run, claim.epoch, RunStatus.FAILED, RunError("DEADLINE_EXCEEDED", message)))
+            raise DeadlineExceeded(message, run_id=run.run_id) from None
+        return final, await self._values(final)
+
+    async def _values(self, run: RunRecord) -> Any:
+        graph = self._registry.compiled(run.graph, run.versions["graph_version"]).copy(
+            update={"checkpointer": AsyncPostgresSaver(self._pool)})
+        state = await graph.aget_state({"configurable": {"thread_id": run.thread_id}})
+        return state.values or {}

@@ -1,0 +1,1 @@
+"""services/review: ReviewService, approvals and audit (the review loop is issue 3)."""

@@ -1,0 +1,1 @@
+"""services/worker: pulls runs from JetStream and executes them (WorkerService)."""

@@ -1,0 +1,129 @@
+"""Pulls run jobs from the shared JetStream consumer and executes up to `capacity` at once.
+
+A job is acked only after its run has rested (completed, failed, waiting); while it runs
+the message is kept alive with in-progress acks, so a healthy worker's long run is never
+delivered twice. Duplicates and stale jobs fail to claim the run and are simply acked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.errors import FetchTimeoutError
+
+from graphmesh.bus import parse_job
+from graphmesh.bus.streams import RUNS_STREAM, WORKER_CONSUMER
+from graphmesh.errors import Unavailable
+from graphmesh.execution import RunExecutor
+from graphmesh.store import LeaseLost, RunRecord, RunStatus, RunStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ActiveRun:
+    run: RunRecord
+    started_at: datetime
+    task: asyncio.Task
+    epoch: int
+    msg: Msg
+
+
+@dataclass
+class JobConsumer:
+    js: JetStreamContext
+    store: RunStore
+    executor: RunExecutor
+    worker_id: str
+    capacity: int
+    lease_seconds: float
+    active: dict[str, ActiveRun] = field(default_factory=dict)
+    draining: bool = False
+    runs_completed: int = 0
+    _slot_freed: asyncio.Event = field(default_factory=asyncio.Event)
+    _loop_task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        self._psub = await self.js.pull_subscribe_bind(WORKER_CONSUMER, stream=RUNS_STREAM)
+        self._loop_task = asyncio.create_task(self._pull_loop())
+
+    async def _pull_loop(self) -> None:
+        while not self.draining:
+            free = self.capacity - len(self.active)
+            if free <= 0:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+                continue
+            try:
+                msgs = await self._psub.fetch(free, timeout=1.0)
+            except (asyncio.TimeoutError, FetchTimeoutError):
+                continue
+            except Exception as exc:  # NATS reconnecting: wait, never crash the loop
+                log.warning("fetch failed: %s", exc)
+                await asyncio.sleep(0.5)
+                continue
+            for msg in msgs:
+                if self.draining:
+                    await msg.nak()
+                    continue
+                await self._start(msg)
+
+    async def _start(self, msg: Msg) -> None:
+        job = parse_job(msg.data)
+        try:
+            claim = await self.store.claim(job.run_id, worker_id=self.worker_id, lease_seconds=self.lease_seconds)
+        except Unavailable as exc:
+            log.warning("cannot claim run %s: %s", job.run_id, exc)
+            await msg.nak(delay=2)
+            return
+        if claim is None:
+            # Already done, held by a live worker, or a duplicate message.
+            await msg.ack()
+            return
+        task = asyncio.create_task(self._execute(claim, msg))
+        self.active[job.run_id] = ActiveRun(claim.run, datetime.now(timezone.utc), task, claim.epoch, msg)
+
+    async def _execute(self, claim, msg: Msg) -> None:
+        run_id = claim.run.run_id
+        try:
+            await self.executor.execute(claim, heartbeat=msg.in_progress)
+            self.runs_completed += 1
+            await msg.ack()
+        except LeaseLost:
+            log.warning("run %s was taken over; dropping this execution", run_id)
+            await msg.ack()
+        except asyncio.CancelledError:
+            # Drain deadline: hand the run back so another worker resumes it from its checkpoint.
+            await self._hand_back(claim, msg)
+        except Exception:
+            log.exception("run %s could not be recorded; leaving it for redelivery", run_id)
+            await msg.nak(delay=2)
+        finally:
+            self.active.pop(run_id, None)
+            self._slot_freed.set()
+
+    async def _hand_back(self, claim, msg: Msg) -> None:
+        try:
+            await self.store.transition(claim.run.run_id, RunStatus.QUEUED, epoch=claim.epoch)
+        except Exception as exc:
+            log.warning("could not hand back run %s: %s", claim.run.run_id, exc)
+        await msg.nak()
+
+    async def drain(self, grace_seconds: float) -> None:
+        """Takes no new runs, lets active ones finish within the grace period, then hands
+        the rest back to the queue."""
+        self.draining = True
+        self._slot_freed.set()
+        if self._loop_task:
+            await asyncio.gather(self._loop_task, return_exceptions=True)
+        tasks = [a.task for a in self.active.values()]
+        if tasks:
+            done, pending = await asyncio.wait(tasks, timeout=grace_seconds)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)

@@ -60,8 +60,15 @@ class _Service:
 
 
 class Mesh:
-    def __init__(self, config: MeshConfig, *, commands: dict[str, list[str]] | None = None):
+    def __init__(
+        self,
+        config: MeshConfig,
+        *,
+        commands: dict[str, list[str]] | None = None,
+        report: Callable[[str], None] | None = None,
+    ):
         self.config = config
+        self.report = report or log.info  # progress lines, e.g. what stop() shuts down
         self.data_dir = Path(config.data_dir).absolute()
         self.log_dir = self.data_dir / "logs"
         self.commands = {**DEFAULT_COMMANDS, **(commands or {})}
@@ -148,7 +155,7 @@ class Mesh:
 
     def stop(self, report: Callable[[str], None] | None = None) -> None:
         """Services first (they flush to NATS/Postgres), then NATS, then Postgres. Idempotent."""
-        say = report or log.info
+        say = report or self.report
         running = [s for s in self._services.values() if s.proc is not None]
         for s in running:  # signal all first so they shut down in parallel
             say(f"stopping {s.name} (pid {s.proc.pid})")

@@ -73,7 +73,7 @@ def _run_demo(api_address: str) -> None:
 def run(args) -> int:
     from graphmesh.mesh import Mesh
 
-    mesh = Mesh(_config(args))
+    mesh = Mesh(_config(args), report=lambda line: print(f"  {line}", flush=True))
     stop = threading.Event()
     interruptible = True
 
@@ -105,7 +105,7 @@ def run(args) -> int:
         finally:
             interruptible = False  # a second Ctrl-C during shutdown must not abort the cleanup
             print("shutting down ...", flush=True)
-            mesh.stop(report=lambda line: print(f"  {line}", flush=True))
+            mesh.stop()
             print("stopped", flush=True)
         return 0
     finally:

@@ -56,3 +56,4 @@ class GrpcServer:
         if on_stop is not None:
             await on_stop()
         await self.server.stop(grace)
+        log.info("stopped")

@@ -53,5 +53,5 @@ async def main() -> None:
     try:
         await server.run(on_stop=on_stop)
     finally:
-        await nc.drain()
+        await nc.close()  # drain() would wait out the pull subscription's lingering request
         await pool.close()

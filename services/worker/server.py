@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timezone
 
 from graphs.registry import Registry
@@ -15,6 +16,8 @@ from graphmesh.store import RunStore
 from graphmesh.v1 import worker_service_pb2, worker_service_pb2_grpc
 from services.worker.consumer import JobConsumer
 from services.worker.servicer import WorkerServicer
+
+log = logging.getLogger(__name__)
 
 DRAIN_GRACE_SECONDS = 30.0
 
@@ -40,8 +43,10 @@ async def main() -> None:
     await server.set_serving(True)
 
     async def on_stop() -> None:
+        log.info("draining")
         await consumer.drain(DRAIN_GRACE_SECONDS)
-        await nc.drain()
+        log.info("drained")
+        await nc.close()  # drain() would wait out the pull subscription's lingering request
         await pool.close()
 
     await server.run(on_stop=on_stop)

@@ -1,6 +1,6 @@
 """NATS JetStream: the work queue, per-run event logs and approval events."""
 
-from graphmesh.bus.connection import connect_nats
+from graphmesh.bus.connection import connect_nats, require_connected
 from graphmesh.bus.events import last_sequence, make_event, publish_event, read_events, status_event
 from graphmesh.bus.jobs import parse_job, publish_job
 from graphmesh.bus.streams import ensure_streams
@@ -14,5 +14,6 @@ __all__ = [
     "publish_event",
     "publish_job",
     "read_events",
+    "require_connected",
     "status_event",
 ]

@@ -38,3 +38,9 @@ async def connect_nats(url: str, *, name: str, connect_timeout: float = 5.0) -> 
         )
     except Exception as exc:  # nats raises several unrelated types for "cannot connect"
         raise Unavailable(f"NATS is unreachable at {url}: {exc}") from exc
+
+
+def require_connected(nc: NATS) -> None:
+    """Refuses work up front while NATS is away, so nothing half-created is left behind."""
+    if not nc.is_connected:
+        raise Unavailable("NATS is unreachable; nothing was created, retry shortly")

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from google.protobuf import json_format
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
-from graphmesh.bus import publish_event, publish_job, read_events, status_event
+from graphmesh.bus import publish_event, publish_job, read_events, require_connected, status_event
 from graphmesh.errors import InvalidArgument
 from graphmesh.execution import error_proto
 from graphmesh.jsonvalues import to_struct
@@ -32,9 +32,10 @@ def _quiet_for(run: RunRecord, seconds: float) -> bool:
 
 
 class RunServicer(run_service_pb2_grpc.RunServiceServicer):
-    def __init__(self, *, store: RunStore, js, registry, pool, sync_runner: SyncRunner) -> None:
+    def __init__(self, *, store: RunStore, nc, registry, pool, sync_runner: SyncRunner) -> None:
         self._store = store
-        self._js = js
+        self._nc = nc
+        self._js = nc.jetstream()
         self._registry = registry
         self._pool = pool
         self._sync = sync_runner
@@ -62,16 +63,23 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
         )
 
     async def CreateRun(self, request, context):
-        result = await self._store.create_run(self._new_run(request, sync=False))
+        new = self._new_run(request, sync=False)
+        require_connected(self._nc)
+        result = await self._store.create_run(new)
         run = result.run
-        if result.created:
-            await publish_event(self._js, status_event(run.run_id, 1, status_to_proto(RunStatus.QUEUED)))
-        if result.dispatch:
-            await publish_job(self._js, run)
+        try:
+            if result.created:
+                await publish_event(self._js, status_event(run.run_id, 1, status_to_proto(RunStatus.QUEUED)))
+            if result.dispatch:
+                await publish_job(self._js, run)
+        except Exception as exc:
+            # The run is committed, so it is accepted: the reconciler dispatches it later.
+            log.warning("run %s committed but not yet published: %s", run.run_id, exc)
         return pb.CreateRunResponse(run=run_to_proto(run))
 
     async def InvokeRun(self, request, context):
         new = self._new_run(request, sync=True)
+        require_connected(self._nc)
         spec = self._registry.get(new.graph, new.versions["graph_version"])
         run, output = await self._sync.invoke(new, spec, context.time_remaining())
         return pb.InvokeRunResponse(run=run_to_proto(run), output=to_struct(output))

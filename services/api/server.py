@@ -41,7 +41,7 @@ async def main() -> None:
     ]
     server = GrpcServer(settings.listen, names)
     run_service_pb2_grpc.add_RunServiceServicer_to_server(
-        RunServicer(store=store, js=js, registry=registry, pool=pool, sync_runner=sync_runner), server.server)
+        RunServicer(store=store, nc=nc, registry=registry, pool=pool, sync_runner=sync_runner), server.server)
     graph_service_pb2_grpc.add_GraphServiceServicer_to_server(GraphServicer(registry), server.server)
     reconciler = asyncio.create_task(reconcile_forever(
         store, js, every_seconds=settings.reconcile_seconds, quiet_seconds=ORPHAN_QUIET_SECONDS))

@@ -22,6 +22,7 @@ def percentile(values: list[float], q: float) -> float:
 class Sample:
     first_event_s: float  # request sent -> first event received
     completed_s: float  # request sent -> terminal (completed) event received
+    first_node_s: float | None = None  # mesh only: request sent -> first node event (not QUEUED/RUNNING)
 
 
 @dataclass
@@ -42,6 +43,7 @@ class PhaseResult:
     def summary(self) -> dict:
         first = [s.first_event_s * 1000 for s in self.samples]
         done = [s.completed_s * 1000 for s in self.samples]
+        node = [s.first_node_s * 1000 for s in self.samples if s.first_node_s is not None]
         return {
             "name": self.name,
             "description": self.description,
@@ -55,18 +57,20 @@ class PhaseResult:
                              "p99": _r(percentile(done, 99)), "mean": _r(sum(done) / len(done) if done else math.nan)},
             "first_event_ms": {"p50": _r(percentile(first, 50)), "p90": _r(percentile(first, 90)),
                                "p99": _r(percentile(first, 99)), "mean": _r(sum(first) / len(first) if first else math.nan)},
+            **({"first_node_event_ms": {"p50": _r(percentile(node, 50)), "p99": _r(percentile(node, 99))}}
+               if node else {}),
             **({"extra": self.extra} if self.extra else {}),
         }
 
     def to_json(self) -> dict:
         d = asdict(self)
-        d["samples"] = [[s.first_event_s, s.completed_s] for s in self.samples]
+        d["samples"] = [[s.first_event_s, s.completed_s, s.first_node_s] for s in self.samples]
         return d
 
     @classmethod
     def from_json(cls, d: dict) -> "PhaseResult":
         d = dict(d)
-        d["samples"] = [Sample(a, b) for a, b in d["samples"]]
+        d["samples"] = [Sample(*row) for row in d["samples"]]
         return cls(**d)
 
 

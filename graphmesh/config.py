@@ -30,6 +30,8 @@ class Settings:
     ack_wait_seconds: float = 30.0
     # Per-process database connections.
     db_pool_size: int = 20
+    # How long a call waits for a database connection before answering UNAVAILABLE.
+    db_timeout_seconds: float = 5.0
     # Every reconcile_seconds, runs that should progress but have no live lease are re-published.
     reconcile_seconds: float = 5.0
 
@@ -47,5 +49,6 @@ class Settings:
             lease_seconds=float(_env("LEASE_SECONDS", str(defaults.lease_seconds))),
             ack_wait_seconds=float(_env("ACK_WAIT_SECONDS", str(defaults.ack_wait_seconds))),
             db_pool_size=int(_env("DB_POOL_SIZE", str(defaults.db_pool_size))),
+            db_timeout_seconds=float(_env("DB_TIMEOUT_SECONDS", str(defaults.db_timeout_seconds))),
             reconcile_seconds=float(_env("RECONCILE_SECONDS", str(defaults.reconcile_seconds))),
         )

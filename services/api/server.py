@@ -26,7 +26,8 @@ async def main() -> None:
     settings = Settings.from_env()
     setup_logging("api", settings.log_level)
     registry = Registry.default()
-    pool = make_pool(settings.database_url, max_size=settings.db_pool_size)
+    pool = make_pool(settings.database_url, max_size=settings.db_pool_size,
+                     timeout=settings.db_timeout_seconds)
     await pool.open(wait=True, timeout=30)
     nc = await connect_nats(settings.nats_url, name="graphmesh-api")
     js = nc.jetstream()

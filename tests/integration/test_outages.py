@@ -1,0 +1,114 @@
+"""Postgres or NATS unreachable: clear UNAVAILABLE errors, no crash, recovery by itself.
+
+Uses its own small mesh, since it stops the shared backends."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+
+import grpc
+import pytest
+from google.protobuf import struct_pb2
+
+from graphmesh.client import api_client
+from graphmesh.mesh import Mesh, MeshConfig
+from graphmesh.v1 import run_pb2, run_service_pb2 as pb
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+
+@pytest.fixture(scope="module")
+def outage_mesh():
+    root = tempfile.mkdtemp(prefix="graphmesh-outage-")
+    mesh = Mesh(MeshConfig(
+        data_dir=root, api_port=0, review_port=0, worker_base_port=0, workers=1, fast_postgres=True,
+        extra_env={"GRAPHMESH_DB_TIMEOUT_SECONDS": "2"},
+    ))
+    try:
+        mesh.start()
+        yield mesh
+    finally:
+        mesh.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _tiny_request(text: str = "outage") -> pb.CreateRunRequest:
+    graph_input = struct_pb2.Struct()
+    graph_input.update({"text": text})
+    return pb.CreateRunRequest(graph="tiny", input=graph_input)
+
+
+def _create_eventually(client, timeout: float = 60.0) -> run_pb2.Run:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return client.runs.CreateRun(_tiny_request(), timeout=10).run
+        except grpc.RpcError as err:
+            if err.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def _wait_completed(client, run_id: str, timeout: float = 60.0) -> run_pb2.Run:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = client.runs.GetRun(pb.GetRunRequest(run_id=run_id), timeout=10).run
+        if run.status == run_pb2.RUN_STATUS_COMPLETED:
+            return run
+        time.sleep(0.2)
+    raise AssertionError(f"run {run_id} did not complete: {run}")
+
+
+def _api_alive(mesh: Mesh) -> bool:
+    stub = health_pb2_grpc.HealthStub(grpc.insecure_channel(mesh.api_address))
+    return stub.Check(health_pb2.HealthCheckRequest(), timeout=5).status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_postgres_down_answers_unavailable_then_recovers(outage_mesh):
+    client = api_client(outage_mesh.api_address)
+    before = _create_eventually(client)
+    _wait_completed(client, before.run_id)
+
+    outage_mesh.postgres.stop()
+    try:
+        with pytest.raises(grpc.RpcError) as info:
+            client.runs.CreateRun(_tiny_request(), timeout=20)
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "Postgres" in info.value.details()
+        with pytest.raises(grpc.RpcError) as info:
+            client.runs.GetRun(pb.GetRunRequest(run_id=before.run_id), timeout=20)
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert _api_alive(outage_mesh)
+    finally:
+        outage_mesh.postgres.start()
+
+    after = _create_eventually(client)
+    _wait_completed(client, after.run_id)
+    # The earlier run survived the outage.
+    assert client.runs.GetRun(pb.GetRunRequest(run_id=before.run_id)).run.status == run_pb2.RUN_STATUS_COMPLETED
+
+
+def test_nats_down_answers_unavailable_then_recovers(outage_mesh):
+    client = api_client(outage_mesh.api_address)
+    outage_mesh.nats.stop()
+    try:
+        deadline = time.monotonic() + 20
+        while True:  # the api notices the disconnect within moments
+            try:
+                client.runs.CreateRun(_tiny_request(), timeout=10)
+            except grpc.RpcError as err:
+                assert err.code() == grpc.StatusCode.UNAVAILABLE, err.details()
+                assert "NATS" in err.details()
+                break
+            assert time.monotonic() < deadline, "CreateRun kept succeeding with NATS down"
+            time.sleep(0.2)
+        assert _api_alive(outage_mesh)
+    finally:
+        outage_mesh.nats.start()
+
+    run = _create_eventually(client)
+    completed = _wait_completed(client, run.run_id)
+    events = [r.event for r in client.runs.StreamRun(pb.StreamRunRequest(run_id=completed.run_id), timeout=30)]
+    assert [e.sequence for e in events] == list(range(1, len(events) + 1))
+    assert events[-1].status_changed.status == run_pb2.RUN_STATUS_COMPLETED

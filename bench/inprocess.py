@@ -116,9 +116,11 @@ async def run_variant(variant: str, url: str, runs: int, concurrency: int, warmu
 
         if warmup:
             await drive(warmup, concurrency, run_one)
+        cpu0 = time.process_time()
         samples, failed, wall = await drive(runs, concurrency, run_one)
+        cpu = time.process_time() - cpu0
         return PhaseResult(variant, desc, runs, concurrency, wall, failed, samples,
-                           extra={"pid": os.getpid()})
+                           extra={"cpu_s": {"python": round(cpu, 3)}})
     finally:
         for conn in held:
             await pool.putconn(conn)

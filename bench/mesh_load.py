@@ -17,7 +17,9 @@ from bench.stats import PhaseResult, Sample
 TERMINAL_NAMES = {"RUN_STATUS_COMPLETED", "RUN_STATUS_FAILED", "RUN_STATUS_CANCELLED"}
 
 
-async def mesh_phase(address: str, runs: int, concurrency: int, warmup: int) -> PhaseResult:
+async def mesh_phase(address: str, runs: int, concurrency: int, warmup: int,
+                     on_measure=None) -> PhaseResult:
+    """on_measure(True) is called when the measured runs start, on_measure(False) when they end."""
     from graphmesh.client import async_api_client
     from graphmesh.jsonvalues import to_struct
     from graphmesh.v1 import run_pb2
@@ -55,7 +57,11 @@ async def mesh_phase(address: str, runs: int, concurrency: int, warmup: int) -> 
     try:
         if warmup:
             await drive(warmup, concurrency, run_one)
+        if on_measure:
+            on_measure(True)
         samples, failed, wall = await drive(runs, concurrency, run_one)
+        if on_measure:
+            on_measure(False)
     finally:
         for c in clients:
             await c.channel.close()

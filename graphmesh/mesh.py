@@ -38,7 +38,7 @@ class MeshConfig:
     host: str = "127.0.0.1"
     api_port: int = 50051  # 0 = free port
     review_port: int = 50052
-    worker_base_port: int = 50061  # worker i listens on base+i; 0 = free ports
+    worker_base_port: int = 50061  # worker-1 listens on base, worker-2 on base+1, ...; 0 = free ports
     workers: int = 2
     worker_concurrency: int = 8
     database_url: str | None = None  # external Postgres: don't start our own
@@ -83,7 +83,7 @@ class Mesh:
         c = self.config
         # Ports are fixed once so restarts keep every address stable.
         wanted = [c.api_port, c.review_port] + [
-            c.worker_base_port + i if c.worker_base_port else 0 for i in range(1, c.workers + 1)
+            c.worker_base_port + i if c.worker_base_port else 0 for i in range(c.workers)
         ]
         spare = iter(free_ports(wanted.count(0), c.host))
         ports = [p or next(spare) for p in wanted]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 
-import nats
 from nats.aio.client import Client as NATS
 
 from graphmesh.errors import Unavailable
@@ -18,14 +17,17 @@ async def connect_nats(url: str, *, name: str, connect_timeout: float = 5.0) -> 
     async def on_error(exc: Exception) -> None:
         log.warning("nats error: %s", exc)
 
+    nc = NATS()
+
     async def on_disconnected() -> None:
-        log.warning("nats disconnected from %s", url)
+        if not nc.is_closed:  # a deliberate close is not news
+            log.warning("nats disconnected from %s", url)
 
     async def on_reconnected() -> None:
         log.info("nats reconnected to %s", url)
 
     try:
-        return await nats.connect(
+        await nc.connect(
             url,
             name=name,
             connect_timeout=connect_timeout,
@@ -36,6 +38,7 @@ async def connect_nats(url: str, *, name: str, connect_timeout: float = 5.0) -> 
             disconnected_cb=on_disconnected,
             reconnected_cb=on_reconnected,
         )
+        return nc
     except Exception as exc:  # nats raises several unrelated types for "cannot connect"
         raise Unavailable(f"NATS is unreachable at {url}: {exc}") from exc
 

@@ -44,6 +44,13 @@ def run_details(run: run_pb2.Run) -> str:
     return "\n".join(lines)
 
 
+def _plain(value):
+    # Struct carries every number as a double; show whole numbers as integers.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def event_line(event: run_pb2.RunEvent) -> str:
     kind = event.WhichOneof("kind")
     body = getattr(event, kind)
@@ -63,7 +70,7 @@ def event_line(event: run_pb2.RunEvent) -> str:
             pct = float(data.get("progress") or 0) * 100
             bar = "#" * int(pct / 5)
             rest = {k: v for k, v in data.items() if k not in ("progress",)}
-            text = f"    [{bar:<20}] {pct:3.0f}%  " + " ".join(f"{k}={v}" for k, v in rest.items())
+            text = f"    [{bar:<20}] {pct:3.0f}%  " + " ".join(f"{k}={_plain(v)}" for k, v in rest.items())
         else:
             text = f"    {body.node}: {json.dumps(data)}"
     elif kind == "approval_requested":

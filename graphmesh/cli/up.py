@@ -17,7 +17,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--api-port", type=int, default=50051, help="0 = any free port")
     p.add_argument("--review-port", type=int, default=50052, help="0 = any free port")
-    p.add_argument("--worker-base-port", type=int, default=50061, help="worker i listens on base+i; 0 = free ports")
+    p.add_argument("--worker-base-port", type=int, default=50061, help="worker-1 listens here, worker-2 on the next port, ...; 0 = free ports")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--worker-concurrency", type=int, default=8)
     p.add_argument("--config", type=Path, default=None, help="graph manifest (default: graphmesh.yaml)")

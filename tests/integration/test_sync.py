@@ -96,10 +96,10 @@ def test_invoke_deadline_leaves_failed_run_not_ghost(client):
         # Settled: no run, or only runs in a terminal status. A ghost QUEUED/RUNNING run fails here.
         def settled():
             runs = list_all_runs(client, thread_id=thread)
-            return runs if all(r.status in TERMINAL for r in runs) else None
+            return (runs,) if all(r.status in TERMINAL for r in runs) else None
 
         try:
-            runs = wait_for(settled, 10, message=f"runs on {thread} to settle")
+            (runs,) = wait_for(settled, 10, message=f"runs on {thread} to settle")
         except AssertionError:
             runs = list_all_runs(client, thread_id=thread)
             pytest.fail(f"timeout={timeout}: call failed with {result} but left a ghost run: "

@@ -32,6 +32,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from bench.cpu import CpuMeter  # noqa: E402
 from bench.stats import PhaseResult, Sample  # noqa: E402
 
 GRAPH, GRAPH_VERSION = "tiny", "1"
@@ -77,7 +78,8 @@ async def timed_stream(graph, i: int) -> Sample:
     return Sample((first or done) - t0, done - t0)
 
 
-async def run_variant(variant: str, url: str, runs: int, concurrency: int, warmup: int) -> PhaseResult:
+async def run_variant(variant: str, url: str, runs: int, concurrency: int, warmup: int,
+                      postgres_pid: int | None = None) -> PhaseResult:
     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
     from graphmesh.db import make_pool
@@ -116,11 +118,11 @@ async def run_variant(variant: str, url: str, runs: int, concurrency: int, warmu
 
         if warmup:
             await drive(warmup, concurrency, run_one)
-        cpu0 = time.process_time()
+        meter = CpuMeter({"in-process": os.getpid(), "postgres": postgres_pid})
+        meter.start()
         samples, failed, wall = await drive(runs, concurrency, run_one)
-        cpu = time.process_time() - cpu0
         return PhaseResult(variant, desc, runs, concurrency, wall, failed, samples,
-                           extra={"cpu_s": {"python": round(cpu, 3)}})
+                           extra={"cpu_s": meter.stop()})
     finally:
         for conn in held:
             await pool.putconn(conn)
@@ -133,7 +135,8 @@ VARIANTS = {"naive": ["naive"], "fastest": ["saver-per-run", "saver-per-connecti
 async def main_async(args) -> list[dict]:
     out = []
     for variant in VARIANTS.get(args.mode, [args.mode]):
-        out.append((await run_variant(variant, args.database_url, args.runs, args.concurrency, args.warmup)).to_json())
+        out.append((await run_variant(variant, args.database_url, args.runs, args.concurrency, args.warmup,
+                                       args.postgres_pid)).to_json())
     return out
 
 
@@ -144,6 +147,7 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=200)
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--postgres-pid", type=int, help="postmaster pid, to count Postgres CPU")
     args = p.parse_args()
     os.chdir(REPO_ROOT)  # Registry.default() looks for graphmesh.yaml here
     result = asyncio.run(main_async(args))

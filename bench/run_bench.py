@@ -34,6 +34,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from bench.cpu import CpuMeter  # noqa: E402
 from bench.stats import PhaseResult  # noqa: E402
 
 
@@ -63,10 +64,10 @@ def machine_info() -> dict:
     }
 
 
-def run_inprocess(database_url: str, mode: str, args) -> list[PhaseResult]:
+def run_inprocess(database_url: str, mode: str, args, postgres_pid: int | None) -> list[PhaseResult]:
     cmd = [sys.executable, str(REPO_ROOT / "bench" / "inprocess.py"), "--database-url", database_url,
            "--mode", mode, "--runs", str(args.runs), "--concurrency", str(args.concurrency),
-           "--warmup", str(args.warmup)]
+           "--warmup", str(args.warmup)] + (["--postgres-pid", str(postgres_pid)] if postgres_pid else [])
     proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
         raise RuntimeError(f"in-process phase {mode} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
@@ -108,6 +109,15 @@ def render(report: dict) -> str:
         lines.append(f"(mesh first event = the QUEUED status event; first node event: p50 {_fmt(fn['p50'])} ms, "
                      f"p99 {_fmt(fn['p99'])} ms)")
     lines.append("")
+    cpu_rows = [(label, r) for label, r in rows if r.get("extra", {}).get("cpu_s") and label != "in-process fastest"]
+    if cpu_rows:
+        lines.append("CPU per run (ms, measured runs only; bench-clients = this driver's gRPC clients):")
+        for label, r in cpu_rows:
+            cpu = r["extra"]["cpu_s"]
+            n = max(r["completed"], 1)
+            parts = "  ".join(f"{k} {v * 1000 / n:.2f}" for k, v in cpu.items())
+            lines.append(f"  {label.strip():<20} total {sum(cpu.values()) * 1000 / n:6.2f} = {parts}")
+        lines.append("")
     for ref in ("fastest", "naive"):
         c = report["comparison"][ref]
         lines.append(
@@ -173,20 +183,28 @@ def main(argv: list[str] | None = None) -> int:
         mesh.start()
         say(f"mesh up in {time.perf_counter() - t_start:.1f}s: api {mesh.api_address}, db {mesh.database_url}")
         mesh_result = None
+        pg_pid = mesh.postgres.pid if mesh.postgres else None
         if not args.skip_mesh:
             from bench.mesh_load import mesh_phase
 
             say(f"mesh phase: {args.warmup} warm-up + {args.runs} runs, concurrency {args.concurrency} ...")
-            mesh_result = asyncio.run(mesh_phase(mesh.api_address, args.runs, args.concurrency, args.warmup))
+            groups = {"bench-clients": os.getpid(), **{n: mesh.pid(n) for n in mesh.service_names},
+                      "nats": mesh.nats.pid if mesh.nats else None, "postgres": pg_pid}
+            meter = CpuMeter(groups)
+            cpu: dict = {}
+            mesh_result = asyncio.run(mesh_phase(
+                mesh.api_address, args.runs, args.concurrency, args.warmup,
+                on_measure=lambda begin: meter.start() if begin else cpu.update(meter.stop())))
+            mesh_result.extra["cpu_s"] = cpu
             say(f"  {mesh_result.throughput:.1f} runs/s")
         # In-process phases get the machine to themselves: stop the services, keep Postgres.
         for name in mesh.service_names:
             mesh.stop_service(name)
         say("in-process naive ...")
-        naive = run_inprocess(mesh.database_url, "naive", args)[0]
+        naive = run_inprocess(mesh.database_url, "naive", args, pg_pid)[0]
         say(f"  {naive.throughput:.1f} runs/s")
         say("in-process fastest variants ...")
-        variants = run_inprocess(mesh.database_url, "fastest", args)
+        variants = run_inprocess(mesh.database_url, "fastest", args, pg_pid)
         for v in variants:
             say(f"  {v.name}: {v.throughput:.1f} runs/s")
     finally:

@@ -17,7 +17,14 @@ from langgraph.errors import GraphRecursionError
 from nats.js import JetStreamContext
 from psycopg_pool import AsyncConnectionPool
 
-from graphmesh.bus import last_sequence, make_event, publish_event, publish_job, status_event
+from graphmesh.bus import (
+    last_sequence,
+    make_event,
+    publish_event,
+    publish_event_pipelined,
+    publish_job,
+    status_event,
+)
 from graphmesh.errors import GraphmeshError
 from graphmesh.jsonvalues import to_struct, to_value
 from graphmesh.rpc.convert import status_to_proto
@@ -87,7 +94,10 @@ class RunExecutor:
         events: "_EventSink | None" = None,
     ) -> RunRecord:
         """Records the outcome, announces it, and dispatches the next run on the thread."""
-        seq = events.next_seq if events else 0
+        seq = 0
+        if events is not None:
+            await events.flush()
+            seq = events.next_seq
         result = await self._store.transition(run.run_id, target, epoch=epoch, event_seq=seq, error=error)
         final = result.run
         await publish_event(
@@ -204,19 +214,30 @@ def _interrupt_node(state, interrupt_id: str) -> str:
 
 
 class _EventSink:
-    """Numbers and publishes one execution's events."""
+    """Numbers and publishes one execution's events. Node and progress events are
+    pipelined; `flush` waits for their acks, and runs before every status change so that
+    a terminal event is never stored ahead of the events it follows."""
+
+    MAX_IN_FLIGHT = 256
 
     def __init__(self, js: JetStreamContext, run_id: str, first_seq: int) -> None:
         self._js = js
         self._run_id = run_id
+        self._in_flight: list[asyncio.Future] = []
         self.next_seq = first_seq
 
     async def emit(self, **kind) -> None:
-        await publish_event(self._js, make_event(self._run_id, self.next_seq, **kind))
+        event = make_event(self._run_id, self.next_seq, **kind)
+        self._in_flight.append(await publish_event_pipelined(self._js, event))
         self.next_seq += 1
+        if len(self._in_flight) >= self.MAX_IN_FLIGHT:
+            await self.flush()
+
+    async def flush(self) -> None:
+        in_flight, self._in_flight = self._in_flight, []
+        if in_flight:
+            await asyncio.gather(*in_flight)
 
     async def emit_status(self, status: RunStatus, previous: RunStatus) -> None:
-        await publish_event(
-            self._js, status_event(self._run_id, self.next_seq, status_to_proto(status), status_to_proto(previous))
-        )
-        self.next_seq += 1
+        await self.emit(status_changed=run_pb2.StatusChanged(
+            status=status_to_proto(status), previous_status=status_to_proto(previous)))

@@ -33,15 +33,19 @@ def status_event(run_id: str, sequence: int, status: int, previous: int = 0, err
     return make_event(run_id, sequence, status_changed=changed)
 
 
+def _headers(event: run_pb2.RunEvent) -> dict[str, str]:
+    return {"Nats-Msg-Id": f"{event.run_id}:{event.sequence}", SEQUENCE_HEADER: str(event.sequence)}
+
+
 async def publish_event(js: JetStreamContext, event: run_pb2.RunEvent) -> None:
-    await js.publish(
-        event_subject(event.run_id),
-        event.SerializeToString(),
-        headers={
-            "Nats-Msg-Id": f"{event.run_id}:{event.sequence}",
-            SEQUENCE_HEADER: str(event.sequence),
-        },
-    )
+    """Publishes and waits for JetStream's acknowledgement."""
+    await js.publish(event_subject(event.run_id), event.SerializeToString(), headers=_headers(event))
+
+
+async def publish_event_pipelined(js: JetStreamContext, event: run_pb2.RunEvent) -> asyncio.Future:
+    """Publishes without waiting; the returned future resolves to JetStream's ack. Lets a
+    node's events go out back to back while the graph keeps running."""
+    return await js.publish_async(event_subject(event.run_id), event.SerializeToString(), headers=_headers(event))
 
 
 async def last_sequence(js: JetStreamContext, run_id: str) -> int:

@@ -113,6 +113,5 @@ def test_invoke_deadline_leaves_failed_run_not_ghost(client):
             # The thread is free again: the next sync run on it works.
             assert invoke(client, "tiny", {"text": "ok"}, thread_id=thread).run.status == COMPLETED
         outcomes.append((timeout, result, summary))
-    print("deadline outcomes:", outcomes)
     failed_runs = [o for o in outcomes if o[2] == [(FAILED, "DEADLINE_EXCEEDED")]]
     assert failed_runs, f"no attempt left a FAILED/DEADLINE_EXCEEDED run: {outcomes}"

@@ -34,29 +34,45 @@ async def mesh_phase(address: str, runs: int, concurrency: int, warmup: int,
     async def run_one(k: int, i: int) -> Sample | None:
         stub = clients[k].runs
         request = pb.CreateRunRequest(graph=GRAPH, input=to_struct(bench_input(i)))
+        wall0 = time.time()
         t0 = time.perf_counter()
         created = await stub.CreateRun(request, timeout=30)
+        marks = {"created": time.time()}  # wall-clock marks, comparable with events' publish times
         first = first_node = None
         status = None
         async for reply in stub.StreamRun(pb.StreamRunRequest(run_id=created.run.run_id), timeout=60):
             now = time.perf_counter()
             if first is None:
                 first = now
-            kind = reply.event.WhichOneof("kind")
-            if first_node is None and kind in ("node_started", "node_finished"):
-                first_node = now
-            if kind == "status_changed" and reply.event.status_changed.status in terminal:
-                status = reply.event.status_changed.status
-                break
+            event = reply.event
+            kind = event.WhichOneof("kind")
+            stamp = event.time.ToNanoseconds() / 1e9
+            if kind in ("node_started", "node_finished"):
+                if first_node is None:
+                    first_node = now
+                    marks["first_node"] = stamp
+                marks["last_node"] = stamp
+            elif kind == "status_changed":
+                name = run_pb2.RunStatus.Name(event.status_changed.status)
+                marks.setdefault(name, stamp)
+                if event.status_changed.status in terminal:
+                    status = event.status_changed.status
+                    break
         done = time.perf_counter()
+        marks["received"] = time.time()
         if status != completed:
             print(f"mesh run {created.run.run_id} ended with status {status}", file=sys.stderr)
             return None
+        if measuring:
+            stages.append(_stages(wall0, marks))
         return Sample(first - t0, done - t0, None if first_node is None else first_node - t0)
 
+    stages: list[dict] = []
+    measuring = False
     try:
         if warmup:
             await drive(warmup, concurrency, run_one)
+        measuring = True
         if on_measure:
             on_measure(True)
         samples, failed, wall = await drive(runs, concurrency, run_one)
@@ -66,4 +82,38 @@ async def mesh_phase(address: str, runs: int, concurrency: int, warmup: int,
         for c in clients:
             await c.channel.close()
     return PhaseResult("mesh", "graphmesh mesh: CreateRun + StreamRun over gRPC from C clients",
-                       runs, concurrency, wall, failed, samples)
+                       runs, concurrency, wall, failed, samples, extra={"stages_ms": summarize_stages(stages)})
+
+
+# Where a mesh run's time goes, from the client's clock and the events' publish times
+# (same machine, same clock). Each stage ends where the next begins.
+STAGES = [
+    ("create_rpc", "send CreateRun -> response received (api: insert run, publish QUEUED + job)", None, "created"),
+    ("queue_wait", "QUEUED published -> RUNNING published (job delivery, claim)", "RUN_STATUS_QUEUED", "RUN_STATUS_RUNNING"),
+    ("to_first_node", "RUNNING -> first node event (saver, graph start)", "RUN_STATUS_RUNNING", "first_node"),
+    ("graph", "first -> last node event (3 nodes + checkpoints)", "first_node", "last_node"),
+    ("finish", "last node event -> COMPLETED published (final state, run record)", "last_node", "RUN_STATUS_COMPLETED"),
+    ("deliver", "COMPLETED published -> received by client (JetStream -> api -> gRPC)", "RUN_STATUS_COMPLETED", "received"),
+]
+
+
+def _stages(wall0: float, marks: dict) -> dict:
+    out = {}
+    for name, _desc, start, end in STAGES:
+        a = wall0 if start is None else marks.get(start)
+        b = marks.get(end)
+        if a is not None and b is not None:
+            out[name] = (b - a) * 1000
+    return out
+
+
+def summarize_stages(rows: list[dict]) -> dict:
+    from bench.stats import percentile
+
+    out = {}
+    for name, desc, _a, _b in STAGES:
+        values = [r[name] for r in rows if name in r]
+        if values:
+            out[name] = {"p50": round(percentile(values, 50), 2), "p99": round(percentile(values, 99), 2),
+                         "mean": round(sum(values) / len(values), 2), "what": desc}
+    return out

@@ -109,6 +109,12 @@ def render(report: dict) -> str:
         lines.append(f"(mesh first event = the QUEUED status event; first node event: p50 {_fmt(fn['p50'])} ms, "
                      f"p99 {_fmt(fn['p99'])} ms)")
     lines.append("")
+    stages = report["mesh"].get("extra", {}).get("stages_ms")
+    if stages:
+        lines.append("mesh latency by stage (ms; means add up to the mean create->completed):")
+        for name, st in stages.items():
+            lines.append(f"  {name:<14} p50 {st['p50']:7.2f}  p99 {st['p99']:7.2f}  mean {st['mean']:7.2f}   {st['what']}")
+        lines.append("")
     cpu_rows = [(label, r) for label, r in rows if r.get("extra", {}).get("cpu_s") and label != "in-process fastest"]
     if cpu_rows:
         lines.append("CPU per run (ms, measured runs only; bench-clients = this driver's gRPC clients):")

@@ -12,6 +12,8 @@ import logging
 import uuid
 from typing import Any, Awaitable, Callable
 
+import nats.errors
+import psycopg
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.errors import GraphRecursionError
 from nats.js import JetStreamContext
@@ -25,7 +27,7 @@ from graphmesh.bus import (
     publish_job,
     status_event,
 )
-from graphmesh.errors import GraphmeshError
+from graphmesh.errors import GraphmeshError, Unavailable
 from graphmesh.jsonvalues import to_struct, to_value
 from graphmesh.rpc.convert import status_to_proto
 from graphmesh.store import Claim, LeaseLost, RunError, RunRecord, RunStatus, RunStore
@@ -81,6 +83,12 @@ class RunExecutor:
             if lost.is_set():
                 raise LeaseLost(run.run_id) from None
             raise
+        except GraphmeshError:
+            raise  # e.g. Unavailable: leave the run for redelivery once the outage ends
+        except Exception as exc:
+            # A bug of ours must still end the run visibly, not leave it RUNNING.
+            log.exception("run %s: unexpected executor error", run.run_id)
+            target, error = RunStatus.FAILED, RunError("INTERNAL", f"internal error: {type(exc).__name__}")
         finally:
             keepalive.cancel()
         return await self.finish(run, claim.epoch, target, error, events)
@@ -130,8 +138,7 @@ class RunExecutor:
             graph_input = None  # continue from this run's last checkpoint
         try:
             async with asyncio.timeout(spec.limits.run_timeout_seconds):
-                await self._stream(graph, graph_input, config, events)
-            state = await graph.aget_state(config)
+                interrupts = await self._stream(graph, graph_input, config, events)
         except GraphRecursionError:
             return RunStatus.FAILED, RunError(
                 "STEP_LIMIT_EXCEEDED", f"run exceeded its limit of {spec.limits.max_steps} steps")
@@ -142,18 +149,24 @@ class RunExecutor:
             return RunStatus.FAILED, RunError("NODE_FAILED", f"node '{exc.node}' failed: {exc}", exc.node)
         except GraphmeshError:
             raise
+        except (psycopg.OperationalError, nats.errors.Error) as exc:
+            # Infrastructure, not the graph: the run is redelivered and resumes later.
+            raise Unavailable(f"dependency unavailable during run {run.run_id}: {exc}") from exc
         except Exception as exc:  # a graph's own bug: readable code for the client, trace in the log
             log.exception("run %s failed", run.run_id)
             return RunStatus.FAILED, RunError("GRAPH_ERROR", f"{type(exc).__name__}: {exc}")
-        if state.interrupts:
-            for interrupt in state.interrupts:
+        if interrupts:
+            for node, interrupt in interrupts:
+                # tasks-mode chunks carry interrupts as dicts; state snapshots as objects.
+                fields = interrupt if isinstance(interrupt, dict) else vars(interrupt)
                 await events.emit(approval_requested=run_pb2.ApprovalRequested(
-                    interrupt_id=interrupt.id, payload=to_value(interrupt.value),
-                    node=_interrupt_node(state, interrupt.id)))
+                    interrupt_id=fields["id"], payload=to_value(fields["value"]), node=node))
             return RunStatus.WAITING_FOR_APPROVAL, None
         return RunStatus.COMPLETED, None
 
-    async def _stream(self, graph, graph_input, config, events: "_EventSink") -> None:
+    async def _stream(self, graph, graph_input, config, events: "_EventSink") -> list[tuple[str, Any]]:
+        """Streams the graph, publishing its events; returns the interrupts it stopped at."""
+        interrupts: list[tuple[str, Any]] = []
         active: dict[str, str] = {}  # task id -> node, to attribute custom writes
         step = 0
         async for mode, chunk in graph.astream(graph_input, config, stream_mode=["tasks", "custom"]):
@@ -170,10 +183,12 @@ class RunExecutor:
                 if chunk.get("error"):
                     raise NodeFailed(chunk["name"], f"{type(chunk['error']).__name__}: {chunk['error']}")
                 if chunk.get("interrupts"):
+                    interrupts.extend((chunk["name"], i) for i in chunk["interrupts"])
                     continue  # reported once the run rests, as approval requests
                 await events.emit(node_finished=run_pb2.NodeFinished(
                     node=chunk["name"], task_id=chunk["id"], step=step,
                     update=to_struct(_update_of(chunk.get("result")))))
+        return interrupts
 
     async def _has_own_checkpoint(self, graph, config, run_id: str) -> bool:
         state = await graph.aget_state({"configurable": config["configurable"]})
@@ -204,13 +219,6 @@ def _update_of(result: Any) -> Any:
     if isinstance(result, list):
         return {channel: value for channel, value in result}
     return result
-
-
-def _interrupt_node(state, interrupt_id: str) -> str:
-    for task in state.tasks:
-        if any(i.id == interrupt_id for i in task.interrupts):
-            return task.name
-    return ""
 
 
 class _EventSink:

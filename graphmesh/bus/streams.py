@@ -57,6 +57,8 @@ def stream_configs(*, events_max_age_seconds: float = 7 * DAY) -> list[StreamCon
             max_age=events_max_age_seconds,
             discard=DiscardPolicy.OLD,
             duplicate_window=120,
+            # StreamRun replays with direct gets by subject.
+            allow_direct=True,
         ),
         StreamConfig(
             name=APPROVALS_STREAM,

@@ -11,7 +11,7 @@ import json
 import uuid
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any, AsyncIterator
+from typing import AsyncIterator
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -36,18 +36,31 @@ class LeaseLost(Exception):
 
 SELECT_RUN = "SELECT * FROM gm_runs WHERE run_id = %s"
 SELECT_BY_IDEMPOTENCY_KEY = "SELECT * FROM gm_runs WHERE owner = %s AND idempotency_key = %s"
-ENSURE_THREAD = "INSERT INTO gm_threads (thread_id, graph) VALUES (%s, %s) ON CONFLICT DO NOTHING"
-LOCK_THREAD = "SELECT * FROM gm_threads WHERE thread_id = %s FOR UPDATE"
-SELECT_ACTIVE_RUN = "SELECT run_id, status FROM gm_runs WHERE run_id = %s"
-INSERT_RUN = f"""
-INSERT INTO gm_runs (run_id, thread_id, graph, {", ".join(VERSION_FIELDS)}, status, owner,
-    idempotency_key, metadata, input, multitask_strategy, sync, event_seq)
-VALUES (%(run_id)s, %(thread_id)s, %(graph)s, {", ".join(f"%({f})s" for f in VERSION_FIELDS)},
-    'QUEUED', %(owner)s, %(idempotency_key)s, %(metadata)s, %(input)s, %(multitask_strategy)s,
-    %(sync)s, 1)
-RETURNING *
+SELECT_RUN_STATUS = "SELECT status FROM gm_runs WHERE run_id = %s"
+# One statement, one round trip: take (or find busy) the thread under its row lock and
+# insert the run. The thread row is created with this run holding it, or, if it exists
+# and is idle, taken by this run; RETURNING shows who holds it afterwards.
+CREATE_RUN = f"""
+WITH thread AS (
+    INSERT INTO gm_threads AS t (thread_id, graph, active_run_id)
+    VALUES (%(thread_id)s, %(graph)s, %(run_id)s)
+    ON CONFLICT (thread_id) DO UPDATE SET updated_at = now(),
+        active_run_id = CASE WHEN t.active_run_id IS NULL AND t.graph = EXCLUDED.graph
+                             THEN EXCLUDED.active_run_id ELSE t.active_run_id END
+    RETURNING t.graph, t.active_run_id
+), run AS (
+    INSERT INTO gm_runs (run_id, thread_id, graph, {", ".join(VERSION_FIELDS)}, status, owner,
+        idempotency_key, metadata, input, multitask_strategy, sync, event_seq)
+    SELECT %(run_id)s, %(thread_id)s, %(graph)s, {", ".join(f"%({f})s" for f in VERSION_FIELDS)},
+        'QUEUED', %(owner)s, %(idempotency_key)s, %(metadata)s, %(input)s, %(multitask_strategy)s,
+        %(sync)s, 1
+    FROM thread WHERE thread.graph = %(graph)s
+      AND (thread.active_run_id = %(run_id)s OR %(multitask_strategy)s = 'enqueue')
+    RETURNING *
+)
+SELECT thread.graph AS thread_graph, thread.active_run_id AS thread_active_run_id, run.*
+FROM thread LEFT JOIN run ON true
 """
-HOLD_THREAD = "UPDATE gm_threads SET active_run_id = %s, updated_at = now() WHERE thread_id = %s"
 
 # A claim succeeds only for the run that holds its thread, when it is queued or its
 # previous holder's lease ran out. The epoch fences every later write.
@@ -71,23 +84,25 @@ UPDATE gm_runs SET lease_expires_at = now() + make_interval(secs => %s)
 WHERE run_id = %s AND lease_epoch = %s AND status = 'RUNNING'
 """
 TRANSITION = """
-UPDATE gm_runs SET status = %(target)s, updated_at = now(),
-    event_seq = greatest(event_seq + 1, %(event_seq)s),
-    error_code = %(error_code)s, error_message = %(error_message)s, error_node = %(error_node)s,
-    finished_at = CASE WHEN %(terminal)s THEN now() ELSE finished_at END,
-    lease_owner = CASE WHEN %(target)s = 'RUNNING' THEN lease_owner END,
-    lease_expires_at = CASE WHEN %(target)s = 'RUNNING' THEN lease_expires_at END
-WHERE run_id = %(run_id)s AND status = ANY(%(allowed)s)
-  AND (%(epoch)s::bigint IS NULL OR lease_epoch = %(epoch)s)
-RETURNING *
-"""
-# When a run ends, the oldest run queued behind it on the thread takes the thread.
-PASS_THREAD_ON = """
-UPDATE gm_threads SET updated_at = now(), active_run_id = (
-    SELECT run_id FROM gm_runs WHERE thread_id = %(thread_id)s AND status = 'QUEUED'
-      AND run_id <> %(run_id)s ORDER BY created_at, run_id LIMIT 1)
-WHERE thread_id = %(thread_id)s AND active_run_id = %(run_id)s
-RETURNING active_run_id
+WITH run AS (
+    UPDATE gm_runs SET status = %(target)s, updated_at = now(),
+        event_seq = greatest(event_seq + 1, %(event_seq)s),
+        error_code = %(error_code)s, error_message = %(error_message)s, error_node = %(error_node)s,
+        finished_at = CASE WHEN %(terminal)s THEN now() ELSE finished_at END,
+        lease_owner = CASE WHEN %(target)s = 'RUNNING' THEN lease_owner END,
+        lease_expires_at = CASE WHEN %(target)s = 'RUNNING' THEN lease_expires_at END
+    WHERE run_id = %(run_id)s AND status = ANY(%(allowed)s)
+      AND (%(epoch)s::bigint IS NULL OR lease_epoch = %(epoch)s)
+    RETURNING *
+), thread AS (
+    -- When a run ends, the oldest run queued behind it on the thread takes the thread.
+    UPDATE gm_threads t SET updated_at = now(), active_run_id = (
+        SELECT q.run_id FROM gm_runs q WHERE q.thread_id = run.thread_id AND q.status = 'QUEUED'
+          AND q.run_id <> run.run_id ORDER BY q.created_at, q.run_id LIMIT 1)
+    FROM run WHERE %(terminal)s AND t.thread_id = run.thread_id AND t.active_run_id = run.run_id
+    RETURNING t.active_run_id
+)
+SELECT run.*, (SELECT active_run_id FROM thread) AS next_run_id FROM run
 """
 # Runs Postgres says should progress but that no live worker holds.
 SELECT_ORPHANS = """
@@ -152,41 +167,39 @@ class RunStore:
                 if existing:
                     return CreateResult(existing, created=False, dispatch=False)
             try:
-                async with conn.transaction():
-                    return await self._insert_run(conn, new, params)
+                row = await (await conn.execute(CREATE_RUN, params)).fetchone()
             except psycopg.errors.UniqueViolation:
                 # A concurrent CreateRun with the same idempotency key won the race.
                 existing = await self._by_idempotency_key(conn, new.owner, new.idempotency_key)
                 if existing is None:
                     raise
                 return CreateResult(existing, created=False, dispatch=False)
+            if row["run_id"] is not None:
+                run = RunRecord.from_row(row)
+                return CreateResult(run, created=True, dispatch=str(row["thread_active_run_id"]) == run.run_id)
+            if row["thread_graph"] != new.graph:
+                raise FailedPrecondition(
+                    f"thread '{new.thread_id}' belongs to graph '{row['thread_graph']}', not '{new.graph}'",
+                    code="THREAD_GRAPH_MISMATCH",
+                )
+            if new.idempotency_key:
+                # The thread may be busy with the very run a concurrent same-key call created.
+                existing = await self._by_idempotency_key(conn, new.owner, new.idempotency_key)
+                if existing:
+                    return CreateResult(existing, created=False, dispatch=False)
+            active = str(row["thread_active_run_id"])
+            status = await (await conn.execute(SELECT_RUN_STATUS, (active,))).fetchone()
+        raise FailedPrecondition(
+            f"thread '{new.thread_id}' is busy with run {active} ({status['status'] if status else 'ending'}); "
+            "retry when it ends or use multitask_strategy=enqueue",
+            code="THREAD_BUSY",
+            run_id=active,
+        )
 
     async def _by_idempotency_key(self, conn, owner: str, key: str) -> RunRecord | None:
         cur = await conn.execute(SELECT_BY_IDEMPOTENCY_KEY, (owner, key))
         row = await cur.fetchone()
         return RunRecord.from_row(row) if row else None
-
-    async def _insert_run(self, conn, new: NewRun, params: dict[str, Any]) -> CreateResult:
-        await conn.execute(ENSURE_THREAD, (new.thread_id, new.graph))
-        thread = await (await conn.execute(LOCK_THREAD, (new.thread_id,))).fetchone()
-        if thread["graph"] != new.graph:
-            raise FailedPrecondition(
-                f"thread '{new.thread_id}' belongs to graph '{thread['graph']}', not '{new.graph}'",
-                code="THREAD_GRAPH_MISMATCH",
-            )
-        active = thread["active_run_id"]
-        if active is not None and new.multitask_strategy != "enqueue":
-            row = await (await conn.execute(SELECT_ACTIVE_RUN, (active,))).fetchone()
-            raise FailedPrecondition(
-                f"thread '{new.thread_id}' is busy with run {active} ({row['status']}); "
-                "retry when it ends or use multitask_strategy=enqueue",
-                code="THREAD_BUSY",
-                run_id=str(active),
-            )
-        row = await (await conn.execute(INSERT_RUN, params)).fetchone()
-        if active is None:
-            await conn.execute(HOLD_THREAD, (params["run_id"], new.thread_id))
-        return CreateResult(RunRecord.from_row(row), created=True, dispatch=active is None)
 
     async def get_run(self, run_id: str) -> RunRecord:
         run_id = parse_run_id(run_id)
@@ -281,20 +294,14 @@ class RunStore:
             "error_node": error.node if error else None,
         }
         async with self._conn() as conn:
-            async with conn.transaction():
-                row = await (await conn.execute(TRANSITION, args)).fetchone()
-                if row is None:
-                    raise LeaseLost(f"run {run_id} cannot move to {target.value} from here")
-                run = RunRecord.from_row(row)
-                next_run = None
-                if target in TERMINAL:
-                    held = await (
-                        await conn.execute(PASS_THREAD_ON, {"thread_id": run.thread_id, "run_id": run_id})
-                    ).fetchone()
-                    if held and held["active_run_id"] is not None:
-                        nxt = await (await conn.execute(SELECT_RUN, (held["active_run_id"],))).fetchone()
-                        next_run = RunRecord.from_row(nxt)
-        return TransitionResult(run, next_run)
+            row = await (await conn.execute(TRANSITION, args)).fetchone()
+            if row is None:
+                raise LeaseLost(f"run {run_id} cannot move to {target.value} from here")
+            next_run = None
+            if row["next_run_id"] is not None:
+                nxt = await (await conn.execute(SELECT_RUN, (row["next_run_id"],))).fetchone()
+                next_run = RunRecord.from_row(nxt)
+        return TransitionResult(RunRecord.from_row(row), next_run)
 
     async def orphans(self, *, quiet_seconds: float, limit: int = 100) -> list[RunRecord]:
         async with self._conn() as conn:

@@ -9,7 +9,8 @@ from datetime import datetime, timezone
 from google.protobuf import json_format
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
-from graphmesh.bus import publish_event, publish_job, read_events, require_connected, status_event
+from graphmesh.bus import publish_event, publish_job, require_connected, status_event
+from graphmesh.bus.hub import EventHub
 from graphmesh.errors import InvalidArgument
 from graphmesh.execution import error_proto
 from graphmesh.jsonvalues import to_struct
@@ -32,8 +33,9 @@ def _quiet_for(run: RunRecord, seconds: float) -> bool:
 
 
 class RunServicer(run_service_pb2_grpc.RunServiceServicer):
-    def __init__(self, *, store: RunStore, nc, registry, pool, sync_runner: SyncRunner) -> None:
+    def __init__(self, *, store: RunStore, nc, hub: EventHub, registry, pool, sync_runner: SyncRunner) -> None:
         self._store = store
+        self._hub = hub
         self._nc = nc
         self._js = nc.jetstream()
         self._registry = registry
@@ -106,7 +108,7 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
         run = await self._store.get_run(request.run_id)
         if run.event_seq and request.after_sequence >= run.event_seq and run.status in TERMINAL:
             return  # the client has seen everything, terminal event included
-        async for event in read_events(self._js, run.run_id, after_sequence=request.after_sequence):
+        async for event in self._hub.events(run.run_id, after_sequence=request.after_sequence):
             if event is None:
                 # Quiet stream: make sure a run that ended is never waited on forever, even
                 # if its last event was lost between Postgres and NATS.

@@ -6,6 +6,7 @@ import asyncio
 
 from graphs.registry import Registry
 from graphmesh.bus import connect_nats
+from graphmesh.bus.hub import EventHub
 from graphmesh.config import Settings
 from graphmesh.db import make_pool
 from graphmesh.execution import RunExecutor
@@ -32,6 +33,8 @@ async def main() -> None:
     nc = await connect_nats(settings.nats_url, name="graphmesh-api")
     js = nc.jetstream()
     store = RunStore(pool)
+    hub = EventHub(nc)
+    await hub.start()
     executor = RunExecutor(store=store, js=js, pool=pool, registry=registry, lease_seconds=settings.lease_seconds)
     sync_runner = SyncRunner(store=store, js=js, pool=pool, registry=registry, executor=executor,
                              lease_seconds=settings.lease_seconds)
@@ -42,7 +45,7 @@ async def main() -> None:
     ]
     server = GrpcServer(settings.listen, names)
     run_service_pb2_grpc.add_RunServiceServicer_to_server(
-        RunServicer(store=store, nc=nc, registry=registry, pool=pool, sync_runner=sync_runner), server.server)
+        RunServicer(store=store, nc=nc, hub=hub, registry=registry, pool=pool, sync_runner=sync_runner), server.server)
     graph_service_pb2_grpc.add_GraphServiceServicer_to_server(GraphServicer(registry), server.server)
     reconciler = asyncio.create_task(reconcile_forever(
         store, js, every_seconds=settings.reconcile_seconds, quiet_seconds=ORPHAN_QUIET_SECONDS))

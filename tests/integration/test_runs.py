@@ -226,11 +226,11 @@ def test_stream_resume_from_sequence(client):
     assert [e.sequence for e in rest][0] == k + 1
 
     full = stream_events(client, run.run_id)
-    assert [e.SerializeToString() for e in full] == [e.SerializeToString() for e in combined]
+    assert full == combined
 
     # After the run has finished: the same resumption gives exactly the same rest.
     again = stream_events(client, run.run_id, after=k)
-    assert [e.SerializeToString() for e in again] == [e.SerializeToString() for e in rest]
+    assert again == rest
     # Resuming from the middle of the tail, and after the last event.
     mid = len(full) - 2
     assert [e.sequence for e in stream_events(client, run.run_id, after=mid)] == [mid + 1, mid + 2]

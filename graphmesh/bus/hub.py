@@ -1,0 +1,110 @@
+"""Live run events for StreamRun: one core-NATS subscription per api process, fanned out
+to every open stream, with JetStream as the replay log.
+
+A stream first replays what JetStream holds after the client's sequence, then follows
+the live feed. Core delivery is at-most-once, so a gap in the live sequence (or a quiet
+spell) triggers another replay; events are yielded strictly in order, each once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js.errors import NotFoundError
+
+from graphmesh.bus.streams import EVENT_SUBJECT_PREFIX, EVENTS_STREAM, event_subject
+from graphmesh.v1 import run_pb2
+
+
+def _parse(data: bytes) -> run_pb2.RunEvent:
+    event = run_pb2.RunEvent()
+    event.ParseFromString(data)
+    return event
+
+
+class EventHub:
+    def __init__(self, nc: NATS) -> None:
+        self._nc = nc
+        self._js = nc.jetstream()
+        self._listeners: dict[str, set[asyncio.Queue]] = defaultdict(set)
+        self._prefix_len = len(EVENT_SUBJECT_PREFIX) + 1
+
+    async def start(self) -> None:
+        await self._nc.subscribe(f"{EVENT_SUBJECT_PREFIX}.>", cb=self._deliver)
+
+    async def _deliver(self, msg: Msg) -> None:
+        for queue in self._listeners.get(msg.subject[self._prefix_len:], ()):
+            queue.put_nowait(msg.data)
+
+    @asynccontextmanager
+    async def _listen(self, run_id: str) -> AsyncIterator[asyncio.Queue]:
+        queue: asyncio.Queue = asyncio.Queue()
+        self._listeners[run_id].add(queue)
+        try:
+            yield queue
+        finally:
+            self._listeners[run_id].discard(queue)
+            if not self._listeners[run_id]:
+                del self._listeners[run_id]
+
+    async def events(
+        self, run_id: str, *, after_sequence: int = 0, idle_timeout: float = 1.0
+    ) -> AsyncIterator[run_pb2.RunEvent | None]:
+        """Yields the run's events with sequence > after_sequence, in order, each once.
+        Yields None after `idle_timeout` without events, so the caller can check on the run."""
+        cursor = _Cursor(after_sequence)
+        async with self._listen(run_id) as live:
+            for event in await self._replay(run_id, cursor):
+                yield event
+            while True:
+                try:
+                    data = await asyncio.wait_for(live.get(), idle_timeout)
+                except TimeoutError:
+                    for event in await self._replay(run_id, cursor):
+                        yield event
+                    yield None
+                    continue
+                ready = cursor.offer(_parse(data))
+                if cursor.has_gap():
+                    ready += await self._replay(run_id, cursor)
+                for event in ready:
+                    yield event
+
+    async def _replay(self, run_id: str, cursor: "_Cursor") -> list[run_pb2.RunEvent]:
+        """Reads the run's stored events after the cursor (direct gets, by subject)."""
+        ready: list[run_pb2.RunEvent] = []
+        while True:
+            try:
+                msg = await self._js.get_msg(EVENTS_STREAM, seq=cursor.stream_seq + 1,
+                                             subject=event_subject(run_id), next=True, direct=True)
+            except NotFoundError:
+                return ready
+            cursor.stream_seq = msg.seq
+            ready += cursor.offer(_parse(msg.data))
+
+
+class _Cursor:
+    """Orders events by their per-run sequence, holding early ones until the gap fills."""
+
+    def __init__(self, last: int) -> None:
+        self.last = last
+        self.stream_seq = 0  # JetStream position of the replay
+        self._early: dict[int, run_pb2.RunEvent] = {}
+
+    def offer(self, event: run_pb2.RunEvent) -> list[run_pb2.RunEvent]:
+        if event.sequence <= self.last:
+            return []
+        self._early[event.sequence] = event
+        ready = []
+        while self.last + 1 in self._early:
+            self.last += 1
+            ready.append(self._early.pop(self.last))
+        return ready
+
+    def has_gap(self) -> bool:
+        return bool(self._early)

@@ -1,0 +1,118 @@
+"""`graphmesh runs create|get|list|stream` as a script would use it, against the real mesh."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from graphmesh.client import api_client
+from graphmesh.mesh import REPO_ROOT
+from helpers import COMPLETED, FAILED, new_thread, wait_status
+
+CLI = [sys.executable, "-c", "from graphmesh.cli import main; raise SystemExit(main())"]
+
+
+@pytest.fixture(scope="module")
+def client(mesh):
+    c = api_client(mesh.api_address)
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="module")
+def gm(mesh):
+    def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        return subprocess.run([*CLI, "--api", mesh.api_address, *args], capture_output=True, text=True,
+                              timeout=timeout, cwd=REPO_ROOT)
+    return run
+
+
+def _ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert result.returncode == 0, f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    return result
+
+
+def test_create_stream_get_list(gm, client):
+    thread = new_thread("cli")
+    created = json.loads(_ok(gm("runs", "create", "tiny", "--input", '{"text":"hi there"}', "--thread", thread,
+                                "--metadata", "who=cli", "--json")).stdout)
+    run_id = created["run_id"]
+    assert created["graph"] == "tiny" and created["thread_id"] == thread
+    assert created["status"] == "RUN_STATUS_QUEUED" and created["metadata"] == {"who": "cli"}
+
+    streamed = _ok(gm("runs", "stream", run_id))
+    lines = streamed.stdout.splitlines()
+    assert lines[0].startswith("#1") and "QUEUED" in lines[0]
+    assert "COMPLETED" in lines[-1]
+    for node in ("normalize", "count", "summarize"):
+        assert node in streamed.stdout
+    assert "COMPLETED" in streamed.stderr  # "run ... ended COMPLETED"
+
+    as_json = [json.loads(line) for line in _ok(gm("runs", "stream", run_id, "--json")).stdout.splitlines()]
+    assert [int(e["sequence"]) for e in as_json] == list(range(1, len(as_json) + 1))
+    assert as_json[-1]["status_changed"]["status"] == "RUN_STATUS_COMPLETED"
+
+    resumed = [json.loads(line) for line in _ok(gm("runs", "stream", run_id, "--after", "3", "--json")).stdout.splitlines()]
+    assert resumed == as_json[3:]
+
+    got = json.loads(_ok(gm("runs", "get", run_id, "--json")).stdout)
+    assert got["run_id"] == run_id and got["status"] == "RUN_STATUS_COMPLETED"
+    assert got["versions"]["graph_version"] == "1"
+    readable = _ok(gm("runs", "get", run_id)).stdout
+    assert run_id in readable and "COMPLETED" in readable and "tiny" in readable
+
+    listed = json.loads(_ok(gm("runs", "list", "--graph", "tiny", "--json")).stdout)
+    assert run_id in [r["run_id"] for r in listed["runs"]]
+    assert all(r["graph"] == "tiny" for r in listed["runs"])
+    by_thread = json.loads(_ok(gm("runs", "list", "--thread", thread, "--status", "completed", "--json")).stdout)
+    assert [r["run_id"] for r in by_thread["runs"]] == [run_id]
+    table = _ok(gm("runs", "list", "--thread", thread)).stdout
+    assert run_id in table and "COMPLETED" in table
+
+
+def test_create_with_stream_shows_progress(gm, client):
+    result = _ok(gm("runs", "create", "research_assistant", "--input", '{"question":"grpc","delay_seconds":0.2}',
+                    "--stream"))
+    assert "%" in result.stdout  # the progress display
+    assert "write_report" in result.stdout and "COMPLETED" in result.stdout
+
+
+def test_stream_of_failed_run_exits_1(gm, client):
+    created = json.loads(_ok(gm("runs", "create", "research_assistant", "--input",
+                                '{"question":"grpc","delay_seconds":0,"fail_first_attempts":10}', "--json")).stdout)
+    run = wait_status(client, created["run_id"], {COMPLETED, FAILED})
+    assert run.status == FAILED
+    result = gm("runs", "stream", created["run_id"])
+    assert result.returncode == 1, result
+    assert "FAILED" in result.stdout + result.stderr
+
+
+def test_unknown_graph_exits_1_readably(gm):
+    result = gm("runs", "create", "no_such_graph", "--input", '{"text":"hi"}')
+    assert result.returncode == 1
+    assert "NOT_FOUND" in result.stderr and "no_such_graph" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_run_exits_1_readably(gm):
+    result = gm("runs", "get", "00000000-0000-0000-0000-000000000000")
+    assert result.returncode == 1
+    assert "NOT_FOUND" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bad_input_exits_1_readably(gm):
+    schema = gm("runs", "create", "tiny", "--input", '{"text": 5}')
+    assert schema.returncode == 1 and "INVALID_ARGUMENT" in schema.stderr and "text" in schema.stderr
+    not_object = gm("runs", "create", "tiny", "--input", "[1, 2]")
+    assert not_object.returncode != 0 and "JSON object" in not_object.stderr
+    assert "Traceback" not in not_object.stderr
+
+
+def test_input_not_json_exits_readably(gm):
+    result = gm("runs", "create", "tiny", "--input", "{text: hi}")
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "JSON" in result.stderr or "json" in result.stderr

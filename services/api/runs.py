@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from datetime import datetime, timezone
@@ -9,7 +10,7 @@ from datetime import datetime, timezone
 from google.protobuf import json_format
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
-from graphmesh.bus import publish_event, publish_job, require_connected, status_event
+from graphmesh.bus import publish_event_pipelined, publish_job, require_connected, status_event
 from graphmesh.bus.hub import EventHub
 from graphmesh.errors import InvalidArgument
 from graphmesh.execution import error_proto
@@ -70,10 +71,14 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
         result = await self._store.create_run(new)
         run = result.run
         try:
+            # Pipelined: StreamRun orders events by sequence, whatever order JetStream stores them in.
+            acks = []
             if result.created:
-                await publish_event(self._js, status_event(run.run_id, 1, status_to_proto(RunStatus.QUEUED)))
+                acks.append(await publish_event_pipelined(
+                    self._js, status_event(run.run_id, 1, status_to_proto(RunStatus.QUEUED))))
             if result.dispatch:
-                await publish_job(self._js, run)
+                acks.append(asyncio.ensure_future(publish_job(self._js, run)))
+            await asyncio.gather(*acks)
         except Exception as exc:
             # The run is committed, so it is accepted: the reconciler dispatches it later.
             log.warning("run %s committed but not yet published: %s", run.run_id, exc)

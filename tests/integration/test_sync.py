@@ -10,7 +10,6 @@ from graphmesh.rpc.errors import error_code
 from graphmesh.v1 import run_service_pb2 as pb
 from helpers import (
     COMPLETED,
-    FAILED,
     TERMINAL,
     assert_gap_free,
     kinds,

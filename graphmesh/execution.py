@@ -96,7 +96,7 @@ class RunExecutor:
     async def finish(
         self,
         run: RunRecord,
-        epoch: int,
+        epoch: int | None,
         target: RunStatus,
         error: RunError | None,
         events: "_EventSink | None" = None,
@@ -111,7 +111,7 @@ class RunExecutor:
         await publish_event(
             self._js,
             status_event(final.run_id, final.event_seq, status_to_proto(target),
-                         status_to_proto(RunStatus.RUNNING), error_proto(error)),
+                         status_to_proto(run.status), error_proto(error)),
         )
         if result.next_run is not None:
             await publish_job(self._js, result.next_run)

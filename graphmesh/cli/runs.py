@@ -53,10 +53,15 @@ def add_parser(subparsers) -> None:
 
 
 def _input(text: str) -> struct_pb2.Struct:
-    if text.startswith("@"):
-        with open(text[1:], encoding="utf-8") as f:
-            text = f.read()
-    value = json.loads(text)
+    try:
+        if text.startswith("@"):
+            with open(text[1:], encoding="utf-8") as f:
+                text = f.read()
+        value = json.loads(text)
+    except OSError as exc:
+        raise SystemExit(f"error: cannot read --input file: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"error: --input is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
         raise SystemExit("error: --input must be a JSON object")
     struct = struct_pb2.Struct()

@@ -107,7 +107,7 @@ SELECT run.*, (SELECT active_run_id FROM thread) AS next_run_id FROM run
 # Runs Postgres says should progress but that no live worker holds.
 SELECT_ORPHANS = """
 SELECT r.* FROM gm_runs r JOIN gm_threads t ON t.active_run_id = r.run_id
-WHERE NOT r.sync AND r.updated_at < now() - make_interval(secs => %(quiet)s)
+WHERE r.updated_at < now() - make_interval(secs => %(quiet)s)
   AND (r.status = 'QUEUED' OR (r.status = 'RUNNING' AND r.lease_expires_at < now()))
 ORDER BY r.updated_at LIMIT %(limit)s
 """

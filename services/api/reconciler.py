@@ -12,20 +12,39 @@ import logging
 import time
 
 from graphmesh.bus import publish_job
-from graphmesh.store import RunStore
+from graphmesh.execution import RunExecutor
+from graphmesh.store import LeaseLost, RunError, RunStatus, RunStore
 
 log = logging.getLogger(__name__)
 
 
-async def reconcile_forever(store: RunStore, js, *, every_seconds: float, quiet_seconds: float) -> None:
+SYNC_ABANDONED = RunError(
+    "SYNC_ABANDONED", "the api process running this synchronous run stopped before it finished")
+
+
+async def reconcile_forever(
+    store: RunStore, js, executor: RunExecutor, *, every_seconds: float, quiet_seconds: float
+) -> None:
     while True:
         await asyncio.sleep(every_seconds)
         try:
-            orphans = await store.orphans(quiet_seconds=quiet_seconds)
-            # One id per period: api replicas reconciling together publish one message.
-            period = f"reconcile-{int(time.time() // every_seconds)}"
-            for run in orphans:
-                log.info("re-publishing run %s (%s, no live holder)", run.run_id, run.status.value)
-                await publish_job(js, run, dedup_suffix=period)
+            await reconcile_once(store, js, executor, every_seconds=every_seconds, quiet_seconds=quiet_seconds)
         except Exception as exc:  # Postgres or NATS away: try again next period
             log.warning("reconcile pass failed: %s", exc)
+
+
+async def reconcile_once(store: RunStore, js, executor: RunExecutor, *, every_seconds: float,
+                         quiet_seconds: float) -> None:
+    # One id per period: api replicas reconciling together publish one message.
+    period = f"reconcile-{int(time.time() // every_seconds)}"
+    for run in await store.orphans(quiet_seconds=quiet_seconds):
+        if run.sync:
+            # Its caller is gone with the api process that ran it; nobody else may run it.
+            log.warning("failing abandoned synchronous run %s", run.run_id)
+            try:
+                await executor.finish(run, None, RunStatus.FAILED, SYNC_ABANDONED)
+            except LeaseLost:
+                pass
+            continue
+        log.info("re-publishing run %s (%s, no live holder)", run.run_id, run.status.value)
+        await publish_job(js, run, dedup_suffix=period)

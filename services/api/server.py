@@ -48,7 +48,7 @@ async def main() -> None:
         RunServicer(store=store, nc=nc, hub=hub, registry=registry, pool=pool, sync_runner=sync_runner), server.server)
     graph_service_pb2_grpc.add_GraphServiceServicer_to_server(GraphServicer(registry), server.server)
     reconciler = asyncio.create_task(reconcile_forever(
-        store, js, every_seconds=settings.reconcile_seconds, quiet_seconds=ORPHAN_QUIET_SECONDS))
+        store, js, executor, every_seconds=settings.reconcile_seconds, quiet_seconds=ORPHAN_QUIET_SECONDS))
     await server.set_serving(True)
 
     async def on_stop() -> None:

@@ -17,7 +17,7 @@ from graphmesh.bus import publish_event, status_event
 from graphmesh.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument
 from graphmesh.execution import RunExecutor
 from graphmesh.rpc.convert import status_to_proto
-from graphmesh.store import NewRun, RunError, RunRecord, RunStatus, RunStore
+from graphmesh.store import LeaseLost, NewRun, RunError, RunRecord, RunStatus, RunStore
 
 # Part of the caller's deadline kept back to record the outcome and answer in time.
 DEADLINE_MARGIN_SECONDS = 0.05
@@ -42,6 +42,14 @@ class SyncRunner:
         budget = spec.limits.run_timeout_seconds
         if time_remaining is not None:
             budget = min(budget, time_remaining - DEADLINE_MARGIN_SECONDS)
+        if budget <= 0:
+            raise DeadlineExceeded("the call's deadline leaves no time to run; no run was created")
+        # The run lives in its own task: when the caller's deadline cancels this handler,
+        # the task still ends the run (completed, or FAILED with DEADLINE_EXCEEDED).
+        return await asyncio.shield(asyncio.ensure_future(self._create_and_run(new, budget)))
+
+    async def _create_and_run(self, new: NewRun, budget: float) -> tuple[RunRecord, Any]:
+        deadline = asyncio.get_running_loop().time() + budget
         result = await self._store.create_run(new)
         run = result.run
         if not result.created:
@@ -51,17 +59,19 @@ class SyncRunner:
         if claim is None:  # cannot happen for a run we just created and hold; be explicit anyway
             raise FailedPrecondition(f"run {run.run_id} could not be started", run_id=run.run_id)
         execution = asyncio.ensure_future(self._executor.execute(claim))
-        try:
-            final = await asyncio.wait_for(asyncio.shield(execution), timeout=max(budget, 0.001))
-        except TimeoutError:
+        await asyncio.wait({execution}, timeout=max(deadline - asyncio.get_running_loop().time(), 0))
+        if not execution.done():
             execution.cancel()
             await asyncio.gather(execution, return_exceptions=True)
-            message = f"synchronous run exceeded the call's deadline ({max(budget, 0):.3f} s)"
-            # Shielded: the outcome is recorded even if the caller has already gone.
-            await asyncio.shield(self._executor.finish(
-                claim.run, claim.epoch, RunStatus.FAILED, RunError("DEADLINE_EXCEEDED", message)))
-            raise DeadlineExceeded(message, run_id=run.run_id) from None
-        return final, await self._values(final)
+        if not execution.cancelled():
+            final = execution.result()  # finished, perhaps just in time; or raises its error
+            return final, await self._values(final)
+        message = f"synchronous run exceeded the call's deadline ({budget:.3f} s)"
+        try:
+            await self._executor.finish(claim.run, claim.epoch, RunStatus.FAILED, RunError("DEADLINE_EXCEEDED", message))
+        except LeaseLost:
+            pass  # already recorded by someone else (e.g. the reconciler)
+        raise DeadlineExceeded(message, run_id=run.run_id)
 
     async def _values(self, run: RunRecord) -> Any:
         graph = self._registry.compiled(run.graph, run.versions["graph_version"]).copy(

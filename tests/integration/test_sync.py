@@ -86,8 +86,9 @@ def _api_log_about(mesh, run_ids) -> str:
 def test_invoke_deadline_leaves_failed_run_not_ghost(mesh, client):
     """Calls with deadlines too short to finish: each answers DEADLINE_EXCEEDED (or succeeds) and
     leaves either no run at all (the call expired before the api created one) or a FAILED run
-    with DEADLINE_EXCEEDED: never a run stuck QUEUED/RUNNING, never a COMPLETED run behind a
-    DEADLINE_EXCEEDED answer. At least one attempt must reach the api and leave a FAILED run."""
+    with DEADLINE_EXCEEDED (or, when the answer was in flight as the client's deadline fired, a
+    COMPLETED run): never a run stuck QUEUED/RUNNING. At least one attempt must reach the api
+    and leave a FAILED run."""
     attempts = []  # (timeout, thread, answer)
     # Deadlines 2..60 ms, 1 ms apart, so that some expire in every phase of the call.
     for ms in range(2, 61):
@@ -127,7 +128,12 @@ def test_invoke_deadline_leaves_failed_run_not_ghost(mesh, client):
         elif summary == [("RUN_STATUS_FAILED", "DEADLINE_EXCEEDED")]:
             failed_ok += 1
             assert "deadline" in runs[0].error.message
-        elif summary:  # a ghost, or a completed run behind a DEADLINE_EXCEEDED answer
+        elif summary == [("RUN_STATUS_COMPLETED", "")]:
+            # The run finished inside its budget and its answer was still in flight when the
+            # client's own deadline fired: gRPC cannot make the answer and the outcome atomic.
+            # The record is true (it completed); what must never happen is a ghost.
+            continue
+        elif summary:  # a ghost: QUEUED or RUNNING long after the call
             problems.append((ms, answer, summary, [r.run_id for r in runs]))
     report = "\n".join(f"  {ms} ms: answered {answer}; runs {summary}" for ms, answer, summary, _ in problems)
     ids = [i for p in problems for i in p[3]]

@@ -57,12 +57,15 @@ class RunExecutor:
         pool: AsyncConnectionPool,
         registry: Any,
         lease_seconds: float,
+        ack_wait_seconds: float = 30.0,
     ) -> None:
         self._store = store
         self._js = js
         self._pool = pool
         self._registry = registry
         self._lease_seconds = lease_seconds
+        # Renew the lease and the queue message well before either can lapse.
+        self._heartbeat_seconds = min(lease_seconds, ack_wait_seconds) / 3
 
     async def execute(self, claim: Claim, *, heartbeat: Heartbeat | None = None) -> RunRecord:
         """Runs the graph to its next resting point and records the outcome. Raises
@@ -199,7 +202,7 @@ class RunExecutor:
         """Renews the run's lease and its queue message until cancelled; stops the
         execution if another holder took the run."""
         while True:
-            await asyncio.sleep(self._lease_seconds / 3)
+            await asyncio.sleep(self._heartbeat_seconds)
             try:
                 if heartbeat:
                     await heartbeat()

@@ -47,6 +47,8 @@ class MeshConfig:
     log_level: str = "INFO"
     fast_postgres: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)
+    # JetStream redelivers a job whose worker neither acked nor sent progress for this long.
+    ack_wait_seconds: float = 30.0
     ready_timeout: float = 60
     stop_grace: float = 10  # seconds between SIGTERM and SIGKILL for a service
 
@@ -225,15 +227,9 @@ class Mesh:
 
     def _prepare(self) -> None:
         """Create the SQL schema and JetStream streams (idempotent) before any service runs."""
-        try:
-            from graphmesh.setup import prepare
-        except ImportError as e:
-            # Only tolerate graphmesh.setup itself being absent, not a broken import inside it.
-            if e.name != "graphmesh.setup":
-                raise
-            log.warning("graphmesh.setup not found: skipping schema and stream setup")
-            return
-        run_coro(lambda: prepare(self.database_url, self.nats_url))
+        from graphmesh.setup import prepare
+
+        run_coro(lambda: prepare(self.database_url, self.nats_url, ack_wait_seconds=self.config.ack_wait_seconds))
 
     def _env(self, s: _Service) -> dict[str, str]:
         c = self.config
@@ -243,6 +239,7 @@ class Mesh:
             GRAPHMESH_NATS_URL=self.nats_url,
             GRAPHMESH_LISTEN=f"{c.host}:{s.port}",
             GRAPHMESH_LOG_LEVEL=c.log_level,
+            GRAPHMESH_ACK_WAIT_SECONDS=str(c.ack_wait_seconds),
             PYTHONUNBUFFERED="1",  # logs reach the file as they happen
         )
         if c.manifest:

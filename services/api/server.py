@@ -35,7 +35,8 @@ async def main() -> None:
     store = RunStore(pool)
     hub = EventHub(nc)
     await hub.start()
-    executor = RunExecutor(store=store, js=js, pool=pool, registry=registry, lease_seconds=settings.lease_seconds)
+    executor = RunExecutor(store=store, js=js, pool=pool, registry=registry,
+                           lease_seconds=settings.lease_seconds, ack_wait_seconds=settings.ack_wait_seconds)
     sync_runner = SyncRunner(store=store, js=js, pool=pool, registry=registry, executor=executor,
                              lease_seconds=settings.lease_seconds)
 

@@ -32,7 +32,8 @@ async def main() -> None:
     nc = await connect_nats(settings.nats_url, name=settings.worker_id)
     js = nc.jetstream()
     store = RunStore(pool)
-    executor = RunExecutor(store=store, js=js, pool=pool, registry=registry, lease_seconds=settings.lease_seconds)
+    executor = RunExecutor(store=store, js=js, pool=pool, registry=registry,
+                           lease_seconds=settings.lease_seconds, ack_wait_seconds=settings.ack_wait_seconds)
     consumer = JobConsumer(js=js, store=store, executor=executor, worker_id=settings.worker_id,
                            capacity=settings.worker_concurrency, lease_seconds=settings.lease_seconds)
 

@@ -1,0 +1,52 @@
+"""`graphmesh up`: the main command starts everything, runs the demo, stops cleanly; a
+second start on the same data directory finds the earlier runs."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from graphmesh.client import api_client
+from graphmesh.mesh import Mesh, MeshConfig
+from graphmesh.v1 import run_pb2, run_service_pb2 as pb
+
+RUN_ID = re.compile(r"demo: research_assistant run ([0-9a-f-]{36})")
+
+
+@pytest.fixture
+def data_dir():
+    root = Path(tempfile.mkdtemp(prefix="graphmesh-up-"))
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def test_up_runs_demo_then_a_second_start_finds_it(data_dir):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRAPHMESH_")}
+    proc = subprocess.run(
+        [sys.executable, "-c", "from graphmesh.cli import main; raise SystemExit(main())",
+         "up", "--data-dir", str(data_dir), "--api-port", "0", "--review-port", "0",
+         "--worker-base-port", "0", "--demo", "--exit-after-demo"],
+        capture_output=True, text=True, timeout=180, env=env,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    for name in ("postgres", "nats", "api", "review", "worker-1", "worker-2", "logs"):
+        assert re.search(rf"^\s+{name}\s", proc.stdout, re.M), f"{name} missing from the table:\n{out}"
+    assert "ended COMPLETED" in out and "report:" in out, out
+    run_id = RUN_ID.search(out).group(1)
+    for log in ("api", "review", "worker-1", "worker-2", "postgres", "nats"):
+        assert (data_dir / "logs" / f"{log}.log").exists()
+
+    # Nothing left running: the same data directory starts again and has the run.
+    mesh = Mesh(MeshConfig(data_dir=data_dir, api_port=0, review_port=0, worker_base_port=0, workers=1))
+    with mesh:
+        run = api_client(mesh.api_address).runs.GetRun(pb.GetRunRequest(run_id=run_id), timeout=10).run
+        assert run.status == run_pb2.RUN_STATUS_COMPLETED
+        assert run.graph == "research_assistant"

@@ -53,14 +53,18 @@ class EventHub:
                 del self._listeners[run_id]
 
     async def events(
-        self, run_id: str, *, after_sequence: int = 0, idle_timeout: float = 1.0
+        self, run_id: str, *, after_sequence: int = 0, idle_timeout: float = 1.0, idle_first: bool = False
     ) -> AsyncIterator[run_pb2.RunEvent | None]:
         """Yields the run's events with sequence > after_sequence, in order, each once.
-        Yields None after `idle_timeout` without events, so the caller can check on the run."""
+        Yields None after `idle_timeout` without events, so the caller can check on the run;
+        with idle_first, also at once when the replay found nothing."""
         cursor = _Cursor(after_sequence)
         async with self._listen(run_id) as live:
-            for event in await self._replay(run_id, cursor):
+            replayed = await self._replay(run_id, cursor)
+            for event in replayed:
                 yield event
+            if idle_first and not replayed:
+                yield None
             while True:
                 try:
                     data = await asyncio.wait_for(live.get(), idle_timeout)

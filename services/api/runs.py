@@ -17,6 +17,7 @@ from graphmesh.execution import error_proto
 from graphmesh.jsonvalues import to_struct
 from graphmesh.rpc.convert import STRATEGY_NAMES, run_to_proto, status_from_proto, status_to_proto
 from graphmesh.store import TERMINAL, NewRun, RunRecord, RunStatus, RunStore
+from graphmesh.store.runs import parse_run_id
 from graphmesh.rpc.errors import abort_unimplemented
 from graphmesh.v1 import run_pb2, run_service_pb2 as pb, run_service_pb2_grpc
 from services.api.sync import SyncRunner
@@ -110,20 +111,24 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
         return pb.ListRunsResponse(runs=[run_to_proto(r) for r in runs], next_page_token=token)
 
     async def StreamRun(self, request, context):
-        run = await self._store.get_run(request.run_id)
-        if run.event_seq and request.after_sequence >= run.event_seq and run.status in TERMINAL:
-            return  # the client has seen everything, terminal event included
-        async for event in self._hub.events(run.run_id, after_sequence=request.after_sequence):
+        run_id = parse_run_id(request.run_id)
+        last = request.after_sequence
+        # Postgres is asked only when the log is quiet: at once if the replay found nothing
+        # (an unknown run is NOT_FOUND), then after each idle second.
+        async for event in self._hub.events(run_id, after_sequence=last, idle_first=True):
             if event is None:
-                # Quiet stream: make sure a run that ended is never waited on forever, even
-                # if its last event was lost between Postgres and NATS.
-                run = await self._store.get_run(run.run_id)
-                if run.status in TERMINAL and _quiet_for(run, LOST_EVENT_GRACE_SECONDS):
-                    yield pb.StreamRunResponse(event=status_event(
-                        run.run_id, run.event_seq, status_to_proto(run.status),
-                        error=error_proto(run.error)))
-                    return
+                run = await self._store.get_run(run_id)
+                if run.status in TERMINAL:
+                    if last >= run.event_seq:
+                        return  # the client has seen everything, terminal event included
+                    if _quiet_for(run, LOST_EVENT_GRACE_SECONDS):
+                        # The terminal event was lost between Postgres and NATS: rebuild it.
+                        yield pb.StreamRunResponse(event=status_event(
+                            run.run_id, run.event_seq, status_to_proto(run.status),
+                            error=error_proto(run.error)))
+                        return
                 continue
+            last = event.sequence
             yield pb.StreamRunResponse(event=event)
             if event.WhichOneof("kind") == "status_changed" and \
                     status_from_proto(event.status_changed.status) in TERMINAL:

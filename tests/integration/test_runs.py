@@ -474,3 +474,11 @@ def test_thread_of_another_graph_is_refused(client):
     wait_status(client, run.run_id, COMPLETED)
     with rpc_error(grpc.StatusCode.FAILED_PRECONDITION):
         create_run(client, "research_assistant", {"question": "grpc"}, thread_id=thread)
+
+
+def test_stream_of_finished_run_after_its_last_event_ends_empty(client):
+    run = create_run(client, "tiny", {"text": "seen it all"})
+    events = stream_events(client, run.run_id)
+    assert events[-1].status_changed.status == COMPLETED
+    assert stream_events(client, run.run_id, after=events[-1].sequence) == []
+    assert [e.sequence for e in stream_events(client, run.run_id, after=events[-2].sequence)] == [events[-1].sequence]

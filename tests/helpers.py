@@ -5,6 +5,8 @@ No fixed sleeps: everything that waits polls a predicate until a deadline.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
 import uuid
 from contextlib import contextmanager
@@ -14,6 +16,7 @@ import grpc
 import pytest
 from google.protobuf import json_format, struct_pb2
 
+from graphmesh.mesh import Mesh, MeshConfig
 from graphmesh.rpc.errors import error_code
 from graphmesh.v1 import run_pb2
 from graphmesh.v1 import run_service_pb2 as pb
@@ -164,3 +167,17 @@ def event_summary(events: list[run_pb2.RunEvent]) -> list[str]:
         detail = status_name(body.status) if kind == "status_changed" else getattr(body, "node", "")
         out.append(f"{e.sequence}:{kind}:{detail}")
     return out
+
+
+@contextmanager
+def private_mesh(name: str, **config: Any) -> Iterator[Mesh]:
+    """A mesh of a test module's own, for tests that stop backends or need other settings."""
+    root = tempfile.mkdtemp(prefix=f"graphmesh-{name}-")
+    mesh = Mesh(MeshConfig(data_dir=root, api_port=0, review_port=0, worker_base_port=0,
+                           fast_postgres=True, **config))
+    try:
+        mesh.start()
+        yield mesh
+    finally:
+        mesh.stop()
+        shutil.rmtree(root, ignore_errors=True)

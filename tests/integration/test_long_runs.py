@@ -4,8 +4,6 @@ delivered once, executed once, and completes. Uses its own mesh with a short ack
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
 from collections import Counter
 
 import pytest
@@ -13,26 +11,17 @@ import pytest
 from graphmesh.bus import connect_nats
 from graphmesh.bus.streams import RUNS_STREAM, WORKER_CONSUMER
 from graphmesh.client import api_client
-from graphmesh.mesh import Mesh, MeshConfig
 from graphmesh.v1 import run_service_pb2 as pb
-from helpers import COMPLETED, create_run, stream_events
+from helpers import COMPLETED, create_run, private_mesh, stream_events
 
 ACK_WAIT_SECONDS = 1.0
 
 
 @pytest.fixture(scope="module")
 def short_ack_mesh():
-    root = tempfile.mkdtemp(prefix="graphmesh-longrun-")
-    mesh = Mesh(MeshConfig(
-        data_dir=root, api_port=0, review_port=0, worker_base_port=0, workers=2, fast_postgres=True,
-        ack_wait_seconds=ACK_WAIT_SECONDS, extra_env={"GRAPHMESH_LEASE_SECONDS": "2"},
-    ))
-    try:
-        mesh.start()
+    with private_mesh("longrun", ack_wait_seconds=ACK_WAIT_SECONDS,
+                      extra_env={"GRAPHMESH_LEASE_SECONDS": "2"}) as mesh:
         yield mesh
-    finally:
-        mesh.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 async def _redeliveries(nats_url: str) -> tuple[int, int]:

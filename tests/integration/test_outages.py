@@ -4,8 +4,6 @@ Uses its own small mesh, since it stops the shared backends."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 
 import grpc
@@ -13,24 +11,16 @@ import pytest
 from google.protobuf import struct_pb2
 
 from graphmesh.client import api_client
-from graphmesh.mesh import Mesh, MeshConfig
+from graphmesh.mesh import Mesh
 from graphmesh.v1 import run_pb2, run_service_pb2 as pb
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from helpers import private_mesh
 
 
 @pytest.fixture(scope="module")
 def outage_mesh():
-    root = tempfile.mkdtemp(prefix="graphmesh-outage-")
-    mesh = Mesh(MeshConfig(
-        data_dir=root, api_port=0, review_port=0, worker_base_port=0, workers=1, fast_postgres=True,
-        extra_env={"GRAPHMESH_DB_TIMEOUT_SECONDS": "2"},
-    ))
-    try:
-        mesh.start()
+    with private_mesh("outage", workers=1, extra_env={"GRAPHMESH_DB_TIMEOUT_SECONDS": "2"}) as mesh:
         yield mesh
-    finally:
-        mesh.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def _tiny_request(text: str = "outage") -> pb.CreateRunRequest:

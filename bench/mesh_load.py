@@ -7,7 +7,6 @@ Timings start just before CreateRun is sent.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import time
 

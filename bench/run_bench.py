@@ -97,7 +97,7 @@ def render(report: dict) -> str:
     lines += [header + "   (latencies in ms)", "-" * len(header)]
     rows = [("mesh", report["mesh"]), ("in-process naive", report["naive"])]
     rows += [(f"  {v['name']}", v) for v in report["fastest_variants"]]
-    rows.append((f"in-process fastest", report["fastest"]))
+    rows.append(("in-process fastest", report["fastest"]))
     for label, r in rows:
         lines.append(
             f"{label:<22}{_fmt(r['runs_per_s']):>9}{_fmt(r['completed_ms']['p50']):>10}"

@@ -24,8 +24,16 @@ from typing import Any, Callable
 import yaml
 
 from graphmesh.errors import FailedPrecondition, InvalidArgument, NotFound
-from graphs.manifest import (GraphSpec, Limits, ManifestError, MigrationSpec, NodePolicy, RetrySpec,
-                             parse_langgraph_json, parse_manifest)
+from graphs.manifest import (
+    GraphSpec,
+    Limits,
+    ManifestError,
+    MigrationSpec,
+    NodePolicy,
+    RetrySpec,
+    parse_langgraph_json,
+    parse_manifest,
+)
 
 __all__ = ["Registry", "GraphSpec", "Limits", "NodePolicy", "RetrySpec", "MigrationSpec", "ManifestError"]
 

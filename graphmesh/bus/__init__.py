@@ -6,13 +6,14 @@ from graphmesh.bus.events import (
     make_event,
     publish_event,
     publish_event_pipelined,
-    read_events,
     status_event,
 )
+from graphmesh.bus.hub import EventHub
 from graphmesh.bus.jobs import parse_job, publish_job
 from graphmesh.bus.streams import ensure_streams
 
 __all__ = [
+    "EventHub",
     "connect_nats",
     "ensure_streams",
     "last_sequence",
@@ -21,7 +22,6 @@ __all__ = [
     "publish_event",
     "publish_event_pipelined",
     "publish_job",
-    "read_events",
     "require_connected",
     "status_event",
 ]

@@ -8,10 +8,8 @@ deduplicates on run:sequence, so a re-sent event is stored once.
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator
 
 from nats.js import JetStreamContext
-from nats.js.api import DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from graphmesh.bus.streams import EVENTS_STREAM, event_subject
@@ -55,29 +53,3 @@ async def last_sequence(js: JetStreamContext, run_id: str) -> int:
     except NotFoundError:
         return 0
     return int((msg.headers or {}).get(SEQUENCE_HEADER, "0"))
-
-
-async def read_events(
-    js: JetStreamContext, run_id: str, *, after_sequence: int = 0, idle_timeout: float = 1.0
-) -> AsyncIterator[run_pb2.RunEvent | None]:
-    """Yields the run's events with sequence > after_sequence, each once, in order.
-    Yields None after `idle_timeout` without events so the caller can check on the run."""
-    sub = await js.subscribe(
-        event_subject(run_id), ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
-    )
-    last = after_sequence
-    try:
-        while True:
-            try:
-                msg = await sub.next_msg(timeout=idle_timeout)
-            except asyncio.TimeoutError:
-                yield None
-                continue
-            event = run_pb2.RunEvent()
-            event.ParseFromString(msg.data)
-            if event.sequence <= last:
-                continue
-            last = event.sequence
-            yield event
-    finally:
-        await sub.unsubscribe()

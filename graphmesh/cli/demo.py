@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from google.protobuf import struct_pb2
+
 from graphmesh.cli.render import run_details
 from graphmesh.cli.runs import follow
 from graphmesh.client import api_client
 from graphmesh.v1 import run_service_pb2 as pb
-from google.protobuf import struct_pb2
 
 DEMO_INPUT = {"question": "How do LangGraph checkpoints make runs durable?"}
 

@@ -10,7 +10,8 @@ from google.protobuf import struct_pb2
 
 from graphmesh.cli.render import as_json, event_line, run_details, run_line, status_name
 from graphmesh.client import api_client
-from graphmesh.v1 import run_pb2, run_service_pb2 as pb
+from graphmesh.v1 import run_pb2
+from graphmesh.v1 import run_service_pb2 as pb
 
 STRATEGIES = {"reject": run_pb2.MULTITASK_STRATEGY_REJECT, "enqueue": run_pb2.MULTITASK_STRATEGY_ENQUEUE}
 

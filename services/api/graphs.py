@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-
 from graphmesh.rpc.errors import abort_unimplemented
-from graphmesh.v1 import graph_service_pb2 as pb, graph_service_pb2_grpc, run_pb2
+from graphmesh.v1 import graph_service_pb2 as pb
+from graphmesh.v1 import graph_service_pb2_grpc, run_pb2
 
 
 class GraphServicer(graph_service_pb2_grpc.GraphServiceServicer):

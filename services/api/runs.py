@@ -16,10 +16,11 @@ from graphmesh.errors import InvalidArgument
 from graphmesh.execution import error_proto
 from graphmesh.jsonvalues import to_struct
 from graphmesh.rpc.convert import STRATEGY_NAMES, run_to_proto, status_from_proto, status_to_proto
+from graphmesh.rpc.errors import abort_unimplemented
 from graphmesh.store import TERMINAL, NewRun, RunRecord, RunStatus, RunStore
 from graphmesh.store.runs import parse_run_id
-from graphmesh.rpc.errors import abort_unimplemented
-from graphmesh.v1 import run_pb2, run_service_pb2 as pb, run_service_pb2_grpc
+from graphmesh.v1 import run_pb2, run_service_pb2_grpc
+from graphmesh.v1 import run_service_pb2 as pb
 from services.api.sync import SyncRunner
 
 log = logging.getLogger(__name__)

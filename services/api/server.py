@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-from graphs.registry import Registry
 from graphmesh.bus import connect_nats
 from graphmesh.bus.hub import EventHub
 from graphmesh.config import Settings
@@ -14,6 +13,7 @@ from graphmesh.logs import setup_logging
 from graphmesh.rpc.server import GrpcServer
 from graphmesh.store import RunStore
 from graphmesh.v1 import graph_service_pb2, graph_service_pb2_grpc, run_service_pb2, run_service_pb2_grpc
+from graphs.registry import Registry
 from services.api.graphs import GraphServicer
 from services.api.reconciler import reconcile_forever
 from services.api.runs import RunServicer

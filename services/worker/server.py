@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timezone
 
-from graphs.registry import Registry
 from graphmesh.bus import connect_nats
 from graphmesh.config import Settings
 from graphmesh.db import make_pool
@@ -14,6 +13,7 @@ from graphmesh.logs import setup_logging
 from graphmesh.rpc.server import GrpcServer
 from graphmesh.store import RunStore
 from graphmesh.v1 import worker_service_pb2, worker_service_pb2_grpc
+from graphs.registry import Registry
 from services.worker.consumer import JobConsumer
 from services.worker.servicer import WorkerServicer
 

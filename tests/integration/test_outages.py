@@ -9,11 +9,12 @@ import time
 import grpc
 import pytest
 from google.protobuf import struct_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from graphmesh.client import api_client
 from graphmesh.mesh import Mesh
-from graphmesh.v1 import run_pb2, run_service_pb2 as pb
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from graphmesh.v1 import run_pb2
+from graphmesh.v1 import run_service_pb2 as pb
 from helpers import private_mesh
 
 

@@ -15,7 +15,8 @@ import pytest
 
 from graphmesh.client import api_client
 from graphmesh.mesh import Mesh, MeshConfig
-from graphmesh.v1 import run_pb2, run_service_pb2 as pb
+from graphmesh.v1 import run_pb2
+from graphmesh.v1 import run_service_pb2 as pb
 
 RUN_ID = re.compile(r"demo: research_assistant run ([0-9a-f-]{36})")
 

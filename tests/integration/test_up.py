@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from google.protobuf import struct_pb2
 
 from graphmesh.client import api_client
 from graphmesh.mesh import Mesh, MeshConfig
@@ -51,3 +52,24 @@ def test_up_runs_demo_then_a_second_start_finds_it(data_dir):
         run = api_client(mesh.api_address).runs.GetRun(pb.GetRunRequest(run_id=run_id), timeout=10).run
         assert run.status == run_pb2.RUN_STATUS_COMPLETED
         assert run.graph == "research_assistant"
+
+
+def test_external_postgres_and_nats_are_used_instead_of_embedded(embedded_pg_nats, data_dir):
+    # `graphmesh migrate` prepares external servers; then the mesh starts none of its own.
+    migrate = subprocess.run(
+        [sys.executable, "-c", "from graphmesh.cli import main; raise SystemExit(main())", "migrate",
+         "--database-url", embedded_pg_nats.database_url, "--nats-url", embedded_pg_nats.nats_url],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert migrate.returncode == 0, migrate.stdout + migrate.stderr
+    config = MeshConfig(data_dir=data_dir, api_port=0, review_port=0, worker_base_port=0, workers=1,
+                        database_url=embedded_pg_nats.database_url, nats_url=embedded_pg_nats.nats_url)
+    with Mesh(config) as mesh:
+        assert mesh.postgres is None and mesh.nats is None
+        assert not (data_dir / "postgres").exists() and not (data_dir / "nats").exists()
+        client = api_client(mesh.api_address)
+        graph_input = struct_pb2.Struct()
+        graph_input.update({"text": "external"})
+        run = client.runs.CreateRun(pb.CreateRunRequest(graph="tiny", input=graph_input)).run
+        events = [r.event for r in client.runs.StreamRun(pb.StreamRunRequest(run_id=run.run_id), timeout=60)]
+        assert events[-1].status_changed.status == run_pb2.RUN_STATUS_COMPLETED

@@ -79,6 +79,11 @@ UPDATE gm_runs r SET status = 'RUNNING', lease_owner = %(worker)s,
 FROM old WHERE r.run_id = old.run_id
 RETURNING r.*, old.status AS previous_status, old.started_at AS previous_started_at
 """
+# Why a claim failed: seconds left on another holder's lease (None when nobody holds it).
+LEASE_REMAINING = """
+SELECT extract(epoch FROM lease_expires_at - now()) AS remaining FROM gm_runs
+WHERE run_id = %s AND status = 'RUNNING' AND lease_expires_at > now()
+"""
 RENEW_LEASE = """
 UPDATE gm_runs SET lease_expires_at = now() + make_interval(secs => %s)
 WHERE run_id = %s AND lease_epoch = %s AND status = 'RUNNING'
@@ -264,6 +269,12 @@ class RunStore:
             previous_status=RunStatus(row["previous_status"]),
             resumed=row["previous_started_at"] is not None,
         )
+
+    async def lease_remaining(self, run_id: str) -> float | None:
+        """Seconds until the current holder's lease lapses; None if the run is not held."""
+        async with self._conn() as conn:
+            row = await (await conn.execute(LEASE_REMAINING, (run_id,))).fetchone()
+        return float(row["remaining"]) if row else None
 
     async def renew_lease(self, run_id: str, epoch: int, lease_seconds: float) -> bool:
         async with self._conn() as conn:

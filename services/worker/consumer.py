@@ -77,13 +77,17 @@ class JobConsumer:
         job = parse_job(msg.data)
         try:
             claim = await self.store.claim(job.run_id, worker_id=self.worker_id, lease_seconds=self.lease_seconds)
+            held_for = None if claim else await self.store.lease_remaining(job.run_id)
         except Unavailable as exc:
             log.warning("cannot claim run %s: %s", job.run_id, exc)
             await msg.nak(delay=2)
             return
         if claim is None:
-            # Already done, held by a live worker, or a duplicate message.
-            await msg.ack()
+            if held_for is not None:
+                # Held by another worker, maybe a dead one: look again when its lease lapses.
+                await msg.nak(delay=held_for + 0.5)
+            else:
+                await msg.ack()  # done, or a duplicate: Postgres decides, not the bus
             return
         task = asyncio.create_task(self._execute(claim, msg))
         self.active[job.run_id] = ActiveRun(claim.run, datetime.now(timezone.utc), task, claim.epoch, msg)

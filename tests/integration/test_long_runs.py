@@ -10,9 +10,10 @@ import pytest
 
 from graphmesh.bus import connect_nats
 from graphmesh.bus.streams import RUNS_STREAM, WORKER_CONSUMER
-from graphmesh.client import api_client
+from graphmesh.client import api_client, worker_stub
 from graphmesh.v1 import run_service_pb2 as pb
-from helpers import COMPLETED, create_run, private_mesh, stream_events
+from graphmesh.v1 import worker_service_pb2 as wpb
+from helpers import COMPLETED, RUNNING, create_run, private_mesh, stream_events
 
 ACK_WAIT_SECONDS = 1.0
 
@@ -47,3 +48,35 @@ def test_long_run_is_delivered_once(short_ack_mesh):
     assert redelivered == 0
     final = client.runs.GetRun(pb.GetRunRequest(run_id=run.run_id)).run
     assert final.attempt == 1 and final.status == COMPLETED
+
+
+def test_killed_worker_run_resumes_from_its_checkpoint(short_ack_mesh):
+    """SIGKILL the worker mid-run: the run is redelivered, re-executed under its own run id,
+    and continues after its last checkpoint, so finished nodes do not run again."""
+    client = api_client(short_ack_mesh.api_address)
+    run = create_run(client, "research_assistant", {"question": "crash safety", "delay_seconds": 4.0})
+    seen = []
+    call = client.runs.StreamRun(pb.StreamRunRequest(run_id=run.run_id), timeout=60)
+    for response in call:  # until the first node has finished and been checkpointed
+        seen.append(response.event)
+        if response.event.WhichOneof("kind") == "node_finished":
+            break
+    call.cancel()
+    holder = next(name for name, address in zip(["worker-1", "worker-2"], short_ack_mesh.worker_addresses)
+                  if any(a.run_id == run.run_id for a in
+                         worker_stub(address).GetWorkerStatus(wpb.GetWorkerStatusRequest()).active_runs))
+    short_ack_mesh.stop_service(holder, kill=True)
+    try:
+        events = stream_events(client, run.run_id)
+    finally:
+        short_ack_mesh.start_service(holder)
+
+    assert events[-1].status_changed.status == COMPLETED
+    assert [e.sequence for e in events] == list(range(1, len(events) + 1))
+    started = Counter(e.node_started.node for e in events if e.WhichOneof("kind") == "node_started")
+    first_node = seen[-1].node_finished.node
+    assert started[first_node] == 1, f"{first_node} ran again after the crash: {started}"
+    assert set(started) == {"plan", "search", "rank", "summarize", "write_report"}
+    running = [e for e in events if e.WhichOneof("kind") == "status_changed"
+               and e.status_changed.status == RUNNING]
+    assert len(running) == 2  # the first execution and the resumed one

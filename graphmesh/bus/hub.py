@@ -69,7 +69,12 @@ class EventHub:
                 try:
                     data = await asyncio.wait_for(live.get(), idle_timeout)
                 except TimeoutError:
-                    for event in await self._replay(run_id, cursor):
+                    ready = await self._replay(run_id, cursor)
+                    if not ready and cursor.has_gap():
+                        # An event was lost between its commit and its publish (its process
+                        # died): after a quiet spell with the gap still open, move past it.
+                        ready = cursor.skip_gap()
+                    for event in ready:
                         yield event
                     yield None
                     continue
@@ -112,3 +117,7 @@ class _Cursor:
 
     def has_gap(self) -> bool:
         return bool(self._early)
+
+    def skip_gap(self) -> list[run_pb2.RunEvent]:
+        self.last = min(self._early) - 1
+        return self.offer(self._early.pop(self.last + 1))

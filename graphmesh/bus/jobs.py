@@ -15,6 +15,9 @@ def job_message_id(run_id: str, attempt: int, suffix: str = "") -> str:
 
 
 async def publish_job(js: JetStreamContext, run: RunRecord, *, dedup_suffix: str = "") -> None:
+    """Dispatches a run. The message id is (run, attempt, the event sequence of the QUEUED
+    status it was dispatched at), so the same dispatch sent twice is stored once while a
+    later dispatch of the same run (a resume after approval) is a new message."""
     job = run_pb2.RunJob(
         run_id=run.run_id,
         attempt=run.attempt,
@@ -24,7 +27,7 @@ async def publish_job(js: JetStreamContext, run: RunRecord, *, dedup_suffix: str
     await js.publish(
         run_subject(run.graph, run.versions["graph_version"]),
         job.SerializeToString(),
-        headers={"Nats-Msg-Id": job_message_id(run.run_id, run.attempt, dedup_suffix)},
+        headers={"Nats-Msg-Id": job_message_id(run.run_id, run.attempt, dedup_suffix or f"q{run.event_seq}")},
     )
 
 

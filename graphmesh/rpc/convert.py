@@ -6,8 +6,9 @@ from datetime import datetime
 
 from google.protobuf import timestamp_pb2
 
-from graphmesh.store import RunRecord, RunStatus
-from graphmesh.v1 import run_pb2
+from graphmesh.jsonvalues import to_struct
+from graphmesh.store import ApprovalRecord, RunRecord, RunStatus
+from graphmesh.v1 import review_service_pb2, run_pb2
 
 STRATEGY_NAMES = {
     run_pb2.MULTITASK_STRATEGY_UNSPECIFIED: "reject",
@@ -62,4 +63,43 @@ def run_to_proto(run: RunRecord) -> run_pb2.Run:
         ts = timestamp(getattr(run, field))
         if ts is not None:
             getattr(msg, field).CopyFrom(ts)
+    return msg
+
+
+DECISION_KINDS = {
+    review_service_pb2.DECISION_KIND_APPROVE: "approve",
+    review_service_pb2.DECISION_KIND_REJECT: "reject",
+    review_service_pb2.DECISION_KIND_EDIT: "edit",
+}
+DECISION_KIND_VALUES = {name: value for value, name in DECISION_KINDS.items()}
+
+
+def approval_status_to_proto(status: str) -> int:
+    return review_service_pb2.ApprovalStatus.Value(f"APPROVAL_STATUS_{status}")
+
+
+def approval_to_proto(approval: ApprovalRecord) -> review_service_pb2.Approval:
+    msg = review_service_pb2.Approval(
+        approval_id=approval.approval_id,
+        run_id=approval.run_id,
+        thread_id=approval.thread_id,
+        graph=approval.graph,
+        graph_version=approval.graph_version,
+        node=approval.node,
+        interrupt_id=approval.interrupt_id,
+        payload=to_struct(approval.payload),
+        required_role=approval.required_role,
+        status=approval_status_to_proto(approval.status),
+    )
+    msg.created_at.CopyFrom(timestamp(approval.created_at))
+    if approval.expires_at:
+        msg.expires_at.CopyFrom(timestamp(approval.expires_at))
+    if approval.decided_at:
+        decision = msg.decision
+        decision.kind = DECISION_KIND_VALUES.get(approval.decision_kind or "", 0)
+        decision.comment = approval.comment
+        decision.reviewer = approval.reviewer
+        decision.decided_at.CopyFrom(timestamp(approval.decided_at))
+        if approval.edited_value is not None:
+            decision.edited_value.CopyFrom(to_struct(approval.edited_value))
     return msg

@@ -1,11 +1,27 @@
 """Postgres run store: the source of truth for runs and threads."""
 
-from graphmesh.store.records import Claim, CreateResult, NewRun, RunError, RunRecord, TransitionResult
+from graphmesh.store.approvals import ApprovalStore, DecideResult
+from graphmesh.store.records import (
+    ApprovalRecord,
+    AuditRecord,
+    Claim,
+    CreateResult,
+    NewApproval,
+    NewRun,
+    RunError,
+    RunRecord,
+    TransitionResult,
+)
 from graphmesh.store.runs import LeaseLost, RunStore
 from graphmesh.store.schema import migrate
 from graphmesh.store.statuses import TERMINAL, RunStatus
 
 __all__ = [
+    "ApprovalRecord",
+    "ApprovalStore",
+    "AuditRecord",
+    "DecideResult",
+    "NewApproval",
     "Claim",
     "CreateResult",
     "LeaseLost",

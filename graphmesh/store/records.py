@@ -47,6 +47,8 @@ class RunRecord:
     lease_owner: str | None = None
     lease_epoch: int = 0
     event_seq: int = 0
+    # interrupt id -> value the next execution resumes the graph with (after approvals).
+    resume_with: dict[str, Any] | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> "RunRecord":
@@ -75,6 +77,7 @@ class RunRecord:
             lease_owner=row["lease_owner"],
             lease_epoch=row["lease_epoch"],
             event_seq=row["event_seq"],
+            resume_with=row.get("resume_with"),
         )
 
 
@@ -120,3 +123,97 @@ class TransitionResult:
     run: RunRecord
     # The next enqueued run on the thread, now holding it; publish its job.
     next_run: RunRecord | None = None
+
+
+APPROVAL_STATUSES = ("PENDING", "APPROVED", "REJECTED", "EDITED", "EXPIRED", "CANCELLED")
+# decision kind -> the approval status it leads to
+DECISION_STATUS = {"approve": "APPROVED", "reject": "REJECTED", "edit": "EDITED", "expire": "EXPIRED"}
+
+
+@dataclass(frozen=True)
+class NewApproval:
+    """An interrupt the worker turns into an approval request."""
+
+    approval_id: str
+    node: str
+    interrupt_id: str
+    payload: Any
+    required_role: str = ""
+    expires_in_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class ApprovalRecord:
+    approval_id: str
+    run_id: str
+    thread_id: str
+    graph: str
+    graph_version: str
+    node: str
+    interrupt_id: str
+    payload: Any
+    required_role: str
+    status: str
+    created_at: datetime
+    expires_at: datetime | None
+    decision_kind: str | None
+    edited_value: Any
+    comment: str
+    reviewer: str
+    decided_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> "ApprovalRecord":
+        return cls(
+            approval_id=str(row["approval_id"]),
+            run_id=str(row["run_id"]),
+            thread_id=row["thread_id"],
+            graph=row["graph"],
+            graph_version=row["graph_version"],
+            node=row["node"],
+            interrupt_id=row["interrupt_id"],
+            payload=row["payload"],
+            required_role=row["required_role"],
+            status=row["status"],
+            created_at=row["created_at"],
+            expires_at=row["expires_at"],
+            decision_kind=row["decision_kind"],
+            edited_value=row["edited_value"],
+            comment=row["comment"] or "",
+            reviewer=row["reviewer"] or "",
+            decided_at=row["decided_at"],
+        )
+
+    def resume_value(self) -> dict[str, Any]:
+        """What the graph's interrupt() returns once this approval is decided."""
+        return {
+            "approved": self.status in ("APPROVED", "EDITED"),
+            "decision": self.decision_kind,
+            "edited_value": self.edited_value,
+            "comment": self.comment,
+            "reviewer": self.reviewer,
+            "expired": self.status == "EXPIRED",
+        }
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    record_id: int
+    time: datetime
+    actor: str
+    action: str
+    approval_id: str
+    run_id: str
+    details: dict[str, Any]
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> "AuditRecord":
+        return cls(
+            record_id=row["record_id"],
+            time=row["time"],
+            actor=row["actor"],
+            action=row["action"],
+            approval_id=str(row["approval_id"] or ""),
+            run_id=str(row["run_id"] or ""),
+            details=row["details"] or {},
+        )

@@ -6,18 +6,16 @@ statuses.py inside the UPDATE itself, so no service can move a run illegally.
 
 from __future__ import annotations
 
-import base64
-import json
 import uuid
 from contextlib import asynccontextmanager
-from datetime import datetime
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
 
 import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from graphmesh.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from graphmesh.errors import FailedPrecondition, NotFound, Unavailable
+from graphmesh.store.paging import decode_page_token, encode_page_token, parse_uuid
 from graphmesh.store.records import (
     VERSION_FIELDS,
     Claim,
@@ -94,6 +92,7 @@ WITH run AS (
         event_seq = greatest(event_seq + 1, %(event_seq)s),
         error_code = %(error_code)s, error_message = %(error_message)s, error_node = %(error_node)s,
         finished_at = CASE WHEN %(terminal)s THEN now() ELSE finished_at END,
+        resume_with = %(resume_with)s,
         lease_owner = CASE WHEN %(target)s = 'RUNNING' THEN lease_owner END,
         lease_expires_at = CASE WHEN %(target)s = 'RUNNING' THEN lease_expires_at END
     WHERE run_id = %(run_id)s AND status = ANY(%(allowed)s)
@@ -118,24 +117,8 @@ ORDER BY r.updated_at LIMIT %(limit)s
 """
 
 
-def _encode_page_token(created_at: datetime, run_id: str) -> str:
-    raw = json.dumps([created_at.isoformat(), run_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode()
-
-
-def _decode_page_token(token: str) -> tuple[datetime, str]:
-    try:
-        created, run_id = json.loads(base64.urlsafe_b64decode(token.encode()))
-        return datetime.fromisoformat(created), str(uuid.UUID(run_id))
-    except (ValueError, TypeError) as exc:
-        raise InvalidArgument("page_token is not a token this service issued") from exc
-
-
 def parse_run_id(run_id: str) -> str:
-    try:
-        return str(uuid.UUID(run_id))
-    except (ValueError, AttributeError, TypeError):
-        raise NotFound(f"run '{run_id}' not found (run ids are UUIDs)") from None
+    return parse_uuid(run_id, "run")
 
 
 class RunStore:
@@ -145,7 +128,7 @@ class RunStore:
         self._pool = pool
 
     @asynccontextmanager
-    async def _conn(self) -> AsyncIterator[psycopg.AsyncConnection]:
+    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection]:
         try:
             async with self._pool.connection() as conn:
                 yield conn
@@ -166,7 +149,7 @@ class RunStore:
             "sync": new.sync,
             **{f: new.versions.get(f, "") for f in VERSION_FIELDS},
         }
-        async with self._conn() as conn:
+        async with self.connection() as conn:
             if new.idempotency_key:
                 existing = await self._by_idempotency_key(conn, new.owner, new.idempotency_key)
                 if existing:
@@ -208,7 +191,7 @@ class RunStore:
 
     async def get_run(self, run_id: str) -> RunRecord:
         run_id = parse_run_id(run_id)
-        async with self._conn() as conn:
+        async with self.connection() as conn:
             row = await (await conn.execute(SELECT_RUN, (run_id,))).fetchone()
         if row is None:
             raise NotFound(f"run '{run_id}' not found", run_id=run_id)
@@ -234,7 +217,7 @@ class RunStore:
             where.append("thread_id = %s")
             args.append(thread_id)
         if page_token:
-            created_at, run_id = _decode_page_token(page_token)
+            created_at, run_id = decode_page_token(page_token)
             where.append("(created_at, run_id) < (%s, %s)")
             args.extend([created_at, run_id])
         sql = "SELECT * FROM gm_runs"
@@ -242,13 +225,13 @@ class RunStore:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY created_at DESC, run_id DESC LIMIT %s"
         args.append(page_size + 1)
-        async with self._conn() as conn:
+        async with self.connection() as conn:
             rows = await (await conn.execute(sql, args)).fetchall()
         runs = [RunRecord.from_row(r) for r in rows[:page_size]]
         next_token = ""
         if len(rows) > page_size:
             last = runs[-1]
-            next_token = _encode_page_token(last.created_at, last.run_id)
+            next_token = encode_page_token(last.created_at, last.run_id)
         return runs, next_token
 
     async def claim(
@@ -257,7 +240,7 @@ class RunStore:
         """Takes the run for execution; None when it is not claimable (done, held, or queued
         behind another run on its thread)."""
         args = {"run_id": run_id, "worker": worker_id, "lease": lease_seconds, "min_seq": min_event_seq}
-        async with self._conn() as conn:
+        async with self.connection() as conn:
             row = await (await conn.execute(CLAIM_RUN, args)).fetchone()
         if row is None:
             return None
@@ -272,12 +255,12 @@ class RunStore:
 
     async def lease_remaining(self, run_id: str) -> float | None:
         """Seconds until the current holder's lease lapses; None if the run is not held."""
-        async with self._conn() as conn:
+        async with self.connection() as conn:
             row = await (await conn.execute(LEASE_REMAINING, (run_id,))).fetchone()
         return float(row["remaining"]) if row else None
 
     async def renew_lease(self, run_id: str, epoch: int, lease_seconds: float) -> bool:
-        async with self._conn() as conn:
+        async with self.connection() as conn:
             cur = await conn.execute(RENEW_LEASE, (lease_seconds, run_id, epoch))
             return cur.rowcount == 1
 
@@ -289,10 +272,14 @@ class RunStore:
         epoch: int | None,
         event_seq: int = 0,
         error: RunError | None = None,
+        resume_with: dict[str, Any] | None = None,
+        conn: psycopg.AsyncConnection | None = None,
     ) -> TransitionResult:
         """Moves a run to `target` if the transition table allows it. With an epoch, only
         the lease holder may write; otherwise LeaseLost. Terminal statuses pass the thread
-        on to the next queued run, returned for dispatch."""
+        on to the next queued run, returned for dispatch. `resume_with` (interrupt id ->
+        value) is what the next execution resumes the graph with; any other transition
+        clears it. Pass `conn` to take part in the caller's transaction."""
         args = {
             "run_id": run_id,
             "target": target.value,
@@ -303,25 +290,38 @@ class RunStore:
             "error_code": error.code if error else None,
             "error_message": error.message if error else None,
             "error_node": error.node if error else None,
+            "resume_with": Jsonb(resume_with) if resume_with is not None else None,
         }
-        async with self._conn() as conn:
-            row = await (await conn.execute(TRANSITION, args)).fetchone()
-            if row is None:
-                raise LeaseLost(f"run {run_id} cannot move to {target.value} from here")
-            next_run = None
-            if row["next_run_id"] is not None:
-                nxt = await (await conn.execute(SELECT_RUN, (row["next_run_id"],))).fetchone()
-                next_run = RunRecord.from_row(nxt)
+        if conn is not None:
+            return await self._transition(conn, args)
+        async with self.connection() as own:
+            return await self._transition(own, args)
+
+    async def _transition(self, conn: psycopg.AsyncConnection, args: dict[str, Any]) -> TransitionResult:
+        row = await (await conn.execute(TRANSITION, args)).fetchone()
+        if row is None:
+            raise LeaseLost(f"run {args['run_id']} cannot move to {args['target']} from here")
+        next_run = None
+        if row["next_run_id"] is not None:
+            nxt = await (await conn.execute(SELECT_RUN, (row["next_run_id"],))).fetchone()
+            next_run = RunRecord.from_row(nxt)
         return TransitionResult(RunRecord.from_row(row), next_run)
 
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[psycopg.AsyncConnection]:
+        """A connection inside one transaction, for changes that must land together."""
+        async with self.connection() as conn:
+            async with conn.transaction():
+                yield conn
+
     async def orphans(self, *, quiet_seconds: float, limit: int = 100) -> list[RunRecord]:
-        async with self._conn() as conn:
+        async with self.connection() as conn:
             rows = await (await conn.execute(SELECT_ORPHANS, {"quiet": quiet_seconds, "limit": limit})).fetchall()
         return [RunRecord.from_row(r) for r in rows]
 
     async def thread_graph(self, thread_id: str) -> tuple[str, str | None]:
         """The graph a thread belongs to and its active run id."""
-        async with self._conn() as conn:
+        async with self.connection() as conn:
             row = await (
                 await conn.execute("SELECT graph, active_run_id FROM gm_threads WHERE thread_id = %s", (thread_id,))
             ).fetchone()

@@ -69,6 +69,61 @@ MIGRATIONS: list[str] = [
     CREATE UNIQUE INDEX gm_runs_one_progressing_per_thread ON gm_runs (thread_id)
         WHERE status IN ('RUNNING', 'PAUSED', 'WAITING_FOR_APPROVAL');
     """,
+    """
+    -- What the next execution resumes the graph with: interrupt id -> resume value.
+    ALTER TABLE gm_runs ADD COLUMN resume_with jsonb;
+    CREATE TABLE gm_approvals (
+        approval_id uuid PRIMARY KEY,
+        run_id uuid NOT NULL REFERENCES gm_runs (run_id),
+        thread_id text NOT NULL,
+        graph text NOT NULL,
+        graph_version text NOT NULL,
+        node text NOT NULL,
+        interrupt_id text NOT NULL,
+        payload jsonb NOT NULL,
+        required_role text NOT NULL DEFAULT '',
+        status text NOT NULL CHECK (status IN ('PENDING', 'APPROVED', 'REJECTED', 'EDITED',
+            'EXPIRED', 'CANCELLED')),
+        created_at timestamptz NOT NULL DEFAULT now(),
+        expires_at timestamptz,
+        decision_kind text,
+        edited_value jsonb,
+        comment text,
+        reviewer text,
+        decided_at timestamptz,
+        -- Set when the decision has been handed to the run's resume.
+        consumed boolean NOT NULL DEFAULT false,
+        UNIQUE (run_id, interrupt_id)
+    );
+    CREATE INDEX gm_approvals_status ON gm_approvals (status, created_at);
+    CREATE INDEX gm_approvals_page ON gm_approvals (created_at DESC, approval_id DESC);
+    CREATE INDEX gm_approvals_expiry ON gm_approvals (expires_at) WHERE status = 'PENDING';
+    CREATE TABLE gm_audit (
+        record_id bigserial PRIMARY KEY,
+        time timestamptz NOT NULL DEFAULT now(),
+        actor text NOT NULL,
+        action text NOT NULL,
+        approval_id uuid,
+        run_id uuid,
+        details jsonb NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX gm_audit_run ON gm_audit (run_id, record_id);
+    CREATE FUNCTION gm_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        RAISE EXCEPTION 'gm_audit is append-only';
+    END $$;
+    CREATE TRIGGER gm_audit_append_only BEFORE UPDATE OR DELETE ON gm_audit
+        FOR EACH ROW EXECUTE FUNCTION gm_audit_append_only();
+    -- Transactional outbox: bus messages written with the change they announce, published
+    -- after commit, and re-published by a relay if the publisher died in between.
+    CREATE TABLE gm_outbox (
+        id bigserial PRIMARY KEY,
+        subject text NOT NULL,
+        msg_id text NOT NULL,
+        payload bytea NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now()
+    );
+    """,
 ]
 
 

@@ -1,26 +1,46 @@
-"""Wires the review process. Its RPCs answer UNIMPLEMENTED until the review loop lands."""
+"""Wires the review process: ReviewService, approval expiry and the outbox relay."""
 
 from __future__ import annotations
 
+import asyncio
+
+from graphmesh.bus import connect_nats
+from graphmesh.bus.approvals import relay_outbox_forever
 from graphmesh.config import Settings
 from graphmesh.db import make_pool
 from graphmesh.logs import setup_logging
 from graphmesh.rpc.server import GrpcServer
+from graphmesh.store import ApprovalStore, RunStore
 from graphmesh.v1 import review_service_pb2, review_service_pb2_grpc
+from services.review.expiry import expire_forever
 from services.review.servicer import ReviewServicer
 
 
 async def main() -> None:
     settings = Settings.from_env()
     setup_logging("review", settings.log_level)
-    # Opened now so the process fails fast, and reports health, on a bad database URL.
-    pool = make_pool(settings.database_url, max_size=4)
+    pool = make_pool(settings.database_url, max_size=settings.db_pool_size, timeout=settings.db_timeout_seconds)
     await pool.open(wait=True, timeout=30)
+    nc = await connect_nats(settings.nats_url, name="graphmesh-review")
+    js = nc.jetstream()
+    approvals = ApprovalStore(RunStore(pool))
+    servicer = ReviewServicer(approvals=approvals, js=js)
+
     name = review_service_pb2.DESCRIPTOR.services_by_name["ReviewService"].full_name
     server = GrpcServer(settings.listen, [name])
-    review_service_pb2_grpc.add_ReviewServiceServicer_to_server(ReviewServicer(), server.server)
+    review_service_pb2_grpc.add_ReviewServiceServicer_to_server(servicer, server.server)
+    background = [
+        asyncio.create_task(expire_forever(servicer, approvals)),
+        asyncio.create_task(relay_outbox_forever(js, approvals)),
+    ]
     await server.set_serving(True)
+
+    async def on_stop() -> None:
+        for task in background:
+            task.cancel()
+
     try:
-        await server.run()
+        await server.run(on_stop=on_stop)
     finally:
+        await nc.close()
         await pool.close()

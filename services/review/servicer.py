@@ -1,25 +1,123 @@
-"""ReviewService. The review loop (approvals, decisions, resume) is the next milestone;
-until then every RPC answers UNIMPLEMENTED with a readable message."""
+"""ReviewService: approvals for graph interrupts, decisions that resume runs, the audit trail."""
 
 from __future__ import annotations
 
-from graphmesh.rpc.errors import abort_unimplemented
-from graphmesh.v1 import review_service_pb2_grpc
+import logging
+
+from google.protobuf import json_format
+
+from graphmesh.bus import make_event, publish_event, publish_job, status_event
+from graphmesh.bus.approvals import announcement, last_stream_sequence, publish_outbox, watch
+from graphmesh.errors import InvalidArgument
+from graphmesh.jsonvalues import to_struct
+from graphmesh.rpc.convert import DECISION_KINDS, approval_to_proto, status_to_proto, timestamp
+from graphmesh.store import ApprovalStore, DecideResult, RunStatus
+from graphmesh.v1 import review_service_pb2 as pb
+from graphmesh.v1 import review_service_pb2_grpc, run_pb2
+
+log = logging.getLogger(__name__)
+
+MAX_PAGE_SIZE = 1000
+# Until authentication lands, a caller names itself in this metadata key.
+PRINCIPAL_KEY = "gm-principal"
+APPROVAL_STATUS_NAMES = {
+    value: name.removeprefix("APPROVAL_STATUS_") for name, value in pb.ApprovalStatus.items() if value
+}
+
+
+def principal(context) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key == PRINCIPAL_KEY and value:
+            return value
+    return "anonymous"
+
+
+def _page_size(value: int, default: int) -> int:
+    if value > MAX_PAGE_SIZE:
+        raise InvalidArgument(f"page_size may be at most {MAX_PAGE_SIZE}")
+    return value or default
 
 
 class ReviewServicer(review_service_pb2_grpc.ReviewServiceServicer):
+    def __init__(self, *, approvals: ApprovalStore, js) -> None:
+        self._approvals = approvals
+        self._js = js
+
     async def ListApprovals(self, request, context):
-        await abort_unimplemented(context, "ListApprovals")
+        statuses = []
+        for value in request.statuses:
+            if value not in APPROVAL_STATUS_NAMES:
+                raise InvalidArgument(f"unknown approval status {value}")
+            statuses.append(APPROVAL_STATUS_NAMES[value])
+        records, token = await self._approvals.list(
+            statuses=statuses, graph=request.graph, run_id=request.run_id,
+            page_size=_page_size(request.page_size, 50), page_token=request.page_token)
+        return pb.ListApprovalsResponse(approvals=[approval_to_proto(a) for a in records], next_page_token=token)
 
     async def GetApproval(self, request, context):
-        await abort_unimplemented(context, "GetApproval")
+        return pb.GetApprovalResponse(approval=approval_to_proto(await self._approvals.get(request.approval_id)))
 
     async def WatchApprovals(self, request, context):
-        await abort_unimplemented(context, "WatchApprovals")
-        yield  # makes this a server-streaming handler
+        after = request.after_sequence
+        if not after:
+            # A new watcher starts now; with include_pending it first gets what is open.
+            after = await last_stream_sequence(self._js)
+            if request.include_pending:
+                async for approval in self._pending(request.graph):
+                    yield pb.WatchApprovalsResponse(event=pb.ApprovalEvent(
+                        sequence=after, approval=approval_to_proto(approval), pending_snapshot=True))
+        async for event in watch(self._js, graph=request.graph, after_sequence=after):
+            if event is not None:
+                yield pb.WatchApprovalsResponse(event=event)
+
+    async def _pending(self, graph: str):
+        token = None
+        while token != "":
+            records, token = await self._approvals.list(statuses=["PENDING"], graph=graph, page_size=500,
+                                                        page_token=token or "")
+            for record in records:
+                yield record
 
     async def Decide(self, request, context):
-        await abort_unimplemented(context, "Decide")
+        kind = DECISION_KINDS.get(request.kind)
+        if kind is None:
+            raise InvalidArgument("kind must be APPROVE, REJECT or EDIT")
+        edited = json_format.MessageToDict(request.edited_value) if request.HasField("edited_value") else None
+        if kind == "edit" and edited is None:
+            raise InvalidArgument("an EDIT decision needs edited_value")
+        if kind != "edit" and edited is not None:
+            raise InvalidArgument("edited_value is only for EDIT decisions")
+        result = await self._approvals.decide(
+            request.approval_id, kind=kind, edited_value=edited, comment=request.comment,
+            reviewer=principal(context), announce=announcement)
+        if not result.replayed:
+            await self.announce(result, kind)
+        return pb.DecideResponse(approval=approval_to_proto(result.approval))
+
+    async def announce(self, result: DecideResult, kind: str) -> None:
+        """After commit: the run's events, the resumed run's job, the approvals stream.
+        Anything lost here is recovered: the reconciler re-dispatches a queued run, the
+        outbox relay re-publishes approval events, and streams step over a lost run event."""
+        approval = result.approval
+        try:
+            await publish_event(self._js, make_event(approval.run_id, result.event_seq,
+                                approval_decided=run_pb2.ApprovalDecided(
+                                    approval_id=approval.approval_id, decision=kind, reviewer=approval.reviewer)))
+            if result.resumed is not None:
+                run = result.resumed.run
+                await publish_event(self._js, status_event(run.run_id, run.event_seq, status_to_proto(RunStatus.QUEUED),
+                                                           status_to_proto(RunStatus.WAITING_FOR_APPROVAL)))
+                await publish_job(self._js, run)
+        except Exception as exc:
+            log.warning("decision on %s recorded, announcing it failed: %s", approval.approval_id, exc)
+        await publish_outbox(self._js, self._approvals, result.outbox_ids)
 
     async def ListAuditRecords(self, request, context):
-        await abort_unimplemented(context, "ListAuditRecords")
+        records, token = await self._approvals.audit_records(
+            run_id=request.run_id, approval_id=request.approval_id,
+            page_size=_page_size(request.page_size, 100), page_token=request.page_token)
+        return pb.ListAuditRecordsResponse(
+            records=[pb.AuditRecord(record_id=str(r.record_id), time=timestamp(r.time), actor=r.actor,
+                                    action=r.action, approval_id=r.approval_id, run_id=r.run_id,
+                                    details=to_struct(r.details)) for r in records],
+            next_page_token=token)

@@ -19,18 +19,14 @@ from langgraph.errors import GraphRecursionError
 from nats.js import JetStreamContext
 from psycopg_pool import AsyncConnectionPool
 
-from graphmesh.bus import (
-    last_sequence,
-    make_event,
-    publish_event,
-    publish_event_pipelined,
-    publish_job,
-    status_event,
-)
+from graphmesh.bus import last_sequence, make_event, publish_event, publish_job, status_event
+from graphmesh.bus.approvals import announcement, publish_outbox
 from graphmesh.errors import GraphmeshError, Unavailable
+from graphmesh.execution.interrupts import approval_requests, resume_input
+from graphmesh.execution.sink import EventSink
 from graphmesh.jsonvalues import to_struct, to_value
 from graphmesh.rpc.convert import status_to_proto
-from graphmesh.store import Claim, LeaseLost, RunError, RunRecord, RunStatus, RunStore
+from graphmesh.store import ApprovalStore, Claim, LeaseLost, RunError, RunRecord, RunStatus, RunStore
 from graphmesh.v1 import run_pb2
 
 log = logging.getLogger(__name__)
@@ -60,6 +56,7 @@ class RunExecutor:
         ack_wait_seconds: float = 30.0,
     ) -> None:
         self._store = store
+        self._approvals = ApprovalStore(store)
         self._js = js
         self._pool = pool
         self._registry = registry
@@ -75,13 +72,14 @@ class RunExecutor:
         if claim.resumed:
             # An earlier execution may have published events Postgres never counted.
             seq = max(seq, await last_sequence(self._js, run.run_id) + 1)
-        events = _EventSink(self._js, run.run_id, seq)
+        events = EventSink(self._js, run.run_id, seq)
         await events.emit_status(RunStatus.RUNNING, claim.previous_status)
 
         lost = asyncio.Event()
         keepalive = asyncio.create_task(self._keep_lease(claim, heartbeat, lost, asyncio.current_task()))
+        interrupts: list = []
         try:
-            target, error = await self._run_graph(run, claim.resumed, events)
+            target, error, interrupts = await self._run_graph(run, claim.resumed, events)
         except asyncio.CancelledError:
             if lost.is_set():
                 raise LeaseLost(run.run_id) from None
@@ -94,7 +92,29 @@ class RunExecutor:
             target, error = RunStatus.FAILED, RunError("INTERNAL", f"internal error: {type(exc).__name__}")
         finally:
             keepalive.cancel()
+        if interrupts and target is RunStatus.WAITING_FOR_APPROVAL:
+            return await self._wait_for_approval(run, claim.epoch, interrupts, events)
         return await self.finish(run, claim.epoch, target, error, events)
+
+    async def _wait_for_approval(self, run: RunRecord, epoch: int, interrupts: list, events: EventSink) -> RunRecord:
+        """Rests the run as WAITING_FOR_APPROVAL with one approval request per interrupt,
+        recorded in the same transaction, then announces them."""
+        spec = self._registry.get(run.graph, run.versions["graph_version"])
+        requests = approval_requests(spec, run, interrupts)
+        await events.flush()
+        first_seq = events.next_seq  # one approval_requested event each, then the status
+        result, approvals, outbox = await self._approvals.rest_waiting(
+            run, epoch=epoch, event_seq=first_seq + len(requests), approvals=requests,
+            actor="system:worker", announce=announcement)
+        for seq, approval in enumerate(approvals, start=first_seq):
+            await publish_event(self._js, make_event(run.run_id, seq, approval_requested=run_pb2.ApprovalRequested(
+                approval_id=approval.approval_id, node=approval.node, interrupt_id=approval.interrupt_id,
+                payload=to_value(approval.payload))))
+        final = result.run
+        await publish_event(self._js, status_event(final.run_id, final.event_seq, status_to_proto(final.status),
+                                                   status_to_proto(RunStatus.RUNNING)))
+        await publish_outbox(self._js, self._approvals, outbox)
+        return final
 
     async def finish(
         self,
@@ -102,7 +122,7 @@ class RunExecutor:
         epoch: int | None,
         target: RunStatus,
         error: RunError | None,
-        events: "_EventSink | None" = None,
+        events: EventSink | None = None,
     ) -> RunRecord:
         """Records the outcome, announces it, and dispatches the next run on the thread."""
         seq = 0
@@ -121,8 +141,9 @@ class RunExecutor:
         return final
 
     async def _run_graph(
-        self, run: RunRecord, resumed: bool, events: "_EventSink"
-    ) -> tuple[RunStatus, RunError | None]:
+        self, run: RunRecord, resumed: bool, events: EventSink
+    ) -> tuple[RunStatus, RunError | None, list]:
+        """Streams the graph to its next resting point: (status, error, interrupts)."""
         spec = self._registry.get(run.graph, run.versions["graph_version"])
         graph = self._registry.compiled(run.graph, run.versions["graph_version"]).copy(
             update={"checkpointer": AsyncPostgresSaver(self._pool)}
@@ -136,20 +157,18 @@ class RunExecutor:
                          "gm_attempt": run.attempt},
             "recursion_limit": spec.limits.max_steps,
         }
-        graph_input: Any = run.input
-        if resumed and await self._has_own_checkpoint(graph, config, run.run_id):
-            graph_input = None  # continue from this run's last checkpoint
+        graph_input = await self._input(graph, config, run, resumed)
         try:
             async with asyncio.timeout(spec.limits.run_timeout_seconds):
                 interrupts = await self._stream(graph, graph_input, config, events)
         except GraphRecursionError:
             return RunStatus.FAILED, RunError(
-                "STEP_LIMIT_EXCEEDED", f"run exceeded its limit of {spec.limits.max_steps} steps")
+                "STEP_LIMIT_EXCEEDED", f"run exceeded its limit of {spec.limits.max_steps} steps"), []
         except TimeoutError:
             return RunStatus.FAILED, RunError(
-                "RUN_TIMEOUT", f"run exceeded its limit of {spec.limits.run_timeout_seconds:g} s")
+                "RUN_TIMEOUT", f"run exceeded its limit of {spec.limits.run_timeout_seconds:g} s"), []
         except NodeFailed as exc:
-            return RunStatus.FAILED, RunError("NODE_FAILED", f"node '{exc.node}' failed: {exc}", exc.node)
+            return RunStatus.FAILED, RunError("NODE_FAILED", f"node '{exc.node}' failed: {exc}", exc.node), []
         except GraphmeshError:
             raise
         except (psycopg.OperationalError, nats.errors.Error) as exc:
@@ -157,17 +176,24 @@ class RunExecutor:
             raise Unavailable(f"dependency unavailable during run {run.run_id}: {exc}") from exc
         except Exception as exc:  # a graph's own bug: readable code for the client, trace in the log
             log.exception("run %s failed", run.run_id)
-            return RunStatus.FAILED, RunError("GRAPH_ERROR", f"{type(exc).__name__}: {exc}")
+            return RunStatus.FAILED, RunError("GRAPH_ERROR", f"{type(exc).__name__}: {exc}"), []
         if interrupts:
-            for node, interrupt in interrupts:
-                # tasks-mode chunks carry interrupts as dicts; state snapshots as objects.
-                fields = interrupt if isinstance(interrupt, dict) else vars(interrupt)
-                await events.emit(approval_requested=run_pb2.ApprovalRequested(
-                    interrupt_id=fields["id"], payload=to_value(fields["value"]), node=node))
-            return RunStatus.WAITING_FOR_APPROVAL, None
-        return RunStatus.COMPLETED, None
+            return RunStatus.WAITING_FOR_APPROVAL, None, interrupts
+        return RunStatus.COMPLETED, None, []
 
-    async def _stream(self, graph, graph_input, config, events: "_EventSink") -> list[tuple[str, Any]]:
+    async def _input(self, graph, config, run: RunRecord, resumed: bool) -> Any:
+        """What to stream: the run's input on a first execution; after approvals, the
+        decisions for the interrupts the checkpoint waits on; after a crash or hand-back,
+        None, to continue from this run's own last checkpoint."""
+        if not resumed:
+            return run.input
+        state = await graph.aget_state({"configurable": config["configurable"]})
+        own = bool(state.metadata) and state.metadata.get("gm_run_id") == run.run_id
+        if run.resume_with is not None:
+            return resume_input(run.resume_with, {i.id for i in state.interrupts})
+        return None if own else run.input
+
+    async def _stream(self, graph, graph_input, config, events: EventSink) -> list[tuple[str, Any]]:
         """Streams the graph, publishing its events; returns the interrupts it stopped at."""
         interrupts: list[tuple[str, Any]] = []
         active: dict[str, str] = {}  # task id -> node, to attribute custom writes
@@ -192,10 +218,6 @@ class RunExecutor:
                     node=chunk["name"], task_id=chunk["id"], step=step,
                     update=to_struct(_update_of(chunk.get("result")))))
         return interrupts
-
-    async def _has_own_checkpoint(self, graph, config, run_id: str) -> bool:
-        state = await graph.aget_state({"configurable": config["configurable"]})
-        return bool(state.metadata) and state.metadata.get("gm_run_id") == run_id and bool(state.next)
 
     async def _keep_lease(self, claim: Claim, heartbeat: Heartbeat | None,
                           lost: asyncio.Event, execution: asyncio.Task) -> None:
@@ -222,33 +244,3 @@ def _update_of(result: Any) -> Any:
     if isinstance(result, list):
         return {channel: value for channel, value in result}
     return result
-
-
-class _EventSink:
-    """Numbers and publishes one execution's events. Node and progress events are
-    pipelined; `flush` waits for their acks, and runs before every status change so that
-    a terminal event is never stored ahead of the events it follows."""
-
-    MAX_IN_FLIGHT = 256
-
-    def __init__(self, js: JetStreamContext, run_id: str, first_seq: int) -> None:
-        self._js = js
-        self._run_id = run_id
-        self._in_flight: list[asyncio.Future] = []
-        self.next_seq = first_seq
-
-    async def emit(self, **kind) -> None:
-        event = make_event(self._run_id, self.next_seq, **kind)
-        self._in_flight.append(await publish_event_pipelined(self._js, event))
-        self.next_seq += 1
-        if len(self._in_flight) >= self.MAX_IN_FLIGHT:
-            await self.flush()
-
-    async def flush(self) -> None:
-        in_flight, self._in_flight = self._in_flight, []
-        if in_flight:
-            await asyncio.gather(*in_flight)
-
-    async def emit_status(self, status: RunStatus, previous: RunStatus) -> None:
-        await self.emit(status_changed=run_pb2.StatusChanged(
-            status=status_to_proto(status), previous_status=status_to_proto(previous)))

@@ -1,0 +1,61 @@
+"""Turning a graph's interrupts into approval requests, and decisions back into a resume."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from langgraph.types import Command
+
+from graphmesh.store import NewApproval, RunRecord
+
+# Approval ids derive from (run, interrupt): a re-execution that meets the same interrupt
+# again finds the approval it already requested instead of asking twice.
+APPROVAL_NAMESPACE = uuid.UUID("6f1c2a8e-3d4b-4f5a-9c7e-2b1d0e9f8a7c")
+
+
+def approval_id(run_id: str, interrupt_id: str) -> str:
+    return str(uuid.uuid5(APPROVAL_NAMESPACE, f"{run_id}/{interrupt_id}"))
+
+
+def interrupt_fields(interrupt: Any) -> tuple[str, Any]:
+    """(id, value); tasks-mode chunks carry interrupts as dicts, state snapshots as objects."""
+    if isinstance(interrupt, dict):
+        return interrupt["id"], interrupt["value"]
+    return interrupt.id, interrupt.value
+
+
+def approval_requests(spec, run: RunRecord, interrupts: list[tuple[str, Any]]) -> list[NewApproval]:
+    requests = []
+    for node, interrupt in interrupts:
+        interrupt_id, value = interrupt_fields(interrupt)
+        policy = _policy(spec, node, value)
+        requests.append(NewApproval(
+            approval_id=approval_id(run.run_id, interrupt_id),
+            node=node,
+            interrupt_id=interrupt_id,
+            payload=value,
+            required_role=policy.role if policy else "",
+            expires_in_seconds=policy.approval_timeout_seconds if policy else None,
+        ))
+    return requests
+
+
+def _policy(spec, node: str, payload: Any):
+    """The node policy that governs an interrupt: the interrupting node's own, or that of
+    the node the payload says it guards (an approval step before a mutating node)."""
+    candidates = [node]
+    if isinstance(payload, dict) and isinstance(payload.get("node"), str):
+        candidates.append(payload["node"])
+    policies = [spec.nodes[name] for name in candidates if name in spec.nodes]
+    for policy in policies:
+        if policy.requires_approval or policy.role or policy.approval_timeout_seconds:
+            return policy
+    return policies[0] if policies else None
+
+
+def resume_input(resume_with: dict[str, Any], pending_interrupt_ids: set[str]) -> Command | None:
+    """The decisions for the interrupts the checkpoint still waits on, each to its own
+    interrupt; None when the checkpoint has already moved past them (a crash after resuming)."""
+    values = {k: v for k, v in resume_with.items() if k in pending_interrupt_ids}
+    return Command(resume=values) if values else None

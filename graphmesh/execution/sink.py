@@ -1,0 +1,42 @@
+"""Numbering and publishing one execution's run events."""
+
+from __future__ import annotations
+
+import asyncio
+
+from nats.js import JetStreamContext
+
+from graphmesh.bus import make_event, publish_event_pipelined
+from graphmesh.rpc.convert import status_to_proto
+from graphmesh.store import RunStatus
+from graphmesh.v1 import run_pb2
+
+
+class EventSink:
+    """Node and progress events are pipelined; `flush` waits for their acks, and runs
+    before every status change so that a status is never stored ahead of the events it
+    follows."""
+
+    MAX_IN_FLIGHT = 256
+
+    def __init__(self, js: JetStreamContext, run_id: str, first_seq: int) -> None:
+        self._js = js
+        self._run_id = run_id
+        self._in_flight: list[asyncio.Future] = []
+        self.next_seq = first_seq
+
+    async def emit(self, **kind) -> None:
+        event = make_event(self._run_id, self.next_seq, **kind)
+        self._in_flight.append(await publish_event_pipelined(self._js, event))
+        self.next_seq += 1
+        if len(self._in_flight) >= self.MAX_IN_FLIGHT:
+            await self.flush()
+
+    async def emit_status(self, status: RunStatus, previous: RunStatus) -> None:
+        await self.emit(status_changed=run_pb2.StatusChanged(
+            status=status_to_proto(status), previous_status=status_to_proto(previous)))
+
+    async def flush(self) -> None:
+        in_flight, self._in_flight = self._in_flight, []
+        if in_flight:
+            await asyncio.gather(*in_flight)

@@ -1,0 +1,266 @@
+"""Approval requests, decisions and the audit trail, in Postgres.
+
+A decision, its audit record, the run's move back to QUEUED (when it was the last
+pending approval) and the bus messages announcing them commit in one transaction, under
+the run's row lock, so concurrent or repeated decisions resume a run exactly once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from graphmesh.errors import FailedPrecondition, InvalidArgument, NotFound
+from graphmesh.store.paging import decode_page_token, encode_page_token, parse_uuid
+from graphmesh.store.records import (
+    DECISION_STATUS,
+    ApprovalRecord,
+    AuditRecord,
+    NewApproval,
+    RunRecord,
+    TransitionResult,
+)
+from graphmesh.store.runs import RunStore
+from graphmesh.store.statuses import RunStatus
+
+# (approval, "requested" | "decided") -> (subject, message id, payload) for the outbox
+Announce = Callable[[ApprovalRecord, str], tuple[str, str, bytes]]
+
+INSERT_APPROVAL = """
+INSERT INTO gm_approvals (approval_id, run_id, thread_id, graph, graph_version, node, interrupt_id,
+    payload, required_role, status, expires_at)
+VALUES (%(approval_id)s, %(run_id)s, %(thread_id)s, %(graph)s, %(graph_version)s, %(node)s,
+    %(interrupt_id)s, %(payload)s, %(required_role)s, 'PENDING',
+    CASE WHEN %(expires_in)s::float8 IS NULL THEN NULL
+         ELSE now() + make_interval(secs => %(expires_in)s::float8) END)
+ON CONFLICT (run_id, interrupt_id) DO NOTHING
+RETURNING *
+"""
+SELECT_APPROVAL = "SELECT * FROM gm_approvals WHERE approval_id = %s"
+LOCK_RUN = "SELECT * FROM gm_runs WHERE run_id = %s FOR UPDATE"
+LOCK_APPROVAL = "SELECT * FROM gm_approvals WHERE approval_id = %s FOR UPDATE"
+RECORD_DECISION = """
+UPDATE gm_approvals SET status = %(status)s, decision_kind = %(kind)s, edited_value = %(edited)s,
+    comment = %(comment)s, reviewer = %(reviewer)s, decided_at = now()
+WHERE approval_id = %(approval_id)s AND status = 'PENDING'
+RETURNING *
+"""
+NEXT_EVENT_SEQ = "UPDATE gm_runs SET event_seq = event_seq + 1 WHERE run_id = %s RETURNING event_seq"
+COUNT_PENDING = "SELECT count(*) AS n FROM gm_approvals WHERE run_id = %s AND status = 'PENDING'"
+# The decisions of this wait: decided, not yet handed to a resume.
+CONSUME_DECISIONS = """
+UPDATE gm_approvals SET consumed = true
+WHERE run_id = %s AND NOT consumed AND status NOT IN ('PENDING', 'CANCELLED')
+RETURNING *
+"""
+INSERT_AUDIT = """
+INSERT INTO gm_audit (actor, action, approval_id, run_id, details)
+VALUES (%s, %s, %s, %s, %s)
+"""
+INSERT_OUTBOX = "INSERT INTO gm_outbox (subject, msg_id, payload) VALUES (%s, %s, %s) RETURNING id"
+SELECT_EXPIRED = """
+SELECT approval_id FROM gm_approvals WHERE status = 'PENDING' AND expires_at <= now()
+ORDER BY expires_at LIMIT %s
+"""
+CANCEL_OPEN = """
+UPDATE gm_approvals SET status = 'CANCELLED', decided_at = now(), comment = %s, reviewer = %s
+WHERE run_id = %s AND status = 'PENDING'
+RETURNING *
+"""
+
+
+@dataclass(frozen=True)
+class DecideResult:
+    approval: ApprovalRecord
+    # True when this repeated an earlier identical decision: nothing changed.
+    replayed: bool
+    # Sequence of the run's approval_decided event.
+    event_seq: int = 0
+    # Set when this was the run's last pending approval: the run is QUEUED again.
+    resumed: TransitionResult | None = None
+    outbox_ids: tuple[int, ...] = ()
+
+
+class ApprovalStore:
+    def __init__(self, runs: RunStore) -> None:
+        self._runs = runs
+
+    async def rest_waiting(
+        self, run: RunRecord, *, epoch: int, event_seq: int, approvals: list[NewApproval],
+        actor: str, announce: Announce,
+    ) -> tuple[TransitionResult, list[ApprovalRecord], tuple[int, ...]]:
+        """Moves a running run to WAITING_FOR_APPROVAL and records its approval requests."""
+        async with self._runs.transaction() as conn:
+            result = await self._runs.transition(
+                run.run_id, RunStatus.WAITING_FOR_APPROVAL, epoch=epoch, event_seq=event_seq, conn=conn)
+            records, outbox = [], []
+            for new in approvals:
+                row = await (await conn.execute(INSERT_APPROVAL, {
+                    "approval_id": new.approval_id, "run_id": run.run_id, "thread_id": run.thread_id,
+                    "graph": run.graph, "graph_version": run.versions["graph_version"], "node": new.node,
+                    "interrupt_id": new.interrupt_id, "payload": Jsonb(new.payload),
+                    "required_role": new.required_role, "expires_in": new.expires_in_seconds,
+                })).fetchone()
+                if row is None:  # recorded by an earlier execution that crashed afterwards
+                    row = await (await conn.execute(SELECT_APPROVAL, (new.approval_id,))).fetchone()
+                    records.append(ApprovalRecord.from_row(row))
+                    continue
+                record = ApprovalRecord.from_row(row)
+                records.append(record)
+                await self._audit(conn, actor, "approval_requested", record, {"node": new.node,
+                                  "required_role": new.required_role})
+                outbox.append(await self._outbox(conn, announce(record, "requested")))
+        return result, records, tuple(outbox)
+
+    async def decide(
+        self, approval_id: str, *, kind: str, edited_value: Any, comment: str, reviewer: str,
+        announce: Announce,
+    ) -> DecideResult:
+        approval_id = parse_uuid(approval_id, "approval")
+        async with self._runs.transaction() as conn:
+            found = await (await conn.execute(SELECT_APPROVAL, (approval_id,))).fetchone()
+            if found is None:
+                raise NotFound(f"approval '{approval_id}' not found")
+            # The run's row lock serialises every decision on the run's approvals.
+            run = RunRecord.from_row(await (await conn.execute(LOCK_RUN, (found["run_id"],))).fetchone())
+            current = ApprovalRecord.from_row(await (await conn.execute(LOCK_APPROVAL, (approval_id,))).fetchone())
+            if current.status != "PENDING":
+                if current.decision_kind == kind and current.edited_value == edited_value:
+                    return DecideResult(current, replayed=True)
+                raise _already_decided(current)
+            if run.status != RunStatus.WAITING_FOR_APPROVAL:
+                raise FailedPrecondition(
+                    f"run {run.run_id} is {run.status.value}, not waiting for approval",
+                    code="RUN_NOT_WAITING", run_id=run.run_id)
+            row = await (await conn.execute(RECORD_DECISION, {
+                "status": DECISION_STATUS[kind], "kind": kind,
+                "edited": Jsonb(edited_value) if edited_value is not None else None,
+                "comment": comment, "reviewer": reviewer, "approval_id": approval_id,
+            })).fetchone()
+            if kind != "expire" and row["expires_at"] is not None and row["decided_at"] >= row["expires_at"]:
+                raise FailedPrecondition(
+                    f"approval {approval_id} expired at {row['expires_at']:%Y-%m-%d %H:%M:%S} UTC",
+                    code="APPROVAL_EXPIRED", run_id=run.run_id)
+            approval = ApprovalRecord.from_row(row)
+            await self._audit(conn, reviewer, "approval_decided", approval,
+                              {"decision": kind, "comment": comment, "edited_value": edited_value})
+            seq = (await (await conn.execute(NEXT_EVENT_SEQ, (run.run_id,))).fetchone())["event_seq"]
+            outbox = [await self._outbox(conn, announce(approval, "decided"))]
+            resumed = None
+            if (await (await conn.execute(COUNT_PENDING, (run.run_id,))).fetchone())["n"] == 0:
+                decided = [ApprovalRecord.from_row(r)
+                           for r in await (await conn.execute(CONSUME_DECISIONS, (run.run_id,))).fetchall()]
+                resumed = await self._runs.transition(
+                    run.run_id, RunStatus.QUEUED, epoch=None, conn=conn,
+                    resume_with={a.interrupt_id: a.resume_value() for a in decided})
+        return DecideResult(approval, replayed=False, event_seq=seq, resumed=resumed, outbox_ids=tuple(outbox))
+
+    async def cancel_open(self, conn: psycopg.AsyncConnection, run_id: str, *, actor: str, reason: str,
+                          announce: Announce) -> tuple[list[ApprovalRecord], tuple[int, ...]]:
+        """Closes a run's pending approvals as cancelled, inside the caller's transaction."""
+        rows = await (await conn.execute(CANCEL_OPEN, (reason, actor, run_id))).fetchall()
+        records, outbox = [ApprovalRecord.from_row(r) for r in rows], []
+        for record in records:
+            await self._audit(conn, actor, "approval_cancelled", record, {"reason": reason})
+            outbox.append(await self._outbox(conn, announce(record, "decided")))
+        return records, tuple(outbox)
+
+    async def expired(self, limit: int = 100) -> list[str]:
+        async with self._runs.connection() as conn:
+            rows = await (await conn.execute(SELECT_EXPIRED, (limit,))).fetchall()
+        return [str(r["approval_id"]) for r in rows]
+
+    async def get(self, approval_id: str) -> ApprovalRecord:
+        approval_id = parse_uuid(approval_id, "approval")
+        async with self._runs.connection() as conn:
+            row = await (await conn.execute(SELECT_APPROVAL, (approval_id,))).fetchone()
+        if row is None:
+            raise NotFound(f"approval '{approval_id}' not found")
+        return ApprovalRecord.from_row(row)
+
+    async def list(self, *, statuses: list[str] | None = None, graph: str = "", run_id: str = "",
+                   page_size: int = 50, page_token: str = "") -> tuple[list[ApprovalRecord], str]:
+        where, args = [], []
+        if statuses:
+            where.append("status = ANY(%s)")
+            args.append(statuses)
+        if graph:
+            where.append("graph = %s")
+            args.append(graph)
+        if run_id:
+            where.append("run_id = %s")
+            args.append(parse_uuid(run_id, "run"))
+        if page_token:
+            created_at, last_id = decode_page_token(page_token)
+            where.append("(created_at, approval_id) < (%s, %s)")
+            args.extend([created_at, last_id])
+        sql = "SELECT * FROM gm_approvals" + (" WHERE " + " AND ".join(where) if where else "")
+        sql += " ORDER BY created_at DESC, approval_id DESC LIMIT %s"
+        args.append(page_size + 1)
+        async with self._runs.connection() as conn:
+            rows = await (await conn.execute(sql, args)).fetchall()
+        records = [ApprovalRecord.from_row(r) for r in rows[:page_size]]
+        token = ""
+        if len(rows) > page_size:
+            token = encode_page_token(records[-1].created_at, records[-1].approval_id)
+        return records, token
+
+    async def audit_records(self, *, run_id: str = "", approval_id: str = "", page_size: int = 100,
+                            page_token: str = "") -> tuple[list[AuditRecord], str]:
+        """Oldest first; the page token is the last record id seen."""
+        where, args = [], []
+        if run_id:
+            where.append("run_id = %s")
+            args.append(parse_uuid(run_id, "run"))
+        if approval_id:
+            where.append("approval_id = %s")
+            args.append(parse_uuid(approval_id, "approval"))
+        if page_token:
+            if not page_token.isdigit():
+                raise InvalidArgument("page_token is not a token this service issued")
+            where.append("record_id > %s")
+            args.append(int(page_token))
+        sql = "SELECT * FROM gm_audit" + (" WHERE " + " AND ".join(where) if where else "")
+        sql += " ORDER BY record_id LIMIT %s"
+        args.append(page_size + 1)
+        async with self._runs.connection() as conn:
+            rows = await (await conn.execute(sql, args)).fetchall()
+        records = [AuditRecord.from_row(r) for r in rows[:page_size]]
+        return records, str(records[-1].record_id) if len(rows) > page_size else ""
+
+    async def outbox_batch(self, *, older_than_seconds: float, limit: int = 100) -> list[dict[str, Any]]:
+        async with self._runs.connection() as conn:
+            return await (await conn.execute(
+                "SELECT * FROM gm_outbox WHERE created_at < now() - make_interval(secs => %s) "
+                "ORDER BY id LIMIT %s", (older_than_seconds, limit))).fetchall()
+
+    async def outbox_rows(self, ids: tuple[int, ...]) -> list[dict[str, Any]]:
+        async with self._runs.connection() as conn:
+            return await (await conn.execute("SELECT * FROM gm_outbox WHERE id = ANY(%s) ORDER BY id",
+                                             (list(ids),))).fetchall()
+
+    async def outbox_done(self, ids: list[int]) -> None:
+        async with self._runs.connection() as conn:
+            await conn.execute("DELETE FROM gm_outbox WHERE id = ANY(%s)", (ids,))
+
+    async def _audit(self, conn, actor: str, action: str, approval: ApprovalRecord, details: dict) -> None:
+        await conn.execute(INSERT_AUDIT, (actor, action, approval.approval_id, approval.run_id, Jsonb(details)))
+
+    async def _outbox(self, conn, message: tuple[str, str, bytes]) -> int:
+        return (await (await conn.execute(INSERT_OUTBOX, message)).fetchone())["id"]
+
+
+def _already_decided(approval: ApprovalRecord) -> FailedPrecondition:
+    if approval.status == "EXPIRED":
+        return FailedPrecondition(f"approval {approval.approval_id} expired at "
+                                  f"{approval.decided_at:%Y-%m-%d %H:%M:%S} UTC", code="APPROVAL_EXPIRED",
+                                  run_id=approval.run_id)
+    if approval.status == "CANCELLED":
+        return FailedPrecondition(f"approval {approval.approval_id} was cancelled with its run",
+                                  code="APPROVAL_CANCELLED", run_id=approval.run_id)
+    return FailedPrecondition(
+        f"approval {approval.approval_id} was already decided: {approval.decision_kind} by "
+        f"{approval.reviewer}", code="ALREADY_DECIDED", run_id=approval.run_id)

@@ -1,0 +1,37 @@
+"""Expires approvals past their node policy's time limit: each is recorded as EXPIRED and,
+like any decision, resumes its run, with a rejection that says it expired."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from graphmesh.bus.approvals import announcement
+from graphmesh.errors import GraphmeshError
+
+log = logging.getLogger(__name__)
+
+EXPIRY_ACTOR = "system:expiry"
+
+
+async def expire_forever(servicer, approvals, *, every_seconds: float = 1.0) -> None:
+    while True:
+        await asyncio.sleep(every_seconds)
+        try:
+            for approval_id in await approvals.expired():
+                await expire(servicer, approvals, approval_id)
+        except Exception as exc:  # Postgres away: next pass
+            log.warning("expiry pass failed: %s", exc)
+
+
+async def expire(servicer, approvals, approval_id: str) -> None:
+    try:
+        result = await approvals.decide(
+            approval_id, kind="expire", edited_value=None, comment="approval expired before a decision",
+            reviewer=EXPIRY_ACTOR, announce=announcement)
+    except GraphmeshError as exc:  # decided or cancelled meanwhile
+        log.info("approval %s not expired: %s", approval_id, exc.message)
+        return
+    if not result.replayed:
+        log.info("approval %s expired", approval_id)
+        await servicer.announce(result, "expire")

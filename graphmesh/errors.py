@@ -9,7 +9,8 @@
     ├── DeadlineExceeded       DEADLINE_EXCEEDED    a synchronous run outlasted its deadline
     ├── Unavailable            UNAVAILABLE          Postgres or NATS unreachable; retry later
     ├── PermissionDenied       PERMISSION_DENIED
-    └── Unauthenticated        UNAUTHENTICATED
+    ├── Unauthenticated        UNAUTHENTICATED
+    └── Unimplemented          UNIMPLEMENTED        a valid request this release does not serve
 
 Services raise these; one server interceptor (graphmesh.rpc.errors) turns them into
 status codes with readable messages, and anything else into INTERNAL without leaking
@@ -31,6 +32,7 @@ __all__ = [
     "Unavailable",
     "PermissionDenied",
     "Unauthenticated",
+    "Unimplemented",
 ]
 
 
@@ -90,3 +92,8 @@ class PermissionDenied(GraphmeshError):
 class Unauthenticated(GraphmeshError):
     status = grpc.StatusCode.UNAUTHENTICATED
     default_code = "UNAUTHENTICATED"
+
+
+class Unimplemented(GraphmeshError):
+    status = grpc.StatusCode.UNIMPLEMENTED
+    default_code = "UNIMPLEMENTED"

@@ -273,17 +273,22 @@ class RunStore:
         event_seq: int = 0,
         error: RunError | None = None,
         resume_with: dict[str, Any] | None = None,
+        only_from: set[RunStatus] | None = None,
         conn: psycopg.AsyncConnection | None = None,
     ) -> TransitionResult:
         """Moves a run to `target` if the transition table allows it. With an epoch, only
         the lease holder may write; otherwise LeaseLost. Terminal statuses pass the thread
         on to the next queued run, returned for dispatch. `resume_with` (interrupt id ->
         value) is what the next execution resumes the graph with; any other transition
-        clears it. Pass `conn` to take part in the caller's transaction."""
+        clears it. `only_from` narrows the statuses the move may start from. Pass `conn` to
+        take part in the caller's transaction."""
+        allowed = allowed_from(target)
+        if only_from is not None:
+            allowed = [s for s in allowed if RunStatus(s) in only_from]
         args = {
             "run_id": run_id,
             "target": target.value,
-            "allowed": allowed_from(target),
+            "allowed": allowed,
             "epoch": epoch,
             "event_seq": event_seq,
             "terminal": target in TERMINAL,

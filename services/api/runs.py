@@ -12,15 +12,17 @@ from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
 from graphmesh.bus import publish_event_pipelined, publish_job, require_connected, status_event
 from graphmesh.bus.hub import EventHub
-from graphmesh.errors import InvalidArgument
+from graphmesh.errors import InvalidArgument, Unimplemented
 from graphmesh.execution import error_proto
 from graphmesh.jsonvalues import to_struct
 from graphmesh.rpc.convert import STRATEGY_NAMES, run_to_proto, status_from_proto, status_to_proto
 from graphmesh.rpc.errors import abort_unimplemented
-from graphmesh.store import TERMINAL, NewRun, RunRecord, RunStatus, RunStore
+from graphmesh.rpc.principal import principal
+from graphmesh.store import TERMINAL, ApprovalStore, NewRun, RunRecord, RunStatus, RunStore
 from graphmesh.store.runs import parse_run_id
 from graphmesh.v1 import run_pb2, run_service_pb2_grpc
 from graphmesh.v1 import run_service_pb2 as pb
+from services.api.cancel import cancel_run
 from services.api.sync import SyncRunner
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,7 @@ def _quiet_for(run: RunRecord, seconds: float) -> bool:
 class RunServicer(run_service_pb2_grpc.RunServiceServicer):
     def __init__(self, *, store: RunStore, nc, hub: EventHub, registry, pool, sync_runner: SyncRunner) -> None:
         self._store = store
+        self._approvals = ApprovalStore(store)
         self._hub = hub
         self._nc = nc
         self._js = nc.jetstream()
@@ -156,7 +159,11 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
         return response
 
     async def CancelRun(self, request, context):
-        await abort_unimplemented(context, "CancelRun")
+        if request.action == pb.CANCEL_ACTION_ROLLBACK:
+            raise Unimplemented("CancelRun with action ROLLBACK is not supported in this release; use INTERRUPT")
+        run = await cancel_run(self._store, self._approvals, self._js, request.run_id, reason=request.reason,
+                               actor=principal(context))
+        return pb.CancelRunResponse(run=run_to_proto(run))
 
     async def RetryRun(self, request, context):
         await abort_unimplemented(context, "RetryRun")

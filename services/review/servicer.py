@@ -11,6 +11,7 @@ from graphmesh.bus.approvals import announcement, last_stream_sequence, publish_
 from graphmesh.errors import InvalidArgument
 from graphmesh.jsonvalues import to_struct
 from graphmesh.rpc.convert import DECISION_KINDS, approval_to_proto, status_to_proto, timestamp
+from graphmesh.rpc.principal import principal
 from graphmesh.store import ApprovalStore, DecideResult, RunStatus
 from graphmesh.v1 import review_service_pb2 as pb
 from graphmesh.v1 import review_service_pb2_grpc, run_pb2
@@ -18,18 +19,9 @@ from graphmesh.v1 import review_service_pb2_grpc, run_pb2
 log = logging.getLogger(__name__)
 
 MAX_PAGE_SIZE = 1000
-# Until authentication lands, a caller names itself in this metadata key.
-PRINCIPAL_KEY = "gm-principal"
 APPROVAL_STATUS_NAMES = {
     value: name.removeprefix("APPROVAL_STATUS_") for name, value in pb.ApprovalStatus.items() if value
 }
-
-
-def principal(context) -> str:
-    for key, value in context.invocation_metadata() or ():
-        if key == PRINCIPAL_KEY and value:
-            return value
-    return "anonymous"
 
 
 def _page_size(value: int, default: int) -> int:

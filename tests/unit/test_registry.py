@@ -37,7 +37,8 @@ def cfg() -> dict:
 
 
 def test_default_manifest_declares_the_examples(registry):
-    assert registry.names() == ["tiny", "research_assistant", "approval_workflow"]
+    assert registry.names() == ["tiny", "research_assistant", "approval_workflow", "parallel_review",
+                                "approval_with_deadline"]
     tiny = registry.get("tiny")
     assert tiny.sync_eligible and tiny.version == "1" and tiny.path == "graphs.tiny:graph"
     assert tiny.limits == Limits(max_steps=25, run_timeout_seconds=60, max_input_bytes=65536, max_concurrent_runs=0)
@@ -48,6 +49,8 @@ def test_default_manifest_declares_the_examples(registry):
     assert research.nodes["search"].retry == RetrySpec(max_attempts=3, backoff_seconds=0.2)
     apply = registry.get("approval_workflow").nodes["apply_change"]
     assert apply == NodePolicy(mutates=True, requires_approval=True, role="reviewer", approval_timeout_seconds=None)
+    assert registry.get("approval_with_deadline").nodes["apply_change"].approval_timeout_seconds == 3
+    assert registry.get("parallel_review").nodes["legal_review"].role == "legal"
 
 
 def test_node_names(registry):

@@ -8,7 +8,7 @@ import sys
 
 import grpc
 
-from graphmesh.cli import migrate, runs, up
+from graphmesh.cli import approvals, migrate, runs, up
 from graphmesh.rpc.errors import error_code
 
 DEFAULT_API = "127.0.0.1:50051"
@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     up.add_parser(sub)
     runs.add_parser(sub)
+    approvals.add_parser(sub)
     migrate.add_parser(sub)
     return parser
 

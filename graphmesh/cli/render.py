@@ -78,3 +78,117 @@ def event_line(event: run_pb2.RunEvent) -> str:
     else:
         text = f"{kind}: {json_format.MessageToDict(body)}"
     return f"{seq} {text}"
+
+
+# -- approvals and audit -------------------------------------------------------------------
+
+
+def _review_pb():
+    # Imported here so that the run commands do not load the review protos.
+    from graphmesh.v1 import review_service_pb2
+    return review_service_pb2
+
+
+def _when(ts, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+    """A Timestamp in UTC, or "-" when it is not set."""
+    if ts.seconds == 0 and ts.nanos == 0:
+        return "-"
+    return f"{ts.ToDatetime():{fmt}}"
+
+
+def _compact(value) -> str:
+    if isinstance(value, dict):
+        value = {k: _plain(v) for k, v in value.items()}
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def approval_status_name(value: int) -> str:
+    return _review_pb().ApprovalStatus.Name(value).removeprefix("APPROVAL_STATUS_")
+
+
+def decision_kind_name(value: int) -> str:
+    return _review_pb().DecisionKind.Name(value).removeprefix("DECISION_KIND_")
+
+
+def table(headers: list[str], rows: list[list[str]]) -> str:
+    """Left-aligned columns, two spaces apart; the last column is not padded."""
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells[:-1], widths[:-1])) + "  " + cells[-1]
+
+    return "\n".join([line(headers)] + [line(r) for r in rows])
+
+
+APPROVAL_COLUMNS = ["APPROVAL", "STATUS", "GRAPH", "NODE", "RUN", "ROLE", "CREATED", "EXPIRES", "DECIDED BY"]
+
+
+def approval_row(approval) -> list[str]:
+    decided_by = approval.decision.reviewer if approval.HasField("decision") else ""
+    return [approval.approval_id, approval_status_name(approval.status),
+            f"{approval.graph}@{approval.graph_version}", approval.node, approval.run_id,
+            approval.required_role or "-", _when(approval.created_at), _when(approval.expires_at), decided_by or "-"]
+
+
+def approvals_table(approvals) -> str:
+    return table(APPROVAL_COLUMNS, [approval_row(a) for a in approvals])
+
+
+def approval_details(approval) -> str:
+    lines = [
+        f"approval   {approval.approval_id}",
+        f"status     {approval_status_name(approval.status)}",
+        f"graph      {approval.graph}@{approval.graph_version}",
+        f"node       {approval.node}" + (f"  (interrupt {approval.interrupt_id})" if approval.interrupt_id else ""),
+        f"run        {approval.run_id}",
+        f"thread     {approval.thread_id}",
+        f"role       {approval.required_role or '-'}",
+        f"created    {_when(approval.created_at)}",
+        f"expires    {_when(approval.expires_at)}",
+    ]
+    payload = json_format.MessageToDict(approval.payload)
+    lines.append("payload")
+    lines.extend("  " + line for line in json.dumps(payload, indent=2, sort_keys=True).splitlines())
+    if approval.HasField("decision"):
+        d = approval.decision
+        lines.append(f"decision   {decision_kind_name(d.kind)} by {d.reviewer or '-'} at {_when(d.decided_at)}")
+        if d.comment:
+            lines.append(f"comment    {d.comment}")
+        if d.HasField("edited_value"):
+            lines.append("edited value")
+            edited = json_format.MessageToDict(d.edited_value)
+            lines.extend("  " + line for line in json.dumps(edited, indent=2, sort_keys=True).splitlines())
+    else:
+        lines.append("decision   -")
+    return "\n".join(lines)
+
+
+def approval_event_line(event) -> str:
+    kind = event.WhichOneof("kind") or "event"
+    label = {"pending_snapshot": "pending"}.get(kind, kind)
+    a = event.approval
+    text = (f"#{event.sequence:<4} {label:<9} {a.approval_id}  {approval_status_name(a.status):<9} "
+            f"{a.graph}@{a.graph_version}  node {a.node}  run {a.run_id}")
+    if a.HasField("decision") and kind == "decided":
+        d = a.decision
+        text += f"  {decision_kind_name(d.kind).lower()} by {d.reviewer or '-'}"
+        if d.comment:
+            text += f": {json.dumps(d.comment)}"
+    else:
+        summary = json_format.MessageToDict(a.payload).get("summary")
+        if isinstance(summary, str) and summary:
+            text += f"  {json.dumps(summary)}"
+    return text
+
+
+AUDIT_COLUMNS = ["TIME", "ACTOR", "ACTION", "APPROVAL", "RUN", "DETAILS"]
+
+
+def audit_row(record) -> list[str]:
+    details = {k: v for k, v in json_format.MessageToDict(record.details).items() if v not in (None, "", {}, [])}
+    return [_when(record.time, "%Y-%m-%d %H:%M:%S.%f")[:-3] if record.time.seconds else "-", record.actor,
+            record.action, record.approval_id or "-", record.run_id or "-", _compact(details) if details else ""]
+
+
+def audit_table(records) -> str:
+    return table(AUDIT_COLUMNS, [audit_row(r) for r in records])

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
+import os
 import sys
 
 from google.protobuf import struct_pb2
 
 from graphmesh.cli.render import as_json, event_line, run_details, run_line, status_name
 from graphmesh.client import api_client
+from graphmesh.rpc.principal import PRINCIPAL_KEY
 from graphmesh.v1 import run_pb2
 from graphmesh.v1 import run_service_pb2 as pb
 
@@ -46,6 +49,12 @@ def add_parser(subparsers) -> None:
     ls.add_argument("--limit", type=int, default=20)
     ls.add_argument("--page-token", default="")
     ls.set_defaults(func=list_runs)
+
+    cancel = runs.add_parser("cancel", help="cancel a queued, paused or waiting run", parents=[common])
+    cancel.add_argument("run_id")
+    cancel.add_argument("--reason", default="")
+    cancel.add_argument("--as", dest="principal", default=None, help="who cancels (default: your user name)")
+    cancel.set_defaults(func=cancel_run)
 
     stream = runs.add_parser("stream", help="follow a run's events until it ends", parents=[common])
     stream.add_argument("run_id")
@@ -101,6 +110,15 @@ def list_runs(args) -> int:
         print(run_line(run))
     if response.next_page_token:
         print(f"more: --page-token {response.next_page_token}")
+    return 0
+
+
+def cancel_run(args) -> int:
+    principal = args.principal or os.environ.get("GRAPHMESH_PRINCIPAL") or getpass.getuser()
+    run = api_client(args.api).runs.CancelRun(
+        pb.CancelRunRequest(run_id=args.run_id, reason=args.reason, action=pb.CANCEL_ACTION_INTERRUPT),
+        metadata=[(PRINCIPAL_KEY, principal)]).run
+    print(as_json(run) if args.json else run_details(run))
     return 0
 
 

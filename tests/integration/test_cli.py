@@ -10,7 +10,8 @@ import pytest
 
 from graphmesh.client import api_client
 from graphmesh.mesh import REPO_ROOT
-from helpers import COMPLETED, FAILED, new_thread, wait_status
+from graphmesh.v1 import run_service_pb2 as pb
+from helpers import COMPLETED, FAILED, WAITING, new_thread, struct, wait_status
 
 CLI = [sys.executable, "-c", "from graphmesh.cli import main; raise SystemExit(main())"]
 
@@ -116,3 +117,20 @@ def test_input_not_json_exits_readably(gm):
     assert result.returncode != 0
     assert "Traceback" not in result.stderr, result.stderr
     assert "JSON" in result.stderr or "json" in result.stderr
+
+
+def test_cancel_waiting_run(gm, client):
+    run = client.runs.CreateRun(pb.CreateRunRequest(
+        graph="approval_workflow", input=struct({"action": "refund", "target": "order-9", "amount": 3}))).run
+    wait_status(client, run.run_id, WAITING)
+    cancelled = json.loads(_ok(gm("runs", "cancel", run.run_id, "--reason", "customer withdrew",
+                                  "--as", "operator-ann", "--json")).stdout)
+    assert cancelled["status"] == "RUN_STATUS_CANCELLED"
+    assert cancelled["error"] == {"code": "CANCELLED", "message": "customer withdrew"}
+    again = json.loads(_ok(gm("runs", "cancel", run.run_id, "--json")).stdout)
+    assert again["status"] == "RUN_STATUS_CANCELLED" and again["updated_at"] == cancelled["updated_at"]
+
+    done = client.runs.CreateRun(pb.CreateRunRequest(graph="tiny", input=struct({"text": "x"}))).run
+    wait_status(client, done.run_id, COMPLETED)
+    refused = gm("runs", "cancel", done.run_id)
+    assert refused.returncode == 1 and "FAILED_PRECONDITION (RUN_FINISHED)" in refused.stderr

@@ -1,0 +1,208 @@
+"""`graphmesh approvals list|get|watch|approve|reject|edit` and `graphmesh audit`.
+
+Decisions are sent as the reviewer named by `--as` (env GRAPHMESH_PRINCIPAL, else the OS
+user), in the `gm-principal` metadata key, until authentication exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+
+from google.protobuf import struct_pb2
+
+from graphmesh.cli.render import (
+    approval_details,
+    approval_event_line,
+    approvals_table,
+    as_json,
+    audit_table,
+)
+from graphmesh.client import review_stub
+from graphmesh.rpc.principal import PRINCIPAL_KEY
+from graphmesh.v1 import review_service_pb2 as pb
+
+DEFAULT_REVIEW = "127.0.0.1:50052"
+STATUSES = [name.removeprefix("APPROVAL_STATUS_").lower() for name in pb.ApprovalStatus.keys()
+            if name != "APPROVAL_STATUS_UNSPECIFIED"]
+KINDS = {"approve": pb.DECISION_KIND_APPROVE, "reject": pb.DECISION_KIND_REJECT, "edit": pb.DECISION_KIND_EDIT}
+# Unary calls are bounded; the watch stream is not.
+TIMEOUT = 30.0
+
+
+def _default_review() -> str:
+    return os.environ.get("GRAPHMESH_REVIEW") or DEFAULT_REVIEW
+
+
+def _default_principal() -> str:
+    if os.environ.get("GRAPHMESH_PRINCIPAL"):
+        return os.environ["GRAPHMESH_PRINCIPAL"]
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name and no passwd entry (some containers)
+        return "anonymous"
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _sequence(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return value
+
+
+def add_parser(subparsers) -> None:
+    review_help = f"review service address (env GRAPHMESH_REVIEW, default {DEFAULT_REVIEW})"
+    as_help = "the reviewer's name (env GRAPHMESH_PRINCIPAL, default: the OS user)"
+    # Options that also work after the subcommand: `graphmesh approvals get ID --json --review ADDR`.
+    # SUPPRESS keeps a subcommand from overwriting what was given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
+    common.add_argument("--review", default=argparse.SUPPRESS, help=review_help)
+    deciding = argparse.ArgumentParser(add_help=False)
+    deciding.add_argument("--as", dest="principal", default=argparse.SUPPRESS, help=as_help)
+    deciding.add_argument("--comment", default="", help="a comment recorded with the decision")
+
+    group = subparsers.add_parser("approvals", help="list, watch and decide approval requests")
+    group.add_argument("--review", default=_default_review(), help=review_help)
+    group.add_argument("--as", dest="principal", default=_default_principal(), help=as_help)
+    approvals = group.add_subparsers(dest="approvals_command", required=True)
+
+    ls = approvals.add_parser("list", help="list approvals, newest first", parents=[common])
+    ls.add_argument("--status", action="append", default=[], choices=STATUSES,
+                    help="only these statuses (repeatable)")
+    ls.add_argument("--graph", default="")
+    ls.add_argument("--run", default="", help="only this run's approvals")
+    ls.add_argument("--limit", type=_positive, default=20)
+    ls.add_argument("--page-token", default="")
+    ls.set_defaults(func=list_approvals)
+
+    get = approvals.add_parser("get", help="show one approval, its payload and decision", parents=[common])
+    get.add_argument("approval_id")
+    get.set_defaults(func=get_approval)
+
+    watch = approvals.add_parser("watch", help="follow approval requests and decisions (Ctrl-C stops)",
+                                 parents=[common])
+    watch.add_argument("--graph", default="")
+    watch.add_argument("--pending", action="store_true", help="first list every pending approval")
+    watch.add_argument("--after", type=_sequence, default=0, help="resume after this approval-event sequence")
+    watch.add_argument("--count", type=_positive, default=None, help="exit after this many events")
+    watch.set_defaults(func=watch_approvals)
+
+    for name, text in (("approve", "approve a pending approval"), ("reject", "reject a pending approval")):
+        p = approvals.add_parser(name, help=text, parents=[common, deciding])
+        p.add_argument("approval_id")
+        p.set_defaults(func=decide, kind=name, value=None)
+
+    edit = approvals.add_parser("edit", help="approve with an edited value", parents=[common, deciding])
+    edit.add_argument("approval_id")
+    edit.add_argument("--value", required=True, help="the edited value as a JSON object (or @file.json)")
+    edit.set_defaults(func=decide, kind="edit")
+
+    audit = subparsers.add_parser("audit", help="the append-only audit trail of approvals, oldest first",
+                                  parents=[common])
+    audit.set_defaults(review=_default_review())
+    audit.add_argument("--run", default="", help="only this run's records")
+    audit.add_argument("--approval", default="", help="only this approval's records")
+    audit.add_argument("--limit", type=_positive, default=100)
+    audit.add_argument("--page-token", default="")
+    audit.set_defaults(func=list_audit)
+
+
+def _json_object(text: str, option: str) -> struct_pb2.Struct:
+    try:
+        if text.startswith("@"):
+            with open(text[1:], encoding="utf-8") as f:
+                text = f.read()
+        value = json.loads(text)
+    except OSError as exc:
+        raise SystemExit(f"error: cannot read {option} file: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"error: {option} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise SystemExit(f"error: {option} must be a JSON object")
+    struct = struct_pb2.Struct()
+    struct.update(value)
+    return struct
+
+
+def list_approvals(args) -> int:
+    statuses = [pb.ApprovalStatus.Value(f"APPROVAL_STATUS_{s.upper()}") for s in args.status]
+    response = review_stub(args.review).ListApprovals(pb.ListApprovalsRequest(
+        statuses=statuses, graph=args.graph, run_id=args.run, page_size=args.limit,
+        page_token=args.page_token), timeout=TIMEOUT)
+    if args.json:
+        print(as_json(response))
+        return 0
+    if response.approvals:
+        print(approvals_table(response.approvals))
+    else:
+        print("no approvals")
+    if response.next_page_token:
+        print(f"more: --page-token {response.next_page_token}")
+    return 0
+
+
+def get_approval(args) -> int:
+    approval = review_stub(args.review).GetApproval(
+        pb.GetApprovalRequest(approval_id=args.approval_id), timeout=TIMEOUT).approval
+    print(as_json(approval) if args.json else approval_details(approval))
+    return 0
+
+
+def watch_approvals(args) -> int:
+    call = review_stub(args.review).WatchApprovals(pb.WatchApprovalsRequest(
+        include_pending=args.pending, graph=args.graph, after_sequence=args.after))
+    seen = 0
+    try:
+        for response in call:
+            event = response.event
+            print(as_json(event) if args.json else approval_event_line(event), flush=True)
+            seen += 1
+            if args.count is not None and seen >= args.count:
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        call.cancel()
+    return 0
+
+
+def decide(args) -> int:
+    request = pb.DecideRequest(approval_id=args.approval_id, kind=KINDS[args.kind], comment=args.comment)
+    if args.value is not None:
+        request.edited_value.CopyFrom(_json_object(args.value, "--value"))
+    approval = review_stub(args.review).Decide(
+        request, timeout=TIMEOUT, metadata=((PRINCIPAL_KEY, args.principal),)).approval
+    print(as_json(approval) if args.json else approval_details(approval))
+    return 0
+
+
+def list_audit(args) -> int:
+    response = review_stub(args.review).ListAuditRecords(pb.ListAuditRecordsRequest(
+        run_id=args.run, approval_id=args.approval, page_size=args.limit, page_token=args.page_token),
+        timeout=TIMEOUT)
+    if args.json:
+        print(as_json(response))
+        return 0
+    if response.records:
+        print(audit_table(response.records))
+    else:
+        print("no audit records")
+    if response.next_page_token:
+        print(f"more: --page-token {response.next_page_token}")
+    return 0

@@ -5,6 +5,8 @@ One invocation:
      temporary directory;
   2. mesh phase: N runs of `tiny` from C concurrent gRPC clients (CreateRun, then StreamRun
      until the terminal event), after a warm-up;
+  2b. review phase (bench/review_latency.py): approval_workflow runs waiting for approval;
+     latency from Decide(APPROVE) to the run's next RUNNING event, sequential and concurrent;
   3. stops the mesh's services (Postgres stays up) and runs the same graph in-process on the
      same Postgres, in a fresh child process each: "naive" (one shared AsyncPostgresSaver) and
      "fastest" (the best of several saver/connection layouts);
@@ -12,6 +14,7 @@ One invocation:
      with --json, writes all figures and the machine description as JSON.
 
     .venv/bin/python bench/run_bench.py [--runs 200] [--concurrency 16] [--json out.json]
+    .venv/bin/python bench/run_bench.py --only-review [--review-runs 50] [--review-concurrency 8]
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from bench.cpu import CpuMeter  # noqa: E402
+from bench.review_latency import render_review  # noqa: E402
 from bench.stats import PhaseResult  # noqa: E402
 
 
@@ -171,7 +175,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-mesh", action="store_true", help="in-process phases only (still starts Postgres via the mesh)")
     p.add_argument("--keep", action="store_true", help="keep the temporary data dir (service logs) for inspection")
     p.add_argument("--log-level", default="INFO", help="mesh services' log level (default INFO, as deployed)")
+    p.add_argument("--review-runs", type=int, default=50,
+                   help="approval_workflow decisions per review mode (Decide -> RUNNING latency; 0 = skip; default 50)")
+    p.add_argument("--review-concurrency", type=int, default=8,
+                   help="concurrent reviewers in the review phase's second batch (<= 1 = sequential only; default 8)")
+    p.add_argument("--only-review", action="store_true",
+                   help="start the mesh and run only the review phase (no tiny mesh phase, no in-process phases)")
     args = p.parse_args(argv)
+    if args.only_review and args.review_runs <= 0:
+        p.error("--only-review needs --review-runs > 0")
     say = (lambda s: print(s, file=sys.stderr)) if args.json == "-" else (lambda s: print(s, file=sys.stderr, flush=True))
 
     from graphmesh.mesh import Mesh, MeshConfig
@@ -189,8 +201,9 @@ def main(argv: list[str] | None = None) -> int:
         mesh.start()
         say(f"mesh up in {time.perf_counter() - t_start:.1f}s: api {mesh.api_address}, db {mesh.database_url}")
         mesh_result = None
+        review = None
         pg_pid = mesh.postgres.pid if mesh.postgres else None
-        if not args.skip_mesh:
+        if not args.skip_mesh and not args.only_review:
             from bench.mesh_load import mesh_phase
 
             say(f"mesh phase: {args.warmup} warm-up + {args.runs} runs, concurrency {args.concurrency} ...")
@@ -203,6 +216,20 @@ def main(argv: list[str] | None = None) -> int:
                 on_measure=lambda begin: meter.start() if begin else cpu.update(meter.stop())))
             mesh_result.extra["cpu_s"] = cpu
             say(f"  {mesh_result.throughput:.1f} runs/s")
+        if args.review_runs > 0 and (not args.skip_mesh or args.only_review):
+            from bench.review_latency import review_phase
+
+            review = asyncio.run(review_phase(
+                mesh.api_address, mesh.review_address, args.review_runs, args.review_concurrency,
+                warmup=min(args.warmup, 3), say=lambda s: say(s)))
+        if args.only_review:
+            report = {"machine": machine,
+                      "config": {"workers": args.workers, "worker_concurrency": args.worker_concurrency,
+                                 "fast_postgres": args.fast_postgres, "mesh_log_level": args.log_level,
+                                 "review_runs": args.review_runs, "review_concurrency": args.review_concurrency},
+                      "review": review, "total_seconds": round(time.perf_counter() - t_start, 1)}
+            _emit(report, args, render_review(review))
+            return 0
         # In-process phases get the machine to themselves: stop the services, keep Postgres.
         for name in mesh.service_names:
             mesh.stop_service(name)
@@ -228,11 +255,13 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine,
         "config": {"runs": args.runs, "warmup": args.warmup, "concurrency": args.concurrency,
                    "workers": args.workers, "worker_concurrency": args.worker_concurrency,
-                   "fast_postgres": args.fast_postgres, "mesh_log_level": args.log_level, "graph": "tiny"},
+                   "fast_postgres": args.fast_postgres, "mesh_log_level": args.log_level, "graph": "tiny",
+                   "review_runs": args.review_runs, "review_concurrency": args.review_concurrency},
         "mesh": mesh_s,
         "naive": naive.summary(),
         "fastest": {**fastest.summary(), "variant": fastest.name},
         "fastest_variants": [v.summary() for v in variants],
+        "review": review,
         "total_seconds": round(time.perf_counter() - t_start, 1),
     }
     if mesh_result:
@@ -241,18 +270,25 @@ def main(argv: list[str] | None = None) -> int:
             "throughput_met": mesh_s["runs_per_s"] >= report["fastest"]["runs_per_s"],
             "latency_met": mesh_s["completed_ms"]["p50"] <= report["fastest"]["completed_ms"]["p50"] + 5,
         }
+    if mesh_result:
+        table = render(report)
+    else:
+        table = json.dumps({k: report[k] for k in ("naive", "fastest_variants")}, indent=2)
+    if review:
+        table += "\n\n" + render_review(review)
+    _emit(report, args, table)
+    return 0
+
+
+def _emit(report: dict, args, table: str) -> None:
     if args.json == "-":
         json.dump(report, sys.stdout, indent=2)
         print()
     else:
-        if mesh_result:
-            print(render(report))
-        else:
-            print(json.dumps({k: report[k] for k in ("naive", "fastest_variants")}, indent=2))
+        print(table)
         if args.json:
             Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
             print(f"\nJSON written to {args.json}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -181,3 +181,55 @@ def private_mesh(name: str, **config: Any) -> Iterator[Mesh]:
     finally:
         mesh.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+# -- review tier (approvals) --------------------------------------------------------------
+
+REVIEWER_KEY = "gm-principal"
+
+
+def as_reviewer(name: str) -> list[tuple[str, str]]:
+    """gRPC metadata naming the caller (until authentication lands)."""
+    return [(REVIEWER_KEY, name)]
+
+
+def decide(review, approval_id: str, kind: str = "approve", *, reviewer: str = "alice", comment: str = "",
+           edited: dict | None = None):
+    """Decide(approval_id, APPROVE|REJECT|EDIT) as `reviewer`; returns the recorded approval."""
+    from graphmesh.v1 import review_service_pb2 as rpb
+
+    request = rpb.DecideRequest(approval_id=approval_id, kind=rpb.DecisionKind.Value(f"DECISION_KIND_{kind.upper()}"),
+                                comment=comment)
+    if edited is not None:
+        request.edited_value.CopyFrom(struct(edited))
+    return review.Decide(request, metadata=as_reviewer(reviewer), timeout=30).approval
+
+
+def list_approvals(review, page_size: int = 50, **filters) -> list:
+    """ListApprovals, following page tokens to the end."""
+    from graphmesh.v1 import review_service_pb2 as rpb
+
+    approvals, token = [], ""
+    for _ in range(10_000):
+        response = review.ListApprovals(rpb.ListApprovalsRequest(page_size=page_size, page_token=token, **filters),
+                                        timeout=10)
+        approvals.extend(response.approvals)
+        token = response.next_page_token
+        if not token:
+            return approvals
+    raise AssertionError("ListApprovals never returned an empty next_page_token")
+
+
+def wait_approvals(review, run_id: str, count: int, status: int | None = None, timeout: float = RUN_TIMEOUT) -> list:
+    """Polls until the run has `count` approvals (all in `status`, when given); oldest first."""
+    def check():
+        found = list_approvals(review, run_id=run_id)
+        if len(found) == count and (status is None or all(a.status == status for a in found)):
+            return sorted(found, key=lambda a: (a.created_at.ToDatetime(), a.approval_id))
+        return None
+
+    return wait_for(check, timeout, message=f"{count} approvals of run {run_id}")
+
+
+def thread_values(client, thread_id: str) -> dict:
+    return to_dict(client.runs.GetThreadState(pb.GetThreadStateRequest(thread_id=thread_id), timeout=10).values)

@@ -60,8 +60,9 @@ def _sequence(text: str) -> int:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must not be negative")
+    if value < 1:
+        # after_sequence 0 means "from now" to the service; sequences start at 1.
+        raise argparse.ArgumentTypeError("must be at least 1 (without --after the watch starts now)")
     return value
 
 
@@ -99,7 +100,8 @@ def add_parser(subparsers) -> None:
                                  parents=[common])
     watch.add_argument("--graph", default="")
     watch.add_argument("--pending", action="store_true", help="first list every pending approval")
-    watch.add_argument("--after", type=_sequence, default=0, help="resume after this approval-event sequence")
+    watch.add_argument("--after", type=_sequence, default=0, metavar="SEQ",
+                       help="resume after this approval-event sequence (default: start now)")
     watch.add_argument("--count", type=_positive, default=None, help="exit after this many events")
     watch.set_defaults(func=watch_approvals)
 
@@ -113,9 +115,11 @@ def add_parser(subparsers) -> None:
     edit.add_argument("--value", required=True, help="the edited value as a JSON object (or @file.json)")
     edit.set_defaults(func=decide, kind="edit")
 
-    audit = subparsers.add_parser("audit", help="the append-only audit trail of approvals, oldest first",
-                                  parents=[common])
-    audit.set_defaults(review=_default_review())
+    # Its own options, not `common`: parents share their action objects, so a default set
+    # here would leak into every approvals subcommand.
+    audit = subparsers.add_parser("audit", help="the append-only audit trail of approvals, oldest first")
+    audit.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
+    audit.add_argument("--review", default=_default_review(), help=review_help)
     audit.add_argument("--run", default="", help="only this run's records")
     audit.add_argument("--approval", default="", help="only this approval's records")
     audit.add_argument("--limit", type=_positive, default=100)

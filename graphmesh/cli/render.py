@@ -96,10 +96,16 @@ def _when(ts, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
     return f"{ts.ToDatetime():{fmt}}"
 
 
-def _compact(value) -> str:
+def _plain_deep(value):
     if isinstance(value, dict):
-        value = {k: _plain(v) for k, v in value.items()}
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+        return {k: _plain_deep(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain_deep(v) for v in value]
+    return _plain(value)
+
+
+def _compact(value) -> str:
+    return json.dumps(_plain_deep(value), sort_keys=True, separators=(",", ":"))
 
 
 def approval_status_name(value: int) -> str:

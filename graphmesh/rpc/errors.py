@@ -74,3 +74,7 @@ def error_code(err: grpc.RpcError) -> str:
 async def abort_unimplemented(context: grpc.aio.ServicerContext, rpc: str) -> None:
     """For RPCs of the contract that a later release implements."""
     await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{rpc} is not implemented in this release")
+
+
+async def end_stream_for_shutdown(context: grpc.aio.ServicerContext) -> None:
+    await context.abort(grpc.StatusCode.UNAVAILABLE, "server is shutting down; reconnect with your last sequence")

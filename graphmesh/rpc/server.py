@@ -32,6 +32,9 @@ class GrpcServer:
              reflection.SERVICE_NAME],
             self.server,
         )
+        # Set when the process begins to stop: long server streams end so clients reconnect
+        # elsewhere (with their last sequence) instead of holding up the shutdown.
+        self.stopping = asyncio.Event()
         self.port = self.server.add_insecure_port(listen)
         if self.port == 0:
             raise RuntimeError(f"cannot listen on {listen}")
@@ -52,6 +55,7 @@ class GrpcServer:
         log.info("listening on %s", self.address)
         await stop.wait()
         log.info("stopping")
+        self.stopping.set()
         await self.set_serving(False)
         if on_stop is not None:
             await on_stop()

@@ -16,7 +16,7 @@ from graphmesh.errors import InvalidArgument, Unimplemented
 from graphmesh.execution import error_proto
 from graphmesh.jsonvalues import to_struct
 from graphmesh.rpc.convert import STRATEGY_NAMES, run_to_proto, status_from_proto, status_to_proto
-from graphmesh.rpc.errors import abort_unimplemented
+from graphmesh.rpc.errors import abort_unimplemented, end_stream_for_shutdown
 from graphmesh.rpc.principal import principal
 from graphmesh.store import TERMINAL, ApprovalStore, NewRun, RunRecord, RunStatus, RunStore
 from graphmesh.store.runs import parse_run_id
@@ -38,8 +38,10 @@ def _quiet_for(run: RunRecord, seconds: float) -> bool:
 
 
 class RunServicer(run_service_pb2_grpc.RunServiceServicer):
-    def __init__(self, *, store: RunStore, nc, hub: EventHub, registry, pool, sync_runner: SyncRunner) -> None:
+    def __init__(self, *, store: RunStore, nc, hub: EventHub, registry, pool, sync_runner: SyncRunner,
+                 stopping: asyncio.Event) -> None:
         self._store = store
+        self._stopping = stopping
         self._approvals = ApprovalStore(store)
         self._hub = hub
         self._nc = nc
@@ -121,6 +123,8 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
         # (an unknown run is NOT_FOUND), then after each idle second.
         async for event in self._hub.events(run_id, after_sequence=last, idle_first=True):
             if event is None:
+                if self._stopping.is_set():
+                    await end_stream_for_shutdown(context)
                 run = await self._store.get_run(run_id)
                 if run.status in TERMINAL:
                     if last >= run.event_seq:

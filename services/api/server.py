@@ -46,7 +46,8 @@ async def main() -> None:
     ]
     server = GrpcServer(settings.listen, names)
     run_service_pb2_grpc.add_RunServiceServicer_to_server(
-        RunServicer(store=store, nc=nc, hub=hub, registry=registry, pool=pool, sync_runner=sync_runner), server.server)
+        RunServicer(store=store, nc=nc, hub=hub, registry=registry, pool=pool, sync_runner=sync_runner,
+                    stopping=server.stopping), server.server)
     graph_service_pb2_grpc.add_GraphServiceServicer_to_server(GraphServicer(registry), server.server)
     reconciler = asyncio.create_task(reconcile_forever(
         store, js, executor, every_seconds=settings.reconcile_seconds, quiet_seconds=ORPHAN_QUIET_SECONDS))

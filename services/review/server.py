@@ -24,10 +24,9 @@ async def main() -> None:
     nc = await connect_nats(settings.nats_url, name="graphmesh-review")
     js = nc.jetstream()
     approvals = ApprovalStore(RunStore(pool))
-    servicer = ReviewServicer(approvals=approvals, js=js)
-
     name = review_service_pb2.DESCRIPTOR.services_by_name["ReviewService"].full_name
     server = GrpcServer(settings.listen, [name])
+    servicer = ReviewServicer(approvals=approvals, js=js, stopping=server.stopping)
     review_service_pb2_grpc.add_ReviewServiceServicer_to_server(servicer, server.server)
     background = [
         asyncio.create_task(expire_forever(servicer, approvals)),

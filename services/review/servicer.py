@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from google.protobuf import json_format
@@ -11,6 +12,7 @@ from graphmesh.bus.approvals import announcement, last_stream_sequence, publish_
 from graphmesh.errors import InvalidArgument
 from graphmesh.jsonvalues import to_struct
 from graphmesh.rpc.convert import DECISION_KINDS, approval_to_proto, status_to_proto, timestamp
+from graphmesh.rpc.errors import end_stream_for_shutdown
 from graphmesh.rpc.principal import principal
 from graphmesh.store import ApprovalStore, DecideResult, RunStatus
 from graphmesh.v1 import review_service_pb2 as pb
@@ -31,9 +33,10 @@ def _page_size(value: int, default: int) -> int:
 
 
 class ReviewServicer(review_service_pb2_grpc.ReviewServiceServicer):
-    def __init__(self, *, approvals: ApprovalStore, js) -> None:
+    def __init__(self, *, approvals: ApprovalStore, js, stopping: asyncio.Event) -> None:
         self._approvals = approvals
         self._js = js
+        self._stopping = stopping
 
     async def ListApprovals(self, request, context):
         statuses = []
@@ -58,9 +61,11 @@ class ReviewServicer(review_service_pb2_grpc.ReviewServiceServicer):
                 async for approval in self._pending(request.graph):
                     yield pb.WatchApprovalsResponse(event=pb.ApprovalEvent(
                         sequence=after, approval=approval_to_proto(approval), pending_snapshot=True))
-        async for event in watch(self._js, graph=request.graph, after_sequence=after):
+        async for event in watch(self._js, graph=request.graph, after_sequence=after, idle_timeout=1.0):
             if event is not None:
                 yield pb.WatchApprovalsResponse(event=event)
+            elif self._stopping.is_set():
+                await end_stream_for_shutdown(context)
 
     async def _pending(self, graph: str):
         token = None

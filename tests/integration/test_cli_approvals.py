@@ -175,6 +175,8 @@ def test_edit_path(gm, client, review, tmp_path):
     assert edited["status"] == "APPROVAL_STATUS_EDITED"
     assert edited["decision"]["edited_value"] == {"amount": 7.5} and edited["decision"]["reviewer"] == "carol"
     wait_status(client, run_id, COMPLETED)
+    replayed = _json(gm("approvals", "edit", approval_id, "--value", '{"amount": 7.5}', "--as", "carol", "--json"))
+    assert replayed == edited
     values = _thread_values(client, run_id)
     assert values["final_change"]["amount"] == 7.5 and values["final_change"]["target"] == "order-1"
     assert values["decision"] == "edited" and values["applied"] is True

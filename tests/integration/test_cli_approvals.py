@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 
@@ -220,15 +219,19 @@ def test_watch_pending_then_ctrl_c(mesh, cli_args, client, review):
     assert rc == 0 and "Traceback" not in stderr, stderr
     snapshot = next(e for e in watcher.events() if e["approval"]["approval_id"] == approval_id)
     assert snapshot["pending_snapshot"] is True and snapshot["approval"]["status"] == "APPROVAL_STATUS_PENDING"
+    review.Decide(rpb.DecideRequest(approval_id=approval_id, kind=rpb.DECISION_KIND_REJECT), timeout=10)
 
 
 def test_watch_live_and_resume(mesh, cli_args, gm, client, review):
     base = [*cli_args, "approvals", "watch", "--review", mesh.review_address, "--graph", "approval_workflow",
             "--json"]
-    # A live watcher sees the request and the decision as they happen.
-    watcher = _Watcher(base)
+    # A live watcher sees the request and the decision as they happen. It starts at "now";
+    # its pending snapshot (of a guard approval) shows that it has subscribed.
+    _, guard = _waiting_run(client, review)
+    watcher = _Watcher([*base, "--pending"])
     try:
-        time.sleep(1.0)  # let the watcher subscribe: it starts at "now"
+        wait_for(lambda: any(e["approval"]["approval_id"] == guard for e in watcher.events()), 30,
+                 message="the watcher's pending snapshot")
         run_id, approval_id = _waiting_run(client, review)
         _ok(gm("approvals", "approve", approval_id, "--as", "erin"))
 
@@ -242,6 +245,7 @@ def test_watch_live_and_resume(mesh, cli_args, gm, client, review):
         rc, stderr = watcher.stop(signal.SIGINT)
     assert rc == 0 and "Traceback" not in stderr, stderr
     events = [e for e in watcher.events() if e["approval"]["approval_id"] == approval_id]
+    _ok(gm("approvals", "reject", guard, "--comment", "guard"))
     assert events[1]["approval"]["decision"]["reviewer"] == "erin"
 
     # A watcher that reconnects after the request's sequence gets the decision it missed.

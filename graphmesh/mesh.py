@@ -17,7 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from graphmesh.embedded import EmbeddedNats, EmbeddedPostgres, free_ports, log_tail, port_open, stop_process
+from graphmesh.embedded import (
+    EmbeddedNats,
+    EmbeddedPostgres,
+    die_with_parent,
+    free_ports,
+    log_tail,
+    port_open,
+    stop_process,
+)
 from graphmesh.embedded.nats import run_coro
 
 log = logging.getLogger(__name__)
@@ -262,7 +270,7 @@ class Mesh:
             out.flush()
             s.proc = subprocess.Popen(
                 self.commands[s.kind], cwd=REPO_ROOT, env=self._env(s), stdin=subprocess.DEVNULL,
-                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent,
             )
 
     def _signal(self, s: _Service, sig: int) -> None:

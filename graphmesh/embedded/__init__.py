@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 
@@ -79,8 +80,20 @@ def stop_process(proc: subprocess.Popen | None, sig: int, timeout: float) -> Non
     proc.wait()
 
 
+def die_with_parent() -> None:
+    """preexec_fn: the child gets SIGTERM when the process that started it dies, however it
+    dies (SIGKILL, a broken pipe), so a crashed supervisor leaves no orphans. Linux only."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 # Imported last: the server modules use the helpers above.
 from .nats import EmbeddedNats  # noqa: E402
 from .postgres import EmbeddedPostgres  # noqa: E402
 
-__all__ = ["EmbeddedNats", "EmbeddedPostgres", "free_port", "free_ports", "log_tail", "port_open", "stop_process"]
+__all__ = ["EmbeddedNats", "EmbeddedPostgres", "die_with_parent", "free_port", "free_ports", "log_tail", "port_open", "stop_process"]
+

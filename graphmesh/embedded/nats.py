@@ -11,7 +11,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from . import free_port, log_tail, port_open, stop_process
+from . import die_with_parent, free_port, log_tail, port_open, stop_process
 
 
 def nats_server_binary() -> str:
@@ -79,7 +79,8 @@ class EmbeddedNats:
         args = [nats_server_binary(), "-js", "-sd", str(self.store_dir), "-a", self.host, "-p", str(self._port)]
         with open(self.log_path, "ab") as log:
             self._proc = subprocess.Popen(
-                args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=die_with_parent,
             )
         try:
             self._wait_ready()

@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass, field
+from typing import Mapping
 
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get(f"GRAPHMESH_{name}", default)
+def _env(environ: Mapping[str, str], name: str, default: str) -> str:
+    return environ.get(f"GRAPHMESH_{name}", default)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -24,10 +25,14 @@ class Settings:
     worker_id: str = field(default_factory=lambda: f"worker-{socket.gethostname()}-{os.getpid()}")
     # Runs one worker executes at once.
     worker_concurrency: int = 8
-    # A run's lease in Postgres; renewed every lease_seconds / 3 while it executes.
-    lease_seconds: float = 15.0
-    # JetStream redelivers a job whose worker stopped acking for this long.
-    ack_wait_seconds: float = 30.0
+    # A run's lease in Postgres and the queue's ack wait; both are renewed every third of
+    # the shorter while a run executes. A crashed worker's run resumes elsewhere within
+    # about max(lease, ack wait) plus a fetch: under 10 s with these defaults.
+    lease_seconds: float = 8.0
+    ack_wait_seconds: float = 8.0
+    # A run delivered more often than this (each delivery ended abruptly) is failed with
+    # CRASH_LOOP and kept as a dead letter.
+    max_deliveries: int = 5
     # Per-process database connections.
     db_pool_size: int = 20
     # How long a call waits for a database connection before answering UNAVAILABLE.
@@ -36,19 +41,21 @@ class Settings:
     reconcile_seconds: float = 5.0
 
     @classmethod
-    def from_env(cls) -> "Settings":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        environ = os.environ if environ is None else environ
         defaults = cls()
         return cls(
-            database_url=_env("DATABASE_URL", defaults.database_url),
-            nats_url=_env("NATS_URL", defaults.nats_url),
-            config_path=_env("CONFIG", ""),
-            listen=_env("LISTEN", defaults.listen),
-            log_level=_env("LOG_LEVEL", defaults.log_level),
-            worker_id=_env("WORKER_ID", defaults.worker_id),
-            worker_concurrency=int(_env("WORKER_CONCURRENCY", str(defaults.worker_concurrency))),
-            lease_seconds=float(_env("LEASE_SECONDS", str(defaults.lease_seconds))),
-            ack_wait_seconds=float(_env("ACK_WAIT_SECONDS", str(defaults.ack_wait_seconds))),
-            db_pool_size=int(_env("DB_POOL_SIZE", str(defaults.db_pool_size))),
-            db_timeout_seconds=float(_env("DB_TIMEOUT_SECONDS", str(defaults.db_timeout_seconds))),
-            reconcile_seconds=float(_env("RECONCILE_SECONDS", str(defaults.reconcile_seconds))),
+            database_url=_env(environ, "DATABASE_URL", defaults.database_url),
+            nats_url=_env(environ, "NATS_URL", defaults.nats_url),
+            config_path=_env(environ, "CONFIG", ""),
+            listen=_env(environ, "LISTEN", defaults.listen),
+            log_level=_env(environ, "LOG_LEVEL", defaults.log_level),
+            worker_id=_env(environ, "WORKER_ID", defaults.worker_id),
+            worker_concurrency=int(_env(environ, "WORKER_CONCURRENCY", str(defaults.worker_concurrency))),
+            lease_seconds=float(_env(environ, "LEASE_SECONDS", str(defaults.lease_seconds))),
+            ack_wait_seconds=float(_env(environ, "ACK_WAIT_SECONDS", str(defaults.ack_wait_seconds))),
+            max_deliveries=int(_env(environ, "MAX_DELIVERIES", str(defaults.max_deliveries))),
+            db_pool_size=int(_env(environ, "DB_POOL_SIZE", str(defaults.db_pool_size))),
+            db_timeout_seconds=float(_env(environ, "DB_TIMEOUT_SECONDS", str(defaults.db_timeout_seconds))),
+            reconcile_seconds=float(_env(environ, "RECONCILE_SECONDS", str(defaults.reconcile_seconds))),
         )

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from graphmesh.config import Settings
 from graphmesh.embedded import (
     EmbeddedNats,
     EmbeddedPostgres,
@@ -55,8 +56,6 @@ class MeshConfig:
     log_level: str = "INFO"
     fast_postgres: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)
-    # JetStream redelivers a job whose worker neither acked nor sent progress for this long.
-    ack_wait_seconds: float = 30.0
     ready_timeout: float = 60
     stop_grace: float = 10  # seconds between SIGTERM and SIGKILL for a service
 
@@ -237,7 +236,9 @@ class Mesh:
         """Create the SQL schema and JetStream streams (idempotent) before any service runs."""
         from graphmesh.setup import prepare
 
-        run_coro(lambda: prepare(self.database_url, self.nats_url, ack_wait_seconds=self.config.ack_wait_seconds))
+        # The queue's settings come from the same GRAPHMESH_* values the services get.
+        settings = Settings.from_env({**os.environ, **self.config.extra_env})
+        run_coro(lambda: prepare(self.database_url, self.nats_url, settings=settings))
 
     def _env(self, s: _Service) -> dict[str, str]:
         c = self.config
@@ -247,7 +248,6 @@ class Mesh:
             GRAPHMESH_NATS_URL=self.nats_url,
             GRAPHMESH_LISTEN=f"{c.host}:{s.port}",
             GRAPHMESH_LOG_LEVEL=c.log_level,
-            GRAPHMESH_ACK_WAIT_SECONDS=str(c.ack_wait_seconds),
             PYTHONUNBUFFERED="1",  # logs reach the file as they happen
         )
         if c.manifest:

@@ -24,6 +24,7 @@ from typing import Any, Callable
 import yaml
 
 from graphmesh.errors import FailedPrecondition, InvalidArgument, NotFound
+from graphs.guard import guarded
 from graphs.manifest import (
     GraphSpec,
     Limits,
@@ -218,7 +219,7 @@ def _compile(obj: Any, spec: GraphSpec) -> Any:
         obj = obj()  # a zero-argument factory, as langgraph.json allows
     if isinstance(obj, StateGraph):
         # No checkpointer here: the worker binds its own per run (see compiled()).
-        return _with_retries(obj, spec).compile(name=spec.name)
+        return guarded(_with_retries(obj, spec), spec.name).compile(name=spec.name)
     if isinstance(obj, Pregel):
         return obj
     raise FailedPrecondition(f"'{spec.path}' is a {type(obj).__name__}, not a StateGraph or compiled graph",

@@ -71,18 +71,20 @@ def stream_configs(*, events_max_age_seconds: float = 7 * DAY) -> list[StreamCon
     ]
 
 
-def worker_consumer_config(*, ack_wait_seconds: float, max_deliver: int = 20) -> ConsumerConfig:
+def worker_consumer_config(*, ack_wait_seconds: float, max_deliveries: int) -> ConsumerConfig:
     return ConsumerConfig(
         durable_name=WORKER_CONSUMER,
         filter_subject=f"{RUN_SUBJECT_PREFIX}.>",
         ack_policy=AckPolicy.EXPLICIT,
         ack_wait=ack_wait_seconds,
-        max_deliver=max_deliver,
+        # Beyond the workers' own limit, so the worker sees the delivery that breaks it and
+        # records the run as a dead letter rather than JetStream dropping it silently.
+        max_deliver=max_deliveries + 3,
         max_ack_pending=10_000,
     )
 
 
-async def ensure_streams(js: JetStreamContext, *, ack_wait_seconds: float = 30.0) -> None:
+async def ensure_streams(js: JetStreamContext, *, ack_wait_seconds: float, max_deliveries: int) -> None:
     """Creates or updates the streams and the shared worker consumer."""
     for config in stream_configs():
         try:
@@ -90,4 +92,5 @@ async def ensure_streams(js: JetStreamContext, *, ack_wait_seconds: float = 30.0
             await js.update_stream(config)
         except NotFoundError:
             await js.add_stream(config)
-    await js.add_consumer(RUNS_STREAM, worker_consumer_config(ack_wait_seconds=ack_wait_seconds))
+    await js.add_consumer(RUNS_STREAM, worker_consumer_config(ack_wait_seconds=ack_wait_seconds,
+                                                              max_deliveries=max_deliveries))

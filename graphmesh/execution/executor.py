@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
 import nats.errors
 import psycopg
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-from langgraph.errors import GraphRecursionError
+from langgraph.errors import GraphDrained, GraphRecursionError
+from langgraph.runtime import RunControl
 from nats.js import JetStreamContext
 from psycopg_pool import AsyncConnectionPool
 
@@ -26,8 +28,19 @@ from graphmesh.execution.interrupts import approval_requests, resume_input
 from graphmesh.execution.sink import EventSink
 from graphmesh.jsonvalues import to_struct, to_value
 from graphmesh.rpc.convert import status_to_proto
-from graphmesh.store import ApprovalStore, Claim, LeaseLost, RunError, RunRecord, RunStatus, RunStore
+from graphmesh.store import (
+    ApprovalStore,
+    Claim,
+    ControlStore,
+    LeaseLost,
+    RunError,
+    RunRecord,
+    RunStatus,
+    RunStore,
+    cancel_error,
+)
 from graphmesh.v1 import run_pb2
+from graphs.guard import NodeDisabled
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +51,27 @@ def error_proto(error: RunError | None) -> run_pb2.RunError | None:
     return run_pb2.RunError(code=error.code, message=error.message, node=error.node) if error else None
 
 
+class NodePaused(Exception):
+    def __init__(self, node: str, reason: str) -> None:
+        super().__init__(reason)
+        self.node = node
+        self.reason = reason
+
+
 class NodeFailed(Exception):
     def __init__(self, node: str, error: str) -> None:
         super().__init__(error)
         self.node = node
+
+
+@dataclass
+class _Execution:
+    """What the worker can do to a run while it executes: cancel it, drain it."""
+
+    task: asyncio.Task
+    control: RunControl = field(default_factory=RunControl)
+    cancel: tuple[str, str] | None = None  # (reason, action)
+    lease_lost: bool = False
 
 
 class RunExecutor:
@@ -57,16 +87,45 @@ class RunExecutor:
     ) -> None:
         self._store = store
         self._approvals = ApprovalStore(store)
+        self._control = ControlStore(store)
         self._js = js
         self._pool = pool
         self._registry = registry
         self._lease_seconds = lease_seconds
         # Renew the lease and the queue message well before either can lapse.
         self._heartbeat_seconds = min(lease_seconds, ack_wait_seconds) / 3
+        self._executions: dict[str, _Execution] = {}
+
+    def request_cancel(self, run_id: str, reason: str, action: str) -> bool:
+        """Stops a run executing here at once (its current node is cancelled); it ends
+        CANCELLED. False if the run is not executing in this process."""
+        execution = self._executions.get(run_id)
+        if execution is None:
+            return False
+        execution.cancel = (reason, action)
+        execution.task.cancel()
+        return True
+
+    def request_drain(self) -> None:
+        """Asks every run executing here to stop at its next step boundary, checkpoint
+        saved; each is then handed back to the queue (status QUEUED)."""
+        for execution in self._executions.values():
+            execution.control.request_drain("worker draining")
 
     async def execute(self, claim: Claim, *, heartbeat: Heartbeat | None = None) -> RunRecord:
         """Runs the graph to its next resting point and records the outcome. Raises
-        LeaseLost if the run was taken away meanwhile."""
+        LeaseLost if the run was taken away meanwhile. A drained run comes back QUEUED."""
+        run = claim.run
+        execution = _Execution(asyncio.current_task())
+        if run.cancel_reason is not None:  # asked while a worker that then died held it
+            execution.cancel = (run.cancel_reason, run.cancel_action or "interrupt")
+        self._executions[run.run_id] = execution
+        try:
+            return await self._execute(claim, execution, heartbeat)
+        finally:
+            self._executions.pop(run.run_id, None)
+
+    async def _execute(self, claim: Claim, execution: _Execution, heartbeat: Heartbeat | None) -> RunRecord:
         run = claim.run
         seq = claim.event_seq
         if claim.resumed:
@@ -75,15 +134,21 @@ class RunExecutor:
         events = EventSink(self._js, run.run_id, seq)
         await events.emit_status(RunStatus.RUNNING, claim.previous_status)
 
-        lost = asyncio.Event()
-        keepalive = asyncio.create_task(self._keep_lease(claim, heartbeat, lost, asyncio.current_task()))
+        keepalive = asyncio.create_task(self._keep_lease(claim, heartbeat, execution))
         interrupts: list = []
         try:
-            target, error, interrupts = await self._run_graph(run, claim.resumed, events)
+            if execution.cancel is not None:
+                raise asyncio.CancelledError
+            target, error, interrupts = await self._run_graph(run, claim.resumed, events, execution.control)
         except asyncio.CancelledError:
-            if lost.is_set():
+            if execution.lease_lost:
                 raise LeaseLost(run.run_id) from None
-            raise
+            if execution.cancel is None:
+                raise  # the worker is stopping: the lease lapses and the run is redelivered
+            asyncio.current_task().uncancel()
+            reason, action = execution.cancel
+            return await self.finish(run, claim.epoch, RunStatus.CANCELLED, cancel_error(reason), events,
+                                     roll_back=action == "rollback")
         except GraphmeshError:
             raise  # e.g. Unavailable: leave the run for redelivery once the outage ends
         except Exception as exc:
@@ -123,13 +188,21 @@ class RunExecutor:
         target: RunStatus,
         error: RunError | None,
         events: EventSink | None = None,
+        *,
+        roll_back: bool = False,
     ) -> RunRecord:
-        """Records the outcome, announces it, and dispatches the next run on the thread."""
+        """Records the outcome, announces it, and dispatches the next run on the thread.
+        With roll_back, the run's checkpoints go in the same transaction: its thread is as
+        it was before the run."""
         seq = 0
         if events is not None:
             await events.flush()
             seq = events.next_seq
-        result = await self._store.transition(run.run_id, target, epoch=epoch, event_seq=seq, error=error)
+        async with self._store.transaction() as conn:
+            result = await self._store.transition(run.run_id, target, epoch=epoch, event_seq=seq, error=error,
+                                                  conn=conn)
+            if roll_back:
+                await self._control.roll_back_checkpoints(conn, run)
         final = result.run
         await publish_event(
             self._js,
@@ -138,10 +211,12 @@ class RunExecutor:
         )
         if result.next_run is not None:
             await publish_job(self._js, result.next_run)
+        if target is RunStatus.QUEUED:  # handed back at a step boundary: dispatch it again
+            await publish_job(self._js, final)
         return final
 
     async def _run_graph(
-        self, run: RunRecord, resumed: bool, events: EventSink
+        self, run: RunRecord, resumed: bool, events: EventSink, control: RunControl
     ) -> tuple[RunStatus, RunError | None, list]:
         """Streams the graph to its next resting point: (status, error, interrupts)."""
         spec = self._registry.get(run.graph, run.versions["graph_version"])
@@ -160,7 +235,12 @@ class RunExecutor:
         graph_input = await self._input(graph, config, run, resumed)
         try:
             async with asyncio.timeout(spec.limits.run_timeout_seconds):
-                interrupts = await self._stream(graph, graph_input, config, events)
+                interrupts = await self._stream(graph, graph_input, config, events, control)
+        except GraphDrained:
+            return RunStatus.QUEUED, None, []  # stopped at a step boundary: hand it back
+        except NodePaused as exc:
+            return RunStatus.PAUSED, RunError(
+                "NODE_DISABLED", f"paused before node '{exc.node}': {exc.reason}", exc.node), []
         except GraphRecursionError:
             return RunStatus.FAILED, RunError(
                 "STEP_LIMIT_EXCEEDED", f"run exceeded its limit of {spec.limits.max_steps} steps"), []
@@ -193,12 +273,14 @@ class RunExecutor:
             return resume_input(run.resume_with, {i.id for i in state.interrupts})
         return None if own else run.input
 
-    async def _stream(self, graph, graph_input, config, events: EventSink) -> list[tuple[str, Any]]:
+    async def _stream(self, graph, graph_input, config, events: EventSink,
+                      control: RunControl) -> list[tuple[str, Any]]:
         """Streams the graph, publishing its events; returns the interrupts it stopped at."""
         interrupts: list[tuple[str, Any]] = []
         active: dict[str, str] = {}  # task id -> node, to attribute custom writes
         step = 0
-        async for mode, chunk in graph.astream(graph_input, config, stream_mode=["tasks", "custom"]):
+        async for mode, chunk in graph.astream(graph_input, config, stream_mode=["tasks", "custom"],
+                                               control=control):
             if mode == "custom":
                 node = next(iter(active.values())) if len(active) == 1 else ""
                 await events.emit(custom=run_pb2.CustomProgress(node=node, data=to_value(chunk)))
@@ -209,8 +291,13 @@ class RunExecutor:
                     node=chunk["name"], task_id=chunk["id"], step=step))
             else:
                 active.pop(chunk["id"], None)
-                if chunk.get("error"):
-                    raise NodeFailed(chunk["name"], f"{type(chunk['error']).__name__}: {chunk['error']}")
+                error = chunk.get("error")
+                if isinstance(error, NodeDisabled):
+                    raise NodePaused(error.node, error.reason)
+                if error:
+                    log.error("run %s: node %s failed", config["metadata"]["gm_run_id"], chunk["name"],
+                              exc_info=(type(error), error, error.__traceback__))
+                    raise NodeFailed(chunk["name"], f"{type(error).__name__}: {error}")
                 if chunk.get("interrupts"):
                     interrupts.extend((chunk["name"], i) for i in chunk["interrupts"])
                     continue  # reported once the run rests, as approval requests
@@ -219,10 +306,10 @@ class RunExecutor:
                     update=to_struct(_update_of(chunk.get("result")))))
         return interrupts
 
-    async def _keep_lease(self, claim: Claim, heartbeat: Heartbeat | None,
-                          lost: asyncio.Event, execution: asyncio.Task) -> None:
+    async def _keep_lease(self, claim: Claim, heartbeat: Heartbeat | None, execution: _Execution) -> None:
         """Renews the run's lease and its queue message until cancelled; stops the
-        execution if another holder took the run."""
+        execution if another holder took the run, or if an operator asked to cancel it
+        and the signal did not reach this worker."""
         while True:
             await asyncio.sleep(self._heartbeat_seconds)
             try:
@@ -232,10 +319,13 @@ class RunExecutor:
             except Exception as exc:  # a blip; the lease outlives two missed renewals
                 log.warning("could not renew the lease of run %s: %s", claim.run.run_id, exc)
                 continue
-            if not held:
+            if held is None:
                 log.warning("lost the lease of run %s; stopping it here", claim.run.run_id)
-                lost.set()
-                execution.cancel()
+                execution.lease_lost = True
+                execution.task.cancel()
+                return
+            if held["cancel_reason"] is not None and execution.cancel is None:
+                self.request_cancel(claim.run.run_id, held["cancel_reason"], held["cancel_action"] or "interrupt")
                 return
 
 

@@ -1,6 +1,7 @@
 """Postgres run store: the source of truth for runs and threads."""
 
 from graphmesh.store.approvals import ApprovalStore, DecideResult
+from graphmesh.store.control import ControlStore, DisabledNode, WorkerInfo, cancel_error
 from graphmesh.store.records import (
     ApprovalRecord,
     AuditRecord,
@@ -23,6 +24,10 @@ __all__ = [
     "DecideResult",
     "NewApproval",
     "Claim",
+    "ControlStore",
+    "DisabledNode",
+    "WorkerInfo",
+    "cancel_error",
     "CreateResult",
     "LeaseLost",
     "NewRun",

@@ -49,6 +49,9 @@ class RunRecord:
     event_seq: int = 0
     # interrupt id -> value the next execution resumes the graph with (after approvals).
     resume_with: dict[str, Any] | None = None
+    # Set when an operator asked to cancel this run while a worker held it.
+    cancel_reason: str | None = None
+    cancel_action: str | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> "RunRecord":
@@ -78,6 +81,8 @@ class RunRecord:
             lease_epoch=row["lease_epoch"],
             event_seq=row["event_seq"],
             resume_with=row.get("resume_with"),
+            cancel_reason=row.get("cancel_reason"),
+            cancel_action=row.get("cancel_action"),
         )
 
 

@@ -53,7 +53,7 @@ WITH thread AS (
         'QUEUED', %(owner)s, %(idempotency_key)s, %(metadata)s, %(input)s, %(multitask_strategy)s,
         %(sync)s, 1
     FROM thread WHERE thread.graph = %(graph)s
-      AND (thread.active_run_id = %(run_id)s OR %(multitask_strategy)s = 'enqueue')
+      AND (thread.active_run_id = %(run_id)s OR %(multitask_strategy)s IN ('enqueue', 'interrupt', 'rollback'))
     RETURNING *
 )
 SELECT thread.graph AS thread_graph, thread.active_run_id AS thread_active_run_id, run.*
@@ -85,6 +85,7 @@ WHERE run_id = %s AND status = 'RUNNING' AND lease_expires_at > now()
 RENEW_LEASE = """
 UPDATE gm_runs SET lease_expires_at = now() + make_interval(secs => %s)
 WHERE run_id = %s AND lease_epoch = %s AND status = 'RUNNING'
+RETURNING cancel_reason, cancel_action
 """
 TRANSITION = """
 WITH run AS (
@@ -259,10 +260,12 @@ class RunStore:
             row = await (await conn.execute(LEASE_REMAINING, (run_id,))).fetchone()
         return float(row["remaining"]) if row else None
 
-    async def renew_lease(self, run_id: str, epoch: int, lease_seconds: float) -> bool:
+    async def renew_lease(self, run_id: str, epoch: int, lease_seconds: float) -> dict[str, Any] | None:
+        """Extends the holder's lease. None if the run is no longer held; otherwise its
+        cancel_reason and cancel_action (set when an operator asked to cancel it)."""
         async with self.connection() as conn:
-            cur = await conn.execute(RENEW_LEASE, (lease_seconds, run_id, epoch))
-            return cur.rowcount == 1
+            row = await (await conn.execute(RENEW_LEASE, (lease_seconds, run_id, epoch))).fetchone()
+        return row
 
     async def transition(
         self,

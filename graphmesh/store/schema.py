@@ -124,6 +124,41 @@ MIGRATIONS: list[str] = [
         created_at timestamptz NOT NULL DEFAULT now()
     );
     """,
+    """
+    -- Cancellation asked of a running run: its worker stops it and records CANCELLED.
+    ALTER TABLE gm_runs ADD COLUMN cancel_reason text;
+    ALTER TABLE gm_runs ADD COLUMN cancel_action text;
+    -- Runs stopped after too many deliveries (each crashed its worker), kept for inspection.
+    CREATE TABLE gm_dead_letters (
+        run_id uuid NOT NULL REFERENCES gm_runs (run_id),
+        attempt integer NOT NULL,
+        deliveries integer NOT NULL,
+        worker_id text NOT NULL,
+        reason text NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (run_id, attempt)
+    );
+    -- Nodes an operator switched off: a run about to execute one pauses before it.
+    CREATE TABLE gm_disabled_nodes (
+        graph text NOT NULL,
+        node text NOT NULL,
+        reason text NOT NULL,
+        disabled_by text NOT NULL,
+        disabled_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (graph, node)
+    );
+    -- Live workers, announced by heartbeat.
+    CREATE TABLE gm_workers (
+        worker_id text PRIMARY KEY,
+        address text NOT NULL,
+        capacity integer NOT NULL,
+        active integer NOT NULL,
+        draining boolean NOT NULL,
+        graphs jsonb NOT NULL,
+        started_at timestamptz NOT NULL,
+        last_seen timestamptz NOT NULL DEFAULT now()
+    );
+    """,
 ]
 
 

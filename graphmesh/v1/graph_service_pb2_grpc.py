@@ -65,6 +65,11 @@ class GraphServiceStub:
                 request_serializer=graphmesh_dot_v1_dot_graph__service__pb2.EnableNodeRequest.SerializeToString,
                 response_deserializer=graphmesh_dot_v1_dot_graph__service__pb2.EnableNodeResponse.FromString,
                 _registered_method=True)
+        self.ListWorkers = channel.unary_unary(
+                '/graphmesh.v1.GraphService/ListWorkers',
+                request_serializer=graphmesh_dot_v1_dot_graph__service__pb2.ListWorkersRequest.SerializeToString,
+                response_deserializer=graphmesh_dot_v1_dot_graph__service__pb2.ListWorkersResponse.FromString,
+                _registered_method=True)
 
 
 class GraphServiceServicer:
@@ -107,6 +112,13 @@ class GraphServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListWorkers(self, request, context):
+        """Workers that announced themselves recently, with their load and graph versions.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GraphServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -139,6 +151,11 @@ def add_GraphServiceServicer_to_server(servicer, server):
                     servicer.EnableNode,
                     request_deserializer=graphmesh_dot_v1_dot_graph__service__pb2.EnableNodeRequest.FromString,
                     response_serializer=graphmesh_dot_v1_dot_graph__service__pb2.EnableNodeResponse.SerializeToString,
+            ),
+            'ListWorkers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWorkers,
+                    request_deserializer=graphmesh_dot_v1_dot_graph__service__pb2.ListWorkersRequest.FromString,
+                    response_serializer=graphmesh_dot_v1_dot_graph__service__pb2.ListWorkersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -304,6 +321,33 @@ class GraphService:
             '/graphmesh.v1.GraphService/EnableNode',
             graphmesh_dot_v1_dot_graph__service__pb2.EnableNodeRequest.SerializeToString,
             graphmesh_dot_v1_dot_graph__service__pb2.EnableNodeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWorkers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/graphmesh.v1.GraphService/ListWorkers',
+            graphmesh_dot_v1_dot_graph__service__pb2.ListWorkersRequest.SerializeToString,
+            graphmesh_dot_v1_dot_graph__service__pb2.ListWorkersResponse.FromString,
             options,
             channel_credentials,
             insecure,

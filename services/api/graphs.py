@@ -1,20 +1,31 @@
-"""GraphService: the registered graphs and their versions."""
+"""GraphService: the registered graphs and their versions, node switches, the workers."""
 
 from __future__ import annotations
 
+from graphmesh.bus.control import publish_nodes_changed
+from graphmesh.errors import FailedPrecondition, InvalidArgument, NotFound
+from graphmesh.rpc.convert import timestamp
 from graphmesh.rpc.errors import abort_unimplemented
+from graphmesh.rpc.principal import principal
+from graphmesh.store import ControlStore, DisabledNode
 from graphmesh.v1 import graph_service_pb2 as pb
-from graphmesh.v1 import graph_service_pb2_grpc, run_pb2
+from graphmesh.v1 import graph_service_pb2_grpc, run_pb2, worker_service_pb2
+
+# A worker that has not announced itself for this long is presumed gone.
+WORKER_SEEN_SECONDS = 10.0
 
 
 class GraphServicer(graph_service_pb2_grpc.GraphServiceServicer):
-    def __init__(self, registry) -> None:
+    def __init__(self, registry, control: ControlStore, nc) -> None:
         self._registry = registry
+        self._control = control
+        self._nc = nc
 
-    def _graph(self, name: str) -> pb.Graph:
+    async def _graph(self, name: str) -> pb.Graph:
         versions = self._registry.versions(name)
         if not versions:
             self._registry.get(name)  # raises NotFound with the known names
+        disabled = await self._control.disabled_nodes(name)
         return pb.Graph(
             name=name,
             description=versions[0].description,
@@ -27,13 +38,47 @@ class GraphServicer(graph_service_pb2_grpc.GraphServiceServicer):
                 )
                 for spec in versions
             ],
+            disabled_nodes=[_disabled_to_proto(d) for d in disabled],
         )
 
     async def ListGraphs(self, request, context):
-        return pb.ListGraphsResponse(graphs=[self._graph(n) for n in self._registry.names()])
+        return pb.ListGraphsResponse(graphs=[await self._graph(n) for n in self._registry.names()])
 
     async def GetGraph(self, request, context):
-        return pb.GetGraphResponse(graph=self._graph(request.graph))
+        return pb.GetGraphResponse(graph=await self._graph(request.graph))
+
+    def _node_of(self, graph: str, node: str) -> None:
+        if not node:
+            raise InvalidArgument("node is required")
+        spec = self._registry.get(graph)
+        known = {n for s in self._registry.versions(spec.name) for n in self._registry.node_names(s.name, s.version)}
+        if node not in known:
+            raise NotFound(f"graph '{graph}' has no node '{node}' (nodes: {', '.join(sorted(known))})",
+                           code="NODE_NOT_FOUND")
+
+    async def DisableNode(self, request, context):
+        self._node_of(request.graph, request.node)
+        if not request.reason:
+            raise InvalidArgument("a reason is required: it is what paused runs and operators will read")
+        await self._control.disable_node(request.graph, request.node, reason=request.reason, actor=principal(context))
+        await publish_nodes_changed(self._nc, request.graph)
+        return pb.DisableNodeResponse(graph=await self._graph(request.graph))
+
+    async def EnableNode(self, request, context):
+        self._node_of(request.graph, request.node)
+        if not await self._control.enable_node(request.graph, request.node):
+            raise FailedPrecondition(f"node '{request.node}' of graph '{request.graph}' is not disabled",
+                                     code="NODE_NOT_DISABLED")
+        await publish_nodes_changed(self._nc, request.graph)
+        return pb.EnableNodeResponse(graph=await self._graph(request.graph))
+
+    async def ListWorkers(self, request, context):
+        workers = await self._control.workers(seen_within_seconds=WORKER_SEEN_SECONDS)
+        return pb.ListWorkersResponse(workers=[
+            pb.WorkerInfo(worker_id=w.worker_id, address=w.address, capacity=w.capacity, active_runs=w.active,
+                          draining=w.draining, started_at=timestamp(w.started_at), last_seen=timestamp(w.last_seen),
+                          graphs=[worker_service_pb2.LoadedGraph(**g) for g in w.graphs])
+            for w in workers])
 
     async def SetRollout(self, request, context):
         await abort_unimplemented(context, "SetRollout")
@@ -41,8 +86,7 @@ class GraphServicer(graph_service_pb2_grpc.GraphServiceServicer):
     async def RollbackGraph(self, request, context):
         await abort_unimplemented(context, "RollbackGraph")
 
-    async def DisableNode(self, request, context):
-        await abort_unimplemented(context, "DisableNode")
 
-    async def EnableNode(self, request, context):
-        await abort_unimplemented(context, "EnableNode")
+def _disabled_to_proto(d: DisabledNode) -> pb.DisabledNode:
+    return pb.DisabledNode(node=d.node, reason=d.reason, disabled_by=d.disabled_by,
+                           disabled_at=timestamp(d.disabled_at))

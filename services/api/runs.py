@@ -10,19 +10,20 @@ from datetime import datetime, timezone
 from google.protobuf import json_format
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
-from graphmesh.bus import publish_event_pipelined, publish_job, require_connected, status_event
+from graphmesh.bus import publish_event, publish_event_pipelined, publish_job, require_connected, status_event
 from graphmesh.bus.hub import EventHub
-from graphmesh.errors import InvalidArgument, Unimplemented
+from graphmesh.disabled_nodes import DisabledNodes
+from graphmesh.errors import InvalidArgument
 from graphmesh.execution import error_proto
 from graphmesh.jsonvalues import to_struct
 from graphmesh.rpc.convert import STRATEGY_NAMES, run_to_proto, status_from_proto, status_to_proto
 from graphmesh.rpc.errors import abort_unimplemented, end_stream_for_shutdown
 from graphmesh.rpc.principal import principal
-from graphmesh.store import TERMINAL, ApprovalStore, NewRun, RunRecord, RunStatus, RunStore
+from graphmesh.store import TERMINAL, ControlStore, NewRun, RunRecord, RunStatus, RunStore
 from graphmesh.store.runs import parse_run_id
 from graphmesh.v1 import run_pb2, run_service_pb2_grpc
 from graphmesh.v1 import run_service_pb2 as pb
-from services.api.cancel import cancel_run
+from services.api.cancel import Canceller
 from services.api.sync import SyncRunner
 
 log = logging.getLogger(__name__)
@@ -39,10 +40,12 @@ def _quiet_for(run: RunRecord, seconds: float) -> bool:
 
 class RunServicer(run_service_pb2_grpc.RunServiceServicer):
     def __init__(self, *, store: RunStore, nc, hub: EventHub, registry, pool, sync_runner: SyncRunner,
-                 stopping: asyncio.Event) -> None:
+                 disabled: DisabledNodes, stopping: asyncio.Event) -> None:
         self._store = store
+        self._control = ControlStore(store)
+        self._canceller = Canceller(store, nc)
+        self._disabled = disabled
         self._stopping = stopping
-        self._approvals = ApprovalStore(store)
         self._hub = hub
         self._nc = nc
         self._js = nc.jetstream()
@@ -55,8 +58,6 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
         if request.multitask_strategy not in STRATEGY_NAMES:
             raise InvalidArgument(f"unknown multitask_strategy {request.multitask_strategy}")
         strategy = STRATEGY_NAMES[request.multitask_strategy]
-        if strategy in ("interrupt", "rollback"):
-            raise InvalidArgument(f"multitask_strategy '{strategy}' is not supported yet; use reject or enqueue")
         graph_input = json_format.MessageToDict(request.input) if request.HasField("input") else {}
         graph_input = self._registry.validate_input(spec, graph_input)
         if sum(len(k) + len(v) for k, v in request.metadata.items()) > MAX_METADATA_BYTES:
@@ -77,6 +78,13 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
         require_connected(self._nc)
         result = await self._store.create_run(new)
         run = result.run
+        if result.created and not result.dispatch and new.multitask_strategy in ("interrupt", "rollback"):
+            # The new run waits behind the active one, which is cancelled now; when it ends
+            # the thread passes to the new run (keeping, or rolling back, what it wrote).
+            _, active = await self._store.thread_graph(run.thread_id)
+            if active and active != run.run_id:
+                await self._canceller.cancel(active, reason=f"interrupted by run {run.run_id}",
+                                             actor=principal(context), action=new.multitask_strategy, wait=False)
         try:
             # Pipelined: StreamRun orders events by sequence, whatever order JetStream stores them in.
             acks = []
@@ -163,17 +171,31 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
         return response
 
     async def CancelRun(self, request, context):
-        if request.action == pb.CANCEL_ACTION_ROLLBACK:
-            raise Unimplemented("CancelRun with action ROLLBACK is not supported in this release; use INTERRUPT")
-        run = await cancel_run(self._store, self._approvals, self._js, request.run_id, reason=request.reason,
-                               actor=principal(context))
+        if request.action not in (pb.CANCEL_ACTION_UNSPECIFIED, pb.CANCEL_ACTION_INTERRUPT, pb.CANCEL_ACTION_ROLLBACK):
+            raise InvalidArgument(f"unknown cancel action {request.action}")
+        action = "rollback" if request.action == pb.CANCEL_ACTION_ROLLBACK else "interrupt"
+        run = await self._canceller.cancel(request.run_id, reason=request.reason, actor=principal(context),
+                                           action=action)
         return pb.CancelRunResponse(run=run_to_proto(run))
 
     async def RetryRun(self, request, context):
-        await abort_unimplemented(context, "RetryRun")
+        before = await self._store.get_run(request.run_id)
+        run = await self._control.retry(request.run_id)
+        await self._announce_queued(run, before.status)
+        return pb.RetryRunResponse(run=run_to_proto(run))
 
     async def ResumeRun(self, request, context):
-        await abort_unimplemented(context, "ResumeRun")
+        paused = await self._store.get_run(request.run_id)
+        node = paused.error.node if paused.error else ""
+        still = [node] if node and self._disabled.reason(paused.graph, node) is not None else []
+        run = await self._control.resume(request.run_id, still_disabled=still)
+        await self._announce_queued(run, RunStatus.PAUSED)
+        return pb.ResumeRunResponse(run=run_to_proto(run))
+
+    async def _announce_queued(self, run: RunRecord, previous: RunStatus) -> None:
+        await publish_event(self._js, status_event(run.run_id, run.event_seq, status_to_proto(RunStatus.QUEUED),
+                                                   status_to_proto(previous)))
+        await publish_job(self._js, run)
 
     async def GetRunTrace(self, request, context):
         await abort_unimplemented(context, "GetRunTrace")

@@ -8,10 +8,12 @@ from graphmesh.bus import connect_nats
 from graphmesh.bus.hub import EventHub
 from graphmesh.config import Settings
 from graphmesh.db import make_pool
+from graphmesh.disabled_nodes import DisabledNodes
 from graphmesh.execution import RunExecutor
+from graphmesh.health import watch_dependencies
 from graphmesh.logs import setup_logging
 from graphmesh.rpc.server import GrpcServer
-from graphmesh.store import RunStore
+from graphmesh.store import ControlStore, RunStore
 from graphmesh.v1 import graph_service_pb2, graph_service_pb2_grpc, run_service_pb2, run_service_pb2_grpc
 from graphs.registry import Registry
 from services.api.graphs import GraphServicer
@@ -33,6 +35,8 @@ async def main() -> None:
     nc = await connect_nats(settings.nats_url, name="graphmesh-api")
     js = nc.jetstream()
     store = RunStore(pool)
+    control = ControlStore(store)
+    disabled = DisabledNodes(control)
     hub = EventHub(nc)
     await hub.start()
     executor = RunExecutor(store=store, js=js, pool=pool, registry=registry,
@@ -47,14 +51,18 @@ async def main() -> None:
     server = GrpcServer(settings.listen, names)
     run_service_pb2_grpc.add_RunServiceServicer_to_server(
         RunServicer(store=store, nc=nc, hub=hub, registry=registry, pool=pool, sync_runner=sync_runner,
-                    stopping=server.stopping), server.server)
-    graph_service_pb2_grpc.add_GraphServiceServicer_to_server(GraphServicer(registry), server.server)
-    reconciler = asyncio.create_task(reconcile_forever(
-        store, js, executor, every_seconds=settings.reconcile_seconds, quiet_seconds=ORPHAN_QUIET_SECONDS))
-    await server.set_serving(True)
+                    disabled=disabled, stopping=server.stopping), server.server)
+    graph_service_pb2_grpc.add_GraphServiceServicer_to_server(GraphServicer(registry, control, nc), server.server)
+    background = [
+        await disabled.start(nc),  # the synchronous path runs graphs here, under the same node guards
+        asyncio.create_task(watch_dependencies(pool, nc, server.set_serving)),
+        asyncio.create_task(reconcile_forever(
+            store, js, executor, every_seconds=settings.reconcile_seconds, quiet_seconds=ORPHAN_QUIET_SECONDS)),
+    ]
 
     async def on_stop() -> None:
-        reconciler.cancel()
+        for task in background:
+            task.cancel()
 
     try:
         await server.run(on_stop=on_stop)

@@ -8,6 +8,7 @@ from graphmesh.bus import connect_nats
 from graphmesh.bus.approvals import relay_outbox_forever
 from graphmesh.config import Settings
 from graphmesh.db import make_pool
+from graphmesh.health import watch_dependencies
 from graphmesh.logs import setup_logging
 from graphmesh.rpc.server import GrpcServer
 from graphmesh.store import ApprovalStore, RunStore
@@ -31,8 +32,8 @@ async def main() -> None:
     background = [
         asyncio.create_task(expire_forever(servicer, approvals)),
         asyncio.create_task(relay_outbox_forever(js, approvals)),
+        asyncio.create_task(watch_dependencies(pool, nc, server.set_serving)),
     ]
-    await server.set_serving(True)
 
     async def on_stop() -> None:
         for task in background:

@@ -1,8 +1,11 @@
 """Pulls run jobs from the shared JetStream consumer and executes up to `capacity` at once.
 
-A job is acked only after its run has rested (completed, failed, waiting); while it runs
-the message is kept alive with in-progress acks, so a healthy worker's long run is never
-delivered twice. Duplicates and stale jobs fail to claim the run and are simply acked.
+A job is acked only after its run has rested (completed, failed, waiting, paused, or
+handed back); while it runs the message is kept alive with in-progress acks, so a
+healthy worker's long run is never delivered twice. Duplicates and stale jobs fail to
+claim the run and are acked; a job for a run another worker holds comes back when that
+worker's lease lapses. A run delivered more than `max_deliveries` times (each delivery
+crashed its worker) is failed and kept as a dead letter instead of being retried forever.
 """
 
 from __future__ import annotations
@@ -16,13 +19,17 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.errors import FetchTimeoutError
 
-from graphmesh.bus import parse_job
+from graphmesh.bus import parse_job, publish_job
 from graphmesh.bus.streams import RUNS_STREAM, WORKER_CONSUMER
 from graphmesh.errors import Unavailable
 from graphmesh.execution import RunExecutor
-from graphmesh.store import LeaseLost, RunRecord, RunStatus, RunStore
+from graphmesh.store import Claim, ControlStore, LeaseLost, RunError, RunRecord, RunStatus, RunStore
 
 log = logging.getLogger(__name__)
+
+# After the drain grace period, how long runs get to reach a step boundary before they
+# are cut off (their lease then lapses and they resume elsewhere).
+STEP_BOUNDARY_SECONDS = 10.0
 
 
 @dataclass
@@ -30,8 +37,6 @@ class ActiveRun:
     run: RunRecord
     started_at: datetime
     task: asyncio.Task
-    epoch: int
-    msg: Msg
 
 
 @dataclass
@@ -42,13 +47,17 @@ class JobConsumer:
     worker_id: str
     capacity: int
     lease_seconds: float
+    max_deliveries: int
     active: dict[str, ActiveRun] = field(default_factory=dict)
     draining: bool = False
+    # False while Postgres or NATS is unreachable: no run should burn a delivery then.
+    dependencies_ok: bool = True
     runs_completed: int = 0
     _slot_freed: asyncio.Event = field(default_factory=asyncio.Event)
     _loop_task: asyncio.Task | None = None
 
     async def start(self) -> None:
+        self._control = ControlStore(self.store)
         self._psub = await self.js.pull_subscribe_bind(WORKER_CONSUMER, stream=RUNS_STREAM)
         self._loop_task = asyncio.create_task(self._pull_loop())
 
@@ -58,6 +67,9 @@ class JobConsumer:
             if free <= 0:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
+                continue
+            if not self.dependencies_ok:
+                await asyncio.sleep(0.5)
                 continue
             try:
                 msgs = await self._psub.fetch(free, timeout=1.0)
@@ -89,20 +101,25 @@ class JobConsumer:
             else:
                 await msg.ack()  # done, or a duplicate: Postgres decides, not the bus
             return
+        deliveries = msg.metadata.num_delivered
+        if deliveries > self.max_deliveries:
+            await self._dead_letter(claim, msg, deliveries)
+            return
         task = asyncio.create_task(self._execute(claim, msg))
-        self.active[job.run_id] = ActiveRun(claim.run, datetime.now(timezone.utc), task, claim.epoch, msg)
+        self.active[job.run_id] = ActiveRun(claim.run, datetime.now(timezone.utc), task)
 
-    async def _execute(self, claim, msg: Msg) -> None:
+    async def _execute(self, claim: Claim, msg: Msg) -> None:
         run_id = claim.run.run_id
         try:
-            await self.executor.execute(claim, heartbeat=msg.in_progress)
-            self.runs_completed += 1
+            final = await self.executor.execute(claim, heartbeat=msg.in_progress)
+            if final.status is not RunStatus.QUEUED:  # QUEUED: handed back by a drain
+                self.runs_completed += 1
             await msg.ack()
         except LeaseLost:
             log.warning("run %s was taken over; dropping this execution", run_id)
             await msg.ack()
         except asyncio.CancelledError:
-            # Drain deadline: hand the run back so another worker resumes it from its checkpoint.
+            # Cut off after the drain deadline: hand it back to resume from its checkpoint.
             await self._hand_back(claim, msg)
         except Exception:
             log.exception("run %s could not be recorded; leaving it for redelivery", run_id)
@@ -111,23 +128,42 @@ class JobConsumer:
             self.active.pop(run_id, None)
             self._slot_freed.set()
 
-    async def _hand_back(self, claim, msg: Msg) -> None:
+    async def _hand_back(self, claim: Claim, msg: Msg) -> None:
         try:
-            await self.store.transition(claim.run.run_id, RunStatus.QUEUED, epoch=claim.epoch)
-        except Exception as exc:
+            result = await self.store.transition(claim.run.run_id, RunStatus.QUEUED, epoch=claim.epoch)
+            await publish_job(self.js, result.run)
+            await msg.ack()
+        except Exception as exc:  # the lease lapses and the message is redelivered anyway
             log.warning("could not hand back run %s: %s", claim.run.run_id, exc)
-        await msg.nak()
+
+    async def _dead_letter(self, claim: Claim, msg: Msg, deliveries: int) -> None:
+        run = claim.run
+        reason = (f"delivered {deliveries} times (limit {self.max_deliveries}) without reaching a result; "
+                  "its executions keep ending abruptly (a crash or kill of the worker). Stopped and kept "
+                  "for inspection as a dead letter; retry it once the cause is fixed")
+        log.error("run %s: %s", run.run_id, reason)
+        await self._control.dead_letter(run, deliveries=deliveries, worker_id=self.worker_id, reason=reason)
+        await self.executor.finish(run, claim.epoch, RunStatus.FAILED, RunError("CRASH_LOOP", reason))
+        await msg.ack()
+
+    def cancel(self, run_id: str, reason: str, action: str) -> None:
+        """A cancel request for a run that may be executing here."""
+        if self.executor.request_cancel(run_id, reason, action):
+            log.info("cancelling run %s: %s", run_id, reason)
 
     async def drain(self, grace_seconds: float) -> None:
-        """Takes no new runs, lets active ones finish within the grace period, then hands
-        the rest back to the queue."""
+        """Takes no new runs, lets active ones finish within the grace period, then asks
+        the rest to stop at their next step boundary and hands them back to the queue."""
         self.draining = True
         self._slot_freed.set()
         if self._loop_task:
             await asyncio.gather(self._loop_task, return_exceptions=True)
-        tasks = [a.task for a in self.active.values()]
-        if tasks:
-            done, pending = await asyncio.wait(tasks, timeout=grace_seconds)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+        pending = {a.task for a in self.active.values()}
+        if pending:
+            _, pending = await asyncio.wait(pending, timeout=grace_seconds)
+        if pending:
+            self.executor.request_drain()
+            _, pending = await asyncio.wait(pending, timeout=STEP_BOUNDARY_SECONDS)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)

@@ -20,8 +20,8 @@ ACK_WAIT_SECONDS = 1.0
 
 @pytest.fixture(scope="module")
 def short_ack_mesh():
-    with private_mesh("longrun", ack_wait_seconds=ACK_WAIT_SECONDS,
-                      extra_env={"GRAPHMESH_LEASE_SECONDS": "2"}) as mesh:
+    with private_mesh("longrun", extra_env={"GRAPHMESH_ACK_WAIT_SECONDS": str(ACK_WAIT_SECONDS),
+                                            "GRAPHMESH_LEASE_SECONDS": "2"}) as mesh:
         yield mesh
 
 

@@ -15,7 +15,7 @@ from graphmesh.client import api_client
 from graphmesh.mesh import Mesh
 from graphmesh.v1 import run_pb2
 from graphmesh.v1 import run_service_pb2 as pb
-from helpers import private_mesh
+from helpers import private_mesh, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +51,13 @@ def _wait_completed(client, run_id: str, timeout: float = 60.0) -> run_pb2.Run:
     raise AssertionError(f"run {run_id} did not complete: {run}")
 
 
-def _api_alive(mesh: Mesh) -> bool:
-    stub = health_pb2_grpc.HealthStub(grpc.insecure_channel(mesh.api_address))
+def _serving(address: str) -> bool:
+    stub = health_pb2_grpc.HealthStub(grpc.insecure_channel(address))
     return stub.Check(health_pb2.HealthCheckRequest(), timeout=5).status == health_pb2.HealthCheckResponse.SERVING
+
+
+def _all_addresses(mesh: Mesh) -> list[str]:
+    return [mesh.api_address, mesh.review_address, *mesh.worker_addresses]
 
 
 def test_postgres_down_answers_unavailable_then_recovers(outage_mesh):
@@ -70,9 +74,13 @@ def test_postgres_down_answers_unavailable_then_recovers(outage_mesh):
         with pytest.raises(grpc.RpcError) as info:
             client.runs.GetRun(pb.GetRunRequest(run_id=before.run_id), timeout=20)
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE
-        assert _api_alive(outage_mesh)
+        # Every process is alive and says it cannot serve.
+        wait_for(lambda: not any(_serving(a) for a in _all_addresses(outage_mesh)), 20,
+                 message="every service to report NOT_SERVING")
     finally:
         outage_mesh.postgres.start()
+    wait_for(lambda: all(_serving(a) for a in _all_addresses(outage_mesh)), 30,
+             message="every service to report SERVING again")
 
     after = _create_eventually(client)
     _wait_completed(client, after.run_id)
@@ -94,9 +102,12 @@ def test_nats_down_answers_unavailable_then_recovers(outage_mesh):
                 break
             assert time.monotonic() < deadline, "CreateRun kept succeeding with NATS down"
             time.sleep(0.2)
-        assert _api_alive(outage_mesh)
+        wait_for(lambda: not any(_serving(a) for a in _all_addresses(outage_mesh)), 20,
+                 message="every service to report NOT_SERVING")
     finally:
         outage_mesh.nats.start()
+    wait_for(lambda: all(_serving(a) for a in _all_addresses(outage_mesh)), 30,
+             message="every service to report SERVING again")
 
     run = _create_eventually(client)
     completed = _wait_completed(client, run.run_id)

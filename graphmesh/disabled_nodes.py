@@ -1,0 +1,47 @@
+"""A process's live view of disabled nodes, feeding the node guards of graphs.guard.
+
+Loaded from Postgres at start, reloaded when the api announces a change on NATS (so a
+change reaches every worker within moments) and every few seconds in case an
+announcement was missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from graphmesh.bus.control import on_nodes_changed
+from graphmesh.store import ControlStore
+from graphs.guard import install_check
+
+log = logging.getLogger(__name__)
+
+REFRESH_SECONDS = 5.0
+
+
+class DisabledNodes:
+    def __init__(self, control: ControlStore) -> None:
+        self._control = control
+        self._reasons: dict[tuple[str, str], str] = {}
+
+    def reason(self, graph: str, node: str) -> str | None:
+        return self._reasons.get((graph, node))
+
+    async def refresh(self, _graph: str = "") -> None:
+        try:
+            rows = await self._control.disabled_nodes()
+        except Exception as exc:  # keep the last known view through an outage
+            log.warning("could not refresh disabled nodes: %s", exc)
+            return
+        self._reasons = {(r.graph, r.node): r.reason for r in rows}
+
+    async def start(self, nc) -> asyncio.Task:
+        await self.refresh()
+        install_check(self.reason)
+        await on_nodes_changed(nc, self.refresh)
+        return asyncio.create_task(self._refresh_forever())
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(REFRESH_SECONDS)
+            await self.refresh()

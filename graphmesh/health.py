@@ -1,0 +1,38 @@
+"""Dependency health: each process pings Postgres and checks its NATS connection every
+second, reports the result on the gRPC health service, and lets its loops pause while a
+dependency is away (a worker takes no runs it could not record)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Awaitable, Callable
+
+from psycopg_pool import AsyncConnectionPool
+
+log = logging.getLogger(__name__)
+
+CHECK_SECONDS = 1.0
+
+
+async def postgres_ok(pool: AsyncConnectionPool, timeout: float = 2.0) -> bool:
+    try:
+        async with asyncio.timeout(timeout):
+            async with pool.connection(timeout=timeout) as conn:
+                await conn.execute("SELECT 1")
+        return True
+    except Exception:
+        return False
+
+
+async def watch_dependencies(pool: AsyncConnectionPool, nc, on_change: Callable[[bool], Awaitable[None]]) -> None:
+    """Calls on_change(healthy) at start and whenever health flips."""
+    healthy: bool | None = None
+    while True:
+        ok = nc.is_connected and await postgres_ok(pool)
+        if ok != healthy:
+            if healthy is not None:
+                log.warning("dependencies %s", "recovered" if ok else "unavailable (Postgres or NATS)")
+            healthy = ok
+            await on_change(ok)
+        await asyncio.sleep(CHECK_SECONDS)

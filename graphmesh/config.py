@@ -30,8 +30,8 @@ class Settings:
     # about max(lease, ack wait) plus a fetch: under 10 s with these defaults.
     lease_seconds: float = 8.0
     ack_wait_seconds: float = 8.0
-    # A run delivered more often than this (each delivery ended abruptly) is failed with
-    # CRASH_LOOP and kept as a dead letter.
+    # A run whose executions ended this many times in a row without a result (each crashed
+    # or killed its worker) is failed with CRASH_LOOP and kept as a dead letter.
     max_deliveries: int = 5
     # Per-process database connections.
     db_pool_size: int = 20

@@ -20,7 +20,6 @@ async def prepare(database_url: str, nats_url: str, *, settings: Settings | None
         await AsyncPostgresSaver(conn).setup()
     nc = await connect_nats(nats_url, name="graphmesh-setup")
     try:
-        await ensure_streams(nc.jetstream(), ack_wait_seconds=settings.ack_wait_seconds,
-                             max_deliveries=settings.max_deliveries)
+        await ensure_streams(nc.jetstream(), ack_wait_seconds=settings.ack_wait_seconds)
     finally:
         await nc.close()

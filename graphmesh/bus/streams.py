@@ -71,20 +71,20 @@ def stream_configs(*, events_max_age_seconds: float = 7 * DAY) -> list[StreamCon
     ]
 
 
-def worker_consumer_config(*, ack_wait_seconds: float, max_deliveries: int) -> ConsumerConfig:
+def worker_consumer_config(*, ack_wait_seconds: float) -> ConsumerConfig:
     return ConsumerConfig(
         durable_name=WORKER_CONSUMER,
         filter_subject=f"{RUN_SUBJECT_PREFIX}.>",
         ack_policy=AckPolicy.EXPLICIT,
         ack_wait=ack_wait_seconds,
-        # Beyond the workers' own limit, so the worker sees the delivery that breaks it and
-        # records the run as a dead letter rather than JetStream dropping it silently.
-        max_deliver=max_deliveries + 3,
+        # Unlimited: the workers' own limit, counted in Postgres, decides when a run is a
+        # dead letter; JetStream must never drop a job silently.
+        max_deliver=-1,
         max_ack_pending=10_000,
     )
 
 
-async def ensure_streams(js: JetStreamContext, *, ack_wait_seconds: float, max_deliveries: int) -> None:
+async def ensure_streams(js: JetStreamContext, *, ack_wait_seconds: float) -> None:
     """Creates or updates the streams and the shared worker consumer."""
     for config in stream_configs():
         try:
@@ -92,5 +92,4 @@ async def ensure_streams(js: JetStreamContext, *, ack_wait_seconds: float, max_d
             await js.update_stream(config)
         except NotFoundError:
             await js.add_stream(config)
-    await js.add_consumer(RUNS_STREAM, worker_consumer_config(ack_wait_seconds=ack_wait_seconds,
-                                                              max_deliveries=max_deliveries))
+    await js.add_consumer(RUNS_STREAM, worker_consumer_config(ack_wait_seconds=ack_wait_seconds))

@@ -52,6 +52,8 @@ class RunRecord:
     # Set when an operator asked to cancel this run while a worker held it.
     cancel_reason: str | None = None
     cancel_action: str | None = None
+    # Claims since the run last rested (1 for an execution that is going normally).
+    claims_without_result: int = 0
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> "RunRecord":
@@ -83,6 +85,7 @@ class RunRecord:
             resume_with=row.get("resume_with"),
             cancel_reason=row.get("cancel_reason"),
             cancel_action=row.get("cancel_action"),
+            claims_without_result=row.get("claims_without_result", 0),
         )
 
 

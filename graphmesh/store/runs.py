@@ -73,7 +73,8 @@ WITH old AS (
 UPDATE gm_runs r SET status = 'RUNNING', lease_owner = %(worker)s,
     lease_expires_at = now() + make_interval(secs => %(lease)s),
     lease_epoch = r.lease_epoch + 1, started_at = coalesce(r.started_at, now()),
-    updated_at = now(), event_seq = greatest(r.event_seq, %(min_seq)s) + 1
+    updated_at = now(), event_seq = greatest(r.event_seq, %(min_seq)s) + 1,
+    claims_without_result = r.claims_without_result + 1
 FROM old WHERE r.run_id = old.run_id
 RETURNING r.*, old.status AS previous_status, old.started_at AS previous_started_at
 """
@@ -94,6 +95,7 @@ WITH run AS (
         error_code = %(error_code)s, error_message = %(error_message)s, error_node = %(error_node)s,
         finished_at = CASE WHEN %(terminal)s THEN now() ELSE finished_at END,
         resume_with = %(resume_with)s,
+        claims_without_result = CASE WHEN %(target)s = 'RUNNING' THEN claims_without_result ELSE 0 END,
         lease_owner = CASE WHEN %(target)s = 'RUNNING' THEN lease_owner END,
         lease_expires_at = CASE WHEN %(target)s = 'RUNNING' THEN lease_expires_at END
     WHERE run_id = %(run_id)s AND status = ANY(%(allowed)s)

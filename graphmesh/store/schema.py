@@ -128,7 +128,10 @@ MIGRATIONS: list[str] = [
     -- Cancellation asked of a running run: its worker stops it and records CANCELLED.
     ALTER TABLE gm_runs ADD COLUMN cancel_reason text;
     ALTER TABLE gm_runs ADD COLUMN cancel_action text;
-    -- Runs stopped after too many deliveries (each crashed its worker), kept for inspection.
+    -- Claims since the run last came to rest: each one beyond the first is an execution
+    -- that ended without recording a result (its worker crashed or was killed).
+    ALTER TABLE gm_runs ADD COLUMN claims_without_result integer NOT NULL DEFAULT 0;
+    -- Runs stopped after too many executions that ended without a result, kept for inspection.
     CREATE TABLE gm_dead_letters (
         run_id uuid NOT NULL REFERENCES gm_runs (run_id),
         attempt integer NOT NULL,

@@ -4,8 +4,10 @@ A job is acked only after its run has rested (completed, failed, waiting, paused
 handed back); while it runs the message is kept alive with in-progress acks, so a
 healthy worker's long run is never delivered twice. Duplicates and stale jobs fail to
 claim the run and are acked; a job for a run another worker holds comes back when that
-worker's lease lapses. A run delivered more than `max_deliveries` times (each delivery
-crashed its worker) is failed and kept as a dead letter instead of being retried forever.
+worker's lease lapses. A run whose last `max_deliveries` executions all ended without a
+result (each crashed or killed its worker) is failed with CRASH_LOOP and kept as a dead
+letter instead of being retried forever; Postgres counts them, so redeliveries that were
+only naks (a held lease, an outage) do not.
 """
 
 from __future__ import annotations
@@ -101,9 +103,10 @@ class JobConsumer:
             else:
                 await msg.ack()  # done, or a duplicate: Postgres decides, not the bus
             return
-        deliveries = msg.metadata.num_delivered
-        if deliveries > self.max_deliveries:
-            await self._dead_letter(claim, msg, deliveries)
+        # Executions of this run since it last rested that never recorded a result.
+        abandoned = claim.run.claims_without_result - 1
+        if abandoned >= self.max_deliveries:
+            await self._dead_letter(claim, msg, abandoned)
             return
         task = asyncio.create_task(self._execute(claim, msg))
         self.active[job.run_id] = ActiveRun(claim.run, datetime.now(timezone.utc), task)
@@ -136,13 +139,13 @@ class JobConsumer:
         except Exception as exc:  # the lease lapses and the message is redelivered anyway
             log.warning("could not hand back run %s: %s", claim.run.run_id, exc)
 
-    async def _dead_letter(self, claim: Claim, msg: Msg, deliveries: int) -> None:
+    async def _dead_letter(self, claim: Claim, msg: Msg, abandoned: int) -> None:
         run = claim.run
-        reason = (f"delivered {deliveries} times (limit {self.max_deliveries}) without reaching a result; "
-                  "its executions keep ending abruptly (a crash or kill of the worker). Stopped and kept "
-                  "for inspection as a dead letter; retry it once the cause is fixed")
+        reason = (f"{abandoned} executions in a row ended without a result (limit {self.max_deliveries}): "
+                  "the run keeps crashing or killing its worker. Stopped and kept for inspection as a "
+                  "dead letter; retry it once the cause is fixed")
         log.error("run %s: %s", run.run_id, reason)
-        await self._control.dead_letter(run, deliveries=deliveries, worker_id=self.worker_id, reason=reason)
+        await self._control.dead_letter(run, deliveries=abandoned, worker_id=self.worker_id, reason=reason)
         await self.executor.finish(run, claim.epoch, RunStatus.FAILED, RunError("CRASH_LOOP", reason))
         await msg.ack()
 

@@ -8,7 +8,7 @@ import sys
 
 import grpc
 
-from graphmesh.cli import approvals, migrate, runs, up
+from graphmesh.cli import approvals, graphs, migrate, runs, up, workers
 from graphmesh.rpc.errors import error_code
 
 DEFAULT_API = "127.0.0.1:50051"
@@ -23,6 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_parser(sub)
     runs.add_parser(sub)
     approvals.add_parser(sub)
+    graphs.add_parser(sub)
+    workers.add_parser(sub)
     migrate.add_parser(sub)
     return parser
 

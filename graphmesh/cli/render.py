@@ -198,3 +198,114 @@ def audit_row(record) -> list[str]:
 
 def audit_table(records) -> str:
     return table(AUDIT_COLUMNS, [audit_row(r) for r in records])
+
+
+# -- graphs and workers --------------------------------------------------------------------
+
+
+def _yes(value: bool) -> str:
+    return "yes" if value else "no"
+
+
+def _age(ts) -> str:
+    """How long ago a Timestamp was, e.g. "3s ago"; "-" when it is not set."""
+    if ts.seconds == 0 and ts.nanos == 0:
+        return "-"
+    from datetime import datetime, timezone
+
+    seconds = max((datetime.now(timezone.utc) - ts.ToDatetime(tzinfo=timezone.utc)).total_seconds(), 0.0)
+    if seconds < 120:
+        return f"{seconds:.0f}s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m ago"
+    return f"{seconds / 3600:.0f}h ago"
+
+
+def _graph_nodes(graph) -> list[str]:
+    """Every node of every version, in the order they first appear."""
+    seen: dict[str, None] = {}
+    for version in graph.versions:
+        seen.update(dict.fromkeys(version.nodes))
+    return list(seen)
+
+
+GRAPH_COLUMNS = ["GRAPH", "VERSIONS", "SYNC", "NODES", "DISABLED NODES"]
+
+
+def graph_row(graph) -> list[str]:
+    versions = ", ".join(f"{v.versions.graph_version} ({v.weight}%)" for v in graph.versions) or "-"
+    eligible = [v.versions.graph_version for v in graph.versions if v.sync_eligible]
+    if not eligible:
+        sync = "no"
+    elif len(eligible) == len(graph.versions):
+        sync = "yes"
+    else:
+        sync = ", ".join(eligible)
+    disabled = ", ".join(d.node for d in graph.disabled_nodes) or "-"
+    return [graph.name, versions, sync, str(len(_graph_nodes(graph))), disabled]
+
+
+def graphs_table(graphs) -> str:
+    return table(GRAPH_COLUMNS, [graph_row(g) for g in graphs])
+
+
+def disabled_node_line(d) -> str:
+    return f"{d.node}  by {d.disabled_by or '-'} at {_when(d.disabled_at)}  reason: {d.reason}"
+
+
+def graph_details(graph) -> str:
+    lines = [f"graph      {graph.name}"]
+    if graph.description:
+        lines.append(f"about      {graph.description}")
+    for v in graph.versions:
+        vs = v.versions
+        lines += [
+            f"version    {vs.graph_version}  weight {v.weight}%  sync {_yes(v.sync_eligible)}",
+            f"  versions schema {vs.state_schema_version}, prompt {vs.prompt_version}, model {vs.model_route}, "
+            f"tools {vs.tool_version}",
+            f"  nodes    {', '.join(v.nodes) or '-'}",
+            f"  workers  {', '.join(v.workers) or '-'}",
+        ]
+    if graph.disabled_nodes:
+        lines.append("disabled nodes")
+        lines.extend("  " + disabled_node_line(d) for d in graph.disabled_nodes)
+    else:
+        lines.append("disabled nodes  -")
+    return "\n".join(lines)
+
+
+WORKER_COLUMNS = ["WORKER", "ADDRESS", "ACTIVE", "DRAINING", "GRAPHS", "STARTED", "LAST SEEN"]
+
+
+def _loaded(graphs) -> str:
+    return ", ".join(f"{g.graph}@{g.graph_version}" for g in graphs) or "-"
+
+
+def worker_row(worker) -> list[str]:
+    return [worker.worker_id, worker.address, f"{worker.active_runs}/{worker.capacity}", _yes(worker.draining),
+            _loaded(worker.graphs), _when(worker.started_at), _age(worker.last_seen)]
+
+
+def workers_table(workers) -> str:
+    return table(WORKER_COLUMNS, [worker_row(w) for w in workers])
+
+
+def worker_status_details(status) -> str:
+    lines = [
+        f"worker     {status.worker_id}",
+        f"draining   {_yes(status.draining)}",
+        f"active     {len(status.active_runs)}/{status.capacity}",
+        f"completed  {status.runs_completed}",
+        f"started    {_when(status.started_at)}",
+        f"graphs     {_loaded(status.graphs)}",
+    ]
+    for run in status.active_runs:
+        lines.append(f"  run {run.run_id}  {run.graph}@{run.graph_version}  thread {run.thread_id}  "
+                     f"since {_when(run.started_at)}")
+    return "\n".join(lines)
+
+
+def previous_errors_lines(run) -> list[str]:
+    """The errors of a run's earlier attempts, oldest first, for `runs retry|resume`."""
+    return [f"attempt {i}  {e.code}: {e.message}" + (f" (node {e.node})" if e.node else "")
+            for i, e in enumerate(run.previous_errors, start=1)]

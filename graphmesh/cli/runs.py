@@ -1,4 +1,4 @@
-"""`graphmesh runs create|get|list|stream`."""
+"""`graphmesh runs create|get|list|stream|cancel|retry|resume`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 
 from google.protobuf import struct_pb2
 
-from graphmesh.cli.render import as_json, event_line, run_details, run_line, status_name
+from graphmesh.cli.render import as_json, event_line, previous_errors_lines, run_details, run_line, status_name
 from graphmesh.client import api_client
 from graphmesh.rpc.principal import PRINCIPAL_KEY
 from graphmesh.v1 import run_pb2
@@ -54,7 +54,19 @@ def add_parser(subparsers) -> None:
     cancel.add_argument("run_id")
     cancel.add_argument("--reason", default="")
     cancel.add_argument("--as", dest="principal", default=None, help="who cancels (default: your user name)")
+    cancel.add_argument("--rollback", action="store_true",
+                        help="also restore the thread to its state before the run (default: keep what it wrote)")
     cancel.set_defaults(func=cancel_run)
+
+    retry = runs.add_parser("retry", help="start a new attempt of a FAILED or CANCELLED run from its last checkpoint",
+                            parents=[common])
+    retry.add_argument("run_id")
+    retry.set_defaults(func=retry_run)
+
+    resume = runs.add_parser("resume", help="continue a PAUSED run (enable its disabled node first)",
+                             parents=[common])
+    resume.add_argument("run_id")
+    resume.set_defaults(func=resume_run)
 
     stream = runs.add_parser("stream", help="follow a run's events until it ends", parents=[common])
     stream.add_argument("run_id")
@@ -116,9 +128,31 @@ def list_runs(args) -> int:
 def cancel_run(args) -> int:
     principal = args.principal or os.environ.get("GRAPHMESH_PRINCIPAL") or getpass.getuser()
     run = api_client(args.api).runs.CancelRun(
-        pb.CancelRunRequest(run_id=args.run_id, reason=args.reason, action=pb.CANCEL_ACTION_INTERRUPT),
+        pb.CancelRunRequest(run_id=args.run_id, reason=args.reason,
+                            action=pb.CANCEL_ACTION_ROLLBACK if args.rollback else pb.CANCEL_ACTION_INTERRUPT),
         metadata=[(PRINCIPAL_KEY, principal)]).run
     print(as_json(run) if args.json else run_details(run))
+    return 0
+
+
+def _requeued(run) -> str:
+    lines = [run_details(run)]
+    earlier = previous_errors_lines(run)
+    if earlier:
+        lines.append("earlier errors")
+        lines.extend("  " + line for line in earlier)
+    return "\n".join(lines)
+
+
+def retry_run(args) -> int:
+    run = api_client(args.api).runs.RetryRun(pb.RetryRunRequest(run_id=args.run_id), timeout=30).run
+    print(as_json(run) if args.json else _requeued(run))
+    return 0
+
+
+def resume_run(args) -> int:
+    run = api_client(args.api).runs.ResumeRun(pb.ResumeRunRequest(run_id=args.run_id), timeout=30).run
+    print(as_json(run) if args.json else _requeued(run))
     return 0
 
 

@@ -194,10 +194,13 @@ class RunExecutor:
         """Records the outcome, announces it, and dispatches the next run on the thread.
         With roll_back, the run's checkpoints go in the same transaction: its thread is as
         it was before the run."""
-        seq = 0
         if events is not None:
             await events.flush()
             seq = events.next_seq
+        else:
+            # No execution numbered events this time (a hand-back, a dead letter), but
+            # earlier ones may have published events Postgres never counted.
+            seq = await last_sequence(self._js, run.run_id) + 1
         async with self._store.transaction() as conn:
             result = await self._store.transition(run.run_id, target, epoch=epoch, event_seq=seq, error=error,
                                                   conn=conn)

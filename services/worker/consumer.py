@@ -21,7 +21,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.errors import FetchTimeoutError
 
-from graphmesh.bus import parse_job, publish_job
+from graphmesh.bus import parse_job
 from graphmesh.bus.streams import RUNS_STREAM, WORKER_CONSUMER
 from graphmesh.errors import Unavailable
 from graphmesh.execution import RunExecutor
@@ -133,8 +133,7 @@ class JobConsumer:
 
     async def _hand_back(self, claim: Claim, msg: Msg) -> None:
         try:
-            result = await self.store.transition(claim.run.run_id, RunStatus.QUEUED, epoch=claim.epoch)
-            await publish_job(self.js, result.run)
+            await self.executor.finish(claim.run, claim.epoch, RunStatus.QUEUED, None)  # re-dispatches it
             await msg.ack()
         except Exception as exc:  # the lease lapses and the message is redelivered anyway
             log.warning("could not hand back run %s: %s", claim.run.run_id, exc)

@@ -1,0 +1,94 @@
+"""`graphmesh graphs list|show|disable-node|enable-node`.
+
+Node switches are sent as the operator named by `--as` (env GRAPHMESH_PRINCIPAL, else the OS
+user), in the `gm-principal` metadata key, until authentication exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+
+from graphmesh.cli.render import as_json, graph_details, graphs_table
+from graphmesh.client import api_client
+from graphmesh.rpc.principal import PRINCIPAL_KEY
+from graphmesh.v1 import graph_service_pb2 as pb
+
+TIMEOUT = 30.0
+
+
+def default_principal() -> str:
+    if os.environ.get("GRAPHMESH_PRINCIPAL"):
+        return os.environ["GRAPHMESH_PRINCIPAL"]
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name and no passwd entry (some containers)
+        return "anonymous"
+
+
+def add_parser(subparsers) -> None:
+    # --json is accepted after the subcommand too; SUPPRESS keeps it from overwriting `graphmesh --json`.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
+    as_help = "who makes the change (env GRAPHMESH_PRINCIPAL, default: the OS user)"
+    graphs = subparsers.add_parser("graphs", help="inspect graphs, disable and enable nodes").add_subparsers(
+        dest="graphs_command", required=True)
+
+    ls = graphs.add_parser("list", help="the registered graphs, their versions and disabled nodes", parents=[common])
+    ls.set_defaults(func=list_graphs)
+
+    show = graphs.add_parser("show", help="one graph: versions, nodes and disabled nodes", parents=[common])
+    show.add_argument("graph")
+    show.set_defaults(func=show_graph)
+
+    disable = graphs.add_parser("disable-node", help="pause runs before a node until it is enabled again",
+                                parents=[common])
+    disable.add_argument("graph")
+    disable.add_argument("node")
+    disable.add_argument("--reason", required=True, help="what paused runs and operators will read")
+    disable.add_argument("--as", dest="principal", default=None, help=as_help)
+    disable.set_defaults(func=disable_node)
+
+    enable = graphs.add_parser("enable-node", help="enable a disabled node (then `runs resume` its paused runs)",
+                               parents=[common])
+    enable.add_argument("graph")
+    enable.add_argument("node")
+    enable.add_argument("--as", dest="principal", default=None, help=as_help)
+    enable.set_defaults(func=enable_node)
+
+
+def _metadata(args) -> list[tuple[str, str]]:
+    return [(PRINCIPAL_KEY, args.principal or default_principal())]
+
+
+def list_graphs(args) -> int:
+    response = api_client(args.api).graphs.ListGraphs(pb.ListGraphsRequest(), timeout=TIMEOUT)
+    if args.json:
+        print(as_json(response))
+    elif response.graphs:
+        print(graphs_table(response.graphs))
+    else:
+        print("no graphs")
+    return 0
+
+
+def show_graph(args) -> int:
+    graph = api_client(args.api).graphs.GetGraph(pb.GetGraphRequest(graph=args.graph), timeout=TIMEOUT).graph
+    print(as_json(graph) if args.json else graph_details(graph))
+    return 0
+
+
+def disable_node(args) -> int:
+    graph = api_client(args.api).graphs.DisableNode(
+        pb.DisableNodeRequest(graph=args.graph, node=args.node, reason=args.reason),
+        timeout=TIMEOUT, metadata=_metadata(args)).graph
+    print(as_json(graph) if args.json else graph_details(graph))
+    return 0
+
+
+def enable_node(args) -> int:
+    graph = api_client(args.api).graphs.EnableNode(
+        pb.EnableNodeRequest(graph=args.graph, node=args.node), timeout=TIMEOUT, metadata=_metadata(args)).graph
+    print(as_json(graph) if args.json else graph_details(graph))
+    return 0

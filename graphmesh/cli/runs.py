@@ -16,7 +16,12 @@ from graphmesh.rpc.principal import PRINCIPAL_KEY
 from graphmesh.v1 import run_pb2
 from graphmesh.v1 import run_service_pb2 as pb
 
-STRATEGIES = {"reject": run_pb2.MULTITASK_STRATEGY_REJECT, "enqueue": run_pb2.MULTITASK_STRATEGY_ENQUEUE}
+STRATEGIES = {
+    "reject": run_pb2.MULTITASK_STRATEGY_REJECT,
+    "enqueue": run_pb2.MULTITASK_STRATEGY_ENQUEUE,
+    "interrupt": run_pb2.MULTITASK_STRATEGY_INTERRUPT,
+    "rollback": run_pb2.MULTITASK_STRATEGY_ROLLBACK,
+}
 
 
 def add_parser(subparsers) -> None:

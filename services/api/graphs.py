@@ -26,6 +26,7 @@ class GraphServicer(graph_service_pb2_grpc.GraphServiceServicer):
         if not versions:
             self._registry.get(name)  # raises NotFound with the known names
         disabled = await self._control.disabled_nodes(name)
+        workers = await self._control.workers(seen_within_seconds=WORKER_SEEN_SECONDS)
         return pb.Graph(
             name=name,
             description=versions[0].description,
@@ -35,6 +36,8 @@ class GraphServicer(graph_service_pb2_grpc.GraphServiceServicer):
                     weight=spec.weight,
                     sync_eligible=spec.sync_eligible,
                     nodes=self._registry.node_names(spec.name, spec.version),
+                    workers=[w.worker_id for w in workers
+                             if {"graph": spec.name, "graph_version": spec.version} in w.graphs],
                 )
                 for spec in versions
             ],

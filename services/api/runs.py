@@ -12,7 +12,6 @@ from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
 from graphmesh.bus import publish_event, publish_event_pipelined, publish_job, require_connected, status_event
 from graphmesh.bus.hub import EventHub
-from graphmesh.disabled_nodes import DisabledNodes
 from graphmesh.errors import InvalidArgument
 from graphmesh.execution import error_proto
 from graphmesh.jsonvalues import to_struct
@@ -40,11 +39,10 @@ def _quiet_for(run: RunRecord, seconds: float) -> bool:
 
 class RunServicer(run_service_pb2_grpc.RunServiceServicer):
     def __init__(self, *, store: RunStore, nc, hub: EventHub, registry, pool, sync_runner: SyncRunner,
-                 disabled: DisabledNodes, stopping: asyncio.Event) -> None:
+                 stopping: asyncio.Event) -> None:
         self._store = store
         self._control = ControlStore(store)
         self._canceller = Canceller(store, nc)
-        self._disabled = disabled
         self._stopping = stopping
         self._hub = hub
         self._nc = nc
@@ -187,7 +185,9 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
     async def ResumeRun(self, request, context):
         paused = await self._store.get_run(request.run_id)
         node = paused.error.node if paused.error else ""
-        still = [node] if node and self._disabled.reason(paused.graph, node) is not None else []
+        # Read from Postgres, not this process's cached view: an EnableNode a moment ago counts.
+        disabled = {d.node for d in await self._control.disabled_nodes(paused.graph)}
+        still = [node] if node in disabled else []
         run = await self._control.resume(request.run_id, still_disabled=still)
         await self._announce_queued(run, RunStatus.PAUSED)
         return pb.ResumeRunResponse(run=run_to_proto(run))

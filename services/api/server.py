@@ -51,7 +51,7 @@ async def main() -> None:
     server = GrpcServer(settings.listen, names)
     run_service_pb2_grpc.add_RunServiceServicer_to_server(
         RunServicer(store=store, nc=nc, hub=hub, registry=registry, pool=pool, sync_runner=sync_runner,
-                    disabled=disabled, stopping=server.stopping), server.server)
+                    stopping=server.stopping), server.server)
     graph_service_pb2_grpc.add_GraphServiceServicer_to_server(GraphServicer(registry, control, nc), server.server)
     background = [
         await disabled.start(nc),  # the synchronous path runs graphs here, under the same node guards

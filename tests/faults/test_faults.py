@@ -154,6 +154,7 @@ def serving(address: str) -> bool:
 class Batch:
     tag: str
     runs: dict[str, str] = field(default_factory=dict)  # run id -> thread id
+    ended: dict[str, float] = field(default_factory=dict)  # run id -> when first seen resting (monotonic)
 
     @property
     def ids(self) -> list[str]:
@@ -198,6 +199,10 @@ def wait_batch(client, batch: Batch, *, until: Callable[[dict[str, int]], bool] 
     known: dict[str, int] = {}
     while True:
         known.update(statuses(client, batch.ids))
+        now = time.monotonic()
+        for run_id, status in known.items():
+            if status in RESTING:
+                batch.ended.setdefault(run_id, now)
         if until(known) or time.monotonic() > deadline:
             return known
         if during is not None:
@@ -345,6 +350,10 @@ def test_kill_storm(healthy, client, fault_figures):
     figures.kills = state["kills"]
     figures.recover_seconds = None if state["last_kill"] is None else ended_at - state["last_kill"]
     figures.notes.append(f"{state['interrupted']} executions were running on the killed workers")
+    if state["last_kill"] is not None:
+        late = sorted(((t - state["last_kill"], r) for r, t in batch.ended.items()), reverse=True)[:3]
+        figures.notes.append("last runs to end, seconds after the last kill: "
+                             + ", ".join(f"{r} {d:.1f}" for d, r in late))
     verdict = judge(mesh, client, batch, final, killed_pids=killed_pids, outage=False)
     record(figures, batch, verdict)
 

@@ -25,18 +25,19 @@ class Figures:
     duplicated: int = 0  # (run, node) pairs whose side effect happened more than once
     expected_duplicates: int = 0  # of those: the node was cut off between its effect and its checkpoint
     real_duplicates: int = 0  # of those: a node re-ran although its completion was recorded
+    rescued: int = 0  # runs the api's reconciler had to re-publish (their queue message was gone)
     recover_seconds: float | None = None  # fault over (last kill / backend back / last restart) -> all runs ended
     notes: list[str] = field(default_factory=list)
 
 
 COLUMNS = ("scenario", "runs", "kills", "outages", "lost", "duplicated", "expected dup", "real dup",
-           "recover s")
+           "rescued", "recover s")
 
 
 def _row(f: Figures) -> tuple[str, ...]:
     recover = "-" if f.recover_seconds is None else f"{f.recover_seconds:.1f}"
     return (f.scenario, str(f.runs), str(f.kills), str(f.outages), str(f.lost), str(f.duplicated),
-            str(f.expected_duplicates), str(f.real_duplicates), recover)
+            str(f.expected_duplicates), str(f.real_duplicates), str(f.rescued), recover)
 
 
 def format_table(figures: list[Figures]) -> list[str]:

@@ -280,8 +280,22 @@ def judge(mesh: Mesh, client, batch: Batch, final: dict[str, int], *, killed_pid
     return Verdict(lost, missing, sum(1 for c in counts.values() if c > 1), expected, real, bad_trails)
 
 
-def record(figures, batch: Batch, verdict: Verdict) -> None:
+def rescued(mesh: Mesh, batch: Batch) -> list[str]:
+    """Runs of the batch the api's reconciler re-published: Postgres said they should progress,
+    no live worker held them and no queue message brought them back for its quiet period."""
+    found = set()
+    text = mesh.log_path("api").read_text(errors="replace")
+    for line in text.splitlines():
+        if "re-publishing run" in line:
+            found.update(run_id for run_id in batch.runs if run_id in line)
+    return sorted(found)
+
+
+def record(figures, mesh: Mesh, batch: Batch, verdict: Verdict) -> None:
     figures.runs = len(batch.runs)
+    rescues = rescued(mesh, batch)
+    figures.rescued = len(rescues)
+    figures.notes.extend(f"rescued by the reconciler, not by the queue: {r}" for r in rescues)
     figures.lost = len(verdict.lost)
     figures.duplicated = verdict.duplicated
     figures.expected_duplicates = len(verdict.expected)
@@ -355,7 +369,7 @@ def test_kill_storm(healthy, client, fault_figures):
         figures.notes.append("last runs to end, seconds after the last kill: "
                              + ", ".join(f"{r} {d:.1f}" for d, r in late))
     verdict = judge(mesh, client, batch, final, killed_pids=killed_pids, outage=False)
-    record(figures, batch, verdict)
+    record(figures, mesh, batch, verdict)
 
     assert state["kills"] > 0, "the batch ended before the first kill: no fault was injected"
     assert_no_loss(verdict)
@@ -386,7 +400,7 @@ def test_backend_outage(healthy, client, fault_figures, backend):
     final = wait_batch(client, batch)
     figures.recover_seconds = time.monotonic() - back_at
     verdict = judge(mesh, client, batch, final, killed_pids=set(), outage=True)
-    record(figures, batch, verdict)
+    record(figures, mesh, batch, verdict)
 
     if backend == "nats":
         # Clients' streams: every accepted run's event log still ends with its completion.
@@ -436,7 +450,7 @@ def test_rolling_drain(healthy, client, fault_figures):
     final = wait_batch(client, batch)
     figures.recover_seconds = time.monotonic() - restarted_at
     verdict = judge(mesh, client, batch, final, killed_pids=set(), outage=False)
-    record(figures, batch, verdict)
+    record(figures, mesh, batch, verdict)
 
     assert_no_loss(verdict)
     assert verdict.duplicated == 0, f"a rolling drain repeated side effects:\n{verdict.describe()}"

@@ -78,10 +78,11 @@ UPDATE gm_runs r SET status = 'RUNNING', lease_owner = %(worker)s,
 FROM old WHERE r.run_id = old.run_id
 RETURNING r.*, old.status AS previous_status, old.started_at AS previous_started_at
 """
-# Why a claim failed: seconds left on another holder's lease (None when nobody holds it).
-LEASE_REMAINING = """
-SELECT extract(epoch FROM lease_expires_at - now()) AS remaining FROM gm_runs
-WHERE run_id = %s AND status = 'RUNNING' AND lease_expires_at > now()
+# Why a claim failed, in one snapshot.
+CLAIM_OBSTACLE = """
+SELECT r.status, t.active_run_id = r.run_id AS holds_thread,
+    extract(epoch FROM r.lease_expires_at - now()) AS remaining
+FROM gm_runs r JOIN gm_threads t ON t.thread_id = r.thread_id WHERE r.run_id = %s
 """
 RENEW_LEASE = """
 UPDATE gm_runs SET lease_expires_at = now() + make_interval(secs => %s)
@@ -256,11 +257,17 @@ class RunStore:
             resumed=row["previous_started_at"] is not None,
         )
 
-    async def lease_remaining(self, run_id: str) -> float | None:
-        """Seconds until the current holder's lease lapses; None if the run is not held."""
+    async def claim_obstacle(self, run_id: str) -> float | None:
+        """Why a claim just failed: the seconds left on another holder's lease; 0 when the
+        run has become claimable since (a lease lapsed between two statements: claim
+        again); None when there is nothing to claim (it rests, ended, or waits its turn)."""
         async with self.connection() as conn:
-            row = await (await conn.execute(LEASE_REMAINING, (run_id,))).fetchone()
-        return float(row["remaining"]) if row else None
+            row = await (await conn.execute(CLAIM_OBSTACLE, (run_id,))).fetchone()
+        if row is None or not row["holds_thread"] or row["status"] not in ("QUEUED", "RUNNING"):
+            return None
+        if row["status"] == "RUNNING" and row["remaining"] is not None and row["remaining"] > 0:
+            return float(row["remaining"])
+        return 0.0
 
     async def renew_lease(self, run_id: str, epoch: int, lease_seconds: float) -> dict[str, Any] | None:
         """Extends the holder's lease. None if the run is no longer held; otherwise its

@@ -90,18 +90,17 @@ class JobConsumer:
     async def _start(self, msg: Msg) -> None:
         job = parse_job(msg.data)
         try:
-            claim = await self.store.claim(job.run_id, worker_id=self.worker_id, lease_seconds=self.lease_seconds)
-            held_for = None if claim else await self.store.lease_remaining(job.run_id)
+            claim = await self._claim(job.run_id)
         except Unavailable as exc:
             log.warning("cannot claim run %s: %s", job.run_id, exc)
             await msg.nak(delay=2)
             return
-        if claim is None:
-            if held_for is not None:
+        if not isinstance(claim, Claim):
+            if claim is not None:
                 # Held by another worker, maybe a dead one: look again when its lease lapses.
-                await msg.nak(delay=held_for + 0.5)
+                await msg.nak(delay=claim + 0.5)
             else:
-                await msg.ack()  # done, or a duplicate: Postgres decides, not the bus
+                await msg.ack()  # done, resting, or a duplicate: Postgres decides, not the bus
             return
         # Executions of this run since it last rested that never recorded a result.
         abandoned = claim.run.claims_without_result - 1
@@ -111,6 +110,17 @@ class JobConsumer:
         task = asyncio.create_task(self._execute(claim, msg))
         self.active[job.run_id] = ActiveRun(claim.run, datetime.now(timezone.utc), task)
 
+    async def _claim(self, run_id: str) -> Claim | float | None:
+        """A claim; or the seconds another holder's lease has left; or None: nothing to do."""
+        for _ in range(3):
+            claim = await self.store.claim(run_id, worker_id=self.worker_id, lease_seconds=self.lease_seconds)
+            if claim is not None:
+                return claim
+            obstacle = await self.store.claim_obstacle(run_id)
+            if obstacle != 0.0:
+                return obstacle
+        return 0.5  # still racing a lapsing lease: try again shortly
+
     async def _execute(self, claim: Claim, msg: Msg) -> None:
         run_id = claim.run.run_id
         try:
@@ -119,8 +129,8 @@ class JobConsumer:
                 self.runs_completed += 1
             await msg.ack()
         except LeaseLost:
+            # Not acked: the message may now be the new holder's, which keeps it alive.
             log.warning("run %s was taken over; dropping this execution", run_id)
-            await msg.ack()
         except asyncio.CancelledError:
             # Cut off after the drain deadline: hand it back to resume from its checkpoint.
             await self._hand_back(claim, msg)

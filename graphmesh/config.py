@@ -39,6 +39,8 @@ class Settings:
     db_timeout_seconds: float = 5.0
     # Every reconcile_seconds, runs that should progress but have no live lease are re-published.
     reconcile_seconds: float = 5.0
+    # ... once they have been quiet (no update, no live lease) for this long.
+    orphan_quiet_seconds: float = 30.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -58,4 +60,5 @@ class Settings:
             db_pool_size=int(_env(environ, "DB_POOL_SIZE", str(defaults.db_pool_size))),
             db_timeout_seconds=float(_env(environ, "DB_TIMEOUT_SECONDS", str(defaults.db_timeout_seconds))),
             reconcile_seconds=float(_env(environ, "RECONCILE_SECONDS", str(defaults.reconcile_seconds))),
+            orphan_quiet_seconds=float(_env(environ, "ORPHAN_QUIET_SECONDS", str(defaults.orphan_quiet_seconds))),
         )

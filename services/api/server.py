@@ -21,8 +21,6 @@ from services.api.reconciler import reconcile_forever
 from services.api.runs import RunServicer
 from services.api.sync import SyncRunner
 
-# A queued run quiet for this long without a holder is re-published.
-ORPHAN_QUIET_SECONDS = 30.0
 
 
 async def main() -> None:
@@ -57,7 +55,7 @@ async def main() -> None:
         await disabled.start(nc),  # the synchronous path runs graphs here, under the same node guards
         asyncio.create_task(watch_dependencies(pool, nc, server.set_serving)),
         asyncio.create_task(reconcile_forever(
-            store, js, executor, every_seconds=settings.reconcile_seconds, quiet_seconds=ORPHAN_QUIET_SECONDS)),
+            store, js, executor, every_seconds=settings.reconcile_seconds, quiet_seconds=settings.orphan_quiet_seconds)),
     ]
 
     async def on_stop() -> None:

@@ -22,7 +22,6 @@ from services.api.runs import RunServicer
 from services.api.sync import SyncRunner
 
 
-
 async def main() -> None:
     settings = Settings.from_env()
     setup_logging("api", settings.log_level)

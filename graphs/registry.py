@@ -115,6 +115,17 @@ class Registry:
         graph = self._load(self.get(name, version))[0]
         return graph if checkpointer is None else graph.copy(update={"checkpointer": checkpointer})
 
+    def preload(self) -> list[str]:
+        """Imports and compiles every version now, off the request path; returns the load
+        errors (a broken graph fails its own runs, not the process)."""
+        errors = []
+        for spec in self._specs:
+            try:
+                self._load(spec)
+            except FailedPrecondition as exc:
+                errors.append(exc.message)
+        return errors
+
     def node_names(self, name: str, version: str) -> list[str]:
         return [n for n in self.compiled(name, version).nodes if not n.startswith("__")]
 

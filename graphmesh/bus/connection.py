@@ -40,7 +40,8 @@ async def connect_nats(url: str, *, name: str, connect_timeout: float = 5.0) -> 
         )
         return nc
     except Exception as exc:  # nats raises several unrelated types for "cannot connect"
-        raise Unavailable(f"NATS is unreachable at {url}: {exc}") from exc
+        log.warning("cannot connect to NATS: %s", exc)
+        raise Unavailable("NATS is unreachable; retry shortly") from exc
 
 
 def require_connected(nc: NATS) -> None:

@@ -55,7 +55,7 @@ def add_parser(subparsers) -> None:
     ls.add_argument("--page-token", default="")
     ls.set_defaults(func=list_runs)
 
-    cancel = runs.add_parser("cancel", help="cancel a queued, paused or waiting run", parents=[common])
+    cancel = runs.add_parser("cancel", help="cancel a run (a running one stops in its current node)", parents=[common])
     cancel.add_argument("run_id")
     cancel.add_argument("--reason", default="")
     cancel.add_argument("--as", dest="principal", default=None, help="who cancels (default: your user name)")
@@ -173,8 +173,8 @@ def follow(client, run_id: str, after: int, *, as_json_lines: bool) -> int:
         print(as_json(event) if as_json_lines else event_line(event), flush=True)
         if event.WhichOneof("kind") == "status_changed":
             final = event.status_changed.status
-    if final is None:
-        return 0
+    if final is None:  # nothing after --after: the run's record says how it ended
+        final = client.runs.GetRun(pb.GetRunRequest(run_id=run_id)).run.status
     if not as_json_lines:
         print(f"run {run_id} ended {status_name(final)}", file=sys.stderr)
     return 0 if final == run_pb2.RUN_STATUS_COMPLETED else 1

@@ -9,6 +9,7 @@ import os
 import signal
 import threading
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 
 def add_parser(subparsers) -> None:
@@ -47,12 +48,21 @@ def _config(args):
     )
 
 
+def redact(url: str) -> str:
+    """The URL without its password, for printing."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 def _table(mesh) -> str:
     pg = "(external)" if mesh.postgres is None else f"(embedded, data {mesh.postgres.data_dir})"
     nats = "(external)" if mesh.nats is None else f"(embedded, store {mesh.nats.store_dir})"
     rows = [
-        ("postgres", f"{mesh.database_url}  {pg}"),
-        ("nats", f"{mesh.nats_url}  {nats}"),
+        ("postgres", f"{redact(mesh.database_url)}  {pg}"),
+        ("nats", f"{redact(mesh.nats_url)}  {nats}"),
         ("api", mesh.api_address),
         ("review", mesh.review_address),
     ]

@@ -102,9 +102,15 @@ class RunExecutor:
         execution = self._executions.get(run_id)
         if execution is None:
             return False
+        if execution.cancel is not None:
+            return True  # already cancelling: a second cancel must not interrupt recording it
         execution.cancel = (reason, action)
         execution.task.cancel()
         return True
+
+    def serves(self, graph: str, version: str) -> bool:
+        """Whether this process loads that graph version (a job for another is left to others)."""
+        return any(s.name == graph and s.version == version for s in self._registry.specs())
 
     def request_drain(self) -> None:
         """Asks every run executing here to stop at its next step boundary, checkpoint
@@ -222,10 +228,13 @@ class RunExecutor:
         self, run: RunRecord, resumed: bool, events: EventSink, control: RunControl
     ) -> tuple[RunStatus, RunError | None, list]:
         """Streams the graph to its next resting point: (status, error, interrupts)."""
-        spec = self._registry.get(run.graph, run.versions["graph_version"])
-        graph = self._registry.compiled(run.graph, run.versions["graph_version"]).copy(
-            update={"checkpointer": AsyncPostgresSaver(self._pool)}
-        )
+        version = run.versions["graph_version"]
+        try:
+            spec = self._registry.get(run.graph, version)
+            graph = self._registry.compiled(run.graph, version, checkpointer=AsyncPostgresSaver(self._pool))
+        except GraphmeshError as exc:  # e.g. the graph's module does not import
+            log.error("run %s: cannot load %s@%s: %s", run.run_id, run.graph, version, exc.message)
+            return RunStatus.FAILED, RunError("GRAPH_LOAD_FAILED", exc.message), []
         config = {
             "configurable": {"thread_id": run.thread_id},
             # The run's own id as LangGraph's run_id: a re-execution continues this run.
@@ -235,9 +244,10 @@ class RunExecutor:
                          "gm_attempt": run.attempt},
             "recursion_limit": spec.limits.max_steps,
         }
-        graph_input = await self._input(graph, config, run, resumed)
+        timeout = asyncio.timeout(spec.limits.run_timeout_seconds)
         try:
-            async with asyncio.timeout(spec.limits.run_timeout_seconds):
+            graph_input = await self._input(graph, config, run, resumed)
+            async with timeout:
                 interrupts = await self._stream(graph, graph_input, config, events, control)
         except GraphDrained:
             return RunStatus.QUEUED, None, []  # stopped at a step boundary: hand it back
@@ -248,6 +258,8 @@ class RunExecutor:
             return RunStatus.FAILED, RunError(
                 "STEP_LIMIT_EXCEEDED", f"run exceeded its limit of {spec.limits.max_steps} steps"), []
         except TimeoutError:
+            if not timeout.expired():
+                raise Unavailable(f"a dependency timed out during run {run.run_id}") from None
             return RunStatus.FAILED, RunError(
                 "RUN_TIMEOUT", f"run exceeded its limit of {spec.limits.run_timeout_seconds:g} s"), []
         except NodeFailed as exc:
@@ -256,7 +268,8 @@ class RunExecutor:
             raise
         except (psycopg.OperationalError, nats.errors.Error) as exc:
             # Infrastructure, not the graph: the run is redelivered and resumes later.
-            raise Unavailable(f"dependency unavailable during run {run.run_id}: {exc}") from exc
+            log.warning("run %s: dependency unavailable: %s", run.run_id, exc)
+            raise Unavailable(f"a dependency was unavailable during run {run.run_id}") from exc
         except Exception as exc:  # a graph's own bug: readable code for the client, trace in the log
             log.exception("run %s failed", run.run_id)
             return RunStatus.FAILED, RunError("GRAPH_ERROR", f"{type(exc).__name__}: {exc}"), []
@@ -315,9 +328,12 @@ class RunExecutor:
         and the signal did not reach this worker."""
         while True:
             await asyncio.sleep(self._heartbeat_seconds)
-            try:
-                if heartbeat:
+            if heartbeat:
+                try:
                     await heartbeat()
+                except Exception as exc:  # NATS blip; the Postgres lease below still holds the run
+                    log.warning("could not keep the queue message of run %s alive: %s", claim.run.run_id, exc)
+            try:
                 held = await self._store.renew_lease(claim.run.run_id, claim.epoch, self._lease_seconds)
             except Exception as exc:  # a blip; the lease outlives two missed renewals
                 log.warning("could not renew the lease of run %s: %s", claim.run.run_id, exc)

@@ -7,6 +7,7 @@ import asyncio
 from nats.js import JetStreamContext
 
 from graphmesh.bus import make_event, publish_event_pipelined
+from graphmesh.errors import Unavailable
 from graphmesh.rpc.convert import status_to_proto
 from graphmesh.store import RunStatus
 from graphmesh.v1 import run_pb2
@@ -18,6 +19,8 @@ class EventSink:
     follows."""
 
     MAX_IN_FLIGHT = 256
+    # nats-py never fails a pipelined publish whose ack is lost (e.g. NATS restarted).
+    ACK_TIMEOUT_SECONDS = 10.0
 
     def __init__(self, js: JetStreamContext, run_id: str, first_seq: int) -> None:
         self._js = js
@@ -38,5 +41,9 @@ class EventSink:
 
     async def flush(self) -> None:
         in_flight, self._in_flight = self._in_flight, []
-        if in_flight:
-            await asyncio.gather(*in_flight)
+        if not in_flight:
+            return
+        try:
+            await asyncio.wait_for(asyncio.gather(*in_flight), self.ACK_TIMEOUT_SECONDS)
+        except TimeoutError:
+            raise Unavailable(f"NATS did not acknowledge run {self._run_id}'s events") from None

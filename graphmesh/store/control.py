@@ -118,7 +118,8 @@ class ControlStore:
             raise FailedPrecondition(
                 f"run {run.run_id} paused before node(s) {', '.join(still_disabled)}, which are still disabled; "
                 "enable them first", code="NODE_DISABLED", run_id=run.run_id)
-        result = await self._runs.transition(run.run_id, RunStatus.QUEUED, epoch=None)
+        result = await self._runs.transition(run.run_id, RunStatus.QUEUED, epoch=None,
+                                             only_from={RunStatus.PAUSED})
         return result.run
 
     async def _take_thread(self, conn: psycopg.AsyncConnection, run: RunRecord) -> None:

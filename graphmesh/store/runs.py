@@ -6,6 +6,7 @@ statuses.py inside the UPDATE itself, so no service can move a run illegally.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
@@ -27,9 +28,14 @@ from graphmesh.store.records import (
 )
 from graphmesh.store.statuses import TERMINAL, RunStatus, allowed_from
 
+log = logging.getLogger(__name__)
 
-class LeaseLost(Exception):
-    """The caller no longer holds the run: another worker took it, or it was cancelled."""
+
+class LeaseLost(FailedPrecondition):
+    """The run moved on under the caller: another worker took it, it was cancelled, or a
+    concurrent operator action changed its status first."""
+
+    default_code = "RUN_CHANGED"
 
 
 SELECT_RUN = "SELECT * FROM gm_runs WHERE run_id = %s"
@@ -112,6 +118,18 @@ WITH run AS (
 )
 SELECT run.*, (SELECT active_run_id FROM thread) AS next_run_id FROM run
 """
+LOCK_THREAD_OF_RUN = """
+SELECT 1 FROM gm_threads WHERE thread_id = (SELECT thread_id FROM gm_runs WHERE run_id = %s) FOR UPDATE
+"""
+# Safety net: an idle thread with runs queued on it gives itself to the oldest.
+ADOPT_STRANDED = """
+UPDATE gm_threads t SET active_run_id = q.run_id, updated_at = now()
+FROM (SELECT DISTINCT ON (thread_id) thread_id, run_id FROM gm_runs WHERE status = 'QUEUED'
+      ORDER BY thread_id, created_at, run_id) q
+WHERE t.thread_id = q.thread_id AND t.active_run_id IS NULL
+RETURNING q.run_id
+"""
+TOUCH_RUNS = "UPDATE gm_runs SET updated_at = now() WHERE run_id = ANY(%s)"
 # Runs Postgres says should progress but that no live worker holds.
 SELECT_ORPHANS = """
 SELECT r.* FROM gm_runs r JOIN gm_threads t ON t.active_run_id = r.run_id
@@ -137,7 +155,9 @@ class RunStore:
             async with self._pool.connection() as conn:
                 yield conn
         except (psycopg.OperationalError, PoolTimeout) as exc:
-            raise Unavailable(f"Postgres is unreachable: {exc}".strip()) from exc
+            # The detail (host, user, auth) goes to the log, not to clients.
+            log.warning("Postgres unavailable: %s", exc)
+            raise Unavailable("Postgres is unreachable; retry shortly") from exc
 
     async def create_run(self, new: NewRun) -> CreateResult:
         run_id = str(uuid.uuid4())
@@ -311,10 +331,14 @@ class RunStore:
         }
         if conn is not None:
             return await self._transition(conn, args)
-        async with self.connection() as own:
+        async with self.transaction() as own:
             return await self._transition(own, args)
 
     async def _transition(self, conn: psycopg.AsyncConnection, args: dict[str, Any]) -> TransitionResult:
+        if args["terminal"]:
+            # Lock the thread first, in its own statement: the hand-over query then sees a run
+            # enqueued by a CreateRun that held the lock a moment ago (a fresh snapshot).
+            await conn.execute(LOCK_THREAD_OF_RUN, (args["run_id"],))
         row = await (await conn.execute(TRANSITION, args)).fetchone()
         if row is None:
             raise LeaseLost(f"run {args['run_id']} cannot move to {args['target']} from here")
@@ -330,6 +354,16 @@ class RunStore:
         async with self.connection() as conn:
             async with conn.transaction():
                 yield conn
+
+    async def adopt_stranded(self) -> int:
+        """Gives idle threads to their oldest queued run; returns how many were adopted."""
+        async with self.connection() as conn:
+            return len(await (await conn.execute(ADOPT_STRANDED)).fetchall())
+
+    async def touch(self, run_ids: list[str]) -> None:
+        """Marks runs as just dispatched, so the reconciler leaves them a quiet period."""
+        async with self.connection() as conn:
+            await conn.execute(TOUCH_RUNS, (run_ids,))
 
     async def orphans(self, *, quiet_seconds: float, limit: int = 100) -> list[RunRecord]:
         async with self.connection() as conn:

@@ -37,6 +37,9 @@ async def reconcile_once(store: RunStore, js, executor: RunExecutor, *, every_se
                          quiet_seconds: float) -> None:
     # One id per period: api replicas reconciling together publish one message.
     period = f"reconcile-{int(time.time() // every_seconds)}"
+    if adopted := await store.adopt_stranded():
+        log.warning("%d queued runs found on idle threads; they now hold their threads", adopted)
+    republished = []
     for run in await store.orphans(quiet_seconds=quiet_seconds):
         if run.sync:
             # Its caller is gone with the api process that ran it; nobody else may run it.
@@ -48,3 +51,6 @@ async def reconcile_once(store: RunStore, js, executor: RunExecutor, *, every_se
             continue
         log.info("re-publishing run %s (%s, no live holder)", run.run_id, run.status.value)
         await publish_job(js, run, dedup_suffix=period)
+        republished.append(run.run_id)
+    if republished:  # one message per quiet period, not one per pass, while they wait
+        await store.touch(republished)

@@ -51,7 +51,7 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
         self._pool = pool
         self._sync = sync_runner
 
-    def _new_run(self, request, *, sync: bool) -> NewRun:
+    def _new_run(self, request, context, *, sync: bool) -> NewRun:
         spec = self._registry.get(request.graph, getattr(request, "graph_version", "") or None)
         if request.multitask_strategy not in STRATEGY_NAMES:
             raise InvalidArgument(f"unknown multitask_strategy {request.multitask_strategy}")
@@ -69,10 +69,12 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
             metadata=dict(request.metadata),
             multitask_strategy=strategy,
             sync=sync,
+            # Idempotency keys are scoped to their owner.
+            owner=principal(context),
         )
 
     async def CreateRun(self, request, context):
-        new = self._new_run(request, sync=False)
+        new = self._new_run(request, context, sync=False)
         require_connected(self._nc)
         result = await self._store.create_run(new)
         run = result.run
@@ -81,8 +83,11 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
             # the thread passes to the new run (keeping, or rolling back, what it wrote).
             _, active = await self._store.thread_graph(run.thread_id)
             if active and active != run.run_id:
-                await self._canceller.cancel(active, reason=f"interrupted by run {run.run_id}",
-                                             actor=principal(context), action=new.multitask_strategy, wait=False)
+                try:
+                    await self._canceller.cancel(active, reason=f"interrupted by run {run.run_id}",
+                                                 actor=principal(context), action=new.multitask_strategy, wait=False)
+                except Exception as exc:  # the new run is accepted; it starts when the active one ends
+                    log.warning("run %s: could not cancel active run %s: %s", run.run_id, active, exc)
         try:
             # Pipelined: StreamRun orders events by sequence, whatever order JetStream stores them in.
             acks = []
@@ -98,7 +103,7 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
         return pb.CreateRunResponse(run=run_to_proto(run))
 
     async def InvokeRun(self, request, context):
-        new = self._new_run(request, sync=True)
+        new = self._new_run(request, context, sync=True)
         require_connected(self._nc)
         spec = self._registry.get(new.graph, new.versions["graph_version"])
         run, output = await self._sync.invoke(new, spec, context.time_remaining())
@@ -153,8 +158,7 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
             raise InvalidArgument("thread_id is required")
         graph_name, active_run = await self._store.thread_graph(request.thread_id)
         spec = self._registry.get(graph_name)
-        graph = self._registry.compiled(spec.name, spec.version).copy(
-            update={"checkpointer": AsyncPostgresSaver(self._pool)})
+        graph = self._registry.compiled(spec.name, spec.version, checkpointer=AsyncPostgresSaver(self._pool))
         state = await graph.aget_state({"configurable": {"thread_id": request.thread_id}})
         response = pb.GetThreadStateResponse(
             thread_id=request.thread_id,

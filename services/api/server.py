@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from graphmesh.bus import connect_nats
 from graphmesh.bus.hub import EventHub
@@ -21,11 +22,15 @@ from services.api.reconciler import reconcile_forever
 from services.api.runs import RunServicer
 from services.api.sync import SyncRunner
 
+log = logging.getLogger(__name__)
+
 
 async def main() -> None:
     settings = Settings.from_env()
     setup_logging("api", settings.log_level)
     registry = Registry.default()
+    for error in registry.preload():
+        log.error("graph failed to load: %s", error)
     pool = make_pool(settings.database_url, max_size=settings.db_pool_size,
                      timeout=settings.db_timeout_seconds)
     await pool.open(wait=True, timeout=30)

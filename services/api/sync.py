@@ -74,7 +74,7 @@ class SyncRunner:
         raise DeadlineExceeded(message, run_id=run.run_id)
 
     async def _values(self, run: RunRecord) -> Any:
-        graph = self._registry.compiled(run.graph, run.versions["graph_version"]).copy(
-            update={"checkpointer": AsyncPostgresSaver(self._pool)})
+        graph = self._registry.compiled(run.graph, run.versions["graph_version"],
+                                        checkpointer=AsyncPostgresSaver(self._pool))
         state = await graph.aget_state({"configurable": {"thread_id": run.thread_id}})
         return state.values or {}

@@ -1,1 +1,1 @@
-"""services/review: ReviewService, approvals and audit (the review loop is issue 3)."""
+"""services/review: ReviewService, approvals, decisions, expiry and the audit trail."""

@@ -13,10 +13,12 @@ only naks (a held lease, an outage) do not.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from google.protobuf.message import DecodeError
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.errors import FetchTimeoutError
@@ -57,6 +59,7 @@ class JobConsumer:
     runs_completed: int = 0
     _slot_freed: asyncio.Event = field(default_factory=asyncio.Event)
     _loop_task: asyncio.Task | None = None
+    _drain_task: asyncio.Task | None = None
 
     async def start(self) -> None:
         self._control = ControlStore(self.store)
@@ -82,13 +85,27 @@ class JobConsumer:
                 await asyncio.sleep(0.5)
                 continue
             for msg in msgs:
-                if self.draining:
-                    await msg.nak()
-                    continue
-                await self._start(msg)
+                try:
+                    if self.draining:
+                        await msg.nak()
+                        continue
+                    await self._start(msg)
+                except Exception:  # one bad message must not stop this worker from consuming
+                    log.exception("could not start a job; leaving it for redelivery")
+                    with contextlib.suppress(Exception):
+                        await msg.nak(delay=5)
 
     async def _start(self, msg: Msg) -> None:
-        job = parse_job(msg.data)
+        try:
+            job = parse_job(msg.data)
+        except DecodeError:
+            log.error("dropping a job message that is not a RunJob")
+            await msg.term()
+            return
+        if not self.executor.serves(job.graph, job.graph_version):
+            # Another worker loads that version; until one does, the run stays queued.
+            await msg.nak(delay=5)
+            return
         try:
             claim = await self._claim(job.run_id)
         except Unavailable as exc:
@@ -162,6 +179,12 @@ class JobConsumer:
         """A cancel request for a run that may be executing here."""
         if self.executor.request_cancel(run_id, reason, action):
             log.info("cancelling run %s: %s", run_id, reason)
+
+    def start_drain(self, grace_seconds: float) -> asyncio.Task:
+        """Starts draining once; later calls return the same task."""
+        if self._drain_task is None:
+            self._drain_task = asyncio.create_task(self.drain(grace_seconds))
+        return self._drain_task
 
     async def drain(self, grace_seconds: float) -> None:
         """Takes no new runs, lets active ones finish within the grace period, then asks

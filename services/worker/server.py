@@ -33,6 +33,8 @@ async def main() -> None:
     setup_logging(settings.worker_id, settings.log_level)
     started_at = datetime.now(timezone.utc)
     registry = Registry.default()
+    for error in registry.preload():
+        log.error("graph failed to load: %s", error)
     pool = make_pool(settings.database_url, max_size=settings.db_pool_size, timeout=settings.db_timeout_seconds)
     await pool.open(wait=True, timeout=30)
     nc = await connect_nats(settings.nats_url, name=settings.worker_id)
@@ -65,7 +67,7 @@ async def main() -> None:
 
     async def on_stop() -> None:
         log.info("draining")
-        await consumer.drain(DRAIN_GRACE_SECONDS)
+        await consumer.start_drain(DRAIN_GRACE_SECONDS)
         log.info("drained")
         for task in background:
             task.cancel()

@@ -39,6 +39,6 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
     async def Drain(self, request, context):
         grace = request.grace_seconds or self._drain_grace
         # Drain in the background: the caller gets the draining status at once.
-        asyncio.get_running_loop().create_task(self._consumer.drain(grace))
+        self._consumer.start_drain(grace)
         await asyncio.sleep(0)
         return pb.DrainResponse(status=self.status())

@@ -4,31 +4,9 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
-import pytest
-
-from graphmesh.client import api_client
-from graphmesh.mesh import REPO_ROOT
 from graphmesh.v1 import run_service_pb2 as pb
 from helpers import COMPLETED, FAILED, WAITING, new_thread, struct, wait_status
-
-CLI = [sys.executable, "-c", "from graphmesh.cli import main; raise SystemExit(main())"]
-
-
-@pytest.fixture(scope="module")
-def client(mesh):
-    c = api_client(mesh.api_address)
-    yield c
-    c.close()
-
-
-@pytest.fixture(scope="module")
-def gm(mesh):
-    def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-        return subprocess.run([*CLI, "--api", mesh.api_address, *args], capture_output=True, text=True,
-                              timeout=timeout, cwd=REPO_ROOT)
-    return run
 
 
 def _ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:

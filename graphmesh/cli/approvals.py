@@ -7,12 +7,9 @@ user), in the `gm-principal` metadata key, until authentication exists.
 from __future__ import annotations
 
 import argparse
-import getpass
-import json
 import os
 
-from google.protobuf import struct_pb2
-
+from graphmesh.cli.args import default_principal, json_object
 from graphmesh.cli.render import (
     approval_details,
     approval_event_line,
@@ -34,15 +31,6 @@ TIMEOUT = 30.0
 
 def _default_review() -> str:
     return os.environ.get("GRAPHMESH_REVIEW") or DEFAULT_REVIEW
-
-
-def _default_principal() -> str:
-    if os.environ.get("GRAPHMESH_PRINCIPAL"):
-        return os.environ["GRAPHMESH_PRINCIPAL"]
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no login name and no passwd entry (some containers)
-        return "anonymous"
 
 
 def _positive(text: str) -> int:
@@ -80,7 +68,7 @@ def add_parser(subparsers) -> None:
 
     group = subparsers.add_parser("approvals", help="list, watch and decide approval requests")
     group.add_argument("--review", default=_default_review(), help=review_help)
-    group.add_argument("--as", dest="principal", default=_default_principal(), help=as_help)
+    group.add_argument("--as", dest="principal", default=default_principal(), help=as_help)
     approvals = group.add_subparsers(dest="approvals_command", required=True)
 
     ls = approvals.add_parser("list", help="list approvals, newest first", parents=[common])
@@ -125,23 +113,6 @@ def add_parser(subparsers) -> None:
     audit.add_argument("--limit", type=_positive, default=100)
     audit.add_argument("--page-token", default="")
     audit.set_defaults(func=list_audit)
-
-
-def _json_object(text: str, option: str) -> struct_pb2.Struct:
-    try:
-        if text.startswith("@"):
-            with open(text[1:], encoding="utf-8") as f:
-                text = f.read()
-        value = json.loads(text)
-    except OSError as exc:
-        raise SystemExit(f"error: cannot read {option} file: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise SystemExit(f"error: {option} is not valid JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise SystemExit(f"error: {option} must be a JSON object")
-    struct = struct_pb2.Struct()
-    struct.update(value)
-    return struct
 
 
 def list_approvals(args) -> int:
@@ -189,7 +160,7 @@ def watch_approvals(args) -> int:
 def decide(args) -> int:
     request = pb.DecideRequest(approval_id=args.approval_id, kind=KINDS[args.kind], comment=args.comment)
     if args.value is not None:
-        request.edited_value.CopyFrom(_json_object(args.value, "--value"))
+        request.edited_value.CopyFrom(json_object(args.value, "--value"))
     approval = review_stub(args.review).Decide(
         request, timeout=TIMEOUT, metadata=((PRINCIPAL_KEY, args.principal),)).approval
     print(as_json(approval) if args.json else approval_details(approval))

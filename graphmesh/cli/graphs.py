@@ -7,24 +7,14 @@ user), in the `gm-principal` metadata key, until authentication exists.
 from __future__ import annotations
 
 import argparse
-import getpass
-import os
 
+from graphmesh.cli.args import default_principal
 from graphmesh.cli.render import as_json, graph_details, graphs_table
 from graphmesh.client import api_client
 from graphmesh.rpc.principal import PRINCIPAL_KEY
 from graphmesh.v1 import graph_service_pb2 as pb
 
 TIMEOUT = 30.0
-
-
-def default_principal() -> str:
-    if os.environ.get("GRAPHMESH_PRINCIPAL"):
-        return os.environ["GRAPHMESH_PRINCIPAL"]
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no login name and no passwd entry (some containers)
-        return "anonymous"
 
 
 def add_parser(subparsers) -> None:

@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import getpass
-import json
-import os
 import sys
 
-from google.protobuf import struct_pb2
-
+from graphmesh.cli.args import json_object, principal_metadata
 from graphmesh.cli.render import as_json, event_line, previous_errors_lines, run_details, run_line, status_name
 from graphmesh.client import api_client
-from graphmesh.rpc.principal import PRINCIPAL_KEY
 from graphmesh.v1 import run_pb2
 from graphmesh.v1 import run_service_pb2 as pb
 
@@ -79,28 +74,11 @@ def add_parser(subparsers) -> None:
     stream.set_defaults(func=stream_run)
 
 
-def _input(text: str) -> struct_pb2.Struct:
-    try:
-        if text.startswith("@"):
-            with open(text[1:], encoding="utf-8") as f:
-                text = f.read()
-        value = json.loads(text)
-    except OSError as exc:
-        raise SystemExit(f"error: cannot read --input file: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise SystemExit(f"error: --input is not valid JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise SystemExit("error: --input must be a JSON object")
-    struct = struct_pb2.Struct()
-    struct.update(value)
-    return struct
-
-
 def create_run(args) -> int:
     client = api_client(args.api)
     metadata = dict(item.split("=", 1) for item in args.metadata)
     run = client.runs.CreateRun(pb.CreateRunRequest(
-        graph=args.graph, graph_version=args.version, thread_id=args.thread, input=_input(args.input),
+        graph=args.graph, graph_version=args.version, thread_id=args.thread, input=json_object(args.input, "--input"),
         metadata=metadata, idempotency_key=args.idempotency_key,
         multitask_strategy=STRATEGIES[args.multitask])).run
     print(as_json(run) if args.json else run_details(run))
@@ -131,11 +109,10 @@ def list_runs(args) -> int:
 
 
 def cancel_run(args) -> int:
-    principal = args.principal or os.environ.get("GRAPHMESH_PRINCIPAL") or getpass.getuser()
     run = api_client(args.api).runs.CancelRun(
         pb.CancelRunRequest(run_id=args.run_id, reason=args.reason,
                             action=pb.CANCEL_ACTION_ROLLBACK if args.rollback else pb.CANCEL_ACTION_INTERRUPT),
-        metadata=[(PRINCIPAL_KEY, principal)]).run
+        metadata=principal_metadata(args.principal)).run
     print(as_json(run) if args.json else run_details(run))
     return 0
 

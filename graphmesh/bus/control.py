@@ -10,6 +10,7 @@ from nats.aio.client import Client as NATS
 
 CANCEL_SUBJECT = "gm.control.cancel"
 NODES_SUBJECT = "gm.control.nodes"
+ROLLOUT_SUBJECT = "gm.control.rollout"
 
 
 async def publish_cancel(nc: NATS, run_id: str, reason: str, action: str) -> None:
@@ -19,6 +20,11 @@ async def publish_cancel(nc: NATS, run_id: str, reason: str, action: str) -> Non
 
 async def publish_nodes_changed(nc: NATS, graph: str) -> None:
     await nc.publish(NODES_SUBJECT, graph.encode())
+    await nc.flush()
+
+
+async def publish_rollout_changed(nc: NATS, graph: str) -> None:
+    await nc.publish(ROLLOUT_SUBJECT, graph.encode())
     await nc.flush()
 
 

@@ -162,6 +162,27 @@ MIGRATIONS: list[str] = [
         last_seen timestamptz NOT NULL DEFAULT now()
     );
     """,
+    """
+    -- Operator-set rollout weights per graph (version -> percent); absent: the manifest's.
+    CREATE TABLE gm_rollouts (
+        graph text PRIMARY KEY,
+        weights jsonb NOT NULL,
+        previous jsonb,
+        updated_by text NOT NULL,
+        reason text NOT NULL,
+        updated_at timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE TABLE gm_rollout_history (
+        id bigserial PRIMARY KEY,
+        graph text NOT NULL,
+        action text NOT NULL,
+        weights jsonb NOT NULL,
+        previous jsonb,
+        actor text NOT NULL,
+        reason text NOT NULL,
+        time timestamptz NOT NULL DEFAULT now()
+    );
+    """,
 ]
 
 

@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
-from graphmesh.bus.control import publish_nodes_changed
+from graphmesh.bus.control import publish_nodes_changed, publish_rollout_changed
 from graphmesh.errors import FailedPrecondition, InvalidArgument, NotFound
 from graphmesh.rpc.convert import timestamp
-from graphmesh.rpc.errors import abort_unimplemented
 from graphmesh.rpc.principal import principal
 from graphmesh.store import ControlStore, DisabledNode
+from graphmesh.store.rollouts import RolloutStore
 from graphmesh.v1 import graph_service_pb2 as pb
 from graphmesh.v1 import graph_service_pb2_grpc, run_pb2, worker_service_pb2
+from services.api.routing import VersionRouter
 
 # A worker that has not announced itself for this long is presumed gone.
 WORKER_SEEN_SECONDS = 10.0
 
 
 class GraphServicer(graph_service_pb2_grpc.GraphServiceServicer):
-    def __init__(self, registry, control: ControlStore, nc) -> None:
+    def __init__(self, registry, control: ControlStore, rollouts: RolloutStore, router: VersionRouter, nc) -> None:
         self._registry = registry
         self._control = control
+        self._rollouts = rollouts
+        self._router = router
         self._nc = nc
 
     async def _graph(self, name: str) -> pb.Graph:
@@ -27,17 +30,23 @@ class GraphServicer(graph_service_pb2_grpc.GraphServiceServicer):
             self._registry.get(name)  # raises NotFound with the known names
         disabled = await self._control.disabled_nodes(name)
         workers = await self._control.workers(seen_within_seconds=WORKER_SEEN_SECONDS)
+        weights = self._router.weights(name)
+        in_flight = await self._rollouts.in_flight(name)
         return pb.Graph(
             name=name,
             description=versions[0].description,
             versions=[
                 pb.GraphVersion(
                     versions=run_pb2.Versions(**spec.versions()),
-                    weight=spec.weight,
+                    weight=weights.get(spec.version, 0),
                     sync_eligible=spec.sync_eligible,
                     nodes=self._registry.node_names(spec.name, spec.version),
                     workers=[w.worker_id for w in workers
                              if {"graph": spec.name, "graph_version": spec.version} in w.graphs],
+                    runs_queued=in_flight.get(spec.version, {}).get("QUEUED", 0),
+                    runs_running=in_flight.get(spec.version, {}).get("RUNNING", 0),
+                    runs_waiting=in_flight.get(spec.version, {}).get("WAITING_FOR_APPROVAL", 0),
+                    runs_paused=in_flight.get(spec.version, {}).get("PAUSED", 0),
                 )
                 for spec in versions
             ],
@@ -84,10 +93,42 @@ class GraphServicer(graph_service_pb2_grpc.GraphServiceServicer):
             for w in workers])
 
     async def SetRollout(self, request, context):
-        await abort_unimplemented(context, "SetRollout")
+        graph = self._registry.get(request.graph).name
+        known = [s.version for s in self._registry.versions(graph)]
+        unknown = sorted(set(request.weights) - set(known))
+        if unknown:
+            raise InvalidArgument(f"graph '{graph}' has no version(s) {', '.join(unknown)} (versions: "
+                                  f"{', '.join(known)})", code="UNKNOWN_VERSION")
+        if sum(request.weights.values()) != 100:
+            raise InvalidArgument(f"weights must sum to 100, not {sum(request.weights.values())}",
+                                  code="WEIGHTS_NOT_100")
+        if not request.reason:
+            raise InvalidArgument("a reason is required: it is recorded with the rollout")
+        weights = {v: request.weights.get(v, 0) for v in known}
+        await self._apply(graph, weights, context, request.reason, "set_rollout")
+        return pb.SetRolloutResponse(graph=await self._graph(graph))
 
     async def RollbackGraph(self, request, context):
-        await abort_unimplemented(context, "RollbackGraph")
+        """Sends all new runs to the previous version at once; runs in flight keep theirs."""
+        graph = self._registry.get(request.graph).name
+        if not request.reason:
+            raise InvalidArgument("a reason is required: it is recorded with the rollback")
+        current = self._router.weights(graph)
+        top = max(current, key=current.get)
+        versions = list(current)
+        if versions.index(top) == 0:
+            raise FailedPrecondition(f"graph '{graph}' sends new runs to its first version '{top}'; "
+                                     "there is no earlier version to roll back to", code="NO_EARLIER_VERSION")
+        previous = versions[versions.index(top) - 1]
+        await self._apply(graph, {v: 100 if v == previous else 0 for v in versions}, context, request.reason,
+                          "rollback")
+        return pb.RollbackGraphResponse(graph=await self._graph(graph))
+
+    async def _apply(self, graph: str, weights: dict[str, int], context, reason: str, action: str) -> None:
+        await self._rollouts.set(graph, weights, actor=principal(context), reason=reason, action=action,
+                                 previous=self._router.weights(graph))
+        await self._router.refresh()
+        await publish_rollout_changed(self._nc, graph)
 
 
 def _disabled_to_proto(d: DisabledNode) -> pb.DisabledNode:

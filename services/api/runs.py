@@ -23,6 +23,7 @@ from graphmesh.store.runs import parse_run_id
 from graphmesh.v1 import run_pb2, run_service_pb2_grpc
 from graphmesh.v1 import run_service_pb2 as pb
 from services.api.cancel import Canceller
+from services.api.routing import VersionRouter
 from services.api.sync import SyncRunner
 
 log = logging.getLogger(__name__)
@@ -39,8 +40,9 @@ def _quiet_for(run: RunRecord, seconds: float) -> bool:
 
 class RunServicer(run_service_pb2_grpc.RunServiceServicer):
     def __init__(self, *, store: RunStore, nc, hub: EventHub, registry, pool, sync_runner: SyncRunner,
-                 stopping: asyncio.Event) -> None:
+                 router: VersionRouter, stopping: asyncio.Event) -> None:
         self._store = store
+        self._router = router
         self._control = ControlStore(store)
         self._canceller = Canceller(store, nc)
         self._stopping = stopping
@@ -51,8 +53,12 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
         self._pool = pool
         self._sync = sync_runner
 
-    def _new_run(self, request, context, *, sync: bool) -> NewRun:
-        spec = self._registry.get(request.graph, getattr(request, "graph_version", "") or None)
+    async def _new_run(self, request, context, *, sync: bool) -> NewRun:
+        graph = self._registry.get(request.graph).name  # NotFound for an unknown graph
+        thread_id = request.thread_id or str(uuid.uuid4())
+        version = await self._router.choose(graph, thread_id, pinned=getattr(request, "graph_version", ""),
+                                            new_thread=not request.thread_id)
+        spec = self._registry.get(graph, version)
         if request.multitask_strategy not in STRATEGY_NAMES:
             raise InvalidArgument(f"unknown multitask_strategy {request.multitask_strategy}")
         strategy = STRATEGY_NAMES[request.multitask_strategy]
@@ -63,7 +69,7 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
         return NewRun(
             graph=spec.name,
             versions=spec.versions(),
-            thread_id=request.thread_id or str(uuid.uuid4()),
+            thread_id=thread_id,
             input=graph_input,
             idempotency_key=request.idempotency_key,
             metadata=dict(request.metadata),
@@ -74,7 +80,7 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
         )
 
     async def CreateRun(self, request, context):
-        new = self._new_run(request, context, sync=False)
+        new = await self._new_run(request, context, sync=False)
         require_connected(self._nc)
         result = await self._store.create_run(new)
         run = result.run
@@ -103,7 +109,7 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
         return pb.CreateRunResponse(run=run_to_proto(run))
 
     async def InvokeRun(self, request, context):
-        new = self._new_run(request, context, sync=True)
+        new = await self._new_run(request, context, sync=True)
         require_connected(self._nc)
         spec = self._registry.get(new.graph, new.versions["graph_version"])
         run, output = await self._sync.invoke(new, spec, context.time_remaining())

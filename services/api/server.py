@@ -15,10 +15,12 @@ from graphmesh.health import watch_dependencies
 from graphmesh.logs import setup_logging
 from graphmesh.rpc.server import GrpcServer
 from graphmesh.store import ControlStore, RunStore
+from graphmesh.store.rollouts import RolloutStore
 from graphmesh.v1 import graph_service_pb2, graph_service_pb2_grpc, run_service_pb2, run_service_pb2_grpc
 from graphs.registry import Registry
 from services.api.graphs import GraphServicer
 from services.api.reconciler import reconcile_forever
+from services.api.routing import VersionRouter
 from services.api.runs import RunServicer
 from services.api.sync import SyncRunner
 
@@ -39,6 +41,8 @@ async def main() -> None:
     store = RunStore(pool)
     control = ControlStore(store)
     disabled = DisabledNodes(control)
+    rollouts = RolloutStore(store)
+    router = VersionRouter(registry, rollouts, store)
     hub = EventHub(nc)
     await hub.start()
     executor = RunExecutor(store=store, js=js, pool=pool, registry=registry,
@@ -53,10 +57,11 @@ async def main() -> None:
     server = GrpcServer(settings.listen, names)
     run_service_pb2_grpc.add_RunServiceServicer_to_server(
         RunServicer(store=store, nc=nc, hub=hub, registry=registry, pool=pool, sync_runner=sync_runner,
-                    stopping=server.stopping), server.server)
-    graph_service_pb2_grpc.add_GraphServiceServicer_to_server(GraphServicer(registry, control, nc), server.server)
+                    router=router, stopping=server.stopping), server.server)
+    graph_service_pb2_grpc.add_GraphServiceServicer_to_server(GraphServicer(registry, control, rollouts, router, nc), server.server)
     background = [
         await disabled.start(nc),  # the synchronous path runs graphs here, under the same node guards
+        await router.start(nc),
         asyncio.create_task(watch_dependencies(pool, nc, server.set_serving)),
         asyncio.create_task(reconcile_forever(
             store, js, executor, every_seconds=settings.reconcile_seconds, quiet_seconds=settings.orphan_quiet_seconds)),

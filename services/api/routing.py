@@ -1,0 +1,79 @@
+"""Which graph version a new run uses: a pinned version; else the version its thread has
+been running (a thread stays on one version); else a split by rollout weights, stable per
+thread (the thread id hashes to a bucket of 100). Operators' weights live in Postgres;
+each api replica caches them and reloads on a NATS broadcast (and every few seconds), so
+SetRollout and RollbackGraph take effect on every replica without a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+
+from graphmesh.bus.control import ROLLOUT_SUBJECT
+from graphmesh.store import RunStore
+from graphmesh.store.rollouts import RolloutStore
+
+log = logging.getLogger(__name__)
+
+REFRESH_SECONDS = 5.0
+SELECT_THREAD_VERSION = """
+SELECT graph_version FROM gm_runs WHERE thread_id = %s ORDER BY created_at DESC LIMIT 1
+"""
+
+
+def bucket(thread_id: str) -> int:
+    return int(hashlib.sha256(thread_id.encode()).hexdigest()[:8], 16) % 100
+
+
+def pick(weights: dict[str, int], thread_id: str) -> str:
+    """The version whose share of the 100 buckets holds this thread's bucket."""
+    point, edge = bucket(thread_id), 0
+    for version, weight in weights.items():
+        edge += weight
+        if point < edge:
+            return version
+    return max(weights, key=weights.get)  # weights summing under 100: the heaviest
+
+
+class VersionRouter:
+    def __init__(self, registry, rollouts: RolloutStore, store: RunStore) -> None:
+        self._registry = registry
+        self._rollouts = rollouts
+        self._store = store
+        self._operator_weights: dict[str, dict[str, int]] = {}
+
+    def weights(self, graph: str) -> dict[str, int]:
+        """version -> percent of new threads, in manifest order."""
+        versions = [s.version for s in self._registry.versions(graph)]
+        chosen = self._operator_weights.get(graph)
+        if chosen is None:
+            return {s.version: s.weight for s in self._registry.versions(graph)}
+        return {v: chosen.get(v, 0) for v in versions}
+
+    async def choose(self, graph: str, thread_id: str, *, pinned: str = "", new_thread: bool = False) -> str:
+        if pinned:
+            return self._registry.get(graph, pinned).version  # NotFound for an unknown version
+        if not new_thread:
+            async with self._store.connection() as conn:
+                row = await (await conn.execute(SELECT_THREAD_VERSION, (thread_id,))).fetchone()
+            if row and row["graph_version"] in {s.version for s in self._registry.versions(graph)}:
+                return row["graph_version"]
+        return pick(self.weights(graph), thread_id)
+
+    async def refresh(self, _message=None) -> None:
+        try:
+            self._operator_weights = {g: r.weights for g, r in (await self._rollouts.all()).items()}
+        except Exception as exc:  # keep serving the last known weights through an outage
+            log.warning("could not refresh rollouts: %s", exc)
+
+    async def start(self, nc) -> asyncio.Task:
+        await self.refresh()
+        await nc.subscribe(ROLLOUT_SUBJECT, cb=self.refresh)
+        return asyncio.create_task(self._refresh_forever())
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(REFRESH_SECONDS)
+            await self.refresh()

@@ -96,7 +96,9 @@ async def rank(state: ResearchStateV2) -> dict:
 
 graph = StateGraph(ResearchStateV2, input_schema=ResearchInput)
 for _name, _fn in zip(STAGES, (plan, retrieve, rank, summarize, write_report)):
-    graph.add_node(_name, _fn)
+    # input_schema explicitly: v1's nodes are annotated with v1's ResearchState, and
+    # LangGraph would otherwise add v1's channels (`results`) to this graph.
+    graph.add_node(_name, _fn, input_schema=ResearchStateV2)
 graph.add_edge(START, "plan")
 for _a, _b in zip(STAGES, STAGES[1:]):
     graph.add_edge(_a, _b)

@@ -101,7 +101,7 @@ def test_v2_documents_reducer_appends(registry):
     second = asyncio.run(graph.ainvoke({"question": "nats", "delay_seconds": 0}, config))
     assert [d["id"] for d in first["documents"]] == ["grpc-1", "grpc-2"]
     assert [d["id"] for d in second["documents"]] == ["grpc-1", "grpc-2", "nats-1"]
-    assert second["sources"] == ["nats-1", "grpc-1", "grpc-2"]  # ranked over the accumulated documents
+    assert second["sources"] == ["grpc-1", "grpc-2", "nats-1"]  # ranked over the accumulated documents
 
     v1 = registry.compiled("research_assistant", "1", checkpointer=InMemorySaver())
     config = cfg()

@@ -22,7 +22,7 @@ def add_parser(subparsers) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
     as_help = "who makes the change (env GRAPHMESH_PRINCIPAL, default: the OS user)"
-    graphs = subparsers.add_parser("graphs", help="inspect graphs, disable and enable nodes").add_subparsers(
+    graphs = subparsers.add_parser("graphs", help="inspect graphs, roll versions out and back, disable and enable nodes").add_subparsers(
         dest="graphs_command", required=True)
 
     ls = graphs.add_parser("list", help="the registered graphs, their versions and disabled nodes", parents=[common])
@@ -46,6 +46,21 @@ def add_parser(subparsers) -> None:
     enable.add_argument("node")
     enable.add_argument("--as", dest="principal", default=None, help=as_help)
     enable.set_defaults(func=enable_node)
+
+    rollout = graphs.add_parser("rollout", help="split new runs between versions (stable per thread)",
+                                parents=[common])
+    rollout.add_argument("graph")
+    rollout.add_argument("weights", nargs="+", metavar="VERSION=PERCENT", help="e.g. 1=90 2=10 (sum 100)")
+    rollout.add_argument("--reason", required=True, help="recorded with the rollout")
+    rollout.add_argument("--as", dest="principal", default=None, help=as_help)
+    rollout.set_defaults(func=set_rollout)
+
+    rollback = graphs.add_parser("rollback", help="send all new runs to the previous version at once",
+                                 parents=[common])
+    rollback.add_argument("graph")
+    rollback.add_argument("--reason", required=True, help="recorded with the rollback")
+    rollback.add_argument("--as", dest="principal", default=None, help=as_help)
+    rollback.set_defaults(func=rollback_graph)
 
 
 def _metadata(args) -> list[tuple[str, str]]:
@@ -80,5 +95,31 @@ def disable_node(args) -> int:
 def enable_node(args) -> int:
     graph = api_client(args.api).graphs.EnableNode(
         pb.EnableNodeRequest(graph=args.graph, node=args.node), timeout=TIMEOUT, metadata=_metadata(args)).graph
+    print(as_json(graph) if args.json else graph_details(graph))
+    return 0
+
+
+def _weights(items: list[str]) -> dict[str, int]:
+    weights = {}
+    for item in items:
+        version, _, percent = item.partition("=")
+        if not version or not percent.isdigit():
+            raise SystemExit(f"error: weights are VERSION=PERCENT, got {item!r}")
+        weights[version] = int(percent)
+    return weights
+
+
+def set_rollout(args) -> int:
+    graph = api_client(args.api).graphs.SetRollout(
+        pb.SetRolloutRequest(graph=args.graph, weights=_weights(args.weights), reason=args.reason),
+        timeout=TIMEOUT, metadata=_metadata(args)).graph
+    print(as_json(graph) if args.json else graph_details(graph))
+    return 0
+
+
+def rollback_graph(args) -> int:
+    graph = api_client(args.api).graphs.RollbackGraph(
+        pb.RollbackGraphRequest(graph=args.graph, reason=args.reason), timeout=TIMEOUT,
+        metadata=_metadata(args)).graph
     print(as_json(graph) if args.json else graph_details(graph))
     return 0

@@ -265,6 +265,8 @@ def graph_details(graph) -> str:
             f"tools {vs.tool_version}",
             f"  nodes    {', '.join(v.nodes) or '-'}",
             f"  workers  {', '.join(v.workers) or '-'}",
+            f"  runs     {v.runs_queued} queued, {v.runs_running} running, {v.runs_waiting} waiting, "
+            f"{v.runs_paused} paused",
         ]
     if graph.disabled_nodes:
         lines.append("disabled nodes")

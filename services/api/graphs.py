@@ -114,12 +114,13 @@ class GraphServicer(graph_service_pb2_grpc.GraphServiceServicer):
         if not request.reason:
             raise InvalidArgument("a reason is required: it is recorded with the rollback")
         current = self._router.weights(graph)
-        top = max(current, key=current.get)
         versions = list(current)
-        if versions.index(top) == 0:
-            raise FailedPrecondition(f"graph '{graph}' sends new runs to its first version '{top}'; "
+        # The newest version taking new runs (the one being rolled out) gives way to the one before it.
+        newest = max((v for v in versions if current[v] > 0), key=versions.index)
+        if versions.index(newest) == 0:
+            raise FailedPrecondition(f"graph '{graph}' sends new runs only to its first version '{newest}'; "
                                      "there is no earlier version to roll back to", code="NO_EARLIER_VERSION")
-        previous = versions[versions.index(top) - 1]
+        previous = versions[versions.index(newest) - 1]
         await self._apply(graph, {v: 100 if v == previous else 0 for v in versions}, context, request.reason,
                           "rollback")
         return pb.RollbackGraphResponse(graph=await self._graph(graph))

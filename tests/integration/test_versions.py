@@ -125,3 +125,21 @@ def test_get_graph_counts_runs_in_flight(client):
               if v.versions.graph_version == "2")
     assert v2.runs_running + v2.runs_queued >= 1
     wait_status(client, run.run_id, COMPLETED)
+
+
+def test_cli_rollout_and_rollback(vmesh):
+    import subprocess
+    import sys
+
+    def gm(*args):
+        return subprocess.run([sys.executable, "-c", "from graphmesh.cli import main; raise SystemExit(main())",
+                               "--api", vmesh.api_address, *args], capture_output=True, text=True, timeout=60)
+
+    out = gm("graphs", "rollout", GRAPH, "1=80", "2=20", "--reason", "canary", "--as", "rm", "--json")
+    assert out.returncode == 0, out.stderr
+    assert '"weight": 20' in out.stdout
+    bad = gm("graphs", "rollout", GRAPH, "1=80", "--reason", "x")
+    assert bad.returncode == 1 and "WEIGHTS_NOT_100" in bad.stderr
+    back = gm("graphs", "rollback", GRAPH, "--reason", "canary failed")
+    assert back.returncode == 0, back.stderr
+    assert "weight 100%" in back.stdout and "queued" in back.stdout

@@ -58,6 +58,25 @@ class NodePaused(Exception):
         self.reason = reason
 
 
+class IncompatibleCheckpoint(Exception):
+    """The thread's state was written by code this run's version cannot read."""
+
+
+def _check_compatible(metadata: dict | None, run: RunRecord, spec, registry) -> None:
+    written = (metadata or {}).get("state_schema_version")
+    if written is None or written == spec.state_schema_version:
+        return
+    by = f"{metadata.get('graph', run.graph)}@{metadata.get('graph_version', '?')}"
+    has_migration = registry.migrator(spec.name, spec.version, written) is not None
+    missing = ("a migration from that schema is registered, but applying migrations is not built yet"
+               if has_migration else f"no migration from state schema {written} to {spec.state_schema_version} "
+               "is registered in the manifest")
+    raise IncompatibleCheckpoint(
+        f"thread {run.thread_id} was last checkpointed by {by} (state schema {written}); this run executes "
+        f"{spec.name}@{spec.version} (state schema {spec.state_schema_version}) and {missing}. Run it on "
+        f"version {metadata.get('graph_version', '?')} (graph_version pin) or register a migration.")
+
+
 class NodeFailed(Exception):
     def __init__(self, node: str, error: str) -> None:
         super().__init__(error)
@@ -246,11 +265,13 @@ class RunExecutor:
         }
         timeout = asyncio.timeout(spec.limits.run_timeout_seconds)
         try:
-            graph_input = await self._input(graph, config, run, resumed)
+            graph_input = await self._input(graph, config, run, resumed, spec)
             async with timeout:
                 interrupts = await self._stream(graph, graph_input, config, events, control)
         except GraphDrained:
             return RunStatus.QUEUED, None, []  # stopped at a step boundary: hand it back
+        except IncompatibleCheckpoint as exc:
+            return RunStatus.FAILED, RunError("INCOMPATIBLE_CHECKPOINT", str(exc)), []
         except NodePaused as exc:
             return RunStatus.PAUSED, RunError(
                 "NODE_DISABLED", f"paused before node '{exc.node}': {exc.reason}", exc.node), []
@@ -277,13 +298,15 @@ class RunExecutor:
             return RunStatus.WAITING_FOR_APPROVAL, None, interrupts
         return RunStatus.COMPLETED, None, []
 
-    async def _input(self, graph, config, run: RunRecord, resumed: bool) -> Any:
+    async def _input(self, graph, config, run: RunRecord, resumed: bool, spec) -> Any:
         """What to stream: the run's input on a first execution; after approvals, the
         decisions for the interrupts the checkpoint waits on; after a crash or hand-back,
-        None, to continue from this run's own last checkpoint."""
+        None, to continue from this run's own last checkpoint. Refuses a thread whose last
+        checkpoint was written under another state schema (IncompatibleCheckpoint)."""
+        state = await graph.aget_state({"configurable": config["configurable"]})
+        _check_compatible(state.metadata, run, spec, self._registry)
         if not resumed:
             return run.input
-        state = await graph.aget_state({"configurable": config["configurable"]})
         own = bool(state.metadata) and state.metadata.get("gm_run_id") == run.run_id
         if run.resume_with is not None:
             return resume_input(run.resume_with, {i.id for i in state.interrupts})

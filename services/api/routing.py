@@ -19,7 +19,9 @@ log = logging.getLogger(__name__)
 
 REFRESH_SECONDS = 5.0
 SELECT_THREAD_VERSION = """
-SELECT graph_version FROM gm_runs WHERE thread_id = %s ORDER BY created_at DESC LIMIT 1
+SELECT graph_version FROM gm_runs
+WHERE thread_id = %s AND coalesce(error_code, '') <> 'INCOMPATIBLE_CHECKPOINT'
+ORDER BY created_at DESC LIMIT 1
 """
 
 

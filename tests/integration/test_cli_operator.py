@@ -71,8 +71,9 @@ def test_graphs_list_and_show(gm):
 
     shown = _json(gm("graphs", "show", RESEARCH, "--json"))
     assert shown["name"] == RESEARCH and shown["description"]
-    (version,) = shown["versions"]
+    version, v2 = shown["versions"]
     assert version["versions"]["prompt_version"] == "research-v1" and version["weight"] == 100
+    assert v2["versions"]["graph_version"] == "2" and v2.get("weight", 0) == 0
     assert {"search", "rank", "write_report"} <= set(version["nodes"])
     readable = _ok(gm("graphs", "show", RESEARCH)).stdout
     assert "research_assistant" in readable and "research-v1" in readable and "rank" in readable

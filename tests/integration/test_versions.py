@@ -11,6 +11,7 @@ from graphmesh.client import api_client
 from graphmesh.v1 import graph_service_pb2 as gpb
 from helpers import (
     COMPLETED,
+    FAILED,
     RUNNING,
     create_run,
     get_run,
@@ -143,3 +144,18 @@ def test_cli_rollout_and_rollback(vmesh):
     back = gm("graphs", "rollback", GRAPH, "--reason", "canary failed")
     assert back.returncode == 0, back.stderr
     assert "weight 100%" in back.stdout and "queued" in back.stdout
+
+
+def test_thread_written_by_another_schema_is_refused_with_a_clear_code(client):
+    thread = new_thread("compat")
+    first = create_run(client, GRAPH, QUICK, thread_id=thread, graph_version="1")
+    wait_status(client, first.run_id, COMPLETED)
+    second = create_run(client, GRAPH, QUICK, thread_id=thread, graph_version="2")
+    failed = wait_status(client, second.run_id, {FAILED})
+    assert failed.error.code == "INCOMPATIBLE_CHECKPOINT"
+    for fragment in ("research_assistant@1", "state schema 1", "research_assistant@2", "state schema 2"):
+        assert fragment in failed.error.message
+    assert "Traceback" not in failed.error.message
+    # The same version continues the thread.
+    third = create_run(client, GRAPH, QUICK, thread_id=thread, graph_version="1")
+    wait_status(client, third.run_id, COMPLETED)

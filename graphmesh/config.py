@@ -18,8 +18,6 @@ class Settings:
 
     database_url: str = "postgresql://postgres@127.0.0.1:5432/graphmesh"
     nats_url: str = "nats://127.0.0.1:4222"
-    # Graph manifest; empty lets the registry find graphmesh.yaml.
-    config_path: str = ""
     listen: str = "127.0.0.1:0"
     log_level: str = "INFO"
     worker_id: str = field(default_factory=lambda: f"worker-{socket.gethostname()}-{os.getpid()}")
@@ -49,7 +47,6 @@ class Settings:
         return cls(
             database_url=_env(environ, "DATABASE_URL", defaults.database_url),
             nats_url=_env(environ, "NATS_URL", defaults.nats_url),
-            config_path=_env(environ, "CONFIG", ""),
             listen=_env(environ, "LISTEN", defaults.listen),
             log_level=_env(environ, "LOG_LEVEL", defaults.log_level),
             worker_id=_env(environ, "WORKER_ID", defaults.worker_id),

@@ -1,4 +1,4 @@
-"""A process's live view of disabled nodes, feeding the node guards of graphs.guard.
+"""A process's live view of disabled nodes, feeding the node guards of graphmesh.guard.
 
 Loaded from Postgres at start, reloaded when the api announces a change on NATS (so a
 change reaches every worker within moments) and every few seconds in case an
@@ -11,8 +11,8 @@ import asyncio
 import logging
 
 from graphmesh.bus.control import on_nodes_changed
+from graphmesh.guard import install_check
 from graphmesh.store import ControlStore
-from graphs.guard import install_check
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from datetime import date, datetime
 from enum import Enum
 from typing import Any
@@ -45,10 +44,3 @@ def to_value(value: Any) -> struct_pb2.Value:
     json_format.ParseDict(jsonable(value), out)
     return out
 
-
-def struct_to_dict(struct: struct_pb2.Struct) -> dict[str, Any]:
-    return json_format.MessageToDict(struct)
-
-
-def json_size(value: Any) -> int:
-    return len(json.dumps(value, separators=(",", ":")).encode())

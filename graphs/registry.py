@@ -24,7 +24,7 @@ from typing import Any, Callable
 import yaml
 
 from graphmesh.errors import FailedPrecondition, InvalidArgument, NotFound
-from graphs.guard import guarded
+from graphmesh.guard import guarded
 from graphs.manifest import (
     GraphSpec,
     Limits,

@@ -9,12 +9,13 @@ from graphmesh.bus.events import (
     status_event,
 )
 from graphmesh.bus.hub import EventHub
-from graphmesh.bus.jobs import parse_job, publish_job
+from graphmesh.bus.jobs import dispatch_queued, parse_job, publish_job
 from graphmesh.bus.streams import ensure_streams
 
 __all__ = [
     "EventHub",
     "connect_nats",
+    "dispatch_queued",
     "ensure_streams",
     "last_sequence",
     "make_event",

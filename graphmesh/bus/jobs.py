@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 from nats.js import JetStreamContext
 
+from graphmesh.bus.events import publish_event, status_event
 from graphmesh.bus.streams import run_subject
 from graphmesh.store.records import RunRecord
 from graphmesh.v1 import run_pb2
+
+log = logging.getLogger(__name__)
 
 
 def job_message_id(run_id: str, attempt: int, suffix: str = "") -> str:
@@ -35,3 +40,14 @@ def parse_job(data: bytes) -> run_pb2.RunJob:
     job = run_pb2.RunJob()
     job.ParseFromString(data)
     return job
+
+
+async def dispatch_queued(js: JetStreamContext, run: RunRecord, previous: int) -> None:
+    """Announces a run that was just queued again (retry, resume, decision, hand-back) and
+    publishes its job. The job goes out even if the event cannot: a stream steps over a
+    lost event, while a lost job would wait for the reconciler."""
+    try:
+        await publish_event(js, status_event(run.run_id, run.event_seq, run_pb2.RUN_STATUS_QUEUED, previous))
+    except Exception as exc:
+        log.warning("run %s queued; its QUEUED event was not published: %s", run.run_id, exc)
+    await publish_job(js, run)

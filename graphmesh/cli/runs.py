@@ -8,15 +8,11 @@ import sys
 from graphmesh.cli.args import json_object, principal_metadata
 from graphmesh.cli.render import as_json, event_line, previous_errors_lines, run_details, run_line, status_name
 from graphmesh.client import api_client
+from graphmesh.rpc.convert import STRATEGY_VALUES
 from graphmesh.v1 import run_pb2
 from graphmesh.v1 import run_service_pb2 as pb
 
-STRATEGIES = {
-    "reject": run_pb2.MULTITASK_STRATEGY_REJECT,
-    "enqueue": run_pb2.MULTITASK_STRATEGY_ENQUEUE,
-    "interrupt": run_pb2.MULTITASK_STRATEGY_INTERRUPT,
-    "rollback": run_pb2.MULTITASK_STRATEGY_ROLLBACK,
-}
+STRATEGIES = STRATEGY_VALUES
 
 
 def add_parser(subparsers) -> None:

@@ -91,9 +91,48 @@ def die_with_parent() -> None:
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
+class ServerProcess:
+    """What the embedded servers share: a port chosen once (so the URL survives restarts),
+    one child process, and use as a context manager."""
+
+    def __init__(self, *, host: str, port: int, start_timeout: float) -> None:
+        self.host = host
+        self._port = port
+        self.start_timeout = start_timeout
+        self._proc: subprocess.Popen | None = None
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def is_running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def _choose_port(self) -> None:
+        if not self._port:
+            self._port = free_port(self.host)
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self, timeout: float = 10) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
 # Imported last: the server modules use the helpers above.
 from .nats import EmbeddedNats  # noqa: E402
 from .postgres import EmbeddedPostgres  # noqa: E402
 
-__all__ = ["EmbeddedNats", "EmbeddedPostgres", "die_with_parent", "free_port", "free_ports", "log_tail", "port_open", "stop_process"]
+__all__ = ["ServerProcess", "EmbeddedNats", "EmbeddedPostgres", "die_with_parent", "free_port", "free_ports", "log_tail", "port_open", "stop_process"]
 

@@ -11,7 +11,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from . import die_with_parent, free_port, log_tail, port_open, stop_process
+from . import ServerProcess, die_with_parent, log_tail, port_open, stop_process
 
 
 def nats_server_binary() -> str:
@@ -35,7 +35,7 @@ def run_coro(factory):
         return pool.submit(asyncio.run, factory()).result()
 
 
-class EmbeddedNats:
+class EmbeddedNats(ServerProcess):
     def __init__(
         self,
         store_dir: Path,
@@ -45,33 +45,18 @@ class EmbeddedNats:
         log_path: Path | None = None,
         start_timeout: float = 30,
     ):
+        super().__init__(host=host, port=port, start_timeout=start_timeout)
         self.store_dir = Path(store_dir).absolute()
-        self.host = host
-        self._port = port
         self.log_path = Path(log_path) if log_path else self.store_dir.with_name(self.store_dir.name + ".log")
-        self.start_timeout = start_timeout
-        self._proc: subprocess.Popen | None = None
-
-    @property
-    def port(self) -> int:
-        return self._port
 
     @property
     def url(self) -> str:
         return f"nats://{self.host}:{self._port}"
 
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
-
-    def is_running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
     def start(self) -> None:
         if self.is_running():
             return
-        if not self._port:
-            self._port = free_port(self.host)  # kept for restarts: the URL stays stable
+        self._choose_port()
         self.store_dir.mkdir(parents=True, exist_ok=True)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         if port_open(self.host, self._port):  # or the readiness check would greet a stranger
@@ -92,13 +77,6 @@ class EmbeddedNats:
         # SIGTERM: graceful shutdown, JetStream flushes its store.
         stop_process(self._proc, signal.SIGTERM, timeout)
         self._proc = None
-
-    def __enter__(self) -> "EmbeddedNats":
-        self.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.start_timeout

@@ -14,7 +14,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from . import free_port, log_tail, stop_process
+from . import ServerProcess, log_tail, stop_process
 
 SYSTEM_USER = "embedded_postgres"  # postgres refuses to run as root
 SOCKET_PATH_MAX = 107  # sun_path limit for the unix socket
@@ -32,7 +32,7 @@ def _bin(name: str) -> Path:
     return _pg_install() / name
 
 
-class EmbeddedPostgres:
+class EmbeddedPostgres(ServerProcess):
     def __init__(
         self,
         data_dir: Path,
@@ -44,23 +44,16 @@ class EmbeddedPostgres:
         fast: bool = False,
         start_timeout: float = 60,
     ):
+        super().__init__(host=host, port=port, start_timeout=start_timeout)
         self.data_dir = Path(data_dir).absolute()
-        self.host = host
-        self._port = port
         # Not inside data_dir: initdb wants an empty directory.
         self.log_path = Path(log_path) if log_path else self.data_dir.with_name(self.data_dir.name + ".log")
         self.database = database
         self.fast = fast
-        self.start_timeout = start_timeout
-        self._proc: subprocess.Popen | None = None
         self._tmp_socket_dir: Path | None = None
         self._run_as: dict = {}
 
     # -- public API --------------------------------------------------------------
-
-    @property
-    def port(self) -> int:
-        return self._port
 
     @property
     def url(self) -> str:
@@ -70,18 +63,10 @@ class EmbeddedPostgres:
     def admin_url(self) -> str:
         return f"postgresql://postgres@{self.host}:{self._port}/postgres"
 
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
-
-    def is_running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
     def start(self) -> None:
         if self.is_running():
             return
-        if not self._port:
-            self._port = free_port(self.host)  # kept for restarts: the URL stays stable
+        self._choose_port()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._prepare_user()
@@ -117,13 +102,6 @@ class EmbeddedPostgres:
         if self._tmp_socket_dir is not None:
             shutil.rmtree(self._tmp_socket_dir, ignore_errors=True)
             self._tmp_socket_dir = None
-
-    def __enter__(self) -> "EmbeddedPostgres":
-        self.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     # -- internals ---------------------------------------------------------------
 

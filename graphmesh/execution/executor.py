@@ -26,6 +26,7 @@ from graphmesh.bus.approvals import announcement, publish_outbox
 from graphmesh.errors import GraphmeshError, Unavailable
 from graphmesh.execution.interrupts import approval_requests, resume_input
 from graphmesh.execution.sink import EventSink
+from graphmesh.guard import NodeDisabled
 from graphmesh.jsonvalues import to_struct, to_value
 from graphmesh.rpc.convert import status_to_proto
 from graphmesh.store import (
@@ -40,7 +41,6 @@ from graphmesh.store import (
     cancel_error,
 )
 from graphmesh.v1 import run_pb2
-from graphs.guard import NodeDisabled
 
 log = logging.getLogger(__name__)
 

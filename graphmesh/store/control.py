@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -19,7 +18,6 @@ REQUEST_CANCEL = """
 UPDATE gm_runs SET cancel_reason = %s, cancel_action = %s
 WHERE run_id = %s AND status = 'RUNNING' RETURNING *
 """
-CANCEL_REQUEST_OF = "SELECT cancel_reason, cancel_action FROM gm_runs WHERE run_id = %s"
 # A retry or resume needs the thread: it is idle, or already this run's.
 TAKE_THREAD = """
 UPDATE gm_threads SET active_run_id = %(run_id)s, updated_at = now()
@@ -89,13 +87,6 @@ class ControlStore:
             row = await (await conn.execute(REQUEST_CANCEL, (reason, action, parse_run_id(run_id)))).fetchone()
         return RunRecord.from_row(row) if row else None
 
-    async def cancel_request(self, run_id: str) -> tuple[str, str] | None:
-        async with self._runs.connection() as conn:
-            row = await (await conn.execute(CANCEL_REQUEST_OF, (run_id,))).fetchone()
-        if row is None or row["cancel_reason"] is None:
-            return None
-        return row["cancel_reason"], row["cancel_action"] or "interrupt"
-
     async def retry(self, run_id: str) -> RunRecord:
         run = await self._runs.get_run(run_id)
         if run.status not in (RunStatus.FAILED, RunStatus.CANCELLED):
@@ -138,10 +129,6 @@ class ControlStore:
     async def dead_letter(self, run: RunRecord, *, deliveries: int, worker_id: str, reason: str) -> None:
         async with self._runs.connection() as conn:
             await conn.execute(INSERT_DEAD_LETTER, (run.run_id, run.attempt, deliveries, worker_id, reason))
-
-    async def dead_letters(self) -> list[dict[str, Any]]:
-        async with self._runs.connection() as conn:
-            return await (await conn.execute("SELECT * FROM gm_dead_letters ORDER BY created_at")).fetchall()
 
     # -- disabled nodes --------------------------------------------------------------------
     async def disable_node(self, graph: str, node: str, *, reason: str, actor: str) -> None:

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from google.protobuf import json_format
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
-from graphmesh.bus import publish_event, publish_event_pipelined, publish_job, require_connected, status_event
+from graphmesh.bus import dispatch_queued, publish_event_pipelined, publish_job, require_connected, status_event
 from graphmesh.bus.hub import EventHub
 from graphmesh.errors import InvalidArgument
 from graphmesh.execution import error_proto
@@ -189,7 +189,7 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
     async def RetryRun(self, request, context):
         before = await self._store.get_run(request.run_id)
         run = await self._control.retry(request.run_id)
-        await self._announce_queued(run, before.status)
+        await dispatch_queued(self._js, run, status_to_proto(before.status))
         return pb.RetryRunResponse(run=run_to_proto(run))
 
     async def ResumeRun(self, request, context):
@@ -199,13 +199,8 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
         disabled = {d.node for d in await self._control.disabled_nodes(paused.graph)}
         still = [node] if node in disabled else []
         run = await self._control.resume(request.run_id, still_disabled=still)
-        await self._announce_queued(run, RunStatus.PAUSED)
+        await dispatch_queued(self._js, run, status_to_proto(RunStatus.PAUSED))
         return pb.ResumeRunResponse(run=run_to_proto(run))
-
-    async def _announce_queued(self, run: RunRecord, previous: RunStatus) -> None:
-        await publish_event(self._js, status_event(run.run_id, run.event_seq, status_to_proto(RunStatus.QUEUED),
-                                                   status_to_proto(previous)))
-        await publish_job(self._js, run)
 
     async def GetRunTrace(self, request, context):
         await abort_unimplemented(context, "GetRunTrace")

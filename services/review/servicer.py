@@ -7,7 +7,7 @@ import logging
 
 from google.protobuf import json_format
 
-from graphmesh.bus import make_event, publish_event, publish_job, status_event
+from graphmesh.bus import dispatch_queued, make_event, publish_event
 from graphmesh.bus.approvals import announcement, last_stream_sequence, publish_outbox, watch
 from graphmesh.errors import InvalidArgument
 from graphmesh.jsonvalues import to_struct
@@ -96,19 +96,14 @@ class ReviewServicer(review_service_pb2_grpc.ReviewServiceServicer):
         Anything lost here is recovered: the reconciler re-dispatches a queued run, the
         outbox relay re-publishes approval events, and streams step over a lost run event."""
         approval = result.approval
-        steps = [publish_event(self._js, make_event(approval.run_id, result.event_seq,
-                               approval_decided=run_pb2.ApprovalDecided(
-                                   approval_id=approval.approval_id, decision=kind, reviewer=approval.reviewer)))]
+        try:
+            await publish_event(self._js, make_event(approval.run_id, result.event_seq,
+                                approval_decided=run_pb2.ApprovalDecided(
+                                    approval_id=approval.approval_id, decision=kind, reviewer=approval.reviewer)))
+        except Exception as exc:
+            log.warning("decision on %s recorded, announcing it failed: %s", approval.approval_id, exc)
         if result.resumed is not None:
-            run = result.resumed.run
-            steps += [publish_event(self._js, status_event(run.run_id, run.event_seq, status_to_proto(RunStatus.QUEUED),
-                                                          status_to_proto(RunStatus.WAITING_FOR_APPROVAL))),
-                      publish_job(self._js, run)]
-        for step in steps:  # each on its own: a failed event must not hold back the job
-            try:
-                await step
-            except Exception as exc:
-                log.warning("decision on %s recorded, announcing it failed: %s", approval.approval_id, exc)
+            await dispatch_queued(self._js, result.resumed.run, status_to_proto(RunStatus.WAITING_FOR_APPROVAL))
         await publish_outbox(self._js, self._approvals, result.outbox_ids)
 
     async def ListAuditRecords(self, request, context):

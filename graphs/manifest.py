@@ -56,14 +56,24 @@ class Limits:
 
 @dataclass(frozen=True)
 class MigrationSpec:
-    """Upgrades a checkpoint's state from `from_schema` to the spec's schema version.
+    """Upgrades a checkpoint from state schema `from_schema` to its graph version's schema.
 
-    `path` is `module:function` (or `./file.py:function`); the function takes
-    the old state dict and returns the new one.
+    Applied in this order: `rename_fields` (old state key -> new), `rename_nodes` (old
+    node -> new, so a thread paused before the old node resumes before the new one),
+    then `transform`, an optional `module:function` (or `./file.py:function`) that takes
+    the renamed state dict and returns the new one (value changes, new defaults).
     """
 
     from_schema: str
-    path: str
+    rename_fields: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    rename_nodes: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    transform: str = ""
+
+    def describe(self) -> list[str]:
+        """The steps, readable: what an operator sees recorded on a migrated run."""
+        steps = [f"field {a} -> {b}" for a, b in self.rename_fields.items()]
+        steps += [f"node {a} -> {b}" for a, b in self.rename_nodes.items()]
+        return steps + ([f"transform {self.transform}"] if self.transform else [])
 
 
 @dataclass(frozen=True)
@@ -179,6 +189,25 @@ def _node(c: _Ctx, name: str, d: Any) -> NodePolicy:
     return policy
 
 
+def _renames(c: _Ctx, d: dict, key: str) -> Mapping[str, str]:
+    v = d.get(key) or {}
+    if not isinstance(v, dict) or not all(isinstance(a, str) and isinstance(b, str) and a and b
+                                          for a, b in v.items()):
+        raise c.fail(f"migrations[].{key} must map old names to new names (strings), got {v!r}")
+    if len(set(v.values())) != len(v):
+        raise c.fail(f"migrations[].{key}: two old names map to the same new name")
+    return MappingProxyType(dict(v))
+
+
+def _migration(c: _Ctx, d: Any) -> MigrationSpec:
+    d = c.keys(d, {"from_schema", "rename_fields", "rename_nodes", "transform"}, "migrations[]")
+    transform = c.text(d, "transform", "")
+    if transform and ":" not in transform:
+        raise c.fail(f"migrations[].transform {transform!r} must look like 'module:function'")
+    return MigrationSpec(c.text(d, "from_schema"), _renames(c, d, "rename_fields"),
+                         _renames(c, d, "rename_nodes"), transform)
+
+
 def _graph(c: _Ctx, d: Any, base_dir: str) -> GraphSpec:
     d = c.keys(d, _GRAPH_KEYS, "graph entry")
     name = c.text(d, "name", ident=True)
@@ -193,13 +222,17 @@ def _graph(c: _Ctx, d: Any, base_dir: str) -> GraphSpec:
         raise c.fail(f"'nodes' must be a mapping of node name -> policy, got {type(nodes).__name__}")
     migrations = d.get("migrations") or []
     if not isinstance(migrations, list):
-        raise c.fail("'migrations' must be a list of {from_schema, path}")
-    migs = tuple(MigrationSpec(c.text(m, "from_schema"), c.text(m, "path"))
-                 for m in (c.keys(m, {"from_schema", "path"}, "migrations[]") for m in migrations))
+        raise c.fail("'migrations' must be a list of {from_schema, rename_fields, rename_nodes, transform}")
+    migs = tuple(_migration(c, m) for m in migrations)
+    state_schema = c.text(d, "state_schema_version", "1")
+    if dup := sorted({m.from_schema for m in migs if [n.from_schema for n in migs].count(m.from_schema) > 1}):
+        raise c.fail(f"migrations: more than one migration from state schema {', '.join(dup)}")
+    if any(m.from_schema == state_schema for m in migs):
+        raise c.fail(f"migrations: from_schema {state_schema!r} is this version's own state schema")
     return GraphSpec(
         name=name, version=version, path=path,
         description=c.text(d, "description", ""),
-        state_schema_version=c.text(d, "state_schema_version", "1"),
+        state_schema_version=state_schema,
         prompt_version=c.text(d, "prompt_version", ""),
         model_route=c.text(d, "model_route", ""),
         tool_version=c.text(d, "tool_version", ""),

@@ -36,12 +36,18 @@ from graphs.manifest import (
     parse_manifest,
 )
 
-__all__ = ["Registry", "GraphSpec", "Limits", "NodePolicy", "RetrySpec", "MigrationSpec", "ManifestError"]
+__all__ = ["Registry", "GraphSpec", "Limits", "NodePolicy", "RetrySpec", "MigrationSpec", "MigrationStep",
+           "ManifestError"]
 
 _REPO_MANIFEST = Path(__file__).resolve().parent.parent / "graphmesh.yaml"
 _JSON_TYPES = {"string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,),
                "object": (dict,), "array": (list, tuple), "null": (type(None),)}
 _PY_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean", dict: "object", list: "array"}
+
+
+class MigrationStep(typing.NamedTuple):
+    spec: MigrationSpec  # what to apply
+    target: GraphSpec  # the version declaring it: the step ends at its state schema
 
 
 class _InputSchema(typing.NamedTuple):
@@ -129,13 +135,31 @@ class Registry:
     def node_names(self, name: str, version: str) -> list[str]:
         return [n for n in self.compiled(name, version).nodes if not n.startswith("__")]
 
-    def migrator(self, name: str, version: str, from_schema: str) -> Callable[[dict], dict] | None:
-        """The function upgrading state from `from_schema` to this version's schema, if declared."""
-        spec = self.get(name, version)
-        for m in spec.migrations:
-            if m.from_schema == from_schema:
-                return _import(m.path, spec.base_dir)
-        return None
+    def migration_path(self, name: str, from_schema: str, to_schema: str) -> list[MigrationStep] | None:
+        """The shortest chain of declared migrations taking state from one schema to another
+        ([] when they are equal; None when no chain exists). Any version of the graph may
+        contribute a step, so v3 reaches schema-1 threads through v2's migration."""
+        if from_schema == to_schema:
+            return []
+        edges = [MigrationStep(m, s) for s in self.versions(name) for m in s.migrations]
+        paths: dict[str, list[MigrationStep]] = {from_schema: []}
+        frontier = [from_schema]
+        while frontier:
+            nxt = []
+            for schema in frontier:
+                for step in edges:
+                    target = step.target.state_schema_version
+                    if step.spec.from_schema == schema and target not in paths:
+                        paths[target] = paths[schema] + [step]
+                        nxt.append(target)
+            frontier = nxt
+        return paths.get(to_schema)
+
+    def transform(self, step: "MigrationStep") -> Callable[[dict], dict] | None:
+        """A migration step's state transform function, imported on first use."""
+        if not step.spec.transform:
+            return None
+        return _import(step.spec.transform, step.target.base_dir)
 
     def _load(self, spec: GraphSpec) -> tuple[Any, _InputSchema | None]:
         key = (spec.name, spec.version)
@@ -150,6 +174,7 @@ class Registry:
                         f"graph '{spec.name}' version '{spec.version}': node policies name unknown node(s) "
                         f"{', '.join(unknown)} (nodes: {', '.join(n for n in graph.nodes if n[:2] != '__')})",
                         code="GRAPH_LOAD_FAILED")
+                _check_migrations(spec, graph)
                 self._compiled[key] = (graph, _input_schema(graph))
         return self._compiled[key]
 
@@ -188,6 +213,18 @@ class Registry:
         if problems:
             raise InvalidArgument(f"invalid input for {where}: {'; '.join(problems)}", code="INVALID_INPUT")
         return out
+
+
+def _check_migrations(spec: GraphSpec, graph: Any) -> None:
+    """A migration that renames a node to one this version lacks would strand every thread
+    paused there; refuse the version at load time instead."""
+    for m in spec.migrations:
+        if missing := sorted(set(m.rename_nodes.values()) - set(graph.nodes)):
+            raise FailedPrecondition(
+                f"graph '{spec.name}' version '{spec.version}': migration from state schema {m.from_schema} "
+                f"renames nodes to {', '.join(missing)}, which this version does not have", code="GRAPH_LOAD_FAILED")
+        if m.transform:
+            _import(m.transform, spec.base_dir)
 
 
 def _import(path: str, base_dir: str) -> Any:

@@ -5,19 +5,23 @@ deterministic. Nodes sleep to behave like a slow, streaming run (total
 `delay_seconds`, default 3) and report progress through the stream writer.
 
 Input: {"question": str, "delay_seconds"?: number, "max_results"?: int,
-        "fail_first_attempts"?: int}
+        "fail_first_attempts"?: int, "review"?: bool}
 `fail_first_attempts` makes `search` raise a transient error that many times per
-thread first, to exercise node retry policies.
+thread first, to exercise node retry policies. With `review`, `write_report` asks a
+reviewer (an interrupt) to approve the summary before it publishes the report; a
+rejection publishes no report.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
+from langgraph.types import interrupt
 from typing_extensions import Required, TypedDict
 
 DEFAULT_DELAY_SECONDS = 3.0
@@ -58,6 +62,7 @@ class ResearchInput(TypedDict, total=False):
     delay_seconds: float
     max_results: int
     fail_first_attempts: int
+    review: bool
 
 
 class ResearchState(ResearchInput, total=False):
@@ -67,6 +72,7 @@ class ResearchState(ResearchInput, total=False):
     summary: str
     report: str
     sources: list[str]
+    reviewed_by: str
 
 
 def search_corpus(query: str) -> list[dict]:
@@ -139,13 +145,29 @@ async def summarize(state: ResearchState) -> dict:
     return {"summary": summary}
 
 
+def _approved(decision: Any) -> tuple[bool, str]:
+    if isinstance(decision, bool):
+        return decision, ""
+    if not isinstance(decision, dict):
+        raise ValueError(f"resume value must be an object like {{'approved': true}}, got {decision!r}")
+    return bool(decision.get("approved")), str(decision.get("reviewer", ""))
+
+
 async def write_report(state: ResearchState) -> dict:
     ranked = state.get("ranked") or []
+    reviewed_by = ""
+    if state.get("review"):
+        # Re-executed from the start on resume (LangGraph semantics): nothing above has effects.
+        approved, reviewed_by = _approved(interrupt({
+            "action": "publish_report", "node": "write_report", "question": state["question"],
+            "summary": state["summary"], "sources": [d["id"] for d in ranked]}))
+        if not approved:
+            return {"report": "", "sources": [], "reviewed_by": reviewed_by}
     lines = [f"# {state['question']}", "", state["summary"], "", "Sources:"]
     lines += [f"- [{d['id']}] {d['title']}" for d in ranked] or ["- none"]
     await _pause(state)
     _progress("write_report", 1.0, message="report ready")
-    return {"report": "\n".join(lines), "sources": [d["id"] for d in ranked]}
+    return {"report": "\n".join(lines), "sources": [d["id"] for d in ranked], "reviewed_by": reviewed_by}
 
 
 graph = StateGraph(ResearchState, input_schema=ResearchInput)

@@ -15,7 +15,11 @@ checkpoints written by v1 must be migrated across (state_schema_version 1 -> 2):
                    migrated v1 `results` list becomes the initial `documents`.
 
 Progress events report the stage `retrieve` where v1 reported `search`; the
-other nodes (plan, summarize, write_report) and the corpus are v1's own.
+other nodes (plan, summarize, write_report, with its optional review) and the
+corpus are v1's own.
+
+The manifest declares the migration from state schema 1 (graphmesh.yaml):
+rename_fields results -> documents, rename_nodes search -> retrieve.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ class ResearchStateV2(ResearchInput, total=False):
     summary: str
     report: str
     sources: list[str]
+    reviewed_by: str
 
 
 def _progress(stage: str, done: float, **extra) -> None:

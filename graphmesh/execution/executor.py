@@ -18,17 +18,19 @@ import psycopg
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.errors import GraphDrained, GraphRecursionError
 from langgraph.runtime import RunControl
+from langgraph.types import Command
 from nats.js import JetStreamContext
 from psycopg_pool import AsyncConnectionPool
 
 from graphmesh.bus import last_sequence, make_event, publish_event, publish_job, status_event
 from graphmesh.bus.approvals import announcement, publish_outbox
 from graphmesh.errors import GraphmeshError, Unavailable
-from graphmesh.execution.interrupts import approval_requests, resume_input
+from graphmesh.execution.interrupts import approval_requests, carry_decisions, resume_input
+from graphmesh.execution.migration import Applied, MigrationFailed, migrate_thread
 from graphmesh.execution.sink import EventSink
 from graphmesh.guard import NodeDisabled
 from graphmesh.jsonvalues import to_struct, to_value
-from graphmesh.rpc.convert import status_to_proto
+from graphmesh.rpc.convert import migration_to_proto, status_to_proto
 from graphmesh.store import (
     ApprovalStore,
     Claim,
@@ -62,19 +64,13 @@ class IncompatibleCheckpoint(Exception):
     """The thread's state was written by code this run's version cannot read."""
 
 
-def _check_compatible(metadata: dict | None, run: RunRecord, spec, registry) -> None:
-    written = (metadata or {}).get("state_schema_version")
-    if written is None or written == spec.state_schema_version:
-        return
+def refusal(metadata: dict, run: RunRecord, spec, detail: str) -> str:
+    """The operator message for a thread this run's code cannot resume: both versions, and why."""
+    written = metadata.get("state_schema_version")
     by = f"{metadata.get('graph', run.graph)}@{metadata.get('graph_version', '?')}"
-    has_migration = registry.migrator(spec.name, spec.version, written) is not None
-    missing = ("a migration from that schema is registered, but applying migrations is not built yet"
-               if has_migration else f"no migration from state schema {written} to {spec.state_schema_version} "
-               "is registered in the manifest")
-    raise IncompatibleCheckpoint(
-        f"thread {run.thread_id} was last checkpointed by {by} (state schema {written}); this run executes "
-        f"{spec.name}@{spec.version} (state schema {spec.state_schema_version}) and {missing}. Run it on "
-        f"version {metadata.get('graph_version', '?')} (graph_version pin) or register a migration.")
+    return (f"thread {run.thread_id} was last checkpointed by {by} (state schema {written}); this run executes "
+            f"{spec.name}@{spec.version} (state schema {spec.state_schema_version}) and {detail}. Run it on "
+            f"version {metadata.get('graph_version', '?')} (graph_version pin) or register a migration.")
 
 
 class NodeFailed(Exception):
@@ -164,7 +160,7 @@ class RunExecutor:
         try:
             if execution.cancel is not None:
                 raise asyncio.CancelledError
-            target, error, interrupts = await self._run_graph(run, claim.resumed, events, execution.control)
+            target, error, interrupts = await self._run_graph(claim, events, execution.control)
         except asyncio.CancelledError:
             if execution.lease_lost:
                 raise LeaseLost(run.run_id) from None
@@ -244,9 +240,10 @@ class RunExecutor:
         return final
 
     async def _run_graph(
-        self, run: RunRecord, resumed: bool, events: EventSink, control: RunControl
+        self, claim: Claim, events: EventSink, control: RunControl
     ) -> tuple[RunStatus, RunError | None, list]:
         """Streams the graph to its next resting point: (status, error, interrupts)."""
+        run = claim.run
         version = run.versions["graph_version"]
         try:
             spec = self._registry.get(run.graph, version)
@@ -265,9 +262,12 @@ class RunExecutor:
         }
         timeout = asyncio.timeout(spec.limits.run_timeout_seconds)
         try:
-            graph_input = await self._input(graph, config, run, resumed, spec)
+            graph_input, decided = await self._input(graph, config, claim, spec, events)
             async with timeout:
                 interrupts = await self._stream(graph, graph_input, config, events, control)
+                if decided and (carried := carry_decisions(decided, interrupts)):
+                    # The migrated checkpoint raised its interrupts again, under new ids.
+                    interrupts = await self._stream(graph, Command(resume=carried), config, events, control)
         except GraphDrained:
             return RunStatus.QUEUED, None, []  # stopped at a step boundary: hand it back
         except IncompatibleCheckpoint as exc:
@@ -298,19 +298,56 @@ class RunExecutor:
             return RunStatus.WAITING_FOR_APPROVAL, None, interrupts
         return RunStatus.COMPLETED, None, []
 
-    async def _input(self, graph, config, run: RunRecord, resumed: bool, spec) -> Any:
+    async def _input(self, graph, config, claim: Claim, spec, events: EventSink) -> tuple[Any, list]:
         """What to stream: the run's input on a first execution; after approvals, the
         decisions for the interrupts the checkpoint waits on; after a crash or hand-back,
-        None, to continue from this run's own last checkpoint. Refuses a thread whose last
-        checkpoint was written under another state schema (IncompatibleCheckpoint)."""
+        None, to continue from this run's own last checkpoint. A thread last checkpointed
+        under another state schema is migrated first, or refused (IncompatibleCheckpoint).
+        Second: decisions (node, value) to give again to interrupts a migration re-raises."""
+        run = claim.run
         state = await graph.aget_state({"configurable": config["configurable"]})
-        _check_compatible(state.metadata, run, spec, self._registry)
-        if not resumed:
-            return run.input
+        migrated = await self._migrate_if_needed(state.metadata or {}, claim, spec, graph.checkpointer, events)
+        if migrated is not None:
+            state = await graph.aget_state({"configurable": config["configurable"]})
+        if not claim.resumed:
+            return run.input, []
         own = bool(state.metadata) and state.metadata.get("gm_run_id") == run.run_id
         if run.resume_with is not None:
-            return resume_input(run.resume_with, {i.id for i in state.interrupts})
-        return None if own else run.input
+            if migrated is not None:
+                return None, await self._decided_nodes(run, migrated)
+            return resume_input(run.resume_with, {i.id for i in state.interrupts}), []
+        return (None if own else run.input), []
+
+    async def _migrate_if_needed(self, metadata: dict, claim: Claim, spec, saver, events: EventSink) -> Applied | None:
+        """Continue (same schema), migrate (a declared path) or refuse (IncompatibleCheckpoint)."""
+        run = claim.run
+        written = metadata.get("state_schema_version")
+        if written is None or written == spec.state_schema_version:
+            return None
+        steps = self._registry.migration_path(spec.name, written, spec.state_schema_version)
+        if steps is None:
+            raise IncompatibleCheckpoint(refusal(metadata, run, spec, (
+                f"no migration path from state schema {written} to {spec.state_schema_version} is declared "
+                "in the manifest")))
+        try:
+            transforms = [self._registry.transform(step) for step in steps]
+            applied = await migrate_thread(saver, run.thread_id, steps, transforms=transforms,
+                                           metadata={**run.versions, "graph": run.graph})
+        except (MigrationFailed, GraphmeshError) as exc:
+            detail = exc.message if isinstance(exc, GraphmeshError) else str(exc)
+            raise IncompatibleCheckpoint(refusal(metadata, run, spec, f"its migration failed: {detail}")) from exc
+        record = applied.record()
+        await self._store.record_migration(run.run_id, claim.epoch, record)
+        log.info("run %s: migrated thread %s from state schema %s to %s (%s)", run.run_id, run.thread_id,
+                 written, spec.state_schema_version, "; ".join(applied.steps))
+        await events.emit(checkpoint_migrated=migration_to_proto(record))
+        return applied
+
+    async def _decided_nodes(self, run: RunRecord, migrated: Applied) -> list[tuple[str, Any]]:
+        """The run's recorded decisions as (node after migration, value)."""
+        approvals, _ = await self._approvals.list(run_id=run.run_id, page_size=1000)
+        return [(migrated.node_renames.get(a.node, a.node), run.resume_with[a.interrupt_id])
+                for a in reversed(approvals) if a.interrupt_id in (run.resume_with or {})]
 
     async def _stream(self, graph, graph_input, config, events: EventSink,
                       control: RunControl) -> list[tuple[str, Any]]:

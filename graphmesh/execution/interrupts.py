@@ -59,3 +59,17 @@ def resume_input(resume_with: dict[str, Any], pending_interrupt_ids: set[str]) -
     interrupt; None when the checkpoint has already moved past them (a crash after resuming)."""
     values = {k: v for k, v in resume_with.items() if k in pending_interrupt_ids}
     return Command(resume=values) if values else None
+
+
+def carry_decisions(decided: list[tuple[str, Any]], interrupts: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Decisions recorded before the thread's checkpoint was migrated, given to the
+    interrupts its nodes raised again, by node and in order: {new interrupt id: value}.
+    (A migrated checkpoint is a new checkpoint, so its interrupts have new ids.)"""
+    waiting: dict[str, list[Any]] = {}
+    for node, value in decided:
+        waiting.setdefault(node, []).append(value)
+    carried = {}
+    for node, interrupt in interrupts:
+        if waiting.get(node):
+            carried[interrupt_fields(interrupt)[0]] = waiting[node].pop(0)
+    return carried

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from google.protobuf import timestamp_pb2
 
@@ -42,6 +43,15 @@ def status_from_proto(value: int) -> RunStatus:
     return RunStatus(name.removeprefix("RUN_STATUS_"))
 
 
+def migration_to_proto(m: dict[str, Any]) -> run_pb2.CheckpointMigration:
+    """A migration as the run store keeps it (JSON) -> proto."""
+    msg = run_pb2.CheckpointMigration(
+        from_versions=run_pb2.Versions(**m["from_versions"]), to_versions=run_pb2.Versions(**m["to_versions"]),
+        from_checkpoint_id=m["from_checkpoint_id"], to_checkpoint_id=m["to_checkpoint_id"], steps=m["steps"])
+    msg.time.FromJsonString(m["time"])
+    return msg
+
+
 def run_to_proto(run: RunRecord) -> run_pb2.Run:
     msg = run_pb2.Run(
         run_id=run.run_id,
@@ -57,6 +67,7 @@ def run_to_proto(run: RunRecord) -> run_pb2.Run:
         previous_errors=[run_pb2.RunError(code=e.code, message=e.message, node=e.node)
                          for e in run.previous_errors],
     )
+    msg.migrations.extend(migration_to_proto(m) for m in run.migrations)
     if run.error:
         msg.error.CopyFrom(run_pb2.RunError(code=run.error.code, message=run.error.message, node=run.error.node))
     for field in ("created_at", "started_at", "updated_at", "finished_at"):

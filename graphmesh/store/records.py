@@ -54,6 +54,9 @@ class RunRecord:
     cancel_action: str | None = None
     # Claims since the run last rested (1 for an execution that is going normally).
     claims_without_result: int = 0
+    # Checkpoint migrations applied while it executed: {time, from_versions, to_versions,
+    # from_checkpoint_id, to_checkpoint_id, steps}, oldest first.
+    migrations: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> "RunRecord":
@@ -86,6 +89,7 @@ class RunRecord:
             cancel_reason=row.get("cancel_reason"),
             cancel_action=row.get("cancel_action"),
             claims_without_result=row.get("claims_without_result", 0),
+            migrations=list(row.get("migrations") or []),
         )
 
 

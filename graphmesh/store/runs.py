@@ -355,6 +355,28 @@ class RunStore:
             async with conn.transaction():
                 yield conn
 
+    async def record_migration(self, run_id: str, epoch: int, migration: dict[str, Any]) -> None:
+        """Appends a checkpoint migration to the run (lease holder only)."""
+        async with self.connection() as conn:
+            cur = await conn.execute(
+                "UPDATE gm_runs SET migrations = migrations || %s, updated_at = now() "
+                "WHERE run_id = %s AND lease_epoch = %s", (Jsonb([migration]), run_id, epoch))
+        if cur.rowcount != 1:
+            raise LeaseLost(run_id)
+
+    async def repin(self, run_id: str, epoch: int, versions: dict[str, str]) -> RunRecord:
+        """Moves a held run to another version of its graph (a worker adopting a run whose
+        own version no live worker serves); its checkpoint is migrated when it executes."""
+        sets = ", ".join(f"{name} = %({name})s" for name in VERSION_FIELDS)
+        async with self.connection() as conn:
+            row = await (await conn.execute(
+                f"UPDATE gm_runs SET {sets}, updated_at = now() "
+                "WHERE run_id = %(run_id)s AND lease_epoch = %(epoch)s RETURNING *",
+                {**versions, "run_id": run_id, "epoch": epoch})).fetchone()
+        if row is None:
+            raise LeaseLost(run_id)
+        return RunRecord.from_row(row)
+
     async def adopt_stranded(self) -> int:
         """Gives idle threads to their oldest queued run; returns how many were adopted."""
         async with self.connection() as conn:

@@ -183,6 +183,10 @@ MIGRATIONS: list[str] = [
         time timestamptz NOT NULL DEFAULT now()
     );
     """,
+    """
+    -- Checkpoint migrations applied while a run executed (see execution/migration.py).
+    ALTER TABLE gm_runs ADD COLUMN migrations jsonb NOT NULL DEFAULT '[]';
+    """,
 ]
 
 

@@ -68,7 +68,7 @@ class RunError(_message.Message):
     def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ..., node: _Optional[str] = ...) -> None: ...
 
 class Run(_message.Message):
-    __slots__ = ("run_id", "thread_id", "graph", "versions", "status", "attempt", "error", "owner", "idempotency_key", "metadata", "created_at", "started_at", "updated_at", "finished_at", "multitask_strategy", "previous_errors")
+    __slots__ = ("run_id", "thread_id", "graph", "versions", "status", "attempt", "error", "owner", "idempotency_key", "metadata", "created_at", "started_at", "updated_at", "finished_at", "multitask_strategy", "previous_errors", "migrations")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -92,6 +92,7 @@ class Run(_message.Message):
     FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
     MULTITASK_STRATEGY_FIELD_NUMBER: _ClassVar[int]
     PREVIOUS_ERRORS_FIELD_NUMBER: _ClassVar[int]
+    MIGRATIONS_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     thread_id: str
     graph: str
@@ -108,7 +109,24 @@ class Run(_message.Message):
     finished_at: _timestamp_pb2.Timestamp
     multitask_strategy: MultitaskStrategy
     previous_errors: _containers.RepeatedCompositeFieldContainer[RunError]
-    def __init__(self, run_id: _Optional[str] = ..., thread_id: _Optional[str] = ..., graph: _Optional[str] = ..., versions: _Optional[_Union[Versions, _Mapping]] = ..., status: _Optional[_Union[RunStatus, str]] = ..., attempt: _Optional[int] = ..., error: _Optional[_Union[RunError, _Mapping]] = ..., owner: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., multitask_strategy: _Optional[_Union[MultitaskStrategy, str]] = ..., previous_errors: _Optional[_Iterable[_Union[RunError, _Mapping]]] = ...) -> None: ...
+    migrations: _containers.RepeatedCompositeFieldContainer[CheckpointMigration]
+    def __init__(self, run_id: _Optional[str] = ..., thread_id: _Optional[str] = ..., graph: _Optional[str] = ..., versions: _Optional[_Union[Versions, _Mapping]] = ..., status: _Optional[_Union[RunStatus, str]] = ..., attempt: _Optional[int] = ..., error: _Optional[_Union[RunError, _Mapping]] = ..., owner: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., multitask_strategy: _Optional[_Union[MultitaskStrategy, str]] = ..., previous_errors: _Optional[_Iterable[_Union[RunError, _Mapping]]] = ..., migrations: _Optional[_Iterable[_Union[CheckpointMigration, _Mapping]]] = ...) -> None: ...
+
+class CheckpointMigration(_message.Message):
+    __slots__ = ("from_versions", "to_versions", "from_checkpoint_id", "to_checkpoint_id", "steps", "time")
+    FROM_VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    TO_VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    FROM_CHECKPOINT_ID_FIELD_NUMBER: _ClassVar[int]
+    TO_CHECKPOINT_ID_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    from_versions: Versions
+    to_versions: Versions
+    from_checkpoint_id: str
+    to_checkpoint_id: str
+    steps: _containers.RepeatedScalarFieldContainer[str]
+    time: _timestamp_pb2.Timestamp
+    def __init__(self, from_versions: _Optional[_Union[Versions, _Mapping]] = ..., to_versions: _Optional[_Union[Versions, _Mapping]] = ..., from_checkpoint_id: _Optional[str] = ..., to_checkpoint_id: _Optional[str] = ..., steps: _Optional[_Iterable[str]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class StatusChanged(_message.Message):
     __slots__ = ("status", "previous_status", "error")
@@ -173,7 +191,7 @@ class ApprovalDecided(_message.Message):
     def __init__(self, approval_id: _Optional[str] = ..., decision: _Optional[str] = ..., reviewer: _Optional[str] = ...) -> None: ...
 
 class RunEvent(_message.Message):
-    __slots__ = ("run_id", "sequence", "time", "trace_id", "status_changed", "node_started", "node_finished", "custom", "approval_requested", "approval_decided", "error")
+    __slots__ = ("run_id", "sequence", "time", "trace_id", "status_changed", "node_started", "node_finished", "custom", "approval_requested", "approval_decided", "error", "checkpoint_migrated")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
@@ -185,6 +203,7 @@ class RunEvent(_message.Message):
     APPROVAL_REQUESTED_FIELD_NUMBER: _ClassVar[int]
     APPROVAL_DECIDED_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_MIGRATED_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     sequence: int
     time: _timestamp_pb2.Timestamp
@@ -196,7 +215,8 @@ class RunEvent(_message.Message):
     approval_requested: ApprovalRequested
     approval_decided: ApprovalDecided
     error: RunError
-    def __init__(self, run_id: _Optional[str] = ..., sequence: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trace_id: _Optional[str] = ..., status_changed: _Optional[_Union[StatusChanged, _Mapping]] = ..., node_started: _Optional[_Union[NodeStarted, _Mapping]] = ..., node_finished: _Optional[_Union[NodeFinished, _Mapping]] = ..., custom: _Optional[_Union[CustomProgress, _Mapping]] = ..., approval_requested: _Optional[_Union[ApprovalRequested, _Mapping]] = ..., approval_decided: _Optional[_Union[ApprovalDecided, _Mapping]] = ..., error: _Optional[_Union[RunError, _Mapping]] = ...) -> None: ...
+    checkpoint_migrated: CheckpointMigration
+    def __init__(self, run_id: _Optional[str] = ..., sequence: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trace_id: _Optional[str] = ..., status_changed: _Optional[_Union[StatusChanged, _Mapping]] = ..., node_started: _Optional[_Union[NodeStarted, _Mapping]] = ..., node_finished: _Optional[_Union[NodeFinished, _Mapping]] = ..., custom: _Optional[_Union[CustomProgress, _Mapping]] = ..., approval_requested: _Optional[_Union[ApprovalRequested, _Mapping]] = ..., approval_decided: _Optional[_Union[ApprovalDecided, _Mapping]] = ..., error: _Optional[_Union[RunError, _Mapping]] = ..., checkpoint_migrated: _Optional[_Union[CheckpointMigration, _Mapping]] = ...) -> None: ...
 
 class RunJob(_message.Message):
     __slots__ = ("run_id", "attempt", "graph", "graph_version")

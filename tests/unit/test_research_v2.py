@@ -40,7 +40,7 @@ def test_v2_manifest_entry(registry):
                              "tool_version": "corpus-1", "state_schema_version": "2"}
     assert v2.limits == v1.limits == Limits(max_steps=25, run_timeout_seconds=300, max_input_bytes=65536,
                                             max_concurrent_runs=0)
-    assert set(v2.nodes) == {"retrieve"}
+    assert set(v2.nodes) == {"retrieve", "write_report"}
     assert v2.nodes["retrieve"].retry == RetrySpec(max_attempts=3, backoff_seconds=0.2)
 
 

@@ -53,6 +53,8 @@ class MeshConfig:
     database_url: str | None = None  # external Postgres: don't start our own
     nats_url: str | None = None  # external NATS
     manifest: Path | None = None  # None = services find the default graphmesh.yaml
+    # Per-worker manifests ("worker-1" -> path), e.g. an old version's worker kept alive.
+    worker_manifests: dict[str, Path] = field(default_factory=dict)
     log_level: str = "INFO"
     fast_postgres: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -250,8 +252,9 @@ class Mesh:
             GRAPHMESH_LOG_LEVEL=c.log_level,
             PYTHONUNBUFFERED="1",  # logs reach the file as they happen
         )
-        if c.manifest:
-            env["GRAPHMESH_CONFIG"] = str(Path(c.manifest).absolute())
+        manifest = c.worker_manifests.get(s.name) or c.manifest
+        if manifest:
+            env["GRAPHMESH_CONFIG"] = str(Path(manifest).absolute())
         if s.kind == "worker":
             env["GRAPHMESH_WORKER_ID"] = s.name
             env["GRAPHMESH_WORKER_CONCURRENCY"] = str(c.worker_concurrency)

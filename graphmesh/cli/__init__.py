@@ -8,7 +8,7 @@ import sys
 
 import grpc
 
-from graphmesh.cli import approvals, graphs, migrate, runs, up, workers
+from graphmesh.cli import approvals, compat, graphs, migrate, runs, up, workers
 from graphmesh.rpc.errors import error_code
 
 DEFAULT_API = "127.0.0.1:50051"
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     graphs.add_parser(sub)
     workers.add_parser(sub)
     migrate.add_parser(sub)
+    compat.add_parser(sub)
     return parser
 
 

@@ -123,6 +123,10 @@ class RunExecutor:
         execution.task.cancel()
         return True
 
+    @property
+    def registry(self) -> Any:
+        return self._registry
+
     def serves(self, graph: str, version: str) -> bool:
         """Whether this process loads that graph version (a job for another is left to others)."""
         return any(s.name == graph and s.version == version for s in self._registry.specs())

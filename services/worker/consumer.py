@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -28,6 +29,7 @@ from graphmesh.bus.streams import RUNS_STREAM, WORKER_CONSUMER
 from graphmesh.errors import Unavailable
 from graphmesh.execution import RunExecutor
 from graphmesh.store import Claim, ControlStore, LeaseLost, RunError, RunRecord, RunStatus, RunStore
+from services.worker.adoption import adoption_target
 
 log = logging.getLogger(__name__)
 
@@ -102,12 +104,21 @@ class JobConsumer:
             log.error("dropping a job message that is not a RunJob")
             await msg.term()
             return
+        adopt_as = None
         if not self.executor.serves(job.graph, job.graph_version):
-            # Another worker loads that version; until one does, the run stays queued.
-            await msg.nak(delay=5)
-            return
+            adopt_as = await adoption_target(self.store, self._control, self.executor.registry, run_id=job.run_id,
+                                             graph=job.graph, version=job.graph_version)
+            if adopt_as is None:
+                # Another worker loads that version; until one does, the run stays queued.
+                await msg.nak(delay=5)
+                return
         try:
             claim = await self._claim(job.run_id)
+            if isinstance(claim, Claim) and not self.executor.serves(claim.run.graph,
+                                                                     claim.run.versions["graph_version"]):
+                claim = await self._adopt(claim, adopt_as, msg)
+                if claim is None:
+                    return
         except Unavailable as exc:
             log.warning("cannot claim run %s: %s", job.run_id, exc)
             await msg.nak(delay=2)
@@ -126,6 +137,18 @@ class JobConsumer:
             return
         task = asyncio.create_task(self._execute(claim, msg))
         self.active[job.run_id] = ActiveRun(claim.run, datetime.now(timezone.utc), task)
+
+    async def _adopt(self, claim: Claim, target, msg: Msg) -> Claim | None:
+        """Moves a claimed run to a version loaded here (see adoption.py)."""
+        run = claim.run
+        if target is None:  # the job named another version than the run now has: hand it back
+            await self.executor.finish(run, claim.epoch, RunStatus.QUEUED, None)
+            await msg.ack()
+            return None
+        log.warning("run %s: no live worker serves %s@%s; taking it over as @%s (state schema %s -> %s)",
+                    run.run_id, run.graph, run.versions["graph_version"], target.version,
+                    run.versions["state_schema_version"], target.state_schema_version)
+        return dataclasses.replace(claim, run=await self.store.repin(run.run_id, claim.epoch, target.versions()))
 
     async def _claim(self, run_id: str) -> Claim | float | None:
         """A claim; or the seconds another holder's lease has left; or None: nothing to do."""

@@ -63,7 +63,9 @@ class EventHub:
             replayed = await self._replay(run_id, cursor)
             for event in replayed:
                 yield event
-            if idle_first and not replayed:
+            if idle_first and not replayed and not cursor.has_gap():
+                # (Events held back behind a gap are not "nothing": the quiet-spell skip
+                # below delivers them, e.g. a run whose first events a past deployment kept.)
                 yield None
             while True:
                 try:

@@ -12,6 +12,14 @@ def _env(environ: Mapping[str, str], name: str, default: str) -> str:
     return environ.get(f"GRAPHMESH_{name}", default)
 
 
+def _flag(value: str, name: str) -> bool:
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be 1/0, true/false, yes/no or on/off, got {value!r}")
+
+
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     """Everything a graphmesh process needs to find its dependencies and tune itself."""
@@ -39,6 +47,13 @@ class Settings:
     reconcile_seconds: float = 5.0
     # ... once they have been quiet (no update, no live lease) for this long.
     orphan_quiet_seconds: float = 30.0
+    # OpenTelemetry traces (off: no spans at all, e.g. to measure their cost), and whether
+    # spans are also kept in Postgres for GetRunTrace. OTLP export follows the standard
+    # OTEL_EXPORTER_OTLP_* variables.
+    tracing: bool = True
+    trace_store: bool = True
+    # host:port of the Prometheus /metrics endpoint; empty: not served.
+    metrics_listen: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -58,4 +73,7 @@ class Settings:
             db_timeout_seconds=float(_env(environ, "DB_TIMEOUT_SECONDS", str(defaults.db_timeout_seconds))),
             reconcile_seconds=float(_env(environ, "RECONCILE_SECONDS", str(defaults.reconcile_seconds))),
             orphan_quiet_seconds=float(_env(environ, "ORPHAN_QUIET_SECONDS", str(defaults.orphan_quiet_seconds))),
+            tracing=_flag(_env(environ, "TRACING", "1"), "GRAPHMESH_TRACING"),
+            trace_store=_flag(_env(environ, "TRACE_STORE", "1"), "GRAPHMESH_TRACE_STORE"),
+            metrics_listen=_env(environ, "METRICS_LISTEN", defaults.metrics_listen),
         )

@@ -1,7 +1,8 @@
 """Node guards: a check that runs just before each node of a graph, so an operator can
 switch a node off (GraphService.DisableNode) and runs stop before it, whatever the
-graph's code does. The process that executes graphs installs the check (a worker, from
-its live view of disabled nodes); until then every node runs.
+graph's code does; the node then runs in its own trace span. The process that executes
+graphs installs the check (a worker, from its live view of disabled nodes); until then
+every node runs.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import dataclasses
 from typing import Any, Callable
 
 from langchain_core.runnables import RunnableConfig, RunnableLambda
+
+from graphmesh.telemetry.tracing import node_span
 
 # (graph, node) -> the reason the node is disabled, or None.
 Check = Callable[[str, str], "str | None"]
@@ -46,12 +49,15 @@ def guarded(builder: Any, graph: str) -> Any:
 
 
 def _wrap(graph: str, node: str, inner: Any) -> RunnableLambda:
+    # The one place every node passes: the guard, then the node inside its own span.
     def run(state: Any, config: RunnableConfig) -> Any:
         _guard(graph, node)
-        return inner.invoke(state, config)
+        with node_span(graph, node, config):
+            return inner.invoke(state, config)
 
     async def arun(state: Any, config: RunnableConfig) -> Any:
         _guard(graph, node)
-        return await inner.ainvoke(state, config)
+        with node_span(graph, node, config):
+            return await inner.ainvoke(state, config)
 
     return RunnableLambda(run, afunc=arun, name=node)

@@ -10,6 +10,8 @@ from typing import Awaitable, Callable
 
 from psycopg_pool import AsyncConnectionPool
 
+from graphmesh.telemetry.metrics import set_snapshot
+
 log = logging.getLogger(__name__)
 
 CHECK_SECONDS = 1.0
@@ -29,7 +31,10 @@ async def watch_dependencies(pool: AsyncConnectionPool, nc, on_change: Callable[
     """Calls on_change(healthy) at start and whenever health flips."""
     healthy: bool | None = None
     while True:
-        ok = nc.is_connected and await postgres_ok(pool)
+        bus, database = nc.is_connected, await postgres_ok(pool)
+        set_snapshot("graphmesh.dependency.up", {(("dependency", "nats"),): float(bus),
+                                                 (("dependency", "postgres"),): float(database)})
+        ok = bus and database
         if ok != healthy:
             if healthy is not None:
                 log.warning("dependencies %s", "recovered" if ok else "unavailable (Postgres or NATS)")

@@ -55,6 +55,7 @@ class MeshConfig:
     manifest: Path | None = None  # None = services find the default graphmesh.yaml
     # Per-worker manifests ("worker-1" -> path), e.g. an old version's worker kept alive.
     worker_manifests: dict[str, Path] = field(default_factory=dict)
+    metrics: bool = True  # each service serves Prometheus /metrics on a free port
     log_level: str = "INFO"
     fast_postgres: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -67,6 +68,7 @@ class _Service:
     name: str
     kind: str
     port: int
+    metrics_port: int = 0
     proc: subprocess.Popen | None = None
 
 
@@ -100,10 +102,18 @@ class Mesh:
         ports = [p or next(spare) for p in wanted]
         services = [_Service("api", "api", ports[0]), _Service("review", "review", ports[1])]
         services += [_Service(f"worker-{i}", "worker", ports[1 + i]) for i in range(1, c.workers + 1)]
+        if c.metrics:
+            for s, port in zip(services, free_ports(len(services), c.host)):
+                s.metrics_port = port
         return {s.name: s for s in services}
 
     def address(self, name: str) -> str:
         return f"{self.config.host}:{self._service(name).port}"
+
+    def metrics_url(self, name: str) -> str:
+        """The service's Prometheus endpoint ('' when metrics are off)."""
+        s = self._service(name)
+        return f"http://{self.config.host}:{s.metrics_port}/metrics" if s.metrics_port else ""
 
     @property
     def api_address(self) -> str:
@@ -250,6 +260,7 @@ class Mesh:
             GRAPHMESH_NATS_URL=self.nats_url,
             GRAPHMESH_LISTEN=f"{c.host}:{s.port}",
             GRAPHMESH_LOG_LEVEL=c.log_level,
+            GRAPHMESH_METRICS_LISTEN=f"{c.host}:{s.metrics_port}" if s.metrics_port else "",
             PYTHONUNBUFFERED="1",  # logs reach the file as they happen
         )
         manifest = c.worker_manifests.get(s.name) or c.manifest

@@ -13,12 +13,15 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from graphmesh.bus.streams import EVENTS_STREAM, event_subject
+from graphmesh.telemetry.tracing import current_trace_id
 from graphmesh.v1 import run_pb2
 
 SEQUENCE_HEADER = "Gm-Seq"
 
 
-def make_event(run_id: str, sequence: int, *, trace_id: str = "", **kind) -> run_pb2.RunEvent:
+def make_event(run_id: str, sequence: int, *, trace_id: str | None = None, **kind) -> run_pb2.RunEvent:
+    """An event stamped now, with the current trace id unless one is given."""
+    trace_id = current_trace_id() if trace_id is None else trace_id
     event = run_pb2.RunEvent(run_id=run_id, sequence=sequence, trace_id=trace_id, **kind)
     event.time.GetCurrentTime()
     return event

@@ -9,6 +9,7 @@ from nats.js import JetStreamContext
 from graphmesh.bus.events import publish_event, status_event
 from graphmesh.bus.streams import run_subject
 from graphmesh.store.records import RunRecord
+from graphmesh.telemetry.tracing import inject
 from graphmesh.v1 import run_pb2
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,9 @@ async def publish_job(js: JetStreamContext, run: RunRecord, *, dedup_suffix: str
     await js.publish(
         run_subject(run.graph, run.versions["graph_version"]),
         job.SerializeToString(),
-        headers={"Nats-Msg-Id": job_message_id(run.run_id, run.attempt, dedup_suffix or f"q{run.event_seq}")},
+        # The trace context rides along, so the execution joins the run's trace.
+        headers=inject({"Nats-Msg-Id": job_message_id(run.run_id, run.attempt, dedup_suffix or f"q{run.event_seq}")},
+                       fallback=run.trace_context),
     )
 
 

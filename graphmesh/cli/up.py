@@ -63,10 +63,10 @@ def _table(mesh) -> str:
     rows = [
         ("postgres", f"{redact(mesh.database_url)}  {pg}"),
         ("nats", f"{redact(mesh.nats_url)}  {nats}"),
-        ("api", mesh.api_address),
-        ("review", mesh.review_address),
     ]
-    rows += [(name, mesh.address(name)) for name in mesh.service_names if name.startswith("worker-")]
+    for name in mesh.service_names:
+        metrics = mesh.metrics_url(name)
+        rows.append((name, mesh.address(name) + (f"  metrics {metrics}" if metrics else "")))
     rows.append(("logs", str(mesh.log_dir)))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"  {k.ljust(width)}  {v}" for k, v in rows)

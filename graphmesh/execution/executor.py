@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
 import nats.errors
 import psycopg
-from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.errors import GraphDrained, GraphRecursionError
 from langgraph.runtime import RunControl
 from langgraph.types import Command
@@ -27,6 +27,7 @@ from graphmesh.bus.approvals import announcement, publish_outbox
 from graphmesh.errors import GraphmeshError, Unavailable
 from graphmesh.execution.interrupts import approval_requests, carry_decisions, resume_input
 from graphmesh.execution.migration import Applied, MigrationFailed, migrate_thread
+from graphmesh.execution.saver import TracedPostgresSaver
 from graphmesh.execution.sink import EventSink
 from graphmesh.guard import NodeDisabled
 from graphmesh.jsonvalues import to_struct, to_value
@@ -42,6 +43,8 @@ from graphmesh.store import (
     RunStore,
     cancel_error,
 )
+from graphmesh.telemetry.metrics import RUN_DURATION, RUNS_FINISHED
+from graphmesh.telemetry.tracing import SpanKind, Status, StatusCode, run_span, tracer
 from graphmesh.v1 import run_pb2
 
 log = logging.getLogger(__name__)
@@ -137,16 +140,28 @@ class RunExecutor:
         for execution in self._executions.values():
             execution.control.request_drain("worker draining")
 
-    async def execute(self, claim: Claim, *, heartbeat: Heartbeat | None = None) -> RunRecord:
+    async def execute(self, claim: Claim, *, heartbeat: Heartbeat | None = None, parent=None) -> RunRecord:
         """Runs the graph to its next resting point and records the outcome. Raises
-        LeaseLost if the run was taken away meanwhile. A drained run comes back QUEUED."""
+        LeaseLost if the run was taken away meanwhile. A drained run comes back QUEUED.
+        `parent`: the trace context the job message carried (default: the run's trace)."""
         run = claim.run
         execution = _Execution(asyncio.current_task())
         if run.cancel_reason is not None:  # asked while a worker that then died held it
             execution.cancel = (run.cancel_reason, run.cancel_action or "interrupt")
         self._executions[run.run_id] = execution
+        started = time.perf_counter()
         try:
-            return await self._execute(claim, execution, heartbeat)
+            with run_span("run.execute", run, parent=parent, kind=SpanKind.CONSUMER,
+                          **{"graphmesh.resumed": claim.resumed}) as span:
+                final = await self._execute(claim, execution, heartbeat)
+                span.set_attribute("graphmesh.status", final.status.value)
+                if final.status is RunStatus.FAILED and final.error is not None:
+                    span.set_status(Status(StatusCode.ERROR, final.error.code))
+            labels = {"graph": run.graph, "graph_version": final.versions["graph_version"],
+                      "status": final.status.value}
+            RUNS_FINISHED.add(1, labels)
+            RUN_DURATION.record(time.perf_counter() - started, labels)
+            return final
         finally:
             self._executions.pop(run.run_id, None)
 
@@ -191,6 +206,13 @@ class RunExecutor:
         recorded in the same transaction, then announces them."""
         spec = self._registry.get(run.graph, run.versions["graph_version"])
         requests = approval_requests(spec, run, interrupts)
+        with tracer.start_as_current_span("approval.request", attributes={
+                "graphmesh.run_id": run.run_id, "graphmesh.approvals": len(requests),
+                "graphmesh.nodes": sorted({r.node for r in requests}),
+                "graphmesh.approval_ids": [r.approval_id for r in requests]}):
+            return await self._rest_waiting(run, epoch, requests, events)
+
+    async def _rest_waiting(self, run: RunRecord, epoch: int, requests: list, events: EventSink) -> RunRecord:
         await events.flush()
         first_seq = events.next_seq  # one approval_requested event each, then the status
         result, approvals, outbox = await self._approvals.rest_waiting(
@@ -251,7 +273,7 @@ class RunExecutor:
         version = run.versions["graph_version"]
         try:
             spec = self._registry.get(run.graph, version)
-            graph = self._registry.compiled(run.graph, version, checkpointer=AsyncPostgresSaver(self._pool))
+            graph = self._registry.compiled(run.graph, version, checkpointer=TracedPostgresSaver(self._pool))
         except GraphmeshError as exc:  # e.g. the graph's module does not import
             log.error("run %s: cannot load %s@%s: %s", run.run_id, run.graph, version, exc.message)
             return RunStatus.FAILED, RunError("GRAPH_LOAD_FAILED", exc.message), []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -9,7 +10,7 @@ from google.protobuf import timestamp_pb2
 
 from graphmesh.jsonvalues import to_struct
 from graphmesh.store import ApprovalRecord, RunRecord, RunStatus
-from graphmesh.v1 import review_service_pb2, run_pb2
+from graphmesh.v1 import review_service_pb2, run_pb2, run_service_pb2
 
 STRATEGY_NAMES = {
     run_pb2.MULTITASK_STRATEGY_UNSPECIFIED: "reject",
@@ -114,3 +115,13 @@ def approval_to_proto(approval: ApprovalRecord) -> review_service_pb2.Approval:
         if approval.edited_value is not None:
             decision.edited_value.CopyFrom(to_struct(approval.edited_value))
     return msg
+
+
+def span_to_proto(span: dict[str, Any]) -> run_service_pb2.Span:
+    """A stored span (telemetry/span_store.py) -> proto; attribute values as text."""
+    return run_service_pb2.Span(
+        span_id=span["span_id"], parent_span_id=span["parent_span_id"], name=span["name"],
+        service=span["service"], start_unix_nano=span["start_ns"], end_unix_nano=span["end_ns"],
+        status=span["status"], status_message=span["status_message"], kind=span["kind"], depth=span["depth"],
+        attributes={k: v if isinstance(v, str) else json.dumps(v) for k, v in span["attributes"].items()},
+    )

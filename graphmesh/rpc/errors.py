@@ -71,10 +71,5 @@ def error_code(err: grpc.RpcError) -> str:
     return err.code().name
 
 
-async def abort_unimplemented(context: grpc.aio.ServicerContext, rpc: str) -> None:
-    """For RPCs of the contract that a later release implements."""
-    await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{rpc} is not implemented in this release")
-
-
 async def end_stream_for_shutdown(context: grpc.aio.ServicerContext) -> None:
     await context.abort(grpc.StatusCode.UNAVAILABLE, "server is shutting down; reconnect with your last sequence")

@@ -12,6 +12,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
+from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
 from graphmesh.rpc.errors import ErrorInterceptor
 
@@ -21,7 +22,8 @@ log = logging.getLogger(__name__)
 class GrpcServer:
     def __init__(self, listen: str, service_names: list[str]) -> None:
         self.server = grpc.aio.server(
-            interceptors=[ErrorInterceptor()],
+            # Tracing outermost, so the server span records the status the error mapping set.
+            interceptors=[aio_server_interceptor(), ErrorInterceptor()],
             options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 16 * 1024 * 1024)],
         )
         self.health = HealthServicer()

@@ -88,6 +88,10 @@ class ApprovalStore:
     def __init__(self, runs: RunStore) -> None:
         self._runs = runs
 
+    @property
+    def runs(self) -> RunStore:
+        return self._runs
+
     async def rest_waiting(
         self, run: RunRecord, *, epoch: int, event_seq: int, approvals: list[NewApproval],
         actor: str, announce: Announce,

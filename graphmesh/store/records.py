@@ -57,6 +57,8 @@ class RunRecord:
     # Checkpoint migrations applied while it executed: {time, from_versions, to_versions,
     # from_checkpoint_id, to_checkpoint_id, steps}, oldest first.
     migrations: list[dict[str, Any]] = field(default_factory=list)
+    # W3C traceparent of the span that created the run ('' if not traced): the run's trace.
+    trace_context: str = ""
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> "RunRecord":
@@ -90,6 +92,7 @@ class RunRecord:
             cancel_action=row.get("cancel_action"),
             claims_without_result=row.get("claims_without_result", 0),
             migrations=list(row.get("migrations") or []),
+            trace_context=row.get("trace_context") or "",
         )
 
 
@@ -106,6 +109,7 @@ class NewRun:
     metadata: dict[str, str] = field(default_factory=dict)
     multitask_strategy: str = "reject"
     sync: bool = False
+    trace_context: str = ""  # the creating span's traceparent
 
 
 @dataclass(frozen=True)

@@ -54,10 +54,10 @@ WITH thread AS (
     RETURNING t.graph, t.active_run_id
 ), run AS (
     INSERT INTO gm_runs (run_id, thread_id, graph, {", ".join(VERSION_FIELDS)}, status, owner,
-        idempotency_key, metadata, input, multitask_strategy, sync, event_seq)
+        idempotency_key, metadata, input, multitask_strategy, sync, event_seq, trace_context)
     SELECT %(run_id)s, %(thread_id)s, %(graph)s, {", ".join(f"%({f})s" for f in VERSION_FIELDS)},
         'QUEUED', %(owner)s, %(idempotency_key)s, %(metadata)s, %(input)s, %(multitask_strategy)s,
-        %(sync)s, 1
+        %(sync)s, 1, %(trace_context)s
     FROM thread WHERE thread.graph = %(graph)s
       AND (thread.active_run_id = %(run_id)s OR %(multitask_strategy)s IN ('enqueue', 'interrupt', 'rollback'))
     RETURNING *
@@ -171,6 +171,7 @@ class RunStore:
             "input": Jsonb(new.input),
             "multitask_strategy": new.multitask_strategy,
             "sync": new.sync,
+            "trace_context": new.trace_context,
             **{f: new.versions.get(f, "") for f in VERSION_FIELDS},
         }
         async with self.connection() as conn:

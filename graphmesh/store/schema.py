@@ -187,6 +187,29 @@ MIGRATIONS: list[str] = [
     -- Checkpoint migrations applied while a run executed (see execution/migration.py).
     ALTER TABLE gm_runs ADD COLUMN migrations jsonb NOT NULL DEFAULT '[]';
     """,
+    """
+    -- The W3C traceparent of the span that created the run: the run's trace.
+    ALTER TABLE gm_runs ADD COLUMN trace_context text NOT NULL DEFAULT '';
+    -- The trace store (telemetry/span_store.py): finished spans of every process.
+    CREATE TABLE gm_spans (
+        trace_id text NOT NULL,
+        span_id text NOT NULL,
+        parent_span_id text NOT NULL,
+        name text NOT NULL,
+        service text NOT NULL,
+        kind text NOT NULL,
+        start_ns bigint NOT NULL,
+        end_ns bigint NOT NULL,
+        status text NOT NULL,
+        status_message text NOT NULL,
+        attributes jsonb NOT NULL,
+        run_id text,
+        recorded_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (trace_id, span_id)
+    );
+    CREATE INDEX gm_spans_run ON gm_spans (run_id) WHERE run_id IS NOT NULL;
+    CREATE INDEX gm_spans_recorded ON gm_spans (recorded_at);
+    """,
 ]
 
 

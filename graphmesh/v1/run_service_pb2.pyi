@@ -197,7 +197,7 @@ class GetRunTraceRequest(_message.Message):
     def __init__(self, run_id: _Optional[str] = ...) -> None: ...
 
 class Span(_message.Message):
-    __slots__ = ("span_id", "parent_span_id", "name", "service", "start_unix_nano", "end_unix_nano", "status", "attributes")
+    __slots__ = ("span_id", "parent_span_id", "name", "service", "start_unix_nano", "end_unix_nano", "status", "attributes", "depth", "kind", "status_message")
     class AttributesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -213,6 +213,9 @@ class Span(_message.Message):
     END_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    DEPTH_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    STATUS_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     span_id: str
     parent_span_id: str
     name: str
@@ -221,7 +224,10 @@ class Span(_message.Message):
     end_unix_nano: int
     status: str
     attributes: _containers.ScalarMap[str, str]
-    def __init__(self, span_id: _Optional[str] = ..., parent_span_id: _Optional[str] = ..., name: _Optional[str] = ..., service: _Optional[str] = ..., start_unix_nano: _Optional[int] = ..., end_unix_nano: _Optional[int] = ..., status: _Optional[str] = ..., attributes: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    depth: int
+    kind: str
+    status_message: str
+    def __init__(self, span_id: _Optional[str] = ..., parent_span_id: _Optional[str] = ..., name: _Optional[str] = ..., service: _Optional[str] = ..., start_unix_nano: _Optional[int] = ..., end_unix_nano: _Optional[int] = ..., status: _Optional[str] = ..., attributes: _Optional[_Mapping[str, str]] = ..., depth: _Optional[int] = ..., kind: _Optional[str] = ..., status_message: _Optional[str] = ...) -> None: ...
 
 class GetRunTraceResponse(_message.Message):
     __slots__ = ("trace_id", "spans")

@@ -12,14 +12,17 @@ from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
 from graphmesh.bus import dispatch_queued, publish_event_pipelined, publish_job, require_connected, status_event
 from graphmesh.bus.hub import EventHub
-from graphmesh.errors import InvalidArgument
+from graphmesh.errors import InvalidArgument, NotFound
 from graphmesh.execution import error_proto
 from graphmesh.jsonvalues import to_struct
-from graphmesh.rpc.convert import STRATEGY_NAMES, run_to_proto, status_from_proto, status_to_proto
-from graphmesh.rpc.errors import abort_unimplemented, end_stream_for_shutdown
+from graphmesh.rpc.convert import STRATEGY_NAMES, run_to_proto, span_to_proto, status_from_proto, status_to_proto
+from graphmesh.rpc.errors import end_stream_for_shutdown
 from graphmesh.rpc.principal import principal
 from graphmesh.store import TERMINAL, ControlStore, NewRun, RunRecord, RunStatus, RunStore
 from graphmesh.store.runs import parse_run_id
+from graphmesh.telemetry.metrics import RUNS_CREATED
+from graphmesh.telemetry.span_store import trace_spans
+from graphmesh.telemetry.tracing import trace_id_of, traceparent
 from graphmesh.v1 import run_pb2, run_service_pb2_grpc
 from graphmesh.v1 import run_service_pb2 as pb
 from services.api.cancel import Canceller
@@ -77,6 +80,7 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
             sync=sync,
             # Idempotency keys are scoped to their owner.
             owner=principal(context),
+            trace_context=traceparent(),  # this request's span: the root of the run's trace
         )
 
     async def CreateRun(self, request, context):
@@ -84,6 +88,8 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
         require_connected(self._nc)
         result = await self._store.create_run(new)
         run = result.run
+        if result.created:
+            RUNS_CREATED.add(1, {"graph": run.graph, "graph_version": run.versions["graph_version"], "sync": False})
         if result.created and not result.dispatch and new.multitask_strategy in ("interrupt", "rollback"):
             # The new run waits behind the active one, which is cancelled now; when it ends
             # the thread passes to the new run (keeping, or rolling back, what it wrote).
@@ -113,6 +119,7 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
         require_connected(self._nc)
         spec = self._registry.get(new.graph, new.versions["graph_version"])
         run, output = await self._sync.invoke(new, spec, context.time_remaining())
+        RUNS_CREATED.add(1, {"graph": run.graph, "graph_version": run.versions["graph_version"], "sync": True})
         return pb.InvokeRunResponse(run=run_to_proto(run), output=to_struct(output))
 
     async def GetRun(self, request, context):
@@ -203,4 +210,11 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
         return pb.ResumeRunResponse(run=run_to_proto(run))
 
     async def GetRunTrace(self, request, context):
-        await abort_unimplemented(context, "GetRunTrace")
+        run = await self._store.get_run(parse_run_id(request.run_id))
+        trace_id = trace_id_of(run.trace_context)
+        if not trace_id:
+            raise NotFound(f"run {run.run_id} has no trace: tracing was off when it was created",
+                           code="TRACE_NOT_FOUND")
+        async with self._store.connection() as conn:
+            spans = await trace_spans(conn, trace_id)
+        return pb.GetRunTraceResponse(trace_id=trace_id, spans=[span_to_proto(s) for s in spans])

@@ -16,6 +16,8 @@ from graphmesh.logs import setup_logging
 from graphmesh.rpc.server import GrpcServer
 from graphmesh.store import ControlStore, RunStore
 from graphmesh.store.rollouts import RolloutStore
+from graphmesh.telemetry.pollers import poll_forever, poll_runs
+from graphmesh.telemetry.setup import setup_telemetry
 from graphmesh.v1 import graph_service_pb2, graph_service_pb2_grpc, run_service_pb2, run_service_pb2_grpc
 from graphs.registry import Registry
 from services.api.graphs import GraphServicer
@@ -30,6 +32,7 @@ log = logging.getLogger(__name__)
 async def main() -> None:
     settings = Settings.from_env()
     setup_logging("api", settings.log_level)
+    setup_telemetry("api", settings)
     registry = Registry.default()
     for error in registry.preload():
         log.error("graph failed to load: %s", error)
@@ -66,6 +69,8 @@ async def main() -> None:
         asyncio.create_task(reconcile_forever(
             store, js, executor, every_seconds=settings.reconcile_seconds, quiet_seconds=settings.orphan_quiet_seconds)),
     ]
+    if settings.metrics_listen:
+        background.append(asyncio.create_task(poll_forever(poll_runs, store, js)))
 
     async def on_stop() -> None:
         for task in background:

@@ -12,6 +12,8 @@ from graphmesh.health import watch_dependencies
 from graphmesh.logs import setup_logging
 from graphmesh.rpc.server import GrpcServer
 from graphmesh.store import ApprovalStore, RunStore
+from graphmesh.telemetry.pollers import poll_approvals, poll_forever
+from graphmesh.telemetry.setup import setup_telemetry
 from graphmesh.v1 import review_service_pb2, review_service_pb2_grpc
 from services.review.expiry import expire_forever
 from services.review.servicer import ReviewServicer
@@ -20,6 +22,7 @@ from services.review.servicer import ReviewServicer
 async def main() -> None:
     settings = Settings.from_env()
     setup_logging("review", settings.log_level)
+    setup_telemetry("review", settings)
     pool = make_pool(settings.database_url, max_size=settings.db_pool_size, timeout=settings.db_timeout_seconds)
     await pool.open(wait=True, timeout=30)
     nc = await connect_nats(settings.nats_url, name="graphmesh-review")
@@ -34,6 +37,8 @@ async def main() -> None:
         asyncio.create_task(relay_outbox_forever(js, approvals)),
         asyncio.create_task(watch_dependencies(pool, nc, server.set_serving)),
     ]
+    if settings.metrics_listen:
+        background.append(asyncio.create_task(poll_forever(poll_approvals, approvals.runs)))
 
     async def on_stop() -> None:
         for task in background:

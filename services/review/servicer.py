@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from google.protobuf import json_format
+from opentelemetry import trace
 
 from graphmesh.bus import dispatch_queued, make_event, publish_event
 from graphmesh.bus.approvals import announcement, last_stream_sequence, publish_outbox, watch
@@ -15,6 +17,8 @@ from graphmesh.rpc.convert import DECISION_KINDS, approval_to_proto, status_to_p
 from graphmesh.rpc.errors import end_stream_for_shutdown
 from graphmesh.rpc.principal import principal
 from graphmesh.store import ApprovalStore, DecideResult, RunStatus
+from graphmesh.telemetry.metrics import DECISION_LATENCY
+from graphmesh.telemetry.tracing import Link, run_span
 from graphmesh.v1 import review_service_pb2 as pb
 from graphmesh.v1 import review_service_pb2_grpc, run_pb2
 
@@ -84,11 +88,22 @@ class ReviewServicer(review_service_pb2_grpc.ReviewServiceServicer):
             raise InvalidArgument("an EDIT decision needs edited_value")
         if kind != "edit" and edited is not None:
             raise InvalidArgument("edited_value is only for EDIT decisions")
+        started = time.time_ns()
         result = await self._approvals.decide(
             request.approval_id, kind=kind, edited_value=edited, comment=request.comment,
             reviewer=principal(context), announce=announcement)
         if not result.replayed:
-            await self.announce(result, kind)
+            approval = result.approval
+            DECISION_LATENCY.record((approval.decided_at - approval.created_at).total_seconds(),
+                                    {"graph": approval.graph, "decision": kind})
+            # The decision joins the run's trace (the RPC's own trace is the reviewer's;
+            # it is linked), and the resumed execution follows from it.
+            run = result.resumed.run if result.resumed is not None else await self._approvals.runs.get_run(approval.run_id)
+            with run_span("approval.decide", run, start_time=started,
+                          links=[Link(trace.get_current_span().get_span_context())],
+                          **{"graphmesh.approval_id": approval.approval_id, "graphmesh.decision": kind,
+                             "graphmesh.node": approval.node, "graphmesh.resumed": result.resumed is not None}):
+                await self.announce(result, kind)
         return pb.DecideResponse(approval=approval_to_proto(result.approval))
 
     async def announce(self, result: DecideResult, kind: str) -> None:

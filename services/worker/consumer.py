@@ -29,6 +29,7 @@ from graphmesh.bus.streams import RUNS_STREAM, WORKER_CONSUMER
 from graphmesh.errors import Unavailable
 from graphmesh.execution import RunExecutor
 from graphmesh.store import Claim, ControlStore, LeaseLost, RunError, RunRecord, RunStatus, RunStore
+from graphmesh.telemetry.tracing import context_from
 from services.worker.adoption import adoption_target
 
 log = logging.getLogger(__name__)
@@ -135,7 +136,7 @@ class JobConsumer:
         if abandoned >= self.max_deliveries:
             await self._dead_letter(claim, msg, abandoned)
             return
-        task = asyncio.create_task(self._execute(claim, msg))
+        task = asyncio.create_task(self._execute(claim, msg, context_from(msg.headers, claim.run.trace_context)))
         self.active[job.run_id] = ActiveRun(claim.run, datetime.now(timezone.utc), task)
 
     async def _adopt(self, claim: Claim, target, msg: Msg) -> Claim | None:
@@ -161,10 +162,10 @@ class JobConsumer:
                 return obstacle
         return 0.5  # still racing a lapsing lease: try again shortly
 
-    async def _execute(self, claim: Claim, msg: Msg) -> None:
+    async def _execute(self, claim: Claim, msg: Msg, parent) -> None:
         run_id = claim.run.run_id
         try:
-            final = await self.executor.execute(claim, heartbeat=msg.in_progress)
+            final = await self.executor.execute(claim, heartbeat=msg.in_progress, parent=parent)
             if final.status is not RunStatus.QUEUED:  # QUEUED: handed back by a drain
                 self.runs_completed += 1
             await msg.ack()

@@ -17,6 +17,7 @@ from graphmesh.health import watch_dependencies
 from graphmesh.logs import setup_logging
 from graphmesh.rpc.server import GrpcServer
 from graphmesh.store import ControlStore, RunStore
+from graphmesh.telemetry.setup import setup_telemetry
 from graphmesh.v1 import worker_service_pb2, worker_service_pb2_grpc
 from graphs.registry import Registry
 from services.worker.consumer import JobConsumer
@@ -31,6 +32,7 @@ DRAIN_GRACE_SECONDS = 30.0
 async def main() -> None:
     settings = Settings.from_env()
     setup_logging(settings.worker_id, settings.log_level)
+    setup_telemetry("worker", settings, instance=settings.worker_id)
     started_at = datetime.now(timezone.utc)
     registry = Registry.default()
     for error in registry.preload():

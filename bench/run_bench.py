@@ -5,6 +5,9 @@ One invocation:
      temporary directory;
   2. mesh phase: N runs of `tiny` from C concurrent gRPC clients (CreateRun, then StreamRun
      until the terminal event), after a warm-up;
+  2a. tracing-off phase: the services restart with GRAPHMESH_TRACING=0 and the same load
+     runs again, so the cost of tracing (spans, the Postgres trace store) is measured in the
+     same run, on the same machine state;
   2b. review phase (bench/review_latency.py): approval_workflow runs waiting for approval;
      latency from Decide(APPROVE) to the run's next RUNNING event, sequential and concurrent;
   3. stops the mesh's services (Postgres stays up) and runs the same graph in-process on the
@@ -99,7 +102,10 @@ def render(report: dict) -> str:
     ]
     header = f"{'phase':<22}{'runs/s':>9}{'done p50':>10}{'done p99':>10}{'first p50':>11}{'first p99':>11}{'failed':>8}"
     lines += [header + "   (latencies in ms)", "-" * len(header)]
-    rows = [("mesh", report["mesh"]), ("in-process naive", report["naive"])]
+    rows = [("mesh", report["mesh"])]
+    if report.get("mesh_tracing_off"):
+        rows.append(("mesh, tracing off", report["mesh_tracing_off"]))
+    rows.append(("in-process naive", report["naive"]))
     rows += [(f"  {v['name']}", v) for v in report["fastest_variants"]]
     rows.append(("in-process fastest", report["fastest"]))
     for label, r in rows:
@@ -136,6 +142,11 @@ def render(report: dict) -> str:
             f"done p99 {_fmt(c['completed_p99_delta_ms'], '+.1f')} ms   "
             f"first p50 {_fmt(c['first_event_p50_delta_ms'], '+.1f')} ms"
         )
+    if report.get("tracing_cost"):
+        c = report["tracing_cost"]
+        lines.append(
+            f"tracing on vs off: throughput x{_fmt(c['throughput_ratio'], '.2f')}   "
+            f"done p50 {_fmt(c['completed_p50_delta_ms'], '+.1f')} ms   done p99 {_fmt(c['completed_p99_delta_ms'], '+.1f')} ms")
     t = report["targets"]
     lines += [
         "",
@@ -179,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="approval_workflow decisions per review mode (Decide -> RUNNING latency; 0 = skip; default 50)")
     p.add_argument("--review-concurrency", type=int, default=8,
                    help="concurrent reviewers in the review phase's second batch (<= 1 = sequential only; default 8)")
+    p.add_argument("--skip-tracing-off", action="store_true",
+                   help="skip the second mesh phase with tracing off (the cost-of-tracing figure)")
     p.add_argument("--only-review", action="store_true",
                    help="start the mesh and run only the review phase (no tiny mesh phase, no in-process phases)")
     args = p.parse_args(argv)
@@ -200,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         say(f"starting mesh in {data_dir} ...")
         mesh.start()
         say(f"mesh up in {time.perf_counter() - t_start:.1f}s: api {mesh.api_address}, db {mesh.database_url}")
-        mesh_result = None
+        mesh_result = untraced = None
         review = None
         pg_pid = mesh.postgres.pid if mesh.postgres else None
         if not args.skip_mesh and not args.only_review:
@@ -216,6 +229,10 @@ def main(argv: list[str] | None = None) -> int:
                 on_measure=lambda begin: meter.start() if begin else cpu.update(meter.stop())))
             mesh_result.extra["cpu_s"] = cpu
             say(f"  {mesh_result.throughput:.1f} runs/s")
+            if not args.skip_tracing_off:
+                say("mesh phase again with tracing off ...")
+                untraced = _untraced_phase(mesh, args)
+                say(f"  {untraced.throughput:.1f} runs/s")
         if args.review_runs > 0 and (not args.skip_mesh or args.only_review):
             from bench.review_latency import review_phase
 
@@ -264,6 +281,9 @@ def main(argv: list[str] | None = None) -> int:
         "review": review,
         "total_seconds": round(time.perf_counter() - t_start, 1),
     }
+    if untraced:
+        report["mesh_tracing_off"] = untraced.summary()
+        report["tracing_cost"] = compare(mesh_s, report["mesh_tracing_off"])
     if mesh_result:
         report["comparison"] = {"fastest": compare(mesh_s, report["fastest"]), "naive": compare(mesh_s, report["naive"])}
         report["targets"] = {
@@ -278,6 +298,23 @@ def main(argv: list[str] | None = None) -> int:
         table += "\n\n" + render_review(review)
     _emit(report, args, table)
     return 0
+
+
+def _untraced_phase(mesh, args):
+    """The mesh phase once more, every service restarted with tracing off; tracing is
+    switched back on afterwards for the review phase."""
+    from bench.mesh_load import mesh_phase
+
+    def restart(tracing: str) -> None:
+        mesh.config.extra_env["GRAPHMESH_TRACING"] = tracing
+        for name in mesh.service_names:
+            mesh.restart_service(name)
+
+    restart("0")
+    try:
+        return asyncio.run(mesh_phase(mesh.api_address, args.runs, args.concurrency, args.warmup))
+    finally:
+        restart("1")
 
 
 def _emit(report: dict, args, table: str) -> None:

@@ -114,3 +114,36 @@ def test_nats_down_answers_unavailable_then_recovers(outage_mesh):
     events = [r.event for r in client.runs.StreamRun(pb.StreamRunRequest(run_id=completed.run_id), timeout=30)]
     assert [e.sequence for e in events] == list(range(1, len(events) + 1))
     assert events[-1].status_changed.status == run_pb2.RUN_STATUS_COMPLETED
+
+
+def _doctor(mesh: Mesh) -> tuple[int, dict]:
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", "from graphmesh.cli import main; raise SystemExit(main())",
+                          "--api", mesh.api_address, "doctor", "--review", mesh.review_address,
+                          "--database-url", mesh.database_url, "--nats-url", mesh.nats_url, "--json"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode in (0, 1), out.stderr
+    return out.returncode, {f["check"]: f for f in json.loads(out.stdout)["findings"]}
+
+
+def test_doctor_says_plainly_what_is_wrong_while_postgres_is_down(outage_mesh):
+    wait_for(lambda: all(_serving(a) for a in _all_addresses(outage_mesh)), 30, message="a healthy mesh")
+    code, findings = _doctor(outage_mesh)
+    assert code == 0, findings
+    assert {"api", "review", "workers", "postgres", "nats", "worker worker-1", "tiny@1"} <= set(findings)
+
+    outage_mesh.postgres.stop()
+    try:
+        wait_for(lambda: not _serving(outage_mesh.api_address), 20, message="the api to report NOT_SERVING")
+        code, findings = _doctor(outage_mesh)
+        assert code == 1
+        assert not findings["postgres"]["ok"] and "cannot query" in findings["postgres"]["detail"]
+        assert not findings["api"]["ok"] and "NOT_SERVING" in findings["api"]["detail"]
+        assert findings["nats"]["ok"]
+    finally:
+        outage_mesh.postgres.start()
+    wait_for(lambda: all(_serving(a) for a in _all_addresses(outage_mesh)), 30, message="SERVING again")
+    assert _doctor(outage_mesh)[0] == 0

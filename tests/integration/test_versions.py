@@ -146,16 +146,23 @@ def test_cli_rollout_and_rollback(vmesh):
     assert "weight 100%" in back.stdout and "queued" in back.stdout
 
 
-def test_thread_written_by_another_schema_is_refused_with_a_clear_code(client):
+def test_thread_moves_up_by_migration_and_is_never_moved_back(client):
+    """A v2 run on a v1 thread migrates it (the manifest declares 1 -> 2); a later v1 run on
+    that thread is refused with a clear code, since nothing declares 2 -> 1."""
     thread = new_thread("compat")
     first = create_run(client, GRAPH, QUICK, thread_id=thread, graph_version="1")
     wait_status(client, first.run_id, COMPLETED)
     second = create_run(client, GRAPH, QUICK, thread_id=thread, graph_version="2")
-    failed = wait_status(client, second.run_id, {FAILED})
+    upgraded = wait_status(client, second.run_id, COMPLETED)
+    migration, = upgraded.migrations
+    assert (migration.from_versions.state_schema_version, migration.to_versions.state_schema_version) == ("1", "2")
+    third = create_run(client, GRAPH, QUICK, thread_id=thread, graph_version="1")
+    failed = wait_status(client, third.run_id, {FAILED})
     assert failed.error.code == "INCOMPATIBLE_CHECKPOINT"
-    for fragment in ("research_assistant@1", "state schema 1", "research_assistant@2", "state schema 2"):
+    for fragment in ("research_assistant@2", "state schema 2", "research_assistant@1", "state schema 1",
+                     "no migration path"):
         assert fragment in failed.error.message
     assert "Traceback" not in failed.error.message
     # The same version continues the thread.
-    third = create_run(client, GRAPH, QUICK, thread_id=thread, graph_version="1")
-    wait_status(client, third.run_id, COMPLETED)
+    fourth = create_run(client, GRAPH, QUICK, thread_id=thread, graph_version="2")
+    wait_status(client, fourth.run_id, COMPLETED)

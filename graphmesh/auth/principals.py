@@ -1,0 +1,56 @@
+"""Principals: an authenticated caller, its roles and the graphs it covers."""
+
+from __future__ import annotations
+
+import contextvars
+from dataclasses import dataclass
+
+from graphmesh.errors import PermissionDenied
+
+ROLES = ("submitter", "reviewer", "operator", "admin")
+ALL_GRAPHS = "*"
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str
+    roles: frozenset[str]
+    graphs: frozenset[str] = frozenset({ALL_GRAPHS})
+    via: str = ""  # how it authenticated: token:<id>, jwt, development
+
+    def has(self, *roles: str) -> bool:
+        """Holds one of `roles`; admin holds every role."""
+        return "admin" in self.roles or any(r in self.roles for r in roles)
+
+    def covers(self, graph: str) -> bool:
+        return ALL_GRAPHS in self.graphs or graph in self.graphs
+
+    def require(self, *roles: str, graph: str | None = None, action: str = "this") -> None:
+        """PERMISSION_DENIED unless the principal holds a role (and covers the graph)."""
+        if not self.has(*roles):
+            raise PermissionDenied(f"{self.name} may not {action}: it needs the role {' or '.join(roles)} "
+                                   f"(it has: {', '.join(sorted(self.roles)) or 'none'})", code="ROLE_REQUIRED")
+        if graph is not None and not self.covers(graph):
+            raise PermissionDenied(f"{self.name} may not {action}: graph '{graph}' is not among its graphs "
+                                   f"({', '.join(sorted(self.graphs))})", code="GRAPH_NOT_COVERED")
+
+
+def development_principal(name: str) -> Principal:
+    """With authentication off (GRAPHMESH_AUTH=none, development only): the caller names
+    itself and holds every role."""
+    return Principal(name or "anonymous", frozenset(ROLES), via="development")
+
+
+_current: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("graphmesh_principal", default=None)
+
+
+def set_current(principal: Principal) -> contextvars.Token:
+    return _current.set(principal)
+
+
+def current() -> Principal:
+    """The caller of the RPC being served (set by the auth interceptor)."""
+    p = _current.get()
+    if p is None:
+        raise RuntimeError("no principal: the auth interceptor did not run for this call")
+    return p

@@ -1,0 +1,49 @@
+"""Which roles may call which RPC: deny by default.
+
+The interceptor checks these before a call runs; servicers then check the resource
+itself (a submitter sees only its own runs, a reviewer only approvals of graphs it
+covers). Admin holds every role.
+"""
+
+from __future__ import annotations
+
+SUBMIT = ("submitter", "operator")
+SEE_RUNS = ("submitter", "reviewer", "operator")
+OPERATE = ("operator",)
+REVIEW = ("reviewer",)
+ANYONE = ("submitter", "reviewer", "operator")
+
+METHOD_ROLES: dict[str, tuple[str, ...]] = {
+    "/graphmesh.v1.RunService/CreateRun": SUBMIT,
+    "/graphmesh.v1.RunService/InvokeRun": SUBMIT,
+    "/graphmesh.v1.RunService/GetRun": SEE_RUNS,
+    "/graphmesh.v1.RunService/ListRuns": SEE_RUNS,
+    "/graphmesh.v1.RunService/StreamRun": SEE_RUNS,
+    "/graphmesh.v1.RunService/GetThreadState": SEE_RUNS,
+    "/graphmesh.v1.RunService/GetRunTrace": SEE_RUNS,
+    "/graphmesh.v1.RunService/CancelRun": OPERATE,
+    "/graphmesh.v1.RunService/RetryRun": OPERATE,
+    "/graphmesh.v1.RunService/ResumeRun": OPERATE,
+    "/graphmesh.v1.RunService/PurgeThread": OPERATE,
+    "/graphmesh.v1.GraphService/ListGraphs": ANYONE,
+    "/graphmesh.v1.GraphService/GetGraph": ANYONE,
+    "/graphmesh.v1.GraphService/SetRollout": OPERATE,
+    "/graphmesh.v1.GraphService/RollbackGraph": OPERATE,
+    "/graphmesh.v1.GraphService/DisableNode": OPERATE,
+    "/graphmesh.v1.GraphService/EnableNode": OPERATE,
+    "/graphmesh.v1.GraphService/ListWorkers": OPERATE,
+    "/graphmesh.v1.ReviewService/ListApprovals": REVIEW,
+    "/graphmesh.v1.ReviewService/GetApproval": REVIEW,
+    "/graphmesh.v1.ReviewService/WatchApprovals": REVIEW,
+    "/graphmesh.v1.ReviewService/Decide": REVIEW,
+    "/graphmesh.v1.ReviewService/ListAuditRecords": ("reviewer", "operator"),
+    "/graphmesh.v1.WorkerService/GetWorkerStatus": OPERATE,
+    "/graphmesh.v1.WorkerService/Drain": OPERATE,
+    "/graphmesh.v1.AuthService/WhoAmI": ANYONE,
+    "/graphmesh.v1.AuthService/CreateToken": ("admin",),
+    "/graphmesh.v1.AuthService/ListTokens": ("admin",),
+    "/graphmesh.v1.AuthService/RevokeToken": ("admin",),
+}
+
+# Open to everyone, authenticated or not: load balancers and tooling probe these.
+PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")

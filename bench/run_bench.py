@@ -212,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         say(f"starting mesh in {data_dir} ...")
         mesh.start()
+        # Authentication stays on, as deployed: the load runs with an admin API token.
+        os.environ["GRAPHMESH_TOKEN"] = mesh.create_token("bench", ["admin"], created_by="bench")[1]
         say(f"mesh up in {time.perf_counter() - t_start:.1f}s: api {mesh.api_address}, db {mesh.database_url}")
         mesh_result = untraced = None
         review = None

@@ -54,6 +54,17 @@ class Settings:
     trace_store: bool = True
     # host:port of the Prometheus /metrics endpoint; empty: not served.
     metrics_listen: str = ""
+    # "token": every RPC needs a bearer token (static API token or JWT); "none": nobody
+    # is checked (development only; callers name themselves in gm-principal metadata).
+    auth: str = "token"
+    jwt_secret: str = ""  # HS256 key for JWTs
+    jwt_public_key_file: str = ""  # or a PEM public key (RS256/ES256)
+    jwt_issuer: str = ""  # required `iss`, when set
+    # TLS for the gRPC servers: certificate and key files; with a client CA, mutual TLS
+    # (clients must present a certificate that CA signed).
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_client_ca_file: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -76,4 +87,11 @@ class Settings:
             tracing=_flag(_env(environ, "TRACING", "1"), "GRAPHMESH_TRACING"),
             trace_store=_flag(_env(environ, "TRACE_STORE", "1"), "GRAPHMESH_TRACE_STORE"),
             metrics_listen=_env(environ, "METRICS_LISTEN", defaults.metrics_listen),
+            auth=_env(environ, "AUTH", defaults.auth),
+            jwt_secret=_env(environ, "JWT_SECRET", ""),
+            jwt_public_key_file=_env(environ, "JWT_PUBLIC_KEY_FILE", ""),
+            jwt_issuer=_env(environ, "JWT_ISSUER", ""),
+            tls_cert_file=_env(environ, "TLS_CERT_FILE", ""),
+            tls_key_file=_env(environ, "TLS_KEY_FILE", ""),
+            tls_client_ca_file=_env(environ, "TLS_CLIENT_CA_FILE", ""),
         )

@@ -56,6 +56,8 @@ class MeshConfig:
     # Per-worker manifests ("worker-1" -> path), e.g. an old version's worker kept alive.
     worker_manifests: dict[str, Path] = field(default_factory=dict)
     metrics: bool = True  # each service serves Prometheus /metrics on a free port
+    # "token": every RPC needs a bearer token (see create_token); "none": development only.
+    auth: str = "token"
     log_level: str = "INFO"
     fast_postgres: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -252,6 +254,32 @@ class Mesh:
         settings = Settings.from_env({**os.environ, **self.config.extra_env})
         run_coro(lambda: prepare(self.database_url, self.nats_url, settings=settings))
 
+    def create_token(self, principal: str, roles: list[str], graphs: list[str] | None = None,
+                     *, created_by: str = "graphmesh up") -> tuple[str, str]:
+        """A static API token, straight in the database: (token id, plain token)."""
+        return self._with_tokens(lambda tokens: tokens.create(principal, roles, graphs or ["*"],
+                                                              created_by=created_by))
+
+    def token_is_active(self, token: str) -> bool:
+        async def check(tokens) -> bool:
+            return await tokens.principal(token) is not None
+        return self._with_tokens(check)
+
+    def _with_tokens(self, use):
+        from graphmesh.auth.tokens import TokenStore
+        from graphmesh.db import make_pool
+        from graphmesh.store import RunStore
+
+        async def run():
+            pool = make_pool(self.database_url, max_size=2, timeout=10)
+            await pool.open(wait=True, timeout=30)
+            try:
+                return await use(TokenStore(RunStore(pool)))
+            finally:
+                await pool.close()
+
+        return run_coro(run)
+
     def _env(self, s: _Service) -> dict[str, str]:
         c = self.config
         env = {**os.environ, **c.extra_env}
@@ -260,6 +288,7 @@ class Mesh:
             GRAPHMESH_NATS_URL=self.nats_url,
             GRAPHMESH_LISTEN=f"{c.host}:{s.port}",
             GRAPHMESH_LOG_LEVEL=c.log_level,
+            GRAPHMESH_AUTH=c.auth,
             GRAPHMESH_METRICS_LISTEN=f"{c.host}:{s.metrics_port}" if s.metrics_port else "",
             PYTHONUNBUFFERED="1",  # logs reach the file as they happen
         )

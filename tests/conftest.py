@@ -71,6 +71,7 @@ def mesh(tmp_path_factory) -> Mesh:
         worker_base_port=0,
         workers=2,
         fast_postgres=True,
+        auth="none",  # development auth: tests name callers with gm-principal; test_auth.py uses tokens
     )
     m = Mesh(config)
     try:

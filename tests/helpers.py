@@ -173,6 +173,8 @@ def event_summary(events: list[run_pb2.RunEvent]) -> list[str]:
 def private_mesh(name: str, **config: Any) -> Iterator[Mesh]:
     """A mesh of a test module's own, for tests that stop backends or need other settings."""
     root = tempfile.mkdtemp(prefix=f"graphmesh-{name}-")
+    # Development auth unless a test asks for tokens: callers name themselves (gm-principal).
+    config.setdefault("auth", "none")
     mesh = Mesh(MeshConfig(data_dir=root, api_port=0, review_port=0, worker_base_port=0,
                            fast_postgres=True, **config))
     try:
@@ -189,7 +191,7 @@ REVIEWER_KEY = "gm-principal"
 
 
 def as_reviewer(name: str) -> list[tuple[str, str]]:
-    """gRPC metadata naming the caller (until authentication lands)."""
+    """gRPC metadata naming the caller (meshes with development auth, GRAPHMESH_AUTH=none)."""
     return [(REVIEWER_KEY, name)]
 
 

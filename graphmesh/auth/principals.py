@@ -54,3 +54,21 @@ def current() -> Principal:
     if p is None:
         raise RuntimeError("no principal: the auth interceptor did not run for this call")
     return p
+
+
+def ensure_can_see_run(principal: Principal, run) -> None:
+    """Operators and reviewers see the runs of graphs they cover; others their own runs."""
+    if principal.has("operator", "reviewer") and principal.covers(run.graph):
+        return
+    if run.owner == principal.name:
+        return
+    raise PermissionDenied(f"{principal.name} may not see run {run.run_id}: it is not its owner and does not "
+                           f"operate or review graph '{run.graph}'", code="NOT_YOUR_RUN")
+
+
+def ensure_can_decide(principal: Principal, approval) -> None:
+    principal.require("reviewer", graph=approval.graph, action=f"decide approval {approval.approval_id}")
+    role = getattr(approval, "required_role", "")
+    if role and not principal.has(role):
+        raise PermissionDenied(f"approval {approval.approval_id} needs a reviewer with the role '{role}'; "
+                               f"{principal.name} has {', '.join(sorted(principal.roles))}", code="ROLE_REQUIRED")

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from graphmesh.client import api_client
+from graphmesh.client import api_client, channel
 from graphmesh.v1 import graph_service_pb2 as gpb
 
 TIMEOUT = 5.0
@@ -44,8 +44,8 @@ def add_parser(subparsers) -> None:
 
 def _health(address: str) -> str:
     try:
-        with grpc.insecure_channel(address) as channel:
-            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=TIMEOUT)
+        with channel(address) as ch:
+            reply = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=TIMEOUT)
         return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
     except grpc.RpcError as err:
         return f"unreachable ({err.code().name})"

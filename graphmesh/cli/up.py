@@ -23,6 +23,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--worker-concurrency", type=int, default=8)
     p.add_argument("--config", type=Path, default=None, help="graph manifest (default: graphmesh.yaml)")
     p.add_argument("--log-level", default="INFO")
+    p.add_argument("--auth", choices=["token", "none"], default=os.environ.get("GRAPHMESH_AUTH", "token"),
+                   help="token (default): every call needs a bearer token, and a local admin token is made; "
+                        "none: no authentication (development only)")
     p.add_argument("--demo", action=argparse.BooleanOptionalAction, default=False,
                    help="run the demo against the api once the mesh is up")
     p.add_argument("--exit-after-demo", action="store_true", help="run the demo, then stop the mesh and exit")
@@ -45,6 +48,7 @@ def _config(args):
         nats_url=os.environ.get("GRAPHMESH_NATS_URL") or None,
         manifest=args.config,
         log_level=args.log_level,
+        auth=args.auth,
     )
 
 
@@ -80,6 +84,24 @@ def _run_demo(api_address: str) -> None:
         asyncio.run(result)
 
 
+def _admin_token(mesh) -> str:
+    """The local admin token: kept in <data-dir>/admin-token (owner-only) and in the CLI
+    config, created on the first `up` of a data directory and reused afterwards."""
+    from graphmesh.client import save_cli_config
+
+    path = mesh.data_dir / "admin-token"
+    token = path.read_text().strip() if path.is_file() else ""
+    if not token or not mesh.token_is_active(token):
+        _, token = mesh.create_token("local-admin", ["admin"])
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+    config = save_cli_config(mesh.api_address, token)
+    print(f"  admin token in {path} (also in the CLI config {config}); other clients send it as\n"
+          f"  'authorization: Bearer <token>' metadata, or: export GRAPHMESH_TOKEN=$(cat {path})", flush=True)
+    return token
+
+
 def run(args) -> int:
     from graphmesh.mesh import Mesh
 
@@ -100,6 +122,8 @@ def run(args) -> int:
             print(f"starting graphmesh in {mesh.data_dir} ...", flush=True)
             mesh.start()
             print(f"graphmesh is up:\n{_table(mesh)}", flush=True)
+            if mesh.config.auth == "token":
+                _admin_token(mesh)
             if args.demo or args.exit_after_demo:
                 _run_demo(mesh.api_address)
             interruptible = False

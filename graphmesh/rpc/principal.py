@@ -1,14 +1,18 @@
-"""Who is calling. Until authentication lands, callers name themselves in the
-`gm-principal` metadata key; the recorded actor of every change comes from here."""
+"""Who is calling: the principal the auth interceptor authenticated for this call
+(graphmesh/auth). The recorded actor of every change comes from here, never from a field
+of the request."""
 
 from __future__ import annotations
 
-PRINCIPAL_KEY = "gm-principal"
-ANONYMOUS = "anonymous"
+from graphmesh.auth.interceptor import PRINCIPAL_KEY
+from graphmesh.auth.principals import Principal, current
+
+__all__ = ["PRINCIPAL_KEY", "principal", "caller"]
 
 
-def principal(context) -> str:
-    for key, value in context.invocation_metadata() or ():
-        if key == PRINCIPAL_KEY and value:
-            return value
-    return ANONYMOUS
+def caller(context=None) -> Principal:
+    return current()
+
+
+def principal(context=None) -> str:
+    return current().name

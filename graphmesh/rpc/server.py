@@ -14,16 +14,20 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
+from graphmesh.auth.interceptor import Authenticator, AuthInterceptor
 from graphmesh.rpc.errors import ErrorInterceptor
+from graphmesh.rpc.tls import ServerTls
 
 log = logging.getLogger(__name__)
 
 
 class GrpcServer:
-    def __init__(self, listen: str, service_names: list[str]) -> None:
+    def __init__(self, listen: str, service_names: list[str], *, auth: Authenticator,
+                 tls: ServerTls | None = None) -> None:
         self.server = grpc.aio.server(
-            # Tracing outermost, so the server span records the status the error mapping set.
-            interceptors=[aio_server_interceptor(), ErrorInterceptor()],
+            # Tracing outermost, so the server span records the status the error mapping set;
+            # authentication inside the error mapping, so its refusals get their codes.
+            interceptors=[aio_server_interceptor(), ErrorInterceptor(), AuthInterceptor(auth)],
             options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 16 * 1024 * 1024)],
         )
         self.health = HealthServicer()
@@ -37,7 +41,10 @@ class GrpcServer:
         # Set when the process begins to stop: long server streams end so clients reconnect
         # elsewhere (with their last sequence) instead of holding up the shutdown.
         self.stopping = asyncio.Event()
-        self.port = self.server.add_insecure_port(listen)
+        if tls is not None:
+            self.port = self.server.add_secure_port(listen, tls.credentials())
+        else:
+            self.port = self.server.add_insecure_port(listen)
         if self.port == 0:
             raise RuntimeError(f"cannot listen on {listen}")
         self.address = f"{listen.rsplit(':', 1)[0]}:{self.port}"

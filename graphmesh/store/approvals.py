@@ -186,8 +186,13 @@ class ApprovalStore:
         return ApprovalRecord.from_row(row)
 
     async def list(self, *, statuses: list[str] | None = None, graph: str = "", run_id: str = "",
-                   page_size: int = 50, page_token: str = "") -> tuple[list[ApprovalRecord], str]:
+                   page_size: int = 50, page_token: str = "",
+                   graphs: list[str] | None = None) -> tuple[list[ApprovalRecord], str]:
+        """A page of approvals, newest first; `graphs` narrows it to what a reviewer covers."""
         where, args = [], []
+        if graphs is not None:
+            where.append("graph = ANY(%s)")
+            args.append(graphs)
         if statuses:
             where.append("status = ANY(%s)")
             args.append(statuses)

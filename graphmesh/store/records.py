@@ -59,6 +59,8 @@ class RunRecord:
     migrations: list[dict[str, Any]] = field(default_factory=list)
     # W3C traceparent of the span that created the run ('' if not traced): the run's trace.
     trace_context: str = ""
+    # Roles the owner held when it created the run (node policies may require one).
+    owner_roles: list[str] = field(default_factory=list)
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> "RunRecord":
@@ -93,6 +95,7 @@ class RunRecord:
             claims_without_result=row.get("claims_without_result", 0),
             migrations=list(row.get("migrations") or []),
             trace_context=row.get("trace_context") or "",
+            owner_roles=list(row.get("owner_roles") or []),
         )
 
 
@@ -110,6 +113,7 @@ class NewRun:
     multitask_strategy: str = "reject"
     sync: bool = False
     trace_context: str = ""  # the creating span's traceparent
+    owner_roles: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

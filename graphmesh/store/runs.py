@@ -54,10 +54,10 @@ WITH thread AS (
     RETURNING t.graph, t.active_run_id
 ), run AS (
     INSERT INTO gm_runs (run_id, thread_id, graph, {", ".join(VERSION_FIELDS)}, status, owner,
-        idempotency_key, metadata, input, multitask_strategy, sync, event_seq, trace_context)
+        idempotency_key, metadata, input, multitask_strategy, sync, event_seq, trace_context, owner_roles)
     SELECT %(run_id)s, %(thread_id)s, %(graph)s, {", ".join(f"%({f})s" for f in VERSION_FIELDS)},
         'QUEUED', %(owner)s, %(idempotency_key)s, %(metadata)s, %(input)s, %(multitask_strategy)s,
-        %(sync)s, 1, %(trace_context)s
+        %(sync)s, 1, %(trace_context)s, %(owner_roles)s
     FROM thread WHERE thread.graph = %(graph)s
       AND (thread.active_run_id = %(run_id)s OR %(multitask_strategy)s IN ('enqueue', 'interrupt', 'rollback'))
     RETURNING *
@@ -172,6 +172,7 @@ class RunStore:
             "multitask_strategy": new.multitask_strategy,
             "sync": new.sync,
             "trace_context": new.trace_context,
+            "owner_roles": Jsonb(sorted(new.owner_roles)),
             **{f: new.versions.get(f, "") for f in VERSION_FIELDS},
         }
         async with self.connection() as conn:
@@ -230,8 +231,17 @@ class RunStore:
         thread_id: str = "",
         page_size: int = 50,
         page_token: str = "",
+        owner: str | None = None,
+        graphs: list[str] | None = None,
     ) -> tuple[list[RunRecord], str]:
+        """A page of runs, newest first. `owner` and `graphs` narrow it to what a caller may see."""
         where, args = [], []
+        if owner is not None:
+            where.append("owner = %s")
+            args.append(owner)
+        if graphs is not None:
+            where.append("graph = ANY(%s)")
+            args.append(graphs)
         if statuses:
             where.append("status = ANY(%s)")
             args.append([s.value for s in statuses])
@@ -392,6 +402,14 @@ class RunStore:
         async with self.connection() as conn:
             rows = await (await conn.execute(SELECT_ORPHANS, {"quiet": quiet_seconds, "limit": limit})).fetchall()
         return [RunRecord.from_row(r) for r in rows]
+
+    async def thread_owner(self, thread_id: str) -> str:
+        """The owner of the thread's latest run ('' if it has none)."""
+        async with self.connection() as conn:
+            row = await (await conn.execute(
+                "SELECT owner FROM gm_runs WHERE thread_id = %s ORDER BY created_at DESC LIMIT 1",
+                (thread_id,))).fetchone()
+        return row["owner"] if row else ""
 
     async def thread_graph(self, thread_id: str) -> tuple[str, str | None]:
         """The graph a thread belongs to and its active run id."""

@@ -210,6 +210,30 @@ MIGRATIONS: list[str] = [
     CREATE INDEX gm_spans_run ON gm_spans (run_id) WHERE run_id IS NOT NULL;
     CREATE INDEX gm_spans_recorded ON gm_spans (recorded_at);
     """,
+    """
+    -- Static API tokens (auth/tokens.py): only their SHA-256 is stored.
+    CREATE TABLE gm_api_tokens (
+        token_id text PRIMARY KEY,
+        principal text NOT NULL,
+        roles jsonb NOT NULL,
+        graphs jsonb NOT NULL,
+        token_hash text NOT NULL UNIQUE,
+        created_by text NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        revoked_at timestamptz
+    );
+    -- The roles the run's owner held when it created the run (node policies check them).
+    ALTER TABLE gm_runs ADD COLUMN owner_roles jsonb NOT NULL DEFAULT '[]';
+    -- The audit trail stays append-only, except for a purge or a retention sweep, which
+    -- announce themselves with SET LOCAL graphmesh.erasing = 'on' in their transaction.
+    CREATE OR REPLACE FUNCTION gm_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP = 'DELETE' AND current_setting('graphmesh.erasing', true) = 'on' THEN
+            RETURN OLD;
+        END IF;
+        RAISE EXCEPTION 'gm_audit is append-only';
+    END $$;
+    """,
 ]
 
 

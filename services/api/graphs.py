@@ -5,7 +5,7 @@ from __future__ import annotations
 from graphmesh.bus.control import publish_nodes_changed, publish_rollout_changed
 from graphmesh.errors import FailedPrecondition, InvalidArgument, NotFound
 from graphmesh.rpc.convert import timestamp
-from graphmesh.rpc.principal import principal
+from graphmesh.rpc.principal import caller, principal
 from graphmesh.store import ControlStore, DisabledNode
 from graphmesh.store.rollouts import RolloutStore
 from graphmesh.v1 import graph_service_pb2 as pb
@@ -69,6 +69,7 @@ class GraphServicer(graph_service_pb2_grpc.GraphServiceServicer):
                            code="NODE_NOT_FOUND")
 
     async def DisableNode(self, request, context):
+        caller().require("operator", graph=request.graph, action=f"disable nodes of '{request.graph}'")
         self._node_of(request.graph, request.node)
         if not request.reason:
             raise InvalidArgument("a reason is required: it is what paused runs and operators will read")
@@ -77,6 +78,7 @@ class GraphServicer(graph_service_pb2_grpc.GraphServiceServicer):
         return pb.DisableNodeResponse(graph=await self._graph(request.graph))
 
     async def EnableNode(self, request, context):
+        caller().require("operator", graph=request.graph, action=f"enable nodes of '{request.graph}'")
         self._node_of(request.graph, request.node)
         if not await self._control.enable_node(request.graph, request.node):
             raise FailedPrecondition(f"node '{request.node}' of graph '{request.graph}' is not disabled",
@@ -94,6 +96,7 @@ class GraphServicer(graph_service_pb2_grpc.GraphServiceServicer):
 
     async def SetRollout(self, request, context):
         graph = self._registry.get(request.graph).name
+        caller().require("operator", graph=graph, action=f"set the rollout of '{graph}'")
         known = [s.version for s in self._registry.versions(graph)]
         unknown = sorted(set(request.weights) - set(known))
         if unknown:
@@ -111,6 +114,7 @@ class GraphServicer(graph_service_pb2_grpc.GraphServiceServicer):
     async def RollbackGraph(self, request, context):
         """Sends all new runs to the previous version at once; runs in flight keep theirs."""
         graph = self._registry.get(request.graph).name
+        caller().require("operator", graph=graph, action=f"roll back '{graph}'")
         if not request.reason:
             raise InvalidArgument("a reason is required: it is recorded with the rollback")
         current = self._router.weights(graph)

@@ -10,14 +10,15 @@ from datetime import datetime, timezone
 from google.protobuf import json_format
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
+from graphmesh.auth.principals import ALL_GRAPHS, ensure_can_see_run
 from graphmesh.bus import dispatch_queued, publish_event_pipelined, publish_job, require_connected, status_event
 from graphmesh.bus.hub import EventHub
-from graphmesh.errors import InvalidArgument, NotFound
+from graphmesh.errors import InvalidArgument, NotFound, PermissionDenied
 from graphmesh.execution import error_proto
 from graphmesh.jsonvalues import to_struct
 from graphmesh.rpc.convert import STRATEGY_NAMES, run_to_proto, span_to_proto, status_from_proto, status_to_proto
 from graphmesh.rpc.errors import end_stream_for_shutdown
-from graphmesh.rpc.principal import principal
+from graphmesh.rpc.principal import caller, principal
 from graphmesh.store import TERMINAL, ControlStore, NewRun, RunRecord, RunStatus, RunStore
 from graphmesh.store.runs import parse_run_id
 from graphmesh.telemetry.metrics import RUNS_CREATED
@@ -58,6 +59,8 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
 
     async def _new_run(self, request, context, *, sync: bool) -> NewRun:
         graph = self._registry.get(request.graph).name  # NotFound for an unknown graph
+        me = caller()
+        me.require("submitter", "operator", graph=graph, action=f"start runs of graph '{graph}'")
         thread_id = request.thread_id or str(uuid.uuid4())
         version = await self._router.choose(graph, thread_id, pinned=getattr(request, "graph_version", ""),
                                             new_thread=not request.thread_id)
@@ -79,7 +82,8 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
             multitask_strategy=strategy,
             sync=sync,
             # Idempotency keys are scoped to their owner.
-            owner=principal(context),
+            owner=me.name,
+            owner_roles=sorted(me.roles),
             trace_context=traceparent(),  # this request's span: the root of the run's trace
         )
 
@@ -122,8 +126,18 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
         RUNS_CREATED.add(1, {"graph": run.graph, "graph_version": run.versions["graph_version"], "sync": True})
         return pb.InvokeRunResponse(run=run_to_proto(run), output=to_struct(output))
 
+    async def _visible_run(self, run_id: str) -> RunRecord:
+        run = await self._store.get_run(run_id)
+        ensure_can_see_run(caller(), run)
+        return run
+
+    async def _operated_run(self, run_id: str, action: str) -> RunRecord:
+        run = await self._store.get_run(run_id)
+        caller().require("operator", graph=run.graph, action=f"{action} run {run.run_id}")
+        return run
+
     async def GetRun(self, request, context):
-        return pb.GetRunResponse(run=run_to_proto(await self._store.get_run(request.run_id)))
+        return pb.GetRunResponse(run=run_to_proto(await self._visible_run(request.run_id)))
 
     async def ListRuns(self, request, context):
         page_size = request.page_size or 50
@@ -134,14 +148,20 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
             if value not in run_pb2.RunStatus.values() or value == run_pb2.RUN_STATUS_UNSPECIFIED:
                 raise InvalidArgument(f"unknown run status {value}")
             statuses.append(status_from_proto(value))
+        me = caller()
+        # Operators and reviewers list the runs of graphs they cover; others only their own.
+        wide = me.has("operator", "reviewer")
         runs, token = await self._store.list_runs(
             statuses=statuses, graph=request.graph, thread_id=request.thread_id,
             page_size=page_size, page_token=request.page_token,
+            owner=None if wide else me.name,
+            graphs=None if not wide or me.covers(ALL_GRAPHS) else sorted(me.graphs),
         )
         return pb.ListRunsResponse(runs=[run_to_proto(r) for r in runs], next_page_token=token)
 
     async def StreamRun(self, request, context):
         run_id = parse_run_id(request.run_id)
+        await self._visible_run(run_id)
         last = request.after_sequence
         # Postgres is asked only when the log is quiet: at once if the replay found nothing
         # (an unknown run is NOT_FOUND), then after each idle second.
@@ -170,6 +190,11 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
         if not request.thread_id:
             raise InvalidArgument("thread_id is required")
         graph_name, active_run = await self._store.thread_graph(request.thread_id)
+        me = caller()
+        if not (me.has("operator", "reviewer") and me.covers(graph_name)) and \
+                await self._store.thread_owner(request.thread_id) != me.name:
+            raise PermissionDenied(f"{me.name} may not read thread {request.thread_id}: its runs are not its own",
+                                   code="NOT_YOUR_THREAD")
         spec = self._registry.get(graph_name)
         graph = self._registry.compiled(spec.name, spec.version, checkpointer=AsyncPostgresSaver(self._pool))
         state = await graph.aget_state({"configurable": {"thread_id": request.thread_id}})
@@ -189,18 +214,19 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
         if request.action not in (pb.CANCEL_ACTION_UNSPECIFIED, pb.CANCEL_ACTION_INTERRUPT, pb.CANCEL_ACTION_ROLLBACK):
             raise InvalidArgument(f"unknown cancel action {request.action}")
         action = "rollback" if request.action == pb.CANCEL_ACTION_ROLLBACK else "interrupt"
+        await self._operated_run(request.run_id, "cancel")
         run = await self._canceller.cancel(request.run_id, reason=request.reason, actor=principal(context),
                                            action=action)
         return pb.CancelRunResponse(run=run_to_proto(run))
 
     async def RetryRun(self, request, context):
-        before = await self._store.get_run(request.run_id)
+        before = await self._operated_run(request.run_id, "retry")
         run = await self._control.retry(request.run_id)
         await dispatch_queued(self._js, run, status_to_proto(before.status))
         return pb.RetryRunResponse(run=run_to_proto(run))
 
     async def ResumeRun(self, request, context):
-        paused = await self._store.get_run(request.run_id)
+        paused = await self._operated_run(request.run_id, "resume")
         node = paused.error.node if paused.error else ""
         # Read from Postgres, not this process's cached view: an EnableNode a moment ago counts.
         disabled = {d.node for d in await self._control.disabled_nodes(paused.graph)}
@@ -210,7 +236,7 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
         return pb.ResumeRunResponse(run=run_to_proto(run))
 
     async def GetRunTrace(self, request, context):
-        run = await self._store.get_run(parse_run_id(request.run_id))
+        run = await self._visible_run(parse_run_id(request.run_id))
         trace_id = trace_id_of(run.trace_context)
         if not trace_id:
             raise NotFound(f"run {run.run_id} has no trace: tracing was off when it was created",

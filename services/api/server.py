@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from graphmesh.auth.setup import make_authenticator
+from graphmesh.auth.tokens import TokenStore
 from graphmesh.bus import connect_nats
 from graphmesh.bus.hub import EventHub
 from graphmesh.config import Settings
@@ -14,12 +16,21 @@ from graphmesh.execution import RunExecutor
 from graphmesh.health import watch_dependencies
 from graphmesh.logs import setup_logging
 from graphmesh.rpc.server import GrpcServer
+from graphmesh.rpc.tls import ServerTls
 from graphmesh.store import ControlStore, RunStore
 from graphmesh.store.rollouts import RolloutStore
 from graphmesh.telemetry.pollers import poll_forever, poll_runs
 from graphmesh.telemetry.setup import setup_telemetry
-from graphmesh.v1 import graph_service_pb2, graph_service_pb2_grpc, run_service_pb2, run_service_pb2_grpc
+from graphmesh.v1 import (
+    auth_service_pb2,
+    auth_service_pb2_grpc,
+    graph_service_pb2,
+    graph_service_pb2_grpc,
+    run_service_pb2,
+    run_service_pb2_grpc,
+)
 from graphs.registry import Registry
+from services.api.auth import AuthServicer
 from services.api.graphs import GraphServicer
 from services.api.reconciler import reconcile_forever
 from services.api.routing import VersionRouter
@@ -56,11 +67,14 @@ async def main() -> None:
     names = [
         run_service_pb2.DESCRIPTOR.services_by_name["RunService"].full_name,
         graph_service_pb2.DESCRIPTOR.services_by_name["GraphService"].full_name,
+        auth_service_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
     ]
-    server = GrpcServer(settings.listen, names)
+    server = GrpcServer(settings.listen, names, auth=make_authenticator(settings, store),
+                        tls=ServerTls.from_settings(settings))
     run_service_pb2_grpc.add_RunServiceServicer_to_server(
         RunServicer(store=store, nc=nc, hub=hub, registry=registry, pool=pool, sync_runner=sync_runner,
                     router=router, stopping=server.stopping), server.server)
+    auth_service_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(TokenStore(store)), server.server)
     graph_service_pb2_grpc.add_GraphServiceServicer_to_server(GraphServicer(registry, control, rollouts, router, nc), server.server)
     background = [
         await disabled.start(nc),  # the synchronous path runs graphs here, under the same node guards

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from graphmesh.auth.setup import make_authenticator
 from graphmesh.bus import connect_nats
 from graphmesh.bus.approvals import relay_outbox_forever
 from graphmesh.config import Settings
@@ -11,6 +12,7 @@ from graphmesh.db import make_pool
 from graphmesh.health import watch_dependencies
 from graphmesh.logs import setup_logging
 from graphmesh.rpc.server import GrpcServer
+from graphmesh.rpc.tls import ServerTls
 from graphmesh.store import ApprovalStore, RunStore
 from graphmesh.telemetry.pollers import poll_approvals, poll_forever
 from graphmesh.telemetry.setup import setup_telemetry
@@ -29,7 +31,8 @@ async def main() -> None:
     js = nc.jetstream()
     approvals = ApprovalStore(RunStore(pool))
     name = review_service_pb2.DESCRIPTOR.services_by_name["ReviewService"].full_name
-    server = GrpcServer(settings.listen, [name])
+    server = GrpcServer(settings.listen, [name], auth=make_authenticator(settings, approvals.runs),
+                        tls=ServerTls.from_settings(settings))
     servicer = ReviewServicer(approvals=approvals, js=js, stopping=server.stopping)
     review_service_pb2_grpc.add_ReviewServiceServicer_to_server(servicer, server.server)
     background = [

@@ -9,13 +9,14 @@ import time
 from google.protobuf import json_format
 from opentelemetry import trace
 
+from graphmesh.auth.principals import ALL_GRAPHS, ensure_can_decide
 from graphmesh.bus import dispatch_queued, make_event, publish_event
 from graphmesh.bus.approvals import announcement, last_stream_sequence, publish_outbox, watch
-from graphmesh.errors import InvalidArgument
+from graphmesh.errors import InvalidArgument, PermissionDenied
 from graphmesh.jsonvalues import to_struct
 from graphmesh.rpc.convert import DECISION_KINDS, approval_to_proto, status_to_proto, timestamp
 from graphmesh.rpc.errors import end_stream_for_shutdown
-from graphmesh.rpc.principal import principal
+from graphmesh.rpc.principal import caller, principal
 from graphmesh.store import ApprovalStore, DecideResult, RunStatus
 from graphmesh.telemetry.metrics import DECISION_LATENCY
 from graphmesh.telemetry.tracing import Link, run_span
@@ -36,6 +37,11 @@ def _page_size(value: int, default: int) -> int:
     return value or default
 
 
+def _covered(principal) -> list[str] | None:
+    """The graphs whose approvals the caller may see (None: all)."""
+    return None if principal.covers(ALL_GRAPHS) else sorted(principal.graphs)
+
+
 class ReviewServicer(review_service_pb2_grpc.ReviewServiceServicer):
     def __init__(self, *, approvals: ApprovalStore, js, stopping: asyncio.Event) -> None:
         self._approvals = approvals
@@ -50,13 +56,19 @@ class ReviewServicer(review_service_pb2_grpc.ReviewServiceServicer):
             statuses.append(APPROVAL_STATUS_NAMES[value])
         records, token = await self._approvals.list(
             statuses=statuses, graph=request.graph, run_id=request.run_id,
-            page_size=_page_size(request.page_size, 50), page_token=request.page_token)
+            page_size=_page_size(request.page_size, 50), page_token=request.page_token,
+            graphs=_covered(caller()))
         return pb.ListApprovalsResponse(approvals=[approval_to_proto(a) for a in records], next_page_token=token)
 
     async def GetApproval(self, request, context):
-        return pb.GetApprovalResponse(approval=approval_to_proto(await self._approvals.get(request.approval_id)))
+        approval = await self._approvals.get(request.approval_id)
+        caller().require("reviewer", graph=approval.graph, action=f"see approval {approval.approval_id}")
+        return pb.GetApprovalResponse(approval=approval_to_proto(approval))
 
     async def WatchApprovals(self, request, context):
+        me = caller()
+        if request.graph:
+            me.require("reviewer", graph=request.graph, action=f"watch approvals of '{request.graph}'")
         after = request.after_sequence
         if not after:
             # A new watcher starts now; with include_pending it first gets what is open.
@@ -67,7 +79,8 @@ class ReviewServicer(review_service_pb2_grpc.ReviewServiceServicer):
                         sequence=after, approval=approval_to_proto(approval), pending_snapshot=True))
         async for event in watch(self._js, graph=request.graph, after_sequence=after, idle_timeout=1.0):
             if event is not None:
-                yield pb.WatchApprovalsResponse(event=event)
+                if me.covers(event.approval.graph):  # other graphs' approvals are not this reviewer's
+                    yield pb.WatchApprovalsResponse(event=event)
             elif self._stopping.is_set():
                 await end_stream_for_shutdown(context)
 
@@ -75,7 +88,7 @@ class ReviewServicer(review_service_pb2_grpc.ReviewServiceServicer):
         token = None
         while token != "":
             records, token = await self._approvals.list(statuses=["PENDING"], graph=graph, page_size=500,
-                                                        page_token=token or "")
+                                                        page_token=token or "", graphs=_covered(caller()))
             for record in records:
                 yield record
 
@@ -89,6 +102,7 @@ class ReviewServicer(review_service_pb2_grpc.ReviewServiceServicer):
         if kind != "edit" and edited is not None:
             raise InvalidArgument("edited_value is only for EDIT decisions")
         started = time.time_ns()
+        ensure_can_decide(caller(), await self._approvals.get(request.approval_id))
         result = await self._approvals.decide(
             request.approval_id, kind=kind, edited_value=edited, comment=request.comment,
             reviewer=principal(context), announce=announcement)
@@ -122,6 +136,13 @@ class ReviewServicer(review_service_pb2_grpc.ReviewServiceServicer):
         await publish_outbox(self._js, self._approvals, result.outbox_ids)
 
     async def ListAuditRecords(self, request, context):
+        me = caller()
+        if not me.covers(ALL_GRAPHS):  # the audit trail spans graphs: narrowed callers name a run of theirs
+            if not request.run_id:
+                raise PermissionDenied(f"{me.name} covers only some graphs: ask for one run's audit records "
+                                       "(run_id)", code="GRAPH_NOT_COVERED")
+            run = await self._approvals.runs.get_run(request.run_id)
+            me.require("reviewer", "operator", graph=run.graph, action=f"read the audit of run {run.run_id}")
         records, token = await self._approvals.audit_records(
             run_id=request.run_id, approval_id=request.approval_id,
             page_size=_page_size(request.page_size, 100), page_token=request.page_token)

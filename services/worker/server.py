@@ -7,6 +7,7 @@ import contextlib
 import logging
 from datetime import datetime, timezone
 
+from graphmesh.auth.setup import make_authenticator
 from graphmesh.bus import connect_nats
 from graphmesh.bus.control import on_cancel
 from graphmesh.config import Settings
@@ -16,6 +17,7 @@ from graphmesh.execution import RunExecutor
 from graphmesh.health import watch_dependencies
 from graphmesh.logs import setup_logging
 from graphmesh.rpc.server import GrpcServer
+from graphmesh.rpc.tls import ServerTls
 from graphmesh.store import ControlStore, RunStore
 from graphmesh.telemetry.setup import setup_telemetry
 from graphmesh.v1 import worker_service_pb2, worker_service_pb2_grpc
@@ -50,7 +52,8 @@ async def main() -> None:
                            max_deliveries=settings.max_deliveries)
 
     service = worker_service_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name
-    server = GrpcServer(settings.listen, [service])
+    server = GrpcServer(settings.listen, [service], auth=make_authenticator(settings, store),
+                        tls=ServerTls.from_settings(settings))
     worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(
         WorkerServicer(consumer, registry, started_at, DRAIN_GRACE_SECONDS), server.server)
 

@@ -3,6 +3,7 @@ second start on the same data directory finds the earlier runs."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -11,6 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import grpc
 import pytest
 from google.protobuf import struct_pb2
 
@@ -31,6 +33,7 @@ def data_dir():
 
 def test_up_runs_demo_then_a_second_start_finds_it(data_dir):
     env = {k: v for k, v in os.environ.items() if not k.startswith("GRAPHMESH_")}
+    env["GRAPHMESH_CLI_CONFIG"] = str(data_dir / "cli-config.json")  # not the real user's config
     proc = subprocess.run(
         [sys.executable, "-c", "from graphmesh.cli import main; raise SystemExit(main())",
          "up", "--data-dir", str(data_dir), "--api-port", "0", "--review-port", "0",
@@ -46,10 +49,20 @@ def test_up_runs_demo_then_a_second_start_finds_it(data_dir):
     for log in ("api", "review", "worker-1", "worker-2", "postgres", "nats"):
         assert (data_dir / "logs" / f"{log}.log").exists()
 
+    # Authentication is on: the demo ran with the local admin token `up` made and saved.
+    token = (data_dir / "admin-token").read_text().strip()
+    assert oct((data_dir / "admin-token").stat().st_mode & 0o777) == "0o600"
+    assert json.loads((data_dir / "cli-config.json").read_text())["token"] == token
+    assert "GRAPHMESH_TOKEN" in out
+
     # Nothing left running: the same data directory starts again and has the run.
     mesh = Mesh(MeshConfig(data_dir=data_dir, api_port=0, review_port=0, worker_base_port=0, workers=1))
     with mesh:
-        run = api_client(mesh.api_address).runs.GetRun(pb.GetRunRequest(run_id=run_id), timeout=10).run
+        with pytest.raises(grpc.RpcError) as refused:
+            api_client(mesh.api_address, token="").runs.GetRun(pb.GetRunRequest(run_id=run_id), timeout=10)
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert mesh.token_is_active(token)  # the token outlives a restart
+        run = api_client(mesh.api_address, token=token).runs.GetRun(pb.GetRunRequest(run_id=run_id), timeout=10).run
         assert run.status == run_pb2.RUN_STATUS_COMPLETED
         assert run.graph == "research_assistant"
 
@@ -63,7 +76,8 @@ def test_external_postgres_and_nats_are_used_instead_of_embedded(embedded_pg_nat
     )
     assert migrate.returncode == 0, migrate.stdout + migrate.stderr
     config = MeshConfig(data_dir=data_dir, api_port=0, review_port=0, worker_base_port=0, workers=1,
-                        database_url=embedded_pg_nats.database_url, nats_url=embedded_pg_nats.nats_url)
+                        database_url=embedded_pg_nats.database_url, nats_url=embedded_pg_nats.nats_url,
+                        auth="none")
     with Mesh(config) as mesh:
         assert mesh.postgres is None and mesh.nats is None
         assert not (data_dir / "postgres").exists() and not (data_dir / "nats").exists()

@@ -1,0 +1,13 @@
+"""Building a process's authenticator and TLS settings from its Settings."""
+
+from __future__ import annotations
+
+from graphmesh.auth.interceptor import Authenticator
+from graphmesh.auth.tokens import JwtVerifier, TokenStore
+
+
+def make_authenticator(settings, store) -> Authenticator:
+    """Static tokens are looked up in Postgres (through `store`'s pool); JWTs are verified
+    with the configured key, if any."""
+    jwt = JwtVerifier.from_settings(settings.jwt_secret, settings.jwt_public_key_file, settings.jwt_issuer)
+    return Authenticator(settings.auth, TokenStore(store), jwt)

@@ -18,6 +18,7 @@ __all__ = [
     "RetrySpec",
     "NodePolicy",
     "Limits",
+    "Retention",
     "MigrationSpec",
     "GraphSpec",
     "parse_manifest",
@@ -25,6 +26,8 @@ __all__ = [
 ]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+_SECRET_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_QUALIFIED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 
 
 class ManifestError(ValueError):
@@ -39,9 +42,12 @@ class RetrySpec:
 
 @dataclass(frozen=True)
 class NodePolicy:
+    # Touches outside systems. With requires_approval, the worker runs it only after an
+    # approval recorded in this run names it (approval node or payload "node").
     mutates: bool = False
     requires_approval: bool = False
-    role: str = ""
+    role: str = ""  # the role a reviewer needs to decide this node's approvals
+    owner_role: str = ""  # a role the run's owner must hold for this node to run
     approval_timeout_seconds: float | None = None  # None: waits indefinitely
     retry: RetrySpec | None = None
 
@@ -51,7 +57,21 @@ class Limits:
     max_steps: int = 25
     run_timeout_seconds: float = 600
     max_input_bytes: int = 262144
-    max_concurrent_runs: int = 0  # 0: unlimited
+    max_state_bytes: int = 8 * 1024 * 1024  # serialized thread state after a step; 0: unlimited
+    max_concurrent_runs: int = 0  # runs of the graph running/waiting/paused at once; 0: unlimited
+    max_concurrent_runs_per_owner: int = 0  # the same, per owner; 0: unlimited
+    max_queued_runs: int = 0  # runs of the graph queued at once (backpressure); 0: unlimited
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long a graph's data lives (days; 0 keeps it forever). Enforced by the sweeper."""
+
+    threads_days: float = 0  # finished threads: runs, checkpoints, approvals, events, spans
+    checkpoints_keep: int = 0  # per thread, keep only the newest N checkpoints (>= 1); 0: all
+    events_days: float = 0
+    traces_days: float = 0
+    reviews_days: float = 0  # decided approvals and their audit records
 
 
 @dataclass(frozen=True)
@@ -91,6 +111,12 @@ class GraphSpec:
     nodes: Mapping[str, NodePolicy] = field(default_factory=lambda: MappingProxyType({}))
     weight: int = 100  # rollout weight; the highest weight serves new runs
     migrations: tuple[MigrationSpec, ...] = ()
+    # Secrets its nodes may read by name (graphmesh.secrets.get_secret); never in state.
+    secrets: tuple[str, ...] = ()
+    # Extra types checkpoints of this graph may deserialise, as "module.Class" (LangGraph's
+    # msgpack allow-list); anything else stays a plain value.
+    serde_allowlist: tuple[str, ...] = ()
+    retention: Retention = Retention()
     base_dir: str = ""  # manifest directory: resolves ./file.py paths and joins sys.path
 
     def versions(self) -> dict[str, str]:
@@ -154,9 +180,12 @@ class _Ctx:
 
 
 _GRAPH_KEYS = {"name", "version", "path", "description", "state_schema_version", "prompt_version",
-               "model_route", "tool_version", "sync", "limits", "nodes", "weight", "migrations"}
-_LIMIT_KEYS = {"max_steps", "run_timeout_seconds", "max_input_bytes", "max_concurrent_runs"}
-_NODE_KEYS = {"mutates", "requires_approval", "role", "approval_timeout_seconds", "retry"}
+               "model_route", "tool_version", "sync", "limits", "nodes", "weight", "migrations", "secrets",
+               "serde_allowlist", "retention"}
+_LIMIT_KEYS = {"max_steps", "run_timeout_seconds", "max_input_bytes", "max_state_bytes", "max_concurrent_runs",
+               "max_concurrent_runs_per_owner", "max_queued_runs"}
+_NODE_KEYS = {"mutates", "requires_approval", "role", "owner_role", "approval_timeout_seconds", "retry"}
+_RETENTION_KEYS = {"threads_days", "checkpoints_keep", "events_days", "traces_days", "reviews_days"}
 
 
 def _limits(c: _Ctx, d: Any) -> Limits:
@@ -166,8 +195,27 @@ def _limits(c: _Ctx, d: Any) -> Limits:
         max_steps=c.num(d, "max_steps", base.max_steps, integer=True, minimum=1),
         run_timeout_seconds=c.num(d, "run_timeout_seconds", base.run_timeout_seconds, minimum=0.001),
         max_input_bytes=c.num(d, "max_input_bytes", base.max_input_bytes, integer=True, minimum=1),
+        max_state_bytes=c.num(d, "max_state_bytes", base.max_state_bytes, integer=True),
         max_concurrent_runs=c.num(d, "max_concurrent_runs", base.max_concurrent_runs, integer=True),
+        max_concurrent_runs_per_owner=c.num(d, "max_concurrent_runs_per_owner",
+                                            base.max_concurrent_runs_per_owner, integer=True),
+        max_queued_runs=c.num(d, "max_queued_runs", base.max_queued_runs, integer=True),
     )
+
+
+def _retention(c: _Ctx, d: Any) -> Retention:
+    d = c.keys(d or {}, _RETENTION_KEYS, "retention")
+    return Retention(
+        threads_days=c.num(d, "threads_days", 0), checkpoints_keep=c.num(d, "checkpoints_keep", 0, integer=True),
+        events_days=c.num(d, "events_days", 0), traces_days=c.num(d, "traces_days", 0),
+        reviews_days=c.num(d, "reviews_days", 0))
+
+
+def _names(c: _Ctx, d: dict, key: str, pattern: re.Pattern) -> tuple[str, ...]:
+    v = d.get(key) or []
+    if not isinstance(v, list) or not all(isinstance(x, str) and pattern.match(x) for x in v):
+        raise c.fail(f"'{key}' must be a list of names matching {pattern.pattern}, got {v!r}")
+    return tuple(v)
 
 
 def _node(c: _Ctx, name: str, d: Any) -> NodePolicy:
@@ -181,6 +229,7 @@ def _node(c: _Ctx, name: str, d: Any) -> NodePolicy:
         mutates=c.flag(d, "mutates", False),
         requires_approval=c.flag(d, "requires_approval", False),
         role=c.text(d, "role", ""),
+        owner_role=c.text(d, "owner_role", ""),
         approval_timeout_seconds=c.num(d, "approval_timeout_seconds", None, minimum=0.001, nullable=True),
         retry=retry,
     )
@@ -241,6 +290,9 @@ def _graph(c: _Ctx, d: Any, base_dir: str) -> GraphSpec:
         nodes=MappingProxyType({str(k): _node(c, str(k), v) for k, v in nodes.items()}),
         weight=c.num(d, "weight", 100, integer=True),
         migrations=migs,
+        secrets=_names(c, d, "secrets", _SECRET_NAME),
+        serde_allowlist=_names(c, d, "serde_allowlist", _QUALIFIED),
+        retention=_retention(c, d.get("retention")),
         base_dir=base_dir,
     )
 

@@ -403,6 +403,16 @@ class RunStore:
             rows = await (await conn.execute(SELECT_ORPHANS, {"quiet": quiet_seconds, "limit": limit})).fetchall()
         return [RunRecord.from_row(r) for r in rows]
 
+    async def load(self, graph: str, owner: str) -> dict[str, int]:
+        """Runs of a graph not yet finished: all, the owner's, and those queued."""
+        async with self.connection() as conn:
+            row = await (await conn.execute(
+                "SELECT count(*) AS in_progress, count(*) FILTER (WHERE owner = %s) AS owner_in_progress, "
+                "count(*) FILTER (WHERE status = 'QUEUED') AS queued FROM gm_runs "
+                "WHERE graph = %s AND status IN ('QUEUED', 'RUNNING', 'PAUSED', 'WAITING_FOR_APPROVAL')",
+                (owner, graph))).fetchone()
+        return dict(row)
+
     async def thread_owner(self, thread_id: str) -> str:
         """The owner of the thread's latest run ('' if it has none)."""
         async with self.connection() as conn:

@@ -13,7 +13,7 @@ from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from graphmesh.auth.principals import ALL_GRAPHS, ensure_can_see_run
 from graphmesh.bus import dispatch_queued, publish_event_pipelined, publish_job, require_connected, status_event
 from graphmesh.bus.hub import EventHub
-from graphmesh.errors import InvalidArgument, NotFound, PermissionDenied
+from graphmesh.errors import InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
 from graphmesh.execution import error_proto
 from graphmesh.jsonvalues import to_struct
 from graphmesh.rpc.convert import STRATEGY_NAMES, run_to_proto, span_to_proto, status_from_proto, status_to_proto
@@ -65,6 +65,7 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
         version = await self._router.choose(graph, thread_id, pinned=getattr(request, "graph_version", ""),
                                             new_thread=not request.thread_id)
         spec = self._registry.get(graph, version)
+        await self._admit(spec, me.name)
         if request.multitask_strategy not in STRATEGY_NAMES:
             raise InvalidArgument(f"unknown multitask_strategy {request.multitask_strategy}")
         strategy = STRATEGY_NAMES[request.multitask_strategy]
@@ -86,6 +87,24 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
             owner_roles=sorted(me.roles),
             trace_context=traceparent(),  # this request's span: the root of the run's trace
         )
+
+    async def _admit(self, spec, owner: str) -> None:
+        """RESOURCE_EXHAUSTED, naming the limit, when the graph or the owner has too many
+        runs in progress (queued, running, waiting, paused) or too many queued."""
+        limits = spec.limits
+        if not (limits.max_concurrent_runs or limits.max_concurrent_runs_per_owner or limits.max_queued_runs):
+            return
+        load = await self._store.load(spec.name, owner)
+        for limit, value, count, what in (
+                ("max_concurrent_runs", limits.max_concurrent_runs, load["in_progress"],
+                 f"graph '{spec.name}' has {load['in_progress']} runs in progress"),
+                ("max_concurrent_runs_per_owner", limits.max_concurrent_runs_per_owner, load["owner_in_progress"],
+                 f"{owner} has {load['owner_in_progress']} runs of graph '{spec.name}' in progress"),
+                ("max_queued_runs", limits.max_queued_runs, load["queued"],
+                 f"graph '{spec.name}' has {load['queued']} runs queued")):
+            if value and count >= value:
+                raise ResourceExhausted(f"{what}, the limit {limit}={value}; retry when some finish",
+                                        code=limit.upper())
 
     async def CreateRun(self, request, context):
         new = await self._new_run(request, context, sync=False)

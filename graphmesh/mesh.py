@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from graphmesh.certs import server_env
 from graphmesh.config import Settings
 from graphmesh.embedded import (
     EmbeddedNats,
@@ -58,6 +59,8 @@ class MeshConfig:
     metrics: bool = True  # each service serves Prometheus /metrics on a free port
     # "token": every RPC needs a bearer token (see create_token); "none": development only.
     auth: str = "token"
+    # A directory of certificates (graphmesh certs create): the services then serve mutual TLS.
+    tls_dir: Path | None = None
     log_level: str = "INFO"
     fast_postgres: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -289,6 +292,7 @@ class Mesh:
             GRAPHMESH_LISTEN=f"{c.host}:{s.port}",
             GRAPHMESH_LOG_LEVEL=c.log_level,
             GRAPHMESH_AUTH=c.auth,
+            **(server_env(Path(c.tls_dir)) if c.tls_dir else {}),
             GRAPHMESH_METRICS_LISTEN=f"{c.host}:{s.metrics_port}" if s.metrics_port else "",
             PYTHONUNBUFFERED="1",  # logs reach the file as they happen
         )
@@ -335,7 +339,7 @@ class Mesh:
                     f"{name} exited (code {code}) before serving on {address}; "
                     f"log {self.log_path(name)}:\n{log_tail(self.log_path(name))}"
                 )
-            last = _health_status(address)
+            last = _health_status(address, tls_dir=self.config.tls_dir)
             if last == "SERVING":
                 return
             time.sleep(0.1)
@@ -345,12 +349,17 @@ class Mesh:
         )
 
 
-def _health_status(address: str, timeout: float = 1.0) -> str:
+def _health_status(address: str, timeout: float = 1.0, tls_dir: Path | None = None) -> str:
     """One grpc.health.v1 Check on the overall server (service ""): status name or error."""
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    with grpc.insecure_channel(address) as channel:
+    from graphmesh.rpc.tls import client_credentials
+
+    channel = (grpc.secure_channel(address, client_credentials(str(tls_dir / "ca.pem"), str(tls_dir / "client.pem"),
+                                                               str(tls_dir / "client-key.pem")))
+               if tls_dir else grpc.insecure_channel(address))
+    with channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
         except grpc.RpcError as e:

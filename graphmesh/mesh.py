@@ -246,7 +246,8 @@ class Mesh:
             )
             self.postgres.start()
         if not c.nats_url:
-            self.nats = self.nats or EmbeddedNats(self.data_dir / "nats", host=c.host, log_path=self.log_dir / "nats.log")
+            self.nats = self.nats or EmbeddedNats(self.data_dir / "nats", host=c.host, log_path=self.log_dir / "nats.log",
+                                                  auth_token=self._secret("nats-token"))
             self.nats.start()
 
     def _prepare(self) -> None:
@@ -282,6 +283,18 @@ class Mesh:
                 await pool.close()
 
         return run_coro(run)
+
+    def _secret(self, name: str) -> str:
+        """A random credential kept in the data directory (owner-only), so restarts reuse it."""
+        import secrets
+
+        path = self.data_dir / name
+        if not path.is_file():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(24))
+        return path.read_text().strip()
 
     def _env(self, s: _Service) -> dict[str, str]:
         c = self.config

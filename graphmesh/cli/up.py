@@ -53,11 +53,12 @@ def _config(args):
 
 
 def redact(url: str) -> str:
-    """The URL without its password, for printing."""
+    """The URL without its password (or bare token, as NATS URLs carry one), for printing."""
     parts = urlsplit(url)
-    if parts.password is None:
+    if parts.password is None and (parts.username is None or parts.scheme != "nats"):
         return url
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    user = "***" if parts.password is None else f"{parts.username}:***"
+    netloc = f"{user}@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
     return urlunsplit(parts._replace(netloc=netloc))
 
 

@@ -44,14 +44,17 @@ class EmbeddedNats(ServerProcess):
         port: int = 0,
         log_path: Path | None = None,
         start_timeout: float = 30,
+        auth_token: str = "",
     ):
         super().__init__(host=host, port=port, start_timeout=start_timeout)
         self.store_dir = Path(store_dir).absolute()
+        self.auth_token = auth_token  # clients must present it: only the mesh's processes get in
         self.log_path = Path(log_path) if log_path else self.store_dir.with_name(self.store_dir.name + ".log")
 
     @property
     def url(self) -> str:
-        return f"nats://{self.host}:{self._port}"
+        credentials = f"{self.auth_token}@" if self.auth_token else ""
+        return f"nats://{credentials}{self.host}:{self._port}"
 
     def start(self) -> None:
         if self.is_running():
@@ -62,6 +65,8 @@ class EmbeddedNats(ServerProcess):
         if port_open(self.host, self._port):  # or the readiness check would greet a stranger
             raise RuntimeError(f"cannot start nats-server: {self.host}:{self._port} is already in use")
         args = [nats_server_binary(), "-js", "-sd", str(self.store_dir), "-a", self.host, "-p", str(self._port)]
+        if self.auth_token:
+            args += ["--auth", self.auth_token]
         with open(self.log_path, "ab") as log:
             self._proc = subprocess.Popen(
                 args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,

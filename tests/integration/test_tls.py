@@ -48,3 +48,25 @@ def test_other_clients_are_turned_away(tls_mesh, certs, monkeypatch, setup):
     with pytest.raises(grpc.RpcError) as refused:
         api_client(tls_mesh.api_address).runs.ListRuns(pb.ListRunsRequest(), timeout=5)
     assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_embedded_nats_admits_only_the_mesh(tls_mesh):
+    """Service-to-service over NATS authenticates too: the embedded server wants the
+    mesh's token (kept owner-only in the data directory), which the URL carries."""
+    import asyncio
+    from urllib.parse import urlsplit
+
+    import nats
+
+    parts = urlsplit(tls_mesh.nats_url)
+    assert parts.username  # the token
+    assert oct((tls_mesh.data_dir / "nats-token").stat().st_mode & 0o777) == "0o600"
+
+    async def connect(url: str) -> None:
+        nc = await nats.connect(url, connect_timeout=3, allow_reconnect=False, max_reconnect_attempts=0)
+        await nc.close()
+
+    asyncio.run(connect(tls_mesh.nats_url))
+    with pytest.raises(Exception) as refused:
+        asyncio.run(connect(f"nats://{parts.hostname}:{parts.port}"))
+    assert "authorization" in str(refused.value).lower()

@@ -65,6 +65,8 @@ class Settings:
     tls_cert_file: str = ""
     tls_key_file: str = ""
     tls_client_ca_file: str = ""
+    # Period of the retention sweeper (api); 0 switches it off.
+    retention_seconds: float = 300.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -94,4 +96,5 @@ class Settings:
             tls_cert_file=_env(environ, "TLS_CERT_FILE", ""),
             tls_key_file=_env(environ, "TLS_KEY_FILE", ""),
             tls_client_ca_file=_env(environ, "TLS_CLIENT_CA_FILE", ""),
+            retention_seconds=float(_env(environ, "RETENTION_SECONDS", str(defaults.retention_seconds))),
         )

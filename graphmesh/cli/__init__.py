@@ -8,7 +8,20 @@ import sys
 
 import grpc
 
-from graphmesh.cli import approvals, certs, compat, doctor, graphs, migrate, runs, tokens, trace, up, workers
+from graphmesh.cli import (
+    approvals,
+    certs,
+    compat,
+    doctor,
+    graphs,
+    migrate,
+    runs,
+    threads,
+    tokens,
+    trace,
+    up,
+    workers,
+)
 from graphmesh.rpc.errors import error_code
 
 DEFAULT_API = "127.0.0.1:50051"
@@ -31,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_parser(sub)
     certs.add_parser(sub)
     tokens.add_parser(sub)
+    threads.add_parser(sub)
     return parser
 
 

@@ -236,3 +236,28 @@ class GetRunTraceResponse(_message.Message):
     trace_id: str
     spans: _containers.RepeatedCompositeFieldContainer[Span]
     def __init__(self, trace_id: _Optional[str] = ..., spans: _Optional[_Iterable[_Union[Span, _Mapping]]] = ...) -> None: ...
+
+class PurgeThreadRequest(_message.Message):
+    __slots__ = ("thread_id", "reason")
+    THREAD_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    thread_id: str
+    reason: str
+    def __init__(self, thread_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class PurgeThreadResponse(_message.Message):
+    __slots__ = ("thread_id", "deleted", "audit_record_id")
+    class DeletedEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    THREAD_ID_FIELD_NUMBER: _ClassVar[int]
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    AUDIT_RECORD_ID_FIELD_NUMBER: _ClassVar[int]
+    thread_id: str
+    deleted: _containers.ScalarMap[str, int]
+    audit_record_id: int
+    def __init__(self, thread_id: _Optional[str] = ..., deleted: _Optional[_Mapping[str, int]] = ..., audit_record_id: _Optional[int] = ...) -> None: ...

@@ -85,6 +85,11 @@ class RunServiceStub:
                 request_serializer=graphmesh_dot_v1_dot_run__service__pb2.GetRunTraceRequest.SerializeToString,
                 response_deserializer=graphmesh_dot_v1_dot_run__service__pb2.GetRunTraceResponse.FromString,
                 _registered_method=True)
+        self.PurgeThread = channel.unary_unary(
+                '/graphmesh.v1.RunService/PurgeThread',
+                request_serializer=graphmesh_dot_v1_dot_run__service__pb2.PurgeThreadRequest.SerializeToString,
+                response_deserializer=graphmesh_dot_v1_dot_run__service__pb2.PurgeThreadResponse.FromString,
+                _registered_method=True)
 
 
 class RunServiceServicer:
@@ -154,6 +159,16 @@ class RunServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PurgeThread(self, request, context):
+        """Removes every trace of a thread from every store (a deletion request): runs,
+        checkpoints, approvals and their audit records, events, spans. Refused while one of
+        its runs is queued, running, paused or waiting (cancel it first). Leaves exactly one
+        audit record, `thread_purged`, holding ids and counts only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RunServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -206,6 +221,11 @@ def add_RunServiceServicer_to_server(servicer, server):
                     servicer.GetRunTrace,
                     request_deserializer=graphmesh_dot_v1_dot_run__service__pb2.GetRunTraceRequest.FromString,
                     response_serializer=graphmesh_dot_v1_dot_run__service__pb2.GetRunTraceResponse.SerializeToString,
+            ),
+            'PurgeThread': grpc.unary_unary_rpc_method_handler(
+                    servicer.PurgeThread,
+                    request_deserializer=graphmesh_dot_v1_dot_run__service__pb2.PurgeThreadRequest.FromString,
+                    response_serializer=graphmesh_dot_v1_dot_run__service__pb2.PurgeThreadResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -479,6 +499,33 @@ class RunService:
             '/graphmesh.v1.RunService/GetRunTrace',
             graphmesh_dot_v1_dot_run__service__pb2.GetRunTraceRequest.SerializeToString,
             graphmesh_dot_v1_dot_run__service__pb2.GetRunTraceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PurgeThread(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/graphmesh.v1.RunService/PurgeThread',
+            graphmesh_dot_v1_dot_run__service__pb2.PurgeThreadRequest.SerializeToString,
+            graphmesh_dot_v1_dot_run__service__pb2.PurgeThreadResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -13,9 +13,10 @@ from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from graphmesh.auth.principals import ALL_GRAPHS, ensure_can_see_run
 from graphmesh.bus import dispatch_queued, publish_event_pipelined, publish_job, require_connected, status_event
 from graphmesh.bus.hub import EventHub
-from graphmesh.errors import InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
+from graphmesh.errors import InvalidArgument, NotFound, PermissionDenied, ResourceExhausted, Unavailable
 from graphmesh.execution import error_proto
 from graphmesh.jsonvalues import to_struct
+from graphmesh.retention import purge_thread
 from graphmesh.rpc.convert import STRATEGY_NAMES, run_to_proto, span_to_proto, status_from_proto, status_to_proto
 from graphmesh.rpc.errors import end_stream_for_shutdown
 from graphmesh.rpc.principal import caller, principal
@@ -263,3 +264,20 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
         async with self._store.connection() as conn:
             spans = await trace_spans(conn, trace_id)
         return pb.GetRunTraceResponse(trace_id=trace_id, spans=[span_to_proto(s) for s in spans])
+
+    async def PurgeThread(self, request, context):
+        """Removes every trace of a finished thread (graphmesh/retention.py); one audit record stays."""
+        if not request.thread_id:
+            raise InvalidArgument("thread_id is required")
+        if not request.reason.strip():
+            raise InvalidArgument("reason is required: say why the thread is purged (it goes to the audit trail)",
+                                  code="REASON_REQUIRED")
+        me = caller()
+        if not self._nc.is_connected:  # its events go in the same purge: refuse now, not half-way
+            raise Unavailable("NATS is unreachable; nothing was purged, retry shortly")
+        result = await purge_thread(
+            self._pool, self._js, request.thread_id, actor=me.name, reason=request.reason,
+            # An operator of the thread's graph; NOT_FOUND comes first for an unknown thread.
+            authorize=lambda graph: me.require("operator", graph=graph, action=f"purge thread '{request.thread_id}'"))
+        return pb.PurgeThreadResponse(thread_id=result.thread_id, deleted=result.deleted,
+                                      audit_record_id=result.audit_record_id)

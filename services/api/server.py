@@ -33,6 +33,7 @@ from graphs.registry import Registry
 from services.api.auth import AuthServicer
 from services.api.graphs import GraphServicer
 from services.api.reconciler import reconcile_forever
+from services.api.retention import sweep_forever
 from services.api.routing import VersionRouter
 from services.api.runs import RunServicer
 from services.api.sync import SyncRunner
@@ -85,6 +86,8 @@ async def main() -> None:
     ]
     if settings.metrics_listen:
         background.append(asyncio.create_task(poll_forever(poll_runs, store, js)))
+    if settings.retention_seconds:
+        background.append(asyncio.create_task(sweep_forever(pool, js, registry, every_seconds=settings.retention_seconds)))
 
     async def on_stop() -> None:
         for task in background:

@@ -234,6 +234,12 @@ MIGRATIONS: list[str] = [
         RAISE EXCEPTION 'gm_audit is append-only';
     END $$;
     """,
+    """
+    -- What the retention sweeper (graphmesh/retention.py) looks up by graph and age.
+    CREATE INDEX gm_threads_graph_updated ON gm_threads (graph, updated_at);
+    CREATE INDEX gm_runs_graph_finished ON gm_runs (graph, finished_at) WHERE finished_at IS NOT NULL;
+    CREATE INDEX gm_approvals_graph_decided ON gm_approvals (graph, decided_at) WHERE status <> 'PENDING';
+    """,
 ]
 
 

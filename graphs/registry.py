@@ -175,6 +175,7 @@ class Registry:
                         f"{', '.join(unknown)} (nodes: {', '.join(n for n in graph.nodes if n[:2] != '__')})",
                         code="GRAPH_LOAD_FAILED")
                 _check_migrations(spec, graph)
+                _check_serde_allowlist(spec)
                 self._compiled[key] = (graph, _input_schema(graph))
         return self._compiled[key]
 
@@ -225,6 +226,19 @@ def _check_migrations(spec: GraphSpec, graph: Any) -> None:
                 f"renames nodes to {', '.join(missing)}, which this version does not have", code="GRAPH_LOAD_FAILED")
         if m.transform:
             _import(m.transform, spec.base_dir)
+
+
+def _check_serde_allowlist(spec: GraphSpec) -> None:
+    """A misspelt allow-list entry would silently turn the type into plain data when a
+    checkpoint is read back; refuse the version at load time instead."""
+    for name in spec.serde_allowlist:
+        module, _, attr = name.rpartition(".")
+        try:
+            _import(f"{module}:{attr}", spec.base_dir)
+        except FailedPrecondition as exc:
+            raise FailedPrecondition(
+                f"graph '{spec.name}' version '{spec.version}': serde_allowlist names {name!r}, which cannot be "
+                f"imported ({exc.message})", code="GRAPH_LOAD_FAILED") from exc
 
 
 def _import(path: str, base_dir: str) -> Any:

@@ -8,6 +8,7 @@ between concurrent runs would make them take turns.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 import uuid
@@ -22,16 +23,19 @@ from langgraph.types import Command
 from nats.js import JetStreamContext
 from psycopg_pool import AsyncConnectionPool
 
+from graphmesh import secrets
 from graphmesh.bus import last_sequence, make_event, publish_event, publish_job, status_event
 from graphmesh.bus.approvals import announcement, publish_outbox
 from graphmesh.errors import GraphmeshError, Unavailable
 from graphmesh.execution.interrupts import approval_requests, carry_decisions, resume_input
 from graphmesh.execution.migration import Applied, MigrationFailed, migrate_thread
-from graphmesh.execution.saver import TracedPostgresSaver
+from graphmesh.execution.policies import PolicyGate, PolicyViolation, audit_details, record_violation
+from graphmesh.execution.saver import StateTooLarge, saver_for
 from graphmesh.execution.sink import EventSink
-from graphmesh.guard import NodeDisabled
+from graphmesh.guard import NodeDisabled, gate_nodes
 from graphmesh.jsonvalues import to_struct, to_value
 from graphmesh.rpc.convert import migration_to_proto, status_to_proto
+from graphmesh.secrets import secret_scope
 from graphmesh.store import (
     ApprovalStore,
     Claim,
@@ -90,6 +94,7 @@ class _Execution:
     control: RunControl = field(default_factory=RunControl)
     cancel: tuple[str, str] | None = None  # (reason, action)
     lease_lost: bool = False
+    audit: dict | None = None  # a policy violation's audit details, recorded with the FAILED transition
 
 
 class RunExecutor:
@@ -113,6 +118,8 @@ class RunExecutor:
         # Renew the lease and the queue message well before either can lapse.
         self._heartbeat_seconds = min(lease_seconds, ack_wait_seconds) / 3
         self._executions: dict[str, _Execution] = {}
+        # Secrets a graph reads must not reach this process's logs or standard streams.
+        secrets.install_redaction(streams=True)
 
     def request_cancel(self, run_id: str, reason: str, action: str) -> bool:
         """Stops a run executing here at once (its current node is cancelled); it ends
@@ -179,7 +186,7 @@ class RunExecutor:
         try:
             if execution.cancel is not None:
                 raise asyncio.CancelledError
-            target, error, interrupts = await self._run_graph(claim, events, execution.control)
+            target, error, interrupts = await self._run_graph(claim, events, execution)
         except asyncio.CancelledError:
             if execution.lease_lost:
                 raise LeaseLost(run.run_id) from None
@@ -199,13 +206,15 @@ class RunExecutor:
             keepalive.cancel()
         if interrupts and target is RunStatus.WAITING_FOR_APPROVAL:
             return await self._wait_for_approval(run, claim.epoch, interrupts, events)
-        return await self.finish(run, claim.epoch, target, error, events)
+        return await self.finish(run, claim.epoch, target, error, events, audit=execution.audit)
 
     async def _wait_for_approval(self, run: RunRecord, epoch: int, interrupts: list, events: EventSink) -> RunRecord:
         """Rests the run as WAITING_FOR_APPROVAL with one approval request per interrupt,
         recorded in the same transaction, then announces them."""
         spec = self._registry.get(run.graph, run.versions["graph_version"])
-        requests = approval_requests(spec, run, interrupts)
+        # An interrupt's payload is stored and shown to reviewers: never with a secret in it.
+        requests = [dataclasses.replace(r, payload=secrets.redact_value(r.payload))
+                    for r in approval_requests(spec, run, interrupts)]
         with tracer.start_as_current_span("approval.request", attributes={
                 "graphmesh.run_id": run.run_id, "graphmesh.approvals": len(requests),
                 "graphmesh.nodes": sorted({r.node for r in requests}),
@@ -237,10 +246,14 @@ class RunExecutor:
         events: EventSink | None = None,
         *,
         roll_back: bool = False,
+        audit: dict | None = None,
     ) -> RunRecord:
         """Records the outcome, announces it, and dispatches the next run on the thread.
         With roll_back, the run's checkpoints go in the same transaction: its thread is as
-        it was before the run."""
+        it was before the run. With audit (a policy violation's details), its audit record
+        too. Known secrets are redacted from the error's message."""
+        if error is not None:
+            error = RunError(error.code, secrets.redact(error.message), error.node)
         if events is not None:
             await events.flush()
             seq = events.next_seq
@@ -253,6 +266,8 @@ class RunExecutor:
                                                   conn=conn)
             if roll_back:
                 await self._control.roll_back_checkpoints(conn, run)
+            if audit is not None:
+                await record_violation(conn, run, audit)
         final = result.run
         await publish_event(
             self._js,
@@ -266,14 +281,17 @@ class RunExecutor:
         return final
 
     async def _run_graph(
-        self, claim: Claim, events: EventSink, control: RunControl
+        self, claim: Claim, events: EventSink, execution: _Execution
     ) -> tuple[RunStatus, RunError | None, list]:
         """Streams the graph to its next resting point: (status, error, interrupts)."""
         run = claim.run
         version = run.versions["graph_version"]
+        control = execution.control
         try:
             spec = self._registry.get(run.graph, version)
-            graph = self._registry.compiled(run.graph, version, checkpointer=TracedPostgresSaver(self._pool))
+            # The graph's serializer (allow-listed types, no secrets) and state size limit.
+            saver = saver_for(self._pool, spec)
+            graph = self._registry.compiled(run.graph, version, checkpointer=saver)
         except GraphmeshError as exc:  # e.g. the graph's module does not import
             log.error("run %s: cannot load %s@%s: %s", run.run_id, run.graph, version, exc.message)
             return RunStatus.FAILED, RunError("GRAPH_LOAD_FAILED", exc.message), []
@@ -287,6 +305,21 @@ class RunExecutor:
             "recursion_limit": spec.limits.max_steps,
         }
         timeout = asyncio.timeout(spec.limits.run_timeout_seconds)
+        # Nodes first pass the manifest's node policies; they may read the graph's secrets.
+        gate = PolicyGate(self._store, run, spec, saver)
+        try:
+            with secret_scope(spec.name, spec.secrets), gate_nodes(gate):
+                return await self._run_stream(graph, config, claim, spec, events, control, timeout)
+        except PolicyViolation as exc:
+            log.warning("run %s: node %s refused by its %s policy", run.run_id, exc.node, exc.policy)
+            execution.audit = audit_details(exc, run)
+            return RunStatus.FAILED, RunError("POLICY_VIOLATION", str(exc), exc.node), []
+        except StateTooLarge as exc:
+            return RunStatus.FAILED, RunError("STATE_TOO_LARGE", f"run {run.run_id}: {exc}"), []
+
+    async def _run_stream(self, graph, config, claim: Claim, spec, events: EventSink, control: RunControl,
+                          timeout) -> tuple[RunStatus, RunError | None, list]:
+        run = claim.run
         try:
             graph_input, decided = await self._input(graph, config, claim, spec, events)
             async with timeout:
@@ -311,7 +344,7 @@ class RunExecutor:
                 "RUN_TIMEOUT", f"run exceeded its limit of {spec.limits.run_timeout_seconds:g} s"), []
         except NodeFailed as exc:
             return RunStatus.FAILED, RunError("NODE_FAILED", f"node '{exc.node}' failed: {exc}", exc.node), []
-        except GraphmeshError:
+        except (GraphmeshError, PolicyViolation, StateTooLarge):
             raise
         except (psycopg.OperationalError, nats.errors.Error) as exc:
             # Infrastructure, not the graph: the run is redelivered and resumes later.
@@ -381,11 +414,14 @@ class RunExecutor:
         interrupts: list[tuple[str, Any]] = []
         active: dict[str, str] = {}  # task id -> node, to attribute custom writes
         step = 0
+        saver = graph.checkpointer
         async for mode, chunk in graph.astream(graph_input, config, stream_mode=["tasks", "custom"],
                                                control=control):
+            if getattr(saver, "too_large", None) is not None:
+                raise saver.too_large  # a step's checkpoint was refused: stop before anything else runs
             if mode == "custom":
                 node = next(iter(active.values())) if len(active) == 1 else ""
-                await events.emit(custom=run_pb2.CustomProgress(node=node, data=to_value(chunk)))
+                await events.emit(custom=run_pb2.CustomProgress(node=node, data=to_value(secrets.redact_value(chunk))))
             elif "input" in chunk:
                 step += 1
                 active[chunk["id"]] = chunk["name"]
@@ -396,6 +432,8 @@ class RunExecutor:
                 error = chunk.get("error")
                 if isinstance(error, NodeDisabled):
                     raise NodePaused(error.node, error.reason)
+                if isinstance(error, (PolicyViolation, StateTooLarge)):
+                    raise error
                 if error:
                     log.error("run %s: node %s failed", config["metadata"]["gm_run_id"], chunk["name"],
                               exc_info=(type(error), error, error.__traceback__))
@@ -405,7 +443,7 @@ class RunExecutor:
                     continue  # reported once the run rests, as approval requests
                 await events.emit(node_finished=run_pb2.NodeFinished(
                     node=chunk["name"], task_id=chunk["id"], step=step,
-                    update=to_struct(_update_of(chunk.get("result")))))
+                    update=to_struct(secrets.redact_value(_update_of(chunk.get("result"))))))
         return interrupts
 
     async def _keep_lease(self, claim: Claim, heartbeat: Heartbeat | None, execution: _Execution) -> None:

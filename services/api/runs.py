@@ -8,13 +8,13 @@ import uuid
 from datetime import datetime, timezone
 
 from google.protobuf import json_format
-from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
 from graphmesh.auth.principals import ALL_GRAPHS, ensure_can_see_run
 from graphmesh.bus import dispatch_queued, publish_event_pipelined, publish_job, require_connected, status_event
 from graphmesh.bus.hub import EventHub
 from graphmesh.errors import InvalidArgument, NotFound, PermissionDenied, ResourceExhausted, Unavailable
 from graphmesh.execution import error_proto
+from graphmesh.execution.saver import saver_for
 from graphmesh.jsonvalues import to_struct
 from graphmesh.retention import purge_thread
 from graphmesh.rpc.convert import STRATEGY_NAMES, run_to_proto, span_to_proto, status_from_proto, status_to_proto
@@ -216,7 +216,8 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
             raise PermissionDenied(f"{me.name} may not read thread {request.thread_id}: its runs are not its own",
                                    code="NOT_YOUR_THREAD")
         spec = self._registry.get(graph_name)
-        graph = self._registry.compiled(spec.name, spec.version, checkpointer=AsyncPostgresSaver(self._pool))
+        graph = self._registry.compiled(spec.name, spec.version,
+                                        checkpointer=saver_for(self._pool, spec, enforce_limits=False))
         state = await graph.aget_state({"configurable": {"thread_id": request.thread_id}})
         response = pb.GetThreadStateResponse(
             thread_id=request.thread_id,

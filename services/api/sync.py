@@ -11,11 +11,10 @@ import asyncio
 import os
 from typing import Any
 
-from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-
 from graphmesh.bus import publish_event, status_event
 from graphmesh.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument
 from graphmesh.execution import RunExecutor
+from graphmesh.execution.saver import saver_for
 from graphmesh.rpc.convert import status_to_proto
 from graphmesh.store import LeaseLost, NewRun, RunError, RunRecord, RunStatus, RunStore
 
@@ -74,7 +73,8 @@ class SyncRunner:
         raise DeadlineExceeded(message, run_id=run.run_id)
 
     async def _values(self, run: RunRecord) -> Any:
-        graph = self._registry.compiled(run.graph, run.versions["graph_version"],
-                                        checkpointer=AsyncPostgresSaver(self._pool))
+        spec = self._registry.get(run.graph, run.versions["graph_version"])
+        graph = self._registry.compiled(spec.name, spec.version,
+                                        checkpointer=saver_for(self._pool, spec, enforce_limits=False))
         state = await graph.aget_state({"configurable": {"thread_id": run.thread_id}})
         return state.values or {}

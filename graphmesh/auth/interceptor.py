@@ -10,6 +10,7 @@ from graphmesh.auth.principals import Principal, development_principal, set_curr
 from graphmesh.auth.rules import METHOD_ROLES, PUBLIC_PREFIXES
 from graphmesh.auth.tokens import TOKEN_PREFIX, JwtVerifier, TokenStore
 from graphmesh.errors import PermissionDenied, Unauthenticated
+from graphmesh.rpc.handlers import run_before
 
 PRINCIPAL_KEY = "gm-principal"  # development mode only: the caller names itself
 
@@ -62,28 +63,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             return handler
         method, metadata, auth = details.method, details.invocation_metadata, self._auth
 
-        async def admit() -> None:
+        async def admit(request, context) -> None:
             principal = await auth.authenticate(metadata)
             authorize(method, principal)
             set_current(principal)  # the call's own task context: nothing leaks to other calls
 
-        if handler.unary_unary:
-            behavior = handler.unary_unary
-
-            async def unary(request, context):
-                await admit()
-                return await behavior(request, context)
-
-            return grpc.unary_unary_rpc_method_handler(unary, handler.request_deserializer,
-                                                       handler.response_serializer)
-        if handler.unary_stream:
-            stream_behavior = handler.unary_stream
-
-            async def stream(request, context):
-                await admit()
-                async for item in stream_behavior(request, context):
-                    yield item
-
-            return grpc.unary_stream_rpc_method_handler(stream, handler.request_deserializer,
-                                                        handler.response_serializer)
-        raise RuntimeError(f"{method}: streaming requests are not used by graphmesh")
+        return run_before(handler, admit)

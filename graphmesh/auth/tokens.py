@@ -43,12 +43,12 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 
 def check_grant(principal: str, roles: list[str], graphs: list[str]) -> None:
     """Roles: at least one of the built-in ones, plus any approval roles (e.g. finance)."""
-    if not _NAME.match(principal or ""):
+    if not _NAME.fullmatch(principal or ""):
         raise InvalidArgument(f"principal must match {_NAME.pattern}, got {principal!r}", code="INVALID_PRINCIPAL")
-    if not any(r in ROLES for r in roles) or not all(_NAME.match(r) for r in roles):
+    if not any(r in ROLES for r in roles) or not all(_NAME.fullmatch(r) for r in roles):
         raise InvalidArgument(f"roles must include one of {', '.join(ROLES)} (others are approval roles "
                               f"matching {_NAME.pattern}), got {roles}", code="INVALID_ROLES")
-    if not all(g == ALL_GRAPHS or _NAME.match(g) for g in graphs):
+    if not all(g == ALL_GRAPHS or _NAME.fullmatch(g) for g in graphs):
         raise InvalidArgument(f"graphs must be graph names or '*', got {graphs}", code="INVALID_GRAPHS")
 
 

@@ -15,12 +15,23 @@ log = logging.getLogger(__name__)
 
 ERROR_CODE_KEY = "gm-error-code"
 RUN_ID_KEY = "gm-run-id"
+# Status messages travel percent-encoded in HTTP/2 trailers (up to 3 bytes per byte); one
+# over the transport's 8 KB limit (echoing a huge input) would be dropped and the caller
+# would see a different error.
+MAX_MESSAGE_BYTES = 1500
+
+
+def _clip(message: str) -> str:
+    data = message.encode()
+    if len(data) <= MAX_MESSAGE_BYTES:
+        return message
+    return data[:MAX_MESSAGE_BYTES].decode(errors="ignore") + " ... (cut)"
 
 
 async def _abort(context: grpc.aio.ServicerContext, exc: Exception):
     if isinstance(exc, GraphmeshError):
         context.set_trailing_metadata(((ERROR_CODE_KEY, exc.code), (RUN_ID_KEY, exc.run_id)))
-        await context.abort(exc.status, exc.message)
+        await context.abort(exc.status, _clip(exc.message))
     ref = uuid.uuid4().hex[:12]
     log.exception("unexpected error (ref %s)", ref)
     await context.abort(grpc.StatusCode.INTERNAL, f"internal error (ref {ref}); see the service log")

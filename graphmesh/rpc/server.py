@@ -17,6 +17,7 @@ from opentelemetry.instrumentation.grpc import aio_server_interceptor
 from graphmesh.auth.interceptor import Authenticator, AuthInterceptor
 from graphmesh.rpc.errors import ErrorInterceptor
 from graphmesh.rpc.tls import ServerTls
+from graphmesh.rpc.validation import ValidationInterceptor
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,8 @@ class GrpcServer:
         self.server = grpc.aio.server(
             # Tracing outermost, so the server span records the status the error mapping set;
             # authentication inside the error mapping, so its refusals get their codes.
-            interceptors=[aio_server_interceptor(), ErrorInterceptor(), AuthInterceptor(auth)],
+            interceptors=[aio_server_interceptor(), ErrorInterceptor(), AuthInterceptor(auth),
+                          ValidationInterceptor()],
             options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 16 * 1024 * 1024)],
         )
         self.health = HealthServicer()

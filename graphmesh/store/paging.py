@@ -19,7 +19,7 @@ def decode_page_token(token: str) -> tuple[datetime, str]:
     try:
         created, row_id = json.loads(base64.urlsafe_b64decode(token.encode()))
         return datetime.fromisoformat(created), str(uuid.UUID(row_id))
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, RecursionError) as exc:
         raise InvalidArgument("page_token is not a token this service issued") from exc
 
 

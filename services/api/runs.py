@@ -62,6 +62,12 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
         graph = self._registry.get(request.graph).name  # NotFound for an unknown graph
         me = caller()
         me.require("submitter", "operator", graph=graph, action=f"start runs of graph '{graph}'")
+        if request.thread_id and not (me.has("operator") and me.covers(graph)):
+            # Continuing a thread reads (and with interrupt/rollback, cancels) its owner's work.
+            owner = await self._store.thread_owner(request.thread_id)
+            if owner and owner != me.name:
+                raise PermissionDenied(f"{me.name} may not run on thread {request.thread_id}: it belongs to "
+                                       "another owner", code="NOT_YOUR_THREAD")
         thread_id = request.thread_id or str(uuid.uuid4())
         version = await self._router.choose(graph, thread_id, pinned=getattr(request, "graph_version", ""),
                                             new_thread=not request.thread_id)

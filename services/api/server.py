@@ -70,12 +70,13 @@ async def main() -> None:
         graph_service_pb2.DESCRIPTOR.services_by_name["GraphService"].full_name,
         auth_service_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
     ]
-    server = GrpcServer(settings.listen, names, auth=make_authenticator(settings, store),
+    tokens = TokenStore(store)
+    server = GrpcServer(settings.listen, names, auth=make_authenticator(settings, store, tokens),
                         tls=ServerTls.from_settings(settings))
     run_service_pb2_grpc.add_RunServiceServicer_to_server(
         RunServicer(store=store, nc=nc, hub=hub, registry=registry, pool=pool, sync_runner=sync_runner,
                     router=router, stopping=server.stopping), server.server)
-    auth_service_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(TokenStore(store)), server.server)
+    auth_service_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(tokens), server.server)
     graph_service_pb2_grpc.add_GraphServiceServicer_to_server(GraphServicer(registry, control, rollouts, router, nc), server.server)
     background = [
         await disabled.start(nc),  # the synchronous path runs graphs here, under the same node guards

@@ -93,16 +93,13 @@ class _Clients:
     """One api channel (RunService) and one review channel (ReviewService) per client task."""
 
     def __init__(self, api_address: str, review_address: str, n: int):
-        import grpc
-
-        from graphmesh.client import CHANNEL_OPTIONS, async_api_client
+        from graphmesh.client import aio_channel, async_api_client
         from graphmesh.v1 import review_service_pb2_grpc
 
         self.api = [async_api_client(api_address) for _ in range(n)]
         # graphmesh.client.review_stub() is synchronous; the same stub over a grpc.aio channel
         # keeps concurrent decisions on one event loop without blocking it.
-        self.review_channels = [grpc.aio.insecure_channel(review_address, options=CHANNEL_OPTIONS)
-                                for _ in range(n)]
+        self.review_channels = [aio_channel(review_address) for _ in range(n)]
         self.review = [review_service_pb2_grpc.ReviewServiceStub(ch) for ch in self.review_channels]
 
     async def ready(self) -> None:

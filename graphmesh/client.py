@@ -67,19 +67,27 @@ class _Bearer(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientIntercepto
         return continuation(self._details(details), request)
 
 
-class _AioBearer(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor):
+class _AioHeader:
     def __init__(self, token: str) -> None:
         self._header = ("authorization", f"Bearer {token}")
 
     def _details(self, details):
-        metadata = grpc.aio.Metadata(*(details.metadata or ()), self._header)
-        return details._replace(metadata=metadata)
+        return details._replace(metadata=grpc.aio.Metadata(*(details.metadata or ()), self._header))
 
+
+# grpc.aio files an interceptor under one call type only: one class per type.
+class _AioBearerUnary(_AioHeader, grpc.aio.UnaryUnaryClientInterceptor):
     async def intercept_unary_unary(self, continuation, details, request):
         return await continuation(self._details(details), request)
 
+
+class _AioBearerStream(_AioHeader, grpc.aio.UnaryStreamClientInterceptor):
     async def intercept_unary_stream(self, continuation, details, request):
         return await continuation(self._details(details), request)
+
+
+def _aio_bearer(token: str) -> list:
+    return [_AioBearerUnary(token), _AioBearerStream(token)]
 
 
 def _tls() -> grpc.ChannelCredentials | None:
@@ -113,12 +121,18 @@ def api_client(address: str, token: str | None = None) -> ApiClient:
     return ApiClient(ch, run_service_pb2_grpc.RunServiceStub(ch), graph_service_pb2_grpc.GraphServiceStub(ch))
 
 
-def async_api_client(address: str, token: str | None = None) -> ApiClient:
+def aio_channel(address: str, token: str | None = None) -> grpc.aio.Channel:
+    """A grpc.aio channel with the same credentials as channel()."""
     token = default_token() if token is None else token
     creds = _tls()
-    interceptors = [_AioBearer(token)] if token else None
-    ch = (grpc.aio.secure_channel(address, creds, options=CHANNEL_OPTIONS, interceptors=interceptors) if creds
-          else grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS, interceptors=interceptors))
+    interceptors = _aio_bearer(token) if token else None
+    if creds:
+        return grpc.aio.secure_channel(address, creds, options=CHANNEL_OPTIONS, interceptors=interceptors)
+    return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS, interceptors=interceptors)
+
+
+def async_api_client(address: str, token: str | None = None) -> ApiClient:
+    ch = aio_channel(address, token)
     return ApiClient(ch, run_service_pb2_grpc.RunServiceStub(ch), graph_service_pb2_grpc.GraphServiceStub(ch))
 
 

@@ -1,4 +1,5 @@
-"""`graphmesh whoami` and `graphmesh tokens create|list|revoke` against a mesh with tokens."""
+"""`graphmesh whoami` and `graphmesh tokens create|list|revoke` against a mesh with tokens,
+and the library's async client carrying a token on unary and streaming calls."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from helpers import private_mesh, wait_for
 
 @pytest.fixture(scope="module")
 def tmesh():
-    with private_mesh("cli-tokens", workers=0, auth="token") as mesh:
+    with private_mesh("cli-tokens", workers=1, auth="token") as mesh:
         yield mesh
 
 
@@ -46,3 +47,27 @@ def test_token_lifecycle_from_the_cli(tmesh):
              message="the revoked token to stop working")
     bad = _gm(tmesh, admin, "tokens", "create", "x", "--role", "wizard")
     assert bad.returncode == 1 and "INVALID_ROLES" in bad.stderr
+
+
+def test_async_client_sends_its_token_on_streams_too(tmesh):
+    import asyncio
+
+    from graphmesh.client import async_api_client
+    from graphmesh.v1 import run_pb2
+    from graphmesh.v1 import run_service_pb2 as pb
+    from helpers import struct
+
+    _, token = tmesh.create_token("amy", ["submitter"])
+
+    async def run_and_stream() -> list:
+        client = async_api_client(tmesh.api_address, token=token)
+        try:
+            run = (await client.runs.CreateRun(pb.CreateRunRequest(graph="tiny", input=struct({"text": "aio"})),
+                                               timeout=30)).run
+            return [r.event async for r in client.runs.StreamRun(pb.StreamRunRequest(run_id=run.run_id),
+                                                                 timeout=60)]
+        finally:
+            await client.channel.close()
+
+    events = asyncio.run(run_and_stream())
+    assert events[-1].status_changed.status == run_pb2.RUN_STATUS_COMPLETED

@@ -403,6 +403,10 @@ class RunStore:
             rows = await (await conn.execute(SELECT_ORPHANS, {"quiet": quiet_seconds, "limit": limit})).fetchall()
         return [RunRecord.from_row(r) for r in rows]
 
+    async def run_by_idempotency_key(self, owner: str, key: str) -> RunRecord | None:
+        async with self.connection() as conn:
+            return await self._by_idempotency_key(conn, owner, key)
+
     async def load(self, graph: str, owner: str) -> dict[str, int]:
         """Runs of a graph not yet finished: all, the owner's, and those queued."""
         async with self.connection() as conn:

@@ -72,7 +72,9 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
         version = await self._router.choose(graph, thread_id, pinned=getattr(request, "graph_version", ""),
                                             new_thread=not request.thread_id)
         spec = self._registry.get(graph, version)
-        await self._admit(spec, me.name)
+        # A retried CreateRun (same idempotency key) gets its run back, whatever the load now.
+        if not (request.idempotency_key and await self._store.run_by_idempotency_key(me.name, request.idempotency_key)):
+            await self._admit(spec, me.name)
         if request.multitask_strategy not in STRATEGY_NAMES:
             raise InvalidArgument(f"unknown multitask_strategy {request.multitask_strategy}")
         strategy = STRATEGY_NAMES[request.multitask_strategy]

@@ -22,9 +22,9 @@ def lmesh():
         yield mesh
 
 
-def _create(client, graph: str, who: str):
+def _create(client, graph: str, who: str, key: str = ""):
     """CreateRun as `who` (development auth: the caller names itself)."""
-    request = pb.CreateRunRequest(graph=graph, input=struct({"text": "limit"}))
+    request = pb.CreateRunRequest(graph=graph, input=struct({"text": "limit"}), idempotency_key=key)
     return client.runs.CreateRun(request, metadata=as_reviewer(who), timeout=30).run
 
 
@@ -35,12 +35,14 @@ def _runs_of(mesh, graph: str) -> int:
 
 def test_queue_depth_backpressure(lmesh):
     client = api_client(lmesh.api_address)
-    for _ in range(2):
-        _create(client, "tiny_queue", "ann")
+    first = _create(client, "tiny_queue", "ann", key="retry-me")
+    _create(client, "tiny_queue", "ann")
     with rpc_error(grpc.StatusCode.RESOURCE_EXHAUSTED, "MAX_QUEUED_RUNS") as err:
         _create(client, "tiny_queue", "ann")
     assert "max_queued_runs=2" in err["details"]
     assert _runs_of(lmesh, "tiny_queue") == 2
+    # A client retrying its CreateRun (same idempotency key) gets its run back, not a refusal.
+    assert _create(client, "tiny_queue", "ann", key="retry-me").run_id == first.run_id
 
 
 def test_runs_in_progress_per_owner(lmesh):

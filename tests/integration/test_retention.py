@@ -161,10 +161,20 @@ def spans_of(mesh, run_id: str) -> int:
 
 
 def wait_spans(mesh, run_id: str) -> int:
-    # The worker's execution span ends last; the exporters write in 500 ms batches.
-    return wait_for(lambda: (n := spans_of(mesh, run_id)) >= 3 and sql(
-        mesh, "SELECT 1 FROM gm_spans WHERE run_id = %s AND name LIKE 'run.execute%%'", (run_id,)) and n,
-        30, message=f"spans of run {run_id}")
+    """The run's span count once its whole trace is stored: the worker's execution span is
+    there and nothing more arrived for a few export periods (processes export every 500 ms)."""
+    wait_for(lambda: sql(mesh, "SELECT 1 FROM gm_spans WHERE run_id = %s AND name LIKE 'run.execute%%'",
+                         (run_id,)), 30, message=f"spans of run {run_id}")
+    trace = sql(mesh, "SELECT trace_id FROM gm_spans WHERE run_id = %s LIMIT 1", (run_id,))[0]["trace_id"]
+    seen = [-1]
+
+    def settled() -> bool:
+        n = sql(mesh, "SELECT count(*) AS n FROM gm_spans WHERE trace_id = %s", (trace,))[0]["n"]
+        quiet, seen[0] = n == seen[0], n
+        return quiet
+
+    wait_for(settled, 30, interval=1.5, message=f"the trace of run {run_id} to be fully stored")
+    return spans_of(mesh, run_id)
 
 
 def checkpoints(mesh, thread_id: str) -> list[dict]:

@@ -103,13 +103,16 @@ class Mesh:
         wanted = [c.api_port, c.review_port] + [
             c.worker_base_port + i if c.worker_base_port else 0 for i in range(c.workers)
         ]
-        spare = iter(free_ports(wanted.count(0), c.host))
+        # One free_ports call for every port we pick (gRPC and metrics): two calls could hand
+        # out the same port twice, since neither keeps its ports bound.
+        metrics = len(wanted) if c.metrics else 0
+        spare = iter(free_ports(wanted.count(0) + metrics + 2, c.host))
+        self._backend_ports = (next(spare), next(spare))  # embedded Postgres, NATS
         ports = [p or next(spare) for p in wanted]
         services = [_Service("api", "api", ports[0]), _Service("review", "review", ports[1])]
         services += [_Service(f"worker-{i}", "worker", ports[1 + i]) for i in range(1, c.workers + 1)]
-        if c.metrics:
-            for s, port in zip(services, free_ports(len(services), c.host)):
-                s.metrics_port = port
+        for s in services[:metrics]:
+            s.metrics_port = next(spare)
         return {s.name: s for s in services}
 
     def address(self, name: str) -> str:
@@ -242,11 +245,13 @@ class Mesh:
         c = self.config
         if not c.database_url:
             self.postgres = self.postgres or EmbeddedPostgres(
-                self.data_dir / "postgres", host=c.host, log_path=self.log_dir / "postgres.log", fast=c.fast_postgres
+                self.data_dir / "postgres", host=c.host, port=self._backend_ports[0],
+                log_path=self.log_dir / "postgres.log", fast=c.fast_postgres
             )
             self.postgres.start()
         if not c.nats_url:
-            self.nats = self.nats or EmbeddedNats(self.data_dir / "nats", host=c.host, log_path=self.log_dir / "nats.log",
+            self.nats = self.nats or EmbeddedNats(self.data_dir / "nats", host=c.host, port=self._backend_ports[1],
+                                                  log_path=self.log_dir / "nats.log",
                                                   auth_token=self._secret("nats-token"))
             self.nats.start()
 

@@ -41,3 +41,15 @@ async def watch_dependencies(pool: AsyncConnectionPool, nc, on_change: Callable[
             healthy = ok
             await on_change(ok)
         await asyncio.sleep(CHECK_SECONDS)
+
+
+def serving_status(channel, timeout: float = 1.0) -> str:
+    """One grpc.health.v1 Check of a server (service ""): its status name, or what failed."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    try:
+        reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout)
+    except grpc.RpcError as err:
+        return f"unreachable ({err.code().name}: {err.details()})"
+    return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)

@@ -368,21 +368,16 @@ class Mesh:
 
 
 def _health_status(address: str, timeout: float = 1.0, tls_dir: Path | None = None) -> str:
-    """One grpc.health.v1 Check on the overall server (service ""): status name or error."""
     import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+    from graphmesh.health import serving_status
     from graphmesh.rpc.tls import client_credentials
 
     channel = (grpc.secure_channel(address, client_credentials(str(tls_dir / "ca.pem"), str(tls_dir / "client.pem"),
                                                                str(tls_dir / "client-key.pem")))
                if tls_dir else grpc.insecure_channel(address))
     with channel:
-        try:
-            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
-        except grpc.RpcError as e:
-            return f"{e.code().name}: {e.details()}"
-    return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+        return serving_status(channel, timeout)
 
 
 __all__ = ["DEFAULT_COMMANDS", "Mesh", "MeshConfig", "REPO_ROOT"]

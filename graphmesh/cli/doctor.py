@@ -14,9 +14,9 @@ import os
 from dataclasses import asdict, dataclass
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from graphmesh.client import api_client, channel
+from graphmesh.health import serving_status
 from graphmesh.v1 import graph_service_pb2 as gpb
 
 TIMEOUT = 5.0
@@ -43,12 +43,8 @@ def add_parser(subparsers) -> None:
 
 
 def _health(address: str) -> str:
-    try:
-        with channel(address) as ch:
-            reply = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=TIMEOUT)
-        return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
-    except grpc.RpcError as err:
-        return f"unreachable ({err.code().name})"
+    with channel(address) as ch:
+        return serving_status(ch, TIMEOUT)
 
 
 def _service(name: str, address: str) -> Finding:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from contextlib import contextmanager
 from typing import Iterator, Mapping
 
+from langgraph.errors import GraphBubbleUp
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import Resource
@@ -21,6 +23,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 from graphmesh.logs import about_run
+from graphmesh.telemetry.metrics import NODE_DURATION
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +112,7 @@ def run_span(name: str, run, *, parent: otel_context.Context | None = None, kind
              links: list[Link] | None = None, start_time: int | None = None, **attributes) -> Iterator[trace.Span]:
     """A span about one run, carrying its identifiers; parented on `parent`, else on the
     run's own trace when the current span is not already in it."""
-    if parent is None and getattr(run, "trace_context", "") and current_trace_id() != trace_id_of(run.trace_context):
+    if parent is None and run.trace_context and current_trace_id() != trace_id_of(run.trace_context):
         parent = context_from(None, run.trace_context)
     attrs = {"graphmesh.run_id": run.run_id, "graphmesh.thread_id": run.thread_id, "graphmesh.graph": run.graph,
              "graphmesh.graph_version": run.versions.get("graph_version", ""),
@@ -123,12 +126,6 @@ def run_span(name: str, run, *, parent: otel_context.Context | None = None, kind
 def node_span(graph: str, node: str, config: Mapping | None) -> Iterator[None]:
     """A span (and a duration sample) for one execution of a graph node. An interrupt is
     not an error: it is marked `graphmesh.interrupted` and the span stays unset."""
-    import time
-
-    from langgraph.errors import GraphBubbleUp
-
-    from graphmesh.telemetry.metrics import NODE_DURATION
-
     meta = (config or {}).get("metadata") or {}
     attrs = {"graphmesh.graph": graph, "graphmesh.node": node,
              "graphmesh.graph_version": str(meta.get("graph_version", "")),

@@ -29,16 +29,20 @@ from graphmesh.embedded import (
     stop_process,
 )
 from graphmesh.embedded.nats import run_coro
+from graphmesh.project import locate_manifest
 
 log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent  # graphmesh/mesh.py -> repo root
 
 # Service kind -> argv. Tests may swap in stand-ins via Mesh(commands=...).
+# -P: services run in the project's directory, whose own folders (a `services/` or
+# `graphs/` of the user's) must not shadow graphmesh's packages.
 DEFAULT_COMMANDS: dict[str, list[str]] = {
-    "api": [sys.executable, "-m", "services.api"],
-    "review": [sys.executable, "-m", "services.review"],
-    "worker": [sys.executable, "-m", "services.worker"],
+    "api": [sys.executable, "-P", "-m", "services.api"],
+    "review": [sys.executable, "-P", "-m", "services.review"],
+    "worker": [sys.executable, "-P", "-m", "services.worker"],
+    "preflight": [sys.executable, "-P", "-m", "graphmesh.preflight"],
 }
 
 
@@ -53,7 +57,9 @@ class MeshConfig:
     worker_concurrency: int = 8
     database_url: str | None = None  # external Postgres: don't start our own
     nats_url: str | None = None  # external NATS
-    manifest: Path | None = None  # None = services find the default graphmesh.yaml
+    # None: GRAPHMESH_CONFIG, else graphmesh.yaml or langgraph.json in the working directory,
+    # else the bundled examples (graphmesh.project.locate_manifest).
+    manifest: Path | None = None
     # Per-worker manifests ("worker-1" -> path), e.g. an old version's worker kept alive.
     worker_manifests: dict[str, Path] = field(default_factory=dict)
     metrics: bool = True  # each service serves Prometheus /metrics on a free port
@@ -66,6 +72,7 @@ class MeshConfig:
     extra_env: dict[str, str] = field(default_factory=dict)
     ready_timeout: float = 60
     stop_grace: float = 10  # seconds between SIGTERM and SIGKILL for a service
+    preflight: bool = True  # load every graph (in a process of its own) before starting anything
 
 
 @dataclass
@@ -90,6 +97,7 @@ class Mesh:
         self.data_dir = Path(config.data_dir).absolute()
         self.log_dir = self.data_dir / "logs"
         self.commands = {**DEFAULT_COMMANDS, **(commands or {})}
+        self.manifest = Path(config.manifest or locate_manifest()).absolute()
         self.postgres: EmbeddedPostgres | None = None
         self.nats: EmbeddedNats | None = None
         self._services = self._plan_services()
@@ -172,6 +180,8 @@ class Mesh:
         atexit.register(self.stop)
         try:
             self.log_dir.mkdir(parents=True, exist_ok=True)
+            if self.config.preflight:
+                self._preflight()
             self._start_backends()
             self._prepare()
             for name in self._services:
@@ -255,6 +265,24 @@ class Mesh:
                                                   auth_token=self._secret("nats-token"))
             self.nats.start()
 
+    def _manifest_of(self, s: _Service) -> Path:
+        return Path(self.config.worker_manifests.get(s.name) or self.manifest).absolute()
+
+    def _preflight(self) -> None:
+        """Every graph of every manifest the services will load must load, or nothing starts."""
+        for manifest in dict.fromkeys(self._manifest_of(s) for s in self._services.values()):
+            env = {**os.environ, **self.config.extra_env, "GRAPHMESH_CONFIG": str(manifest)}
+            done = subprocess.run([*self.commands["preflight"], str(manifest)], cwd=manifest.parent, env=env,
+                                  capture_output=True, text=True, stdin=subprocess.DEVNULL)
+            lines = (done.stdout + done.stderr).strip().splitlines()
+            for line in lines:
+                if line.startswith("notice:"):
+                    self.report(line)
+            if done.returncode != 0:
+                problems = [ln for ln in lines if not ln.startswith(("notice:", "ok "))] or lines
+                raise RuntimeError(f"graphs of {manifest} do not load, so nothing was started:\n  "
+                                   + "\n  ".join(problems))
+
     def _prepare(self) -> None:
         """Create the SQL schema and JetStream streams (idempotent) before any service runs."""
         from graphmesh.setup import prepare
@@ -314,9 +342,7 @@ class Mesh:
             GRAPHMESH_METRICS_LISTEN=f"{c.host}:{s.metrics_port}" if s.metrics_port else "",
             PYTHONUNBUFFERED="1",  # logs reach the file as they happen
         )
-        manifest = c.worker_manifests.get(s.name) or c.manifest
-        if manifest:
-            env["GRAPHMESH_CONFIG"] = str(Path(manifest).absolute())
+        env["GRAPHMESH_CONFIG"] = str(self._manifest_of(s))
         if s.kind == "worker":
             env["GRAPHMESH_WORKER_ID"] = s.name
             env["GRAPHMESH_WORKER_CONCURRENCY"] = str(c.worker_concurrency)
@@ -334,7 +360,7 @@ class Mesh:
             out.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {name} on {self.address(name)} ===\n".encode())
             out.flush()
             s.proc = subprocess.Popen(
-                self.commands[s.kind], cwd=REPO_ROOT, env=self._env(s), stdin=subprocess.DEVNULL,
+                self.commands[s.kind], cwd=self._manifest_of(s).parent, env=self._env(s), stdin=subprocess.DEVNULL,
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent,
             )
 

@@ -25,6 +25,7 @@ MIN_REDACT_LENGTH characters are not redacted (they would blank out ordinary tex
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import json
 import logging
 import os
@@ -203,6 +204,14 @@ def redact_value(value: Any) -> Any:
         return type(value)(redact_value(v) for v in value)
     if isinstance(value, BaseException):
         return redact(repr(value))  # what a checkpoint stores for an exception anyway
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        # e.g. LangGraph's Interrupt: its payload is written to the checkpoint and shown to
+        # reviewers, so a secret in it is redacted there rather than failing the run.
+        changes = {f.name: redact_value(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init}
+        try:
+            return dataclasses.replace(value, **changes)
+        except (TypeError, ValueError):
+            return value
     if isinstance(value, (bytes, bytearray)):
         out = bytes(value)
         for needle in _needles:

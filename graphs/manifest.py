@@ -4,6 +4,11 @@ Two formats are accepted: graphmesh.yaml (full entries, strict: unknown keys are
 errors so a typo never silently falls back to a default) and langgraph.json
 (`{"graphs": {"name": "./mod.py:attr"}}`, each graph becoming version "1" with
 default settings, so a LangGraph project runs unchanged).
+
+Both may carry a project's deploy-time settings as LangGraph's tooling reads them
+(`dependencies`, `env`): they parse into a ProjectSpec, applied by graphmesh/project.py
+in every process that runs graph code. Keys of langgraph.json that graphmesh does not
+use are kept as notices, reported once, not silently dropped.
 """
 
 from __future__ import annotations
@@ -21,8 +26,10 @@ __all__ = [
     "Retention",
     "MigrationSpec",
     "GraphSpec",
+    "ProjectSpec",
     "parse_manifest",
     "parse_langgraph_json",
+    "parse_project",
 ]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
@@ -50,6 +57,10 @@ class NodePolicy:
     owner_role: str = ""  # a role the run's owner must hold for this node to run
     approval_timeout_seconds: float | None = None  # None: waits indefinitely
     retry: RetrySpec | None = None
+    # What interrupt() returns once a reviewer decides (graphmesh/resume.py): "auto" picks
+    # by the payload's shape (plain, HumanInterrupt, HITL request); "record" gives the
+    # decision record {approved, decision, edited_value, comment, reviewer, expired}.
+    resume: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -129,6 +140,39 @@ class GraphSpec:
         }
 
 
+@dataclass(frozen=True)
+class ProjectSpec:
+    """A project's deploy-time settings, shared by all its graphs."""
+
+    base_dir: str = ""
+    paths: tuple[str, ...] = ()  # local dependencies (absolute directories), importable by graph code
+    packages: tuple[str, ...] = ()  # dependencies named as requirements ("langchain-openai>=0.3")
+    env_file: str = ""  # absolute path of a .env file
+    env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    notices: tuple[str, ...] = ()  # what of the file graphmesh does not use, said once
+
+
+# langgraph.json keys (LangGraph CLI's config schema) and what graphmesh does with each.
+_LANGGRAPH_USED = {"graphs", "dependencies", "env"}
+_LANGGRAPH_UNUSED = {
+    "python_version": "graphs run on this environment's Python",
+    "node_version": "JavaScript graphs are not supported",
+    "pip_config_file": "install dependencies into this environment yourself",
+    "pip_installer": "install dependencies into this environment yourself",
+    "dockerfile_lines": "deploy/ builds graphmesh's own image",
+    "base_image": "deploy/ builds graphmesh's own image",
+    "image_distro": "deploy/ builds graphmesh's own image",
+    "keep_pkg_tools": "deploy/ builds graphmesh's own image",
+    "store": "graphmesh provides no long-term store yet",
+    "checkpointer": "graphmesh always checkpoints to its own Postgres",
+    "auth": "graphmesh authenticates with its own tokens (docs/security.md)",
+    "http": "graphmesh serves gRPC, not LangGraph's HTTP app",
+    "ui": "generative UI components are not served",
+    "webhooks": "not built yet",
+    "encryption": "not built yet",
+}
+
+
 class _Ctx:
     """Carries the file and entry being parsed so every error can name them."""
 
@@ -184,7 +228,8 @@ _GRAPH_KEYS = {"name", "version", "path", "description", "state_schema_version",
                "serde_allowlist", "retention"}
 _LIMIT_KEYS = {"max_steps", "run_timeout_seconds", "max_input_bytes", "max_state_bytes", "max_concurrent_runs",
                "max_concurrent_runs_per_owner", "max_queued_runs"}
-_NODE_KEYS = {"mutates", "requires_approval", "role", "owner_role", "approval_timeout_seconds", "retry"}
+_NODE_KEYS = {"mutates", "requires_approval", "role", "owner_role", "approval_timeout_seconds", "retry", "resume"}
+RESUME_SHAPES = ("auto", "plain", "human_interrupt", "hitl", "record")
 _RETENTION_KEYS = {"threads_days", "checkpoints_keep", "events_days", "traces_days", "reviews_days"}
 
 
@@ -232,7 +277,10 @@ def _node(c: _Ctx, name: str, d: Any) -> NodePolicy:
         owner_role=c.text(d, "owner_role", ""),
         approval_timeout_seconds=c.num(d, "approval_timeout_seconds", None, minimum=0.001, nullable=True),
         retry=retry,
+        resume=c.text(d, "resume", "auto"),
     )
+    if policy.resume not in RESUME_SHAPES:
+        raise c.fail(f"nodes.{name}: 'resume' must be one of {', '.join(RESUME_SHAPES)}, got {policy.resume!r}")
     if policy.role and not policy.requires_approval:
         raise c.fail(f"nodes.{name}: 'role' only applies with requires_approval: true")
     return policy
@@ -309,7 +357,7 @@ def _no_duplicates(specs: list[GraphSpec], source: str) -> list[GraphSpec]:
 def parse_manifest(data: Any, source: str, base_dir: str) -> list[GraphSpec]:
     """Parse a loaded graphmesh.yaml document."""
     top = _Ctx(source, "top level")
-    data = top.keys(data, {"graphs"}, "manifest")
+    data = top.keys(data, {"graphs", "dependencies", "env"}, "manifest")
     entries = data.get("graphs")
     if not isinstance(entries, list) or not entries:
         raise top.fail("'graphs' must be a non-empty list of graph entries")
@@ -318,7 +366,7 @@ def parse_manifest(data: Any, source: str, base_dir: str) -> list[GraphSpec]:
 
 
 def parse_langgraph_json(data: Any, source: str, base_dir: str) -> list[GraphSpec]:
-    """Parse a langgraph.json; other keys (dependencies, env...) are deploy-time and ignored."""
+    """Parse a langgraph.json's graphs; its deploy-time keys are parse_project's."""
     top = _Ctx(source, "top level")
     graphs = data.get("graphs") if isinstance(data, dict) else None
     if not isinstance(graphs, dict) or not graphs:
@@ -331,3 +379,52 @@ def parse_langgraph_json(data: Any, source: str, base_dir: str) -> list[GraphSpe
         entry = c.keys(entry, {"path", "description"}, "graph entry")
         specs.append(_graph(c, {"name": name, "version": "1", **entry}, base_dir))
     return _no_duplicates(specs, source)
+
+
+def parse_project(data: Any, source: str, base_dir: str) -> ProjectSpec:
+    """The project settings of a loaded graphmesh.yaml or langgraph.json document.
+
+    `dependencies`: "." or "./path" entries are local directories (on sys.path in every
+    graph process, and the `src/` of a src-layout package too); any other entry is a
+    requirement that must already be installed. `env`: a .env path (relative to the
+    file) or an object of name -> value.
+    """
+    from pathlib import Path
+
+    c = _Ctx(source, "top level")
+    if not isinstance(data, dict):
+        raise c.fail("must be a mapping")
+    deps = data.get("dependencies") or []
+    if not isinstance(deps, list) or not all(isinstance(d, str) and d.strip() for d in deps):
+        raise c.fail(f"'dependencies' must be a list of local paths or package names, got {deps!r}")
+    paths, packages = [], []
+    for dep in deps:
+        if dep.startswith((".", "/")):
+            folder = (Path(base_dir) / dep).resolve()
+            if not folder.is_dir():
+                raise c.fail(f"dependency {dep!r} is not a directory ({folder})")
+            paths.append(str(folder))
+            src = folder / "src"
+            if src.is_dir() and any((folder / f).is_file() for f in ("pyproject.toml", "setup.py")):
+                paths.append(str(src))
+        else:
+            packages.append(dep.strip())
+    env, env_file = data.get("env") or {}, ""
+    if isinstance(env, str):
+        file = (Path(base_dir) / env).resolve()
+        if not file.is_file():
+            raise c.fail(f"'env' names {env!r}, which is not a file ({file})")
+        env_file, env = str(file), {}
+    elif not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, (str, int, float, bool))
+                                              for k, v in env.items()):
+        raise c.fail(f"'env' must be a .env file path or an object of NAME -> value, got {type(env).__name__}")
+    notices = []
+    if source.endswith(".json"):
+        for key in sorted(set(data) - _LANGGRAPH_USED):
+            why = _LANGGRAPH_UNUSED.get(key, "not a key graphmesh knows")
+            notices.append(f"{source}: '{key}' is not used by graphmesh ({why})")
+    return ProjectSpec(
+        base_dir=base_dir, paths=tuple(dict.fromkeys(paths)), packages=tuple(packages), env_file=env_file,
+        env=MappingProxyType({k: v if isinstance(v, str) else str(v).lower() if isinstance(v, bool) else str(v)
+                              for k, v in env.items()}),
+        notices=tuple(notices))

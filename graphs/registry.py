@@ -2,22 +2,32 @@
 
 Graph code is imported lazily, on first use of a version, so a worker only pays
 for the versions it actually serves and a broken graph module fails its own runs
-with a clear message instead of taking the whole process down at start-up.
+with a clear message instead of taking the whole process down at start-up
+(`graphmesh up` and `graphmesh graphs check` load every graph first: graphmesh/preflight.py).
+
+A graph's path may name a StateGraph builder, a compiled graph (its builder is compiled
+again, so both get node guards, node policies, retries and spans, with graphmesh's
+checkpointer in place of the graph's own), or a factory as the LangGraph server accepts:
+a callable with no parameter (called once) or taking the run's config (called for every
+run; it may be async, or an (async) context manager held for the run).
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import copy
 import dataclasses
 import hashlib
 import importlib
 import importlib.util
+import inspect
 import json
-import os
 import sys
 import threading
 import types
 import typing
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,21 +35,23 @@ import yaml
 
 from graphmesh.errors import FailedPrecondition, InvalidArgument, NotFound
 from graphmesh.guard import guarded
+from graphmesh.project import activate, locate_manifest
 from graphs.manifest import (
     GraphSpec,
     Limits,
     ManifestError,
     MigrationSpec,
     NodePolicy,
+    ProjectSpec,
     RetrySpec,
     parse_langgraph_json,
     parse_manifest,
+    parse_project,
 )
 
 __all__ = ["Registry", "GraphSpec", "Limits", "NodePolicy", "RetrySpec", "MigrationSpec", "MigrationStep",
            "ManifestError"]
 
-_REPO_MANIFEST = Path(__file__).resolve().parent.parent / "graphmesh.yaml"
 _JSON_TYPES = {"string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,),
                "object": (dict,), "array": (list, tuple), "null": (type(None),)}
 _PY_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean", dict: "object", list: "array"}
@@ -50,6 +62,12 @@ class MigrationStep(typing.NamedTuple):
     target: GraphSpec  # the version declaring it: the step ends at its state schema
 
 
+class _Loaded(typing.NamedTuple):
+    graph: Any  # compiled and guarded; for a per-run factory, the graph it made for the load checks
+    schema: "_InputSchema | None"
+    factory: Callable[[dict], Any] | None  # takes the run's config: called for every run
+
+
 class _InputSchema(typing.NamedTuple):
     properties: dict[str, set[str] | None]  # key -> allowed JSON types (None: anything)
     required: frozenset[str]
@@ -57,10 +75,11 @@ class _InputSchema(typing.NamedTuple):
 
 
 class Registry:
-    def __init__(self, specs: list[GraphSpec], source: str = "") -> None:
+    def __init__(self, specs: list[GraphSpec], source: str = "", project: ProjectSpec | None = None) -> None:
         self.source = source
+        self.project = project or ProjectSpec()
         self._specs = list(specs)
-        self._compiled: dict[tuple[str, str], tuple[Any, _InputSchema | None]] = {}
+        self._compiled: dict[tuple[str, str], _Loaded] = {}
         self._lock = threading.Lock()  # one import/compile per version, even under a thread pool
 
     # -- loading -------------------------------------------------------------------------
@@ -73,21 +92,16 @@ class Registry:
             raise ManifestError(f"{path}: cannot read manifest: {e.strerror or e}") from e
         base = str(path.parent)
         try:
-            if path.suffix == ".json":
-                return cls(parse_langgraph_json(json.loads(text), str(path), base), str(path))
-            return cls(parse_manifest(yaml.safe_load(text), str(path), base), str(path))
+            data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+            parse = parse_langgraph_json if path.suffix == ".json" else parse_manifest
+            return cls(parse(data, str(path), base), str(path), parse_project(data, str(path), base))
         except (json.JSONDecodeError, yaml.YAMLError) as e:
             raise ManifestError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {e}") from e
 
     @classmethod
     def default(cls) -> "Registry":
         """GRAPHMESH_CONFIG, else the working directory's manifest, else the bundled examples."""
-        if env := os.environ.get("GRAPHMESH_CONFIG"):
-            return cls.from_file(env)
-        for candidate in (Path.cwd() / "graphmesh.yaml", Path.cwd() / "langgraph.json", _REPO_MANIFEST):
-            if candidate.is_file():
-                return cls.from_file(candidate)
-        raise ManifestError(f"no manifest found: set GRAPHMESH_CONFIG or add graphmesh.yaml to {Path.cwd()}")
+        return cls.from_file(locate_manifest())
 
     # -- lookup --------------------------------------------------------------------------
     def specs(self) -> list[GraphSpec]:
@@ -117,19 +131,39 @@ class Registry:
 
     # -- code ----------------------------------------------------------------------------
     def compiled(self, name: str, version: str, *, checkpointer: Any = None) -> Any:
-        """The compiled graph (cached). With a checkpointer, a cheap copy bound to it."""
-        graph = self._load(self.get(name, version))[0]
+        """The compiled graph (cached). With a checkpointer, a cheap copy bound to it. For a
+        per-run factory this is the graph made at load time: right for reading state and
+        structure; runs use graph_for_run."""
+        graph = self._load(self.get(name, version)).graph
         return graph if checkpointer is None else graph.copy(update={"checkpointer": checkpointer})
 
-    def preload(self) -> list[str]:
-        """Imports and compiles every version now, off the request path; returns the load
-        errors (a broken graph fails its own runs, not the process)."""
+    @asynccontextmanager
+    async def graph_for_run(self, name: str, version: str, config: dict, *, checkpointer: Any):
+        """The graph one run executes, bound to its checkpointer: the cached one, or what the
+        version's factory makes from the run's config (held open for the run)."""
+        spec = self.get(name, version)
+        loaded = self._load(spec)
+        if loaded.factory is None:
+            yield loaded.graph.copy(update={"checkpointer": checkpointer})
+            return
+        async with _made(loaded.factory, config, spec) as obj:
+            graph = _compile(obj, spec)
+            yield graph.copy(update={"checkpointer": checkpointer})
+
+    @property
+    def notices(self) -> list[str]:
+        """What of the manifest graphmesh does not use (said once, by whoever loads it)."""
+        return list(self.project.notices)
+
+    def preload(self) -> list[tuple[GraphSpec, str]]:
+        """Imports and compiles every version now, off the request path; returns the versions
+        that do not load, each with its error (a broken graph fails its own runs, not the process)."""
         errors = []
         for spec in self._specs:
             try:
                 self._load(spec)
             except FailedPrecondition as exc:
-                errors.append(exc.message)
+                errors.append((spec, exc.message))
         return errors
 
     def node_names(self, name: str, version: str) -> list[str]:
@@ -161,13 +195,20 @@ class Registry:
             return None
         return _import(step.spec.transform, step.target.base_dir)
 
-    def _load(self, spec: GraphSpec) -> tuple[Any, _InputSchema | None]:
+    def _load(self, spec: GraphSpec) -> _Loaded:
         key = (spec.name, spec.version)
         if key in self._compiled:
             return self._compiled[key]
         with self._lock:
             if key not in self._compiled:
-                graph = _compile(_import(spec.path, spec.base_dir), spec)
+                activate(self.project)  # dependencies importable, .env loaded: before any graph code
+                obj = _import(spec.path, spec.base_dir)
+                factory = obj if _is_factory(obj) and _takes_config(obj) else None
+                if factory is not None:
+                    obj = _made_now(factory, spec)  # the graph for the checks below; runs make their own
+                elif _is_factory(obj):
+                    obj = _call_factory(obj, spec)
+                graph = _compile(obj, spec)
                 unknown = sorted(set(spec.nodes) - set(graph.nodes))
                 if unknown:  # a typo in a node policy must not silently drop an approval
                     raise FailedPrecondition(
@@ -176,7 +217,7 @@ class Registry:
                         code="GRAPH_LOAD_FAILED")
                 _check_migrations(spec, graph)
                 _check_serde_allowlist(spec)
-                self._compiled[key] = (graph, _input_schema(graph))
+                self._compiled[key] = _Loaded(graph, _input_schema(graph), factory)
         return self._compiled[key]
 
     # -- input ---------------------------------------------------------------------------
@@ -194,7 +235,7 @@ class Registry:
         if size > limit:
             raise InvalidArgument(f"input for {where} is {size} bytes, over the limit max_input_bytes={limit}",
                                   code="INPUT_TOO_LARGE")
-        schema = self._load(spec)[1]
+        schema = self._load(spec).schema
         if schema is None:
             return dict(value)
         problems, out = [], dict(value)
@@ -244,6 +285,8 @@ def _check_serde_allowlist(spec: GraphSpec) -> None:
 def _import(path: str, base_dir: str) -> Any:
     """Resolve `module:attr` or `./file.py:attr` (relative to the manifest's directory)."""
     target, _, attr = path.rpartition(":")
+    if base_dir and base_dir not in sys.path:
+        sys.path.insert(0, base_dir)  # users' own modules live next to their manifest (as under langgraph dev)
     try:
         if target.endswith(".py") or target.startswith((".", "/")):
             file = (Path(base_dir) / target).resolve()
@@ -262,8 +305,6 @@ def _import(path: str, base_dir: str) -> Any:
                     sys.modules.pop(mod_name, None)
                     raise
         else:
-            if base_dir and base_dir not in sys.path:
-                sys.path.insert(0, base_dir)  # users' own modules live next to their manifest
             module = importlib.import_module(target)
         obj = module
         for part in attr.split("."):
@@ -274,18 +315,81 @@ def _import(path: str, base_dir: str) -> Any:
 
 
 def _compile(obj: Any, spec: GraphSpec) -> Any:
+    """A StateGraph, or a compiled graph's own builder, compiled with node guards and the
+    manifest's retries; the graph's compile options carry over, its checkpointer does not
+    (the worker binds one per run)."""
     from langgraph.graph import StateGraph
     from langgraph.pregel import Pregel
 
-    if callable(obj) and not isinstance(obj, (StateGraph, Pregel)):
-        obj = obj()  # a zero-argument factory, as langgraph.json allows
     if isinstance(obj, StateGraph):
-        # No checkpointer here: the worker binds its own per run (see compiled()).
         return guarded(_with_retries(obj, spec), spec.name).compile(name=spec.name)
     if isinstance(obj, Pregel):
-        return obj
-    raise FailedPrecondition(f"'{spec.path}' is a {type(obj).__name__}, not a StateGraph or compiled graph",
-                             code="GRAPH_LOAD_FAILED")
+        builder = getattr(obj, "builder", None)
+        if not isinstance(builder, StateGraph):
+            return obj  # a functional-API entrypoint: no nodes of its own to guard (README "Graphs")
+        graph = guarded(_with_retries(builder, spec), spec.name).compile(
+            cache=obj.cache, store=obj.store, interrupt_before=obj.interrupt_before_nodes,
+            interrupt_after=obj.interrupt_after_nodes, debug=obj.debug, name=spec.name)
+        # What was set on the compiled graph itself (with_config, step_timeout, retry_policy).
+        return graph.copy(update={"config": obj.config, "step_timeout": obj.step_timeout,
+                                  "retry_policy": obj.retry_policy})
+    raise FailedPrecondition(f"'{spec.path}' is a {type(obj).__name__}, not a StateGraph, a compiled graph or a "
+                             "factory returning one", code="GRAPH_LOAD_FAILED")
+
+
+def _is_factory(obj: Any) -> bool:
+    from langgraph.graph import StateGraph
+    from langgraph.pregel import Pregel
+
+    return callable(obj) and not isinstance(obj, (StateGraph, Pregel))
+
+
+def _takes_config(fn: Any) -> bool:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
+
+
+def _call_factory(factory: Any, spec: GraphSpec, *args: Any) -> Any:
+    try:
+        return factory(*args)
+    except Exception as e:
+        raise FailedPrecondition(f"factory '{spec.path}' failed: {type(e).__name__}: {e}",
+                                 code="GRAPH_LOAD_FAILED") from e
+
+
+@asynccontextmanager
+async def _made(factory: Any, config: dict, spec: GraphSpec):
+    """What a config-taking factory returns for one run: a graph, an awaitable of one, or
+    an (async) context manager yielding one (entered for the run's duration)."""
+    made = _call_factory(factory, spec, config)
+    if inspect.isawaitable(made):
+        try:
+            made = await made
+        except Exception as e:
+            raise FailedPrecondition(f"factory '{spec.path}' failed: {type(e).__name__}: {e}",
+                                     code="GRAPH_LOAD_FAILED") from e
+    if hasattr(made, "__aenter__"):
+        async with made as graph:
+            yield graph
+    elif hasattr(made, "__enter__"):
+        with made as graph:
+            yield graph
+    else:
+        yield made
+
+
+def _made_now(factory: Any, spec: GraphSpec) -> Any:
+    """The factory's graph for a default config, made on a thread of its own (this may run
+    inside an event loop): what load-time checks, node names and input schemas read."""
+    async def make() -> Any:
+        async with _made(factory, {"configurable": {}}, spec) as graph:
+            return graph
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, make()).result()
 
 
 def _with_retries(builder: Any, spec: GraphSpec) -> Any:

@@ -1,4 +1,4 @@
-"""`graphmesh graphs list|show|disable-node|enable-node`.
+"""`graphmesh graphs list|show|check|disable-node|enable-node|rollout|rollback`.
 
 Node switches are sent as the operator named by `--as` (env GRAPHMESH_PRINCIPAL, else the OS
 user), in the `gm-principal` metadata key, until authentication exists.
@@ -7,6 +7,8 @@ user), in the `gm-principal` metadata key, until authentication exists.
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 from graphmesh.cli.args import default_principal
 from graphmesh.cli.render import as_json, graph_details, graphs_table
@@ -31,6 +33,12 @@ def add_parser(subparsers) -> None:
     show = graphs.add_parser("show", help="one graph: versions, nodes and disabled nodes", parents=[common])
     show.add_argument("graph")
     show.set_defaults(func=show_graph)
+
+    check = graphs.add_parser("check", help="load every graph of a manifest here, as a worker would, and report "
+                                            "what does not load (exit 1); starts nothing", parents=[common])
+    check.add_argument("--config", type=Path, default=None,
+                       help="graphmesh.yaml or langgraph.json (default: as `graphmesh up` finds it)")
+    check.set_defaults(func=check_graphs)
 
     disable = graphs.add_parser("disable-node", help="pause runs before a node until it is enabled again",
                                 parents=[common])
@@ -123,3 +131,18 @@ def rollback_graph(args) -> int:
         metadata=_metadata(args)).graph
     print(as_json(graph) if args.json else graph_details(graph))
     return 0
+
+
+def check_graphs(args) -> int:
+    from graphmesh.preflight import check
+    from graphmesh.project import locate_manifest
+
+    report = check(args.config or locate_manifest())
+    if args.json:
+        print(json.dumps({"manifest": report.manifest, "graphs": report.graphs, "errors": report.errors,
+                          "notices": report.notices}, indent=2))
+    else:
+        print(f"manifest {report.manifest}")
+        for line in report.lines():
+            print(f"  {line}")
+    return 0 if report.ok else 1

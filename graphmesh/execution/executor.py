@@ -8,6 +8,7 @@ between concurrent runs would make them take turns.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
@@ -289,11 +290,7 @@ class RunExecutor:
         control = execution.control
         try:
             spec = self._registry.get(run.graph, version)
-            # The graph's serializer (allow-listed types, no secrets) and state size limit.
-            saver = saver_for(self._pool, spec)
-            graph = self._registry.compiled(run.graph, version, checkpointer=saver)
-        except GraphmeshError as exc:  # e.g. the graph's module does not import
-            log.error("run %s: cannot load %s@%s: %s", run.run_id, run.graph, version, exc.message)
+        except GraphmeshError as exc:
             return RunStatus.FAILED, RunError("GRAPH_LOAD_FAILED", exc.message), []
         config = {
             "configurable": {"thread_id": run.thread_id},
@@ -305,17 +302,28 @@ class RunExecutor:
             "recursion_limit": spec.limits.max_steps,
         }
         timeout = asyncio.timeout(spec.limits.run_timeout_seconds)
+        # The graph's serializer (allow-listed types, no secrets) and state size limit.
+        saver = saver_for(self._pool, spec)
         # Nodes first pass the manifest's node policies; they may read the graph's secrets.
         gate = PolicyGate(self._store, run, spec, saver)
-        try:
-            with secret_scope(spec.name, spec.secrets), gate_nodes(gate):
-                return await self._run_stream(graph, config, claim, spec, events, control, timeout)
-        except PolicyViolation as exc:
-            log.warning("run %s: node %s refused by its %s policy", run.run_id, exc.node, exc.policy)
-            execution.audit = audit_details(exc, run)
-            return RunStatus.FAILED, RunError("POLICY_VIOLATION", str(exc), exc.node), []
-        except StateTooLarge as exc:
-            return RunStatus.FAILED, RunError("STATE_TOO_LARGE", f"run {run.run_id}: {exc}"), []
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                # A graph factory sees the run's config (as under the LangGraph server).
+                graph = await stack.enter_async_context(
+                    self._registry.graph_for_run(run.graph, version, {**config, "metadata": {
+                        **run.metadata, **config["metadata"]}}, checkpointer=saver))
+            except GraphmeshError as exc:  # e.g. the graph's module does not import
+                log.error("run %s: cannot load %s@%s: %s", run.run_id, run.graph, version, exc.message)
+                return RunStatus.FAILED, RunError("GRAPH_LOAD_FAILED", exc.message), []
+            try:
+                with secret_scope(spec.name, spec.secrets), gate_nodes(gate):
+                    return await self._run_stream(graph, config, claim, spec, events, control, timeout)
+            except PolicyViolation as exc:
+                log.warning("run %s: node %s refused by its %s policy", run.run_id, exc.node, exc.policy)
+                execution.audit = audit_details(exc, run)
+                return RunStatus.FAILED, RunError("POLICY_VIOLATION", str(exc), exc.node), []
+            except StateTooLarge as exc:
+                return RunStatus.FAILED, RunError("STATE_TOO_LARGE", f"run {run.run_id}: {exc}"), []
 
     async def _run_stream(self, graph, config, claim: Claim, spec, events: EventSink, control: RunControl,
                           timeout) -> tuple[RunStatus, RunError | None, list]:

@@ -12,7 +12,14 @@ from google.protobuf import json_format
 from graphmesh.auth.principals import ALL_GRAPHS, ensure_can_see_run
 from graphmesh.bus import dispatch_queued, publish_event_pipelined, publish_job, require_connected, status_event
 from graphmesh.bus.hub import EventHub
-from graphmesh.errors import InvalidArgument, NotFound, PermissionDenied, ResourceExhausted, Unavailable
+from graphmesh.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    Unavailable,
+)
 from graphmesh.execution import error_proto
 from graphmesh.execution.saver import saver_for
 from graphmesh.jsonvalues import to_struct
@@ -223,7 +230,7 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
                 await self._store.thread_owner(request.thread_id) != me.name:
             raise PermissionDenied(f"{me.name} may not read thread {request.thread_id}: its runs are not its own",
                                    code="NOT_YOUR_THREAD")
-        spec = self._registry.get(graph_name)
+        spec = await self._writer_of(graph_name, request.thread_id)
         graph = self._registry.compiled(spec.name, spec.version,
                                         checkpointer=saver_for(self._pool, spec, enforce_limits=False))
         state = await graph.aget_state({"configurable": {"thread_id": request.thread_id}})
@@ -238,6 +245,23 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
         if state.metadata:
             response.checkpoint_metadata.CopyFrom(to_struct(dict(state.metadata)))
         return response
+
+    async def _writer_of(self, graph_name: str, thread_id: str):
+        """The version that wrote the thread's latest checkpoint (its state schema is the one
+        to read it with); the graph's default version for a thread with no checkpoint yet."""
+        default = self._registry.get(graph_name)
+        saver = saver_for(self._pool, default, enforce_limits=False)
+        latest = await saver.aget_tuple({"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}})
+        version = (latest.metadata or {}).get("graph_version") if latest is not None else None
+        if not version:
+            return default
+        try:
+            return self._registry.get(graph_name, str(version))
+        except NotFound:
+            raise FailedPrecondition(
+                f"thread {thread_id} was last checkpointed by {graph_name}@{version}, which this deployment "
+                f"no longer declares (versions: {', '.join(s.version for s in self._registry.versions(graph_name))})"
+                "; add it back to the manifest to read this thread", code="VERSION_NOT_LOADED") from None
 
     async def CancelRun(self, request, context):
         if request.action not in (pb.CANCEL_ACTION_UNSPECIFIED, pb.CANCEL_ACTION_INTERRUPT, pb.CANCEL_ACTION_ROLLBACK):

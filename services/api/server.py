@@ -46,8 +46,10 @@ async def main() -> None:
     setup_logging("api", settings.log_level)
     setup_telemetry("api", settings)
     registry = Registry.default()
-    for error in registry.preload():
-        log.error("graph failed to load: %s", error)
+    for notice in registry.notices:
+        log.warning("%s", notice)
+    for spec, error in registry.preload():
+        log.error("graph %s@%s failed to load: %s", spec.name, spec.version, error)
     pool = make_pool(settings.database_url, max_size=settings.db_pool_size,
                      timeout=settings.db_timeout_seconds)
     await pool.open(wait=True, timeout=30)

@@ -37,8 +37,10 @@ async def main() -> None:
     setup_telemetry("worker", settings, instance=settings.worker_id)
     started_at = datetime.now(timezone.utc)
     registry = Registry.default()
-    for error in registry.preload():
-        log.error("graph failed to load: %s", error)
+    for notice in registry.notices:
+        log.warning("%s", notice)
+    for spec, error in registry.preload():
+        log.error("graph %s@%s failed to load: %s", spec.name, spec.version, error)
     pool = make_pool(settings.database_url, max_size=settings.db_pool_size, timeout=settings.db_timeout_seconds)
     await pool.open(wait=True, timeout=30)
     nc = await connect_nats(settings.nats_url, name=settings.worker_id)

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from types import MappingProxyType
 from typing import Annotated
 
+import pydantic
 import pytest
 from langgraph.graph import END, START, StateGraph
 from typing_extensions import TypedDict
@@ -182,10 +183,29 @@ def test_known_values_are_redacted_from_text_values_logs_and_serialized_state(mo
     assert asyncio.run(redacted())["channel_values"] == {"s": "v ***", "n": 1}
 
 
+class Opaque(pydantic.BaseModel):
+    """An object the redactor does not look inside (a pydantic model, not a dataclass)."""
+
+    note: str
+
+
 def test_a_secret_hidden_in_an_object_is_refused_not_stored():
     secrets.remember("hidden-secret-value")
     with pytest.raises(ValueError, match="holds a secret"):
-        GraphSerializer().dumps_typed({"receipt": Receipt(1, "hidden-secret-value")})
+        GraphSerializer().dumps_typed({"opaque": Opaque(note="hidden-secret-value")})
+
+
+def test_a_secret_in_a_dataclass_is_redacted_like_langgraphs_interrupt():
+    from langgraph.types import Interrupt
+
+    secrets.remember("hidden-secret-value")
+    serde = GraphSerializer([QUALIFIED])
+    stored = serde.dumps_typed({"receipt": Receipt(1, "key hidden-secret-value")})
+    assert b"hidden-secret-value" not in stored[1]
+    assert serde.loads_typed(stored) == {"receipt": Receipt(1, "key ***")}
+    # An interrupt() payload is checkpointed as an Interrupt: redacted there, not fatal.
+    write = serde.dumps_typed((Interrupt(value={"q": "use hidden-secret-value"}, id="i-1"),))
+    assert b"hidden-secret-value" not in write[1]
 
 
 # -- the policy gate -----------------------------------------------------------------------

@@ -9,9 +9,13 @@ here once per process (workers, the api for synchronous runs, `graphs check`):
   start-up); a missing or mismatched one is an error naming what to install;
 - `env` (a .env file, read with python-dotenv, or an object) fills the environment.
   Values already in the process environment win: a deployment's own settings override
-  the project's file. Every value loaded this way is also registered as a secret, so it
-  is redacted from state, events, spans and logs (see graphmesh/secrets.py) - except
-  plain numbers and booleans, which cannot be secrets and would blank out ordinary text.
+  the project's file. Credentials among them are registered as secrets, so they are
+  redacted from state, events, spans and logs (see graphmesh/secrets.py): a variable whose
+  name says it holds one (KEY, TOKEN, SECRET, PASSWORD, CREDENTIAL, AUTH, PRIVATE, DSN,
+  CERT, ...) or whose value looks like one (16+ characters mixing letters and digits, no
+  spaces; a URL with a password). Plain settings (WEATHER_UNITS=metric, MODEL=gpt-4o,
+  LANGSMITH_TRACING=true) stay readable: redacting every occurrence of such words
+  everywhere would blank out ordinary text.
 """
 
 from __future__ import annotations
@@ -29,11 +33,13 @@ from packaging.requirements import InvalidRequirement, Requirement
 from graphmesh import secrets
 from graphmesh.errors import FailedPrecondition
 
-__all__ = ["activate", "locate_manifest", "missing_packages", "project_env"]
+__all__ = ["activate", "is_credential", "locate_manifest", "missing_packages", "project_env"]
 
 BUNDLED_MANIFEST = Path(__file__).resolve().parent.parent / "graphmesh.yaml"  # the example graphs
 
-_NOT_SECRET = re.compile(r"^(true|false|yes|no|on|off|none|null|-?\d+(\.\d+)?)$", re.IGNORECASE)
+_CREDENTIAL_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSW|PASS$|PWD|CREDENTIAL|AUTH|PRIVATE|DSN|CERT|SIGNING|COOKIE|SESSION",
+                              re.IGNORECASE)
+_URL_WITH_PASSWORD = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@\s:]*:[^/@\s]+@", re.IGNORECASE)
 _lock = threading.Lock()
 _active: set[int] = set()  # ids of project specs applied in this process
 
@@ -45,6 +51,17 @@ def project_env(project) -> dict[str, str]:
         values.update({k: v for k, v in dotenv_values(project.env_file).items() if v is not None})
     values.update(project.env)
     return values
+
+
+def is_credential(name: str, value: str) -> bool:
+    """Whether a project variable is treated as a secret (see the module docstring)."""
+    value = value.strip()
+    if not value:
+        return False
+    if _CREDENTIAL_NAME.search(name) or _URL_WITH_PASSWORD.match(value):
+        return True
+    return (len(value) >= 16 and " " not in value and any(c.isdigit() for c in value)
+            and any(c.isalpha() for c in value))
 
 
 def missing_packages(project) -> list[str]:
@@ -82,7 +99,7 @@ def activate(project) -> None:
         for name, value in project_env(project).items():
             in_effect = os.environ.setdefault(name, value)
             for v in {value, in_effect}:
-                if not _NOT_SECRET.match(v.strip()):
+                if is_credential(name, v):
                     secrets.remember(v)
         _active.add(id(project))
     if problems := missing_packages(project):

@@ -385,7 +385,7 @@ def _made_now(factory: Any, spec: GraphSpec) -> Any:
     """The factory's graph for a default config, made on a thread of its own (this may run
     inside an event loop): what load-time checks, node names and input schemas read."""
     async def make() -> Any:
-        async with _made(factory, {"configurable": {}}, spec) as graph:
+        async with _made(factory, {"configurable": {}, "metadata": {}}, spec) as graph:
             return graph
 
     with concurrent.futures.ThreadPoolExecutor(1) as pool:

@@ -6,9 +6,11 @@ from __future__ import annotations
 import grpc
 import psycopg
 import pytest
+from google.protobuf import json_format
 
 from graphmesh.client import api_client
 from graphmesh.v1 import graph_service_pb2 as gpb
+from graphmesh.v1 import run_service_pb2 as pb
 from helpers import (
     COMPLETED,
     FAILED,
@@ -66,6 +68,17 @@ def test_pinned_version_runs_its_own_code(client):
     assert get_run(client, run.run_id).versions.prompt_version == "research-v2"
     with rpc_error(grpc.StatusCode.NOT_FOUND):
         create_run(client, GRAPH, QUICK, graph_version="9")
+
+
+def test_thread_state_is_read_with_the_version_that_wrote_it(client):
+    # v1 serves new runs by default; a v2 thread (another state schema) must still come back
+    # whole: v2's `documents`, not v1's `results`, and v2 as its writer.
+    run = create_run(client, GRAPH, QUICK, graph_version="2")
+    assert wait_status(client, run.run_id, COMPLETED).status == COMPLETED
+    reply = client.runs.GetThreadState(pb.GetThreadStateRequest(thread_id=run.thread_id), timeout=10)
+    values = json_format.MessageToDict(reply.values)
+    assert values["documents"] and "results" not in values
+    assert json_format.MessageToDict(reply.checkpoint_metadata)["graph_version"] == "2"
 
 
 def test_set_rollout_validates(client):

@@ -21,16 +21,20 @@ import pytest
 from google.protobuf import json_format
 from psycopg import sql
 
-from graphmesh.client import api_client
+from graphmesh.client import api_client, review_stub
 from helpers import (
     COMPLETED,
     FAILED,
+    WAITING,
     create_run,
+    decide,
     kinds,
     new_thread,
     private_mesh,
     stream_events,
     thread_values,
+    to_dict,
+    wait_approvals,
     wait_for,
     wait_status,
 )
@@ -179,3 +183,17 @@ def test_an_undeclared_secret_is_refused(client, smesh):
     assert final.status == FAILED and final.error.code == "NODE_FAILED" and final.error.node == "sign"
     assert "'NOT_DECLARED' is not declared by graph 'secret_user'" in final.error.message
     assert "API_KEY" in final.error.message  # names what is declared
+
+
+def test_a_secret_in_an_interrupt_payload_is_redacted_in_the_approval(smesh, client):
+    run = create_run(client, "secret_asker", {}, thread_id=new_thread("ask"))
+    waiting = wait_status(client, run.run_id, {WAITING, FAILED})
+    assert waiting.status == WAITING, waiting.error.message  # not SecretInState
+    review = review_stub(smesh.review_address)
+    (approval,) = wait_approvals(review, run.run_id, 1)
+    payload = to_dict(approval.payload)
+    assert payload == {"question": "charge with key ***?", "key": "***"}
+    decide(review, approval.approval_id, "approve")
+    assert wait_status(client, run.run_id, {COMPLETED, FAILED}).status == COMPLETED
+    assert thread_values(client, run.thread_id)["approved"] is True
+    assert _postgres_leaks(smesh) == []

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
+from urllib.parse import urlsplit, urlunsplit
 
 from graphmesh.certs import server_env
 from graphmesh.config import Settings
@@ -208,11 +209,11 @@ class Mesh:
             stop_process(s.proc, signal.SIGKILL, 5)  # no-op if it exited; reaps its group
             s.proc = None
         if self.nats is not None and self.nats.is_running():
-            say(f"stopping nats ({self.nats.url})")
+            say(f"stopping nats ({_without_credentials(self.nats.url)})")
         if self.nats is not None:
             self.nats.stop()
         if self.postgres is not None and self.postgres.is_running():
-            say(f"stopping postgres ({self.postgres.url})")
+            say(f"stopping postgres ({_without_credentials(self.postgres.url)})")
         if self.postgres is not None:
             self.postgres.stop()
         self._started = False
@@ -404,6 +405,12 @@ def _health_status(address: str, timeout: float = 1.0, tls_dir: Path | None = No
                if tls_dir else grpc.insecure_channel(address))
     with channel:
         return serving_status(channel, timeout)
+
+
+def _without_credentials(url: str) -> str:
+    """The URL without its user info (the embedded NATS URL carries the mesh's token)."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 __all__ = ["DEFAULT_COMMANDS", "Mesh", "MeshConfig", "REPO_ROOT"]

@@ -2,9 +2,12 @@
 
 Input: {"action": "refund" | "deploy", "target": str, "amount"?: number,
         "reason"?: str, "requested_by"?: str}
-The reviewer sees the proposed change and resumes with
-{"approved": bool, "edited_value": dict | None, "comment": str, "reviewer": str};
-an edited value is merged over the proposal before it is applied.
+The reviewer sees the proposed change. The manifest declares `resume: record` for this
+approval (docs/resume-values.md), so interrupt() returns the decision record
+{"approved": bool, "decision", "edited_value": dict | None, "comment": str, "reviewer": str,
+"expired": bool}; an edited value is merged over the proposal before it is applied. A bare
+true/false (the plain convention) is read as approve/reject; anything else fails the run
+rather than being guessed at.
 """
 
 from __future__ import annotations
@@ -61,8 +64,9 @@ def review(state: ApprovalState) -> dict:
     })
     if isinstance(decision, bool):  # a bare true/false is accepted as a plain approve/reject
         decision = {"approved": decision}
-    if not isinstance(decision, dict):
-        raise ValueError(f"resume value must be an object like {{'approved': true}}, got {decision!r}")
+    if not isinstance(decision, dict) or "approved" not in decision:
+        raise ValueError(f"resume value must be a decision record (declare resume: record for this node) "
+                         f"or true/false, got {decision!r}")
     approved = bool(decision.get("approved"))
     edited = decision.get("edited_value") or None
     final = {**change, **edited} if approved and edited else (change if approved else None)

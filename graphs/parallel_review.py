@@ -3,7 +3,9 @@
 Input: {"request": str, "amount"?: number}. `budget_review` and `legal_review` run in the
 same step and each call interrupt(), so one run waits on two approvals at once; the run
 resumes when both are decided, each decision going to its own interrupt. `finalize`
-approves the request only if both reviewers approved.
+approves the request only if both reviewers approved. Both nodes declare `resume: record`
+(docs/resume-values.md): interrupt() returns the decision record, whose reviewer and
+comment each branch keeps; a bare true/false is accepted too.
 """
 
 from __future__ import annotations
@@ -27,8 +29,11 @@ class ParallelState(ParallelInput, total=False):
 def _review(check: str, state: ParallelState) -> dict:
     decision = interrupt({"kind": "approval", "check": check, "request": state["request"],
                           "amount": state.get("amount", 0.0)})
-    if not isinstance(decision, dict):
-        decision = {"approved": bool(decision)}
+    if isinstance(decision, bool):
+        decision = {"approved": decision}
+    if not isinstance(decision, dict) or "approved" not in decision:
+        raise ValueError(f"resume value must be a decision record (declare resume: record) or true/false, "
+                         f"got {decision!r}")
     return {check: {"approved": bool(decision.get("approved")), "reviewer": str(decision.get("reviewer", "")),
                     "comment": str(decision.get("comment", ""))}}
 

@@ -9,7 +9,9 @@ Input: {"question": str, "delay_seconds"?: number, "max_results"?: int,
 `fail_first_attempts` makes `search` raise a transient error that many times per
 thread first, to exercise node retry policies. With `review`, `write_report` asks a
 reviewer (an interrupt) to approve the summary before it publishes the report; a
-rejection publishes no report.
+rejection or an expiry publishes no report. The manifest declares `resume: record` for
+`write_report` (docs/resume-values.md), so the decision record names the reviewer
+(`reviewed_by`); a bare true/false is accepted too.
 """
 
 from __future__ import annotations
@@ -148,8 +150,9 @@ async def summarize(state: ResearchState) -> dict:
 def _approved(decision: Any) -> tuple[bool, str]:
     if isinstance(decision, bool):
         return decision, ""
-    if not isinstance(decision, dict):
-        raise ValueError(f"resume value must be an object like {{'approved': true}}, got {decision!r}")
+    if not isinstance(decision, dict) or "approved" not in decision:
+        raise ValueError(f"resume value must be a decision record (declare resume: record for write_report) "
+                         f"or true/false, got {decision!r}")
     return bool(decision.get("approved")), str(decision.get("reviewer", ""))
 
 

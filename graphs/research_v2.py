@@ -15,8 +15,8 @@ checkpoints written by v1 must be migrated across (state_schema_version 1 -> 2):
                    migrated v1 `results` list becomes the initial `documents`.
 
 Progress events report the stage `retrieve` where v1 reported `search`; the
-other nodes (plan, summarize, write_report, with its optional review) and the
-corpus are v1's own.
+other nodes (plan, summarize, write_report, with its optional review, which resumes
+with the decision record: `resume: record` in the manifest) and the corpus are v1's own.
 
 The manifest declares the migration from state schema 1 (graphmesh.yaml):
 rename_fields results -> documents, rename_nodes search -> retrieve.

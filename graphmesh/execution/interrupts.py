@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
 from langgraph.types import Command
 
+from graphmesh.resume import choose_shape
 from graphmesh.store import NewApproval, RunRecord
+
+log = logging.getLogger(__name__)
 
 # Approval ids derive from (run, interrupt): a re-execution that meets the same interrupt
 # again finds the approval it already requested instead of asking twice.
@@ -37,21 +41,38 @@ def approval_requests(spec, run: RunRecord, interrupts: list[tuple[str, Any]]) -
             payload=value,
             required_role=policy.role if policy else "",
             expires_in_seconds=policy.approval_timeout_seconds if policy else None,
+            resume_shape=_resume_shape(spec, run, node, value),
         ))
     return requests
+
+
+def _resume_shape(spec, run: RunRecord, node: str, payload: Any) -> str:
+    """The first shape a candidate node's policy declares (the interrupting node's, then the
+    guarded node's), else one detected from the payload."""
+    declared = next((spec.nodes[name].resume for name in _candidates(node, payload)
+                     if name in spec.nodes and spec.nodes[name].resume != "auto"), "auto")
+    shape = choose_shape(declared, payload)
+    if declared not in ("auto", shape):
+        log.warning("run %s: node %s declares resume: %s but its interrupt payload is not one; it resumes as %s",
+                    run.run_id, node, declared, shape)
+    return shape
 
 
 def _policy(spec, node: str, payload: Any):
     """The node policy that governs an interrupt: the interrupting node's own, or that of
     the node the payload says it guards (an approval step before a mutating node)."""
-    candidates = [node]
-    if isinstance(payload, dict) and isinstance(payload.get("node"), str):
-        candidates.append(payload["node"])
-    policies = [spec.nodes[name] for name in candidates if name in spec.nodes]
+    policies = [spec.nodes[name] for name in _candidates(node, payload) if name in spec.nodes]
     for policy in policies:
         if policy.requires_approval or policy.role or policy.approval_timeout_seconds:
             return policy
     return policies[0] if policies else None
+
+
+def _candidates(node: str, payload: Any) -> list[str]:
+    """Nodes whose policy may govern an interrupt: the node itself, and the node its payload names."""
+    if isinstance(payload, dict) and isinstance(payload.get("node"), str):
+        return [node, payload["node"]]
+    return [node]
 
 
 def resume_input(resume_with: dict[str, Any], pending_interrupt_ids: set[str]) -> Command | None:

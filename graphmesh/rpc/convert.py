@@ -102,6 +102,7 @@ def approval_to_proto(approval: ApprovalRecord) -> review_service_pb2.Approval:
         payload=to_struct(approval.payload),
         required_role=approval.required_role,
         status=approval_status_to_proto(approval.status),
+        resume_shape=approval.resume_shape,
     )
     msg.created_at.CopyFrom(timestamp(approval.created_at))
     if approval.expires_at:

@@ -3,6 +3,7 @@
 A decision, its audit record, the run's move back to QUEUED (when it was the last
 pending approval) and the bus messages announcing them commit in one transaction, under
 the run's row lock, so concurrent or repeated decisions resume a run exactly once.
+A decision the interrupt does not allow (graphmesh/resume.py) is refused before any of it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from graphmesh.errors import FailedPrecondition, InvalidArgument, NotFound
+from graphmesh.resume import check_decision
 from graphmesh.store.paging import decode_page_token, encode_page_token, parse_uuid
 from graphmesh.store.records import (
     DECISION_STATUS,
@@ -31,9 +33,9 @@ Announce = Callable[[ApprovalRecord, str], tuple[str, str, bytes]]
 
 INSERT_APPROVAL = """
 INSERT INTO gm_approvals (approval_id, run_id, thread_id, graph, graph_version, node, interrupt_id,
-    payload, required_role, status, expires_at)
+    payload, required_role, resume_shape, status, expires_at)
 VALUES (%(approval_id)s, %(run_id)s, %(thread_id)s, %(graph)s, %(graph_version)s, %(node)s,
-    %(interrupt_id)s, %(payload)s, %(required_role)s, 'PENDING',
+    %(interrupt_id)s, %(payload)s, %(required_role)s, %(resume_shape)s, 'PENDING',
     CASE WHEN %(expires_in)s::float8 IS NULL THEN NULL
          ELSE now() + make_interval(secs => %(expires_in)s::float8) END)
 ON CONFLICT (run_id, interrupt_id) DO NOTHING
@@ -106,7 +108,8 @@ class ApprovalStore:
                     "approval_id": new.approval_id, "run_id": run.run_id, "thread_id": run.thread_id,
                     "graph": run.graph, "graph_version": run.versions["graph_version"], "node": new.node,
                     "interrupt_id": new.interrupt_id, "payload": Jsonb(new.payload),
-                    "required_role": new.required_role, "expires_in": new.expires_in_seconds,
+                    "required_role": new.required_role, "resume_shape": new.resume_shape,
+                    "expires_in": new.expires_in_seconds,
                 })).fetchone()
                 if row is None:  # recorded by an earlier execution that crashed afterwards
                     row = await (await conn.execute(SELECT_APPROVAL, (new.approval_id,))).fetchone()
@@ -139,6 +142,8 @@ class ApprovalStore:
                 raise FailedPrecondition(
                     f"run {run.run_id} is {run.status.value}, not waiting for approval",
                     code="RUN_NOT_WAITING", run_id=run.run_id)
+            # Only decisions the interrupt can take, before anything is recorded.
+            check_decision(current.resume_shape, current.payload, kind, edited_value, comment)
             row = await (await conn.execute(RECORD_DECISION, {
                 "status": DECISION_STATUS[kind], "kind": kind,
                 "edited": Jsonb(edited_value) if edited_value is not None else None,

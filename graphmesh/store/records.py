@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from graphmesh import resume
 from graphmesh.store.statuses import RunStatus
 
 VERSION_FIELDS = (
@@ -160,6 +161,8 @@ class NewApproval:
     payload: Any
     required_role: str = ""
     expires_in_seconds: float | None = None
+    # What interrupt() will return once decided (graphmesh/resume.py).
+    resume_shape: str = resume.PLAIN
 
 
 @dataclass(frozen=True)
@@ -181,6 +184,8 @@ class ApprovalRecord:
     comment: str
     reviewer: str
     decided_at: datetime | None
+    # Approvals requested before shapes existed resume with the decision record, as then.
+    resume_shape: str = resume.RECORD
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> "ApprovalRecord":
@@ -202,18 +207,14 @@ class ApprovalRecord:
             comment=row["comment"] or "",
             reviewer=row["reviewer"] or "",
             decided_at=row["decided_at"],
+            resume_shape=row.get("resume_shape") or resume.RECORD,
         )
 
-    def resume_value(self) -> dict[str, Any]:
+    def resume_value(self) -> Any:
         """What the graph's interrupt() returns once this approval is decided."""
-        return {
-            "approved": self.status in ("APPROVED", "EDITED"),
-            "decision": self.decision_kind,
-            "edited_value": self.edited_value,
-            "comment": self.comment,
-            "reviewer": self.reviewer,
-            "expired": self.status == "EXPIRED",
-        }
+        return resume.resume_value(
+            self.resume_shape, self.payload, status=self.status, decision_kind=self.decision_kind,
+            edited_value=self.edited_value, comment=self.comment, reviewer=self.reviewer)
 
 
 @dataclass(frozen=True)

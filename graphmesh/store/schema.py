@@ -240,6 +240,12 @@ MIGRATIONS: list[str] = [
     CREATE INDEX gm_runs_graph_finished ON gm_runs (graph, finished_at) WHERE finished_at IS NOT NULL;
     CREATE INDEX gm_approvals_graph_decided ON gm_approvals (graph, decided_at) WHERE status <> 'PENDING';
     """,
+    """
+    -- What interrupt() returns once decided (graphmesh/resume.py), fixed at request time.
+    -- Approvals requested before this column keep the decision record they were asked with.
+    ALTER TABLE gm_approvals ADD COLUMN resume_shape text NOT NULL DEFAULT 'record'
+        CHECK (resume_shape IN ('plain', 'human_interrupt', 'hitl', 'record'));
+    """,
 ]
 
 

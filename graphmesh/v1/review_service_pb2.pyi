@@ -54,7 +54,7 @@ class Decision(_message.Message):
     def __init__(self, kind: _Optional[_Union[DecisionKind, str]] = ..., edited_value: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., comment: _Optional[str] = ..., reviewer: _Optional[str] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Approval(_message.Message):
-    __slots__ = ("approval_id", "run_id", "thread_id", "graph", "graph_version", "node", "interrupt_id", "payload", "required_role", "status", "created_at", "expires_at", "decision")
+    __slots__ = ("approval_id", "run_id", "thread_id", "graph", "graph_version", "node", "interrupt_id", "payload", "required_role", "status", "created_at", "expires_at", "decision", "resume_shape")
     APPROVAL_ID_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     THREAD_ID_FIELD_NUMBER: _ClassVar[int]
@@ -68,6 +68,7 @@ class Approval(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     DECISION_FIELD_NUMBER: _ClassVar[int]
+    RESUME_SHAPE_FIELD_NUMBER: _ClassVar[int]
     approval_id: str
     run_id: str
     thread_id: str
@@ -81,7 +82,8 @@ class Approval(_message.Message):
     created_at: _timestamp_pb2.Timestamp
     expires_at: _timestamp_pb2.Timestamp
     decision: Decision
-    def __init__(self, approval_id: _Optional[str] = ..., run_id: _Optional[str] = ..., thread_id: _Optional[str] = ..., graph: _Optional[str] = ..., graph_version: _Optional[str] = ..., node: _Optional[str] = ..., interrupt_id: _Optional[str] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., required_role: _Optional[str] = ..., status: _Optional[_Union[ApprovalStatus, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., decision: _Optional[_Union[Decision, _Mapping]] = ...) -> None: ...
+    resume_shape: str
+    def __init__(self, approval_id: _Optional[str] = ..., run_id: _Optional[str] = ..., thread_id: _Optional[str] = ..., graph: _Optional[str] = ..., graph_version: _Optional[str] = ..., node: _Optional[str] = ..., interrupt_id: _Optional[str] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., required_role: _Optional[str] = ..., status: _Optional[_Union[ApprovalStatus, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., decision: _Optional[_Union[Decision, _Mapping]] = ..., resume_shape: _Optional[str] = ...) -> None: ...
 
 class ApprovalEvent(_message.Message):
     __slots__ = ("sequence", "approval", "requested", "decided", "pending_snapshot")

@@ -1,5 +1,7 @@
 """Expires approvals past their node policy's time limit: each is recorded as EXPIRED and,
-like any decision, resumes its run, with a rejection that says it expired."""
+like any decision, resumes its run, with its shape's rejection (graphmesh/resume.py: False,
+an "ignore" HumanResponse, a HITL reject whose message says it expired, or the record with
+expired: true). An expiry is never refused, whatever the interrupt allows."""
 
 from __future__ import annotations
 

@@ -103,6 +103,7 @@ class ReviewServicer(review_service_pb2_grpc.ReviewServiceServicer):
             raise InvalidArgument("edited_value is only for EDIT decisions")
         started = time.time_ns()
         ensure_can_decide(caller(), await self._approvals.get(request.approval_id))
+        # The store refuses (INVALID_ARGUMENT) a decision the interrupt's shape does not allow.
         result = await self._approvals.decide(
             request.approval_id, kind=kind, edited_value=edited, comment=request.comment,
             reviewer=principal(context), announce=announcement)

@@ -48,7 +48,8 @@ def test_default_manifest_declares_the_examples(registry):
     assert not research.sync_eligible
     assert research.nodes["search"].retry == RetrySpec(max_attempts=3, backoff_seconds=0.2)
     apply = registry.get("approval_workflow").nodes["apply_change"]
-    assert apply == NodePolicy(mutates=True, requires_approval=True, role="reviewer", approval_timeout_seconds=None)
+    assert apply == NodePolicy(mutates=True, requires_approval=True, role="reviewer", approval_timeout_seconds=None,
+                               resume="record")
     assert registry.get("approval_with_deadline").nodes["apply_change"].approval_timeout_seconds == 3
     assert registry.get("parallel_review").nodes["legal_review"].role == "legal"
 

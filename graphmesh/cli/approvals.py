@@ -1,13 +1,14 @@
 """`graphmesh approvals list|get|watch|approve|reject|edit` and `graphmesh audit`.
 
-Decisions are sent as the reviewer named by `--as` (env GRAPHMESH_PRINCIPAL, else the OS
-user), in the `gm-principal` metadata key, until authentication exists.
+On a mesh with authentication (the default) a decision is recorded as the principal of the
+token the CLI sends. On a development mesh (`up --auth none`) the reviewer is named by `--as`
+(env GRAPHMESH_PRINCIPAL, else the OS user) in the `gm-principal` metadata key; `--as` with a
+token is refused by the CLI (graphmesh/cli/__init__.py) rather than silently ignored.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 
 from graphmesh.cli.args import default_principal, json_object
 from graphmesh.cli.render import (
@@ -17,20 +18,15 @@ from graphmesh.cli.render import (
     as_json,
     audit_table,
 )
-from graphmesh.client import review_stub
+from graphmesh.client import DEFAULT_REVIEW, review_stub
 from graphmesh.rpc.principal import PRINCIPAL_KEY
 from graphmesh.v1 import review_service_pb2 as pb
 
-DEFAULT_REVIEW = "127.0.0.1:50052"
 STATUSES = [name.removeprefix("APPROVAL_STATUS_").lower() for name in pb.ApprovalStatus.keys()
             if name != "APPROVAL_STATUS_UNSPECIFIED"]
 KINDS = {"approve": pb.DECISION_KIND_APPROVE, "reject": pb.DECISION_KIND_REJECT, "edit": pb.DECISION_KIND_EDIT}
 # Unary calls are bounded; the watch stream is not.
 TIMEOUT = 30.0
-
-
-def _default_review() -> str:
-    return os.environ.get("GRAPHMESH_REVIEW") or DEFAULT_REVIEW
 
 
 def _positive(text: str) -> int:
@@ -55,8 +51,10 @@ def _sequence(text: str) -> int:
 
 
 def add_parser(subparsers) -> None:
-    review_help = f"review service address (env GRAPHMESH_REVIEW, default {DEFAULT_REVIEW})"
-    as_help = "the reviewer's name (env GRAPHMESH_PRINCIPAL, default: the OS user)"
+    review_help = (f"review service address (env GRAPHMESH_REVIEW; default: the recorded deployment's, "
+                   f"else {DEFAULT_REVIEW})")
+    as_help = ("the reviewer's name on a mesh without authentication (env GRAPHMESH_PRINCIPAL, default: the OS "
+               "user); with a token, decisions are the token's principal's")
     # Options that also work after the subcommand: `graphmesh approvals get ID --json --review ADDR`.
     # SUPPRESS keeps a subcommand from overwriting what was given before it.
     common = argparse.ArgumentParser(add_help=False)
@@ -67,8 +65,8 @@ def add_parser(subparsers) -> None:
     deciding.add_argument("--comment", default="", help="a comment recorded with the decision")
 
     group = subparsers.add_parser("approvals", help="list, watch and decide approval requests")
-    group.add_argument("--review", default=_default_review(), help=review_help)
-    group.add_argument("--as", dest="principal", default=default_principal(), help=as_help)
+    group.add_argument("--review", default=None, help=review_help)
+    group.add_argument("--as", dest="principal", default=None, help=as_help)
     approvals = group.add_subparsers(dest="approvals_command", required=True)
 
     ls = approvals.add_parser("list", help="list approvals, newest first", parents=[common])
@@ -107,7 +105,7 @@ def add_parser(subparsers) -> None:
     # here would leak into every approvals subcommand.
     audit = subparsers.add_parser("audit", help="the append-only audit trail of approvals, oldest first")
     audit.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
-    audit.add_argument("--review", default=_default_review(), help=review_help)
+    audit.add_argument("--review", default=None, help=review_help)
     audit.add_argument("--run", default="", help="only this run's records")
     audit.add_argument("--approval", default="", help="only this approval's records")
     audit.add_argument("--limit", type=_positive, default=100)
@@ -162,7 +160,7 @@ def decide(args) -> int:
     if args.value is not None:
         request.edited_value.CopyFrom(json_object(args.value, "--value"))
     approval = review_stub(args.review).Decide(
-        request, timeout=TIMEOUT, metadata=((PRINCIPAL_KEY, args.principal),)).approval
+        request, timeout=TIMEOUT, metadata=((PRINCIPAL_KEY, args.principal or default_principal()),)).approval
     print(as_json(approval) if args.json else approval_details(approval))
     return 0
 

@@ -15,12 +15,11 @@ from dataclasses import asdict, dataclass
 
 import grpc
 
-from graphmesh.client import api_client, channel
+from graphmesh.client import DEFAULT_REVIEW, api_client, channel
 from graphmesh.health import serving_status
 from graphmesh.v1 import graph_service_pb2 as gpb
 
 TIMEOUT = 5.0
-DEFAULT_REVIEW = "127.0.0.1:50052"
 
 
 @dataclass
@@ -32,8 +31,9 @@ class Finding:
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("doctor", help="check a deployment: services, workers, graph versions, Postgres, NATS")
-    p.add_argument("--review", default=os.environ.get("GRAPHMESH_REVIEW", DEFAULT_REVIEW),
-                   help=f"review service address (env GRAPHMESH_REVIEW, default {DEFAULT_REVIEW})")
+    p.add_argument("--review", default=None,
+                   help=f"review service address (env GRAPHMESH_REVIEW; default: the recorded deployment's, "
+                        f"else {DEFAULT_REVIEW})")
     p.add_argument("--database-url", default=os.environ.get("GRAPHMESH_DATABASE_URL"),
                    help="also check Postgres directly (env GRAPHMESH_DATABASE_URL)")
     p.add_argument("--nats-url", default=os.environ.get("GRAPHMESH_NATS_URL"),

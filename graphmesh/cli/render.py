@@ -51,6 +51,37 @@ def _plain(value):
     return value
 
 
+def plain_dict(struct) -> dict:
+    """A Struct as a plain dict, whole numbers as integers."""
+    return _plain_deep(json_format.MessageToDict(struct))
+
+
+def json_block(value, indent: str = "  ") -> str:
+    """A value as indented JSON, for the human-readable output of state and outputs."""
+    return "\n".join(indent + line for line in json.dumps(value, indent=2, sort_keys=True).splitlines())
+
+
+def thread_state_details(state) -> str:
+    """GetThreadState for `graphmesh threads state`: where the thread stands and who wrote it."""
+    meta = plain_dict(state.checkpoint_metadata)
+    versions = ", ".join(f"{label} {meta[key]}" for key, label in (
+        ("state_schema_version", "schema"), ("prompt_version", "prompt"), ("model_route", "model"),
+        ("tool_version", "tools")) if key in meta)
+    written = meta.get("graph", "?") + (f"@{meta['graph_version']}" if "graph_version" in meta else "")
+    lines = [
+        f"thread     {state.thread_id}",
+        f"checkpoint {state.checkpoint_id or '-'}",
+        f"written by {written}" + (f"  ({versions})" if versions else ""),
+        f"run        {meta.get('gm_run_id') or '-'}" + (f"  (attempt {meta['gm_attempt']})" if meta.get("gm_attempt")
+                                                       else ""),
+        f"next       {', '.join(state.next) or '- (at rest)'}",
+        f"active run {state.active_run_id or '-'}",
+        "values",
+        json_block(plain_dict(state.values)),
+    ]
+    return "\n".join(lines)
+
+
 def event_line(event: run_pb2.RunEvent) -> str:
     kind = event.WhichOneof("kind")
     body = getattr(event, kind)

@@ -1,18 +1,32 @@
-"""`graphmesh runs create|get|list|stream|cancel|retry|resume`."""
+"""`graphmesh runs create|invoke|get|list|stream|cancel|retry|resume`."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
+
+import grpc
 
 from graphmesh.cli.args import json_object, principal_metadata
-from graphmesh.cli.render import as_json, event_line, previous_errors_lines, run_details, run_line, status_name
+from graphmesh.cli.render import (
+    as_json,
+    event_line,
+    json_block,
+    plain_dict,
+    previous_errors_lines,
+    run_details,
+    run_line,
+    status_name,
+)
 from graphmesh.client import api_client
 from graphmesh.rpc.convert import STRATEGY_VALUES
 from graphmesh.v1 import run_pb2
 from graphmesh.v1 import run_service_pb2 as pb
 
 STRATEGIES = STRATEGY_VALUES
+TERMINAL = {run_pb2.RUN_STATUS_COMPLETED, run_pb2.RUN_STATUS_FAILED, run_pb2.RUN_STATUS_CANCELLED}
 
 
 def add_parser(subparsers) -> None:
@@ -33,7 +47,19 @@ def add_parser(subparsers) -> None:
     create.add_argument("--stream", action="store_true", help="follow the run's events until it ends")
     create.set_defaults(func=create_run)
 
-    get = runs.add_parser("get", help="show one run", parents=[common])
+    invoke = runs.add_parser("invoke", help="run a sync-eligible graph, wait for it and print its output "
+                                            "(exit status 1 unless it completed)", parents=[common])
+    invoke.add_argument("graph")
+    invoke.add_argument("--input", default="{}", help="input as a JSON object (or @file.json)")
+    invoke.add_argument("--thread", default="", help="thread id (default: a new thread)")
+    invoke.add_argument("--idempotency-key", default="")
+    invoke.add_argument("--metadata", action="append", default=[], metavar="KEY=VALUE")
+    invoke.add_argument("--timeout", type=_seconds, default=60.0, metavar="SECONDS",
+                        help="the call's deadline; a run that outlasts it is stopped and recorded FAILED "
+                             "(default 60)")
+    invoke.set_defaults(func=invoke_run)
+
+    get = runs.add_parser("get", help="show one run, and its output once it completed", parents=[common])
     get.add_argument("run_id")
     get.set_defaults(func=get_run)
 
@@ -49,7 +75,9 @@ def add_parser(subparsers) -> None:
     cancel = runs.add_parser("cancel", help="cancel a run (a running one stops in its current node)", parents=[common])
     cancel.add_argument("run_id")
     cancel.add_argument("--reason", default="")
-    cancel.add_argument("--as", dest="principal", default=None, help="who cancels (default: your user name)")
+    cancel.add_argument("--as", dest="principal", default=None,
+                        help="who cancels, on a mesh without authentication (default: your user name); "
+                             "with a token, the token's principal")
     cancel.add_argument("--rollback", action="store_true",
                         help="also restore the thread to its state before the run (default: keep what it wrote)")
     cancel.set_defaults(func=cancel_run)
@@ -70,9 +98,26 @@ def add_parser(subparsers) -> None:
     stream.set_defaults(func=stream_run)
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be more than 0")
+    return value
+
+
+def _metadata(items: list[str]) -> dict[str, str]:
+    for item in items:
+        if "=" not in item:
+            raise SystemExit(f"error: --metadata {item!r} is not KEY=VALUE")
+    return dict(item.split("=", 1) for item in items)
+
+
 def create_run(args) -> int:
     client = api_client(args.api)
-    metadata = dict(item.split("=", 1) for item in args.metadata)
+    metadata = _metadata(args.metadata)
     run = client.runs.CreateRun(pb.CreateRunRequest(
         graph=args.graph, graph_version=args.version, thread_id=args.thread, input=json_object(args.input, "--input"),
         metadata=metadata, idempotency_key=args.idempotency_key,
@@ -83,10 +128,58 @@ def create_run(args) -> int:
     return 0
 
 
+def run_output(client, run) -> tuple[dict | None, str]:
+    """A COMPLETED run's output: the thread's state values, when the thread's latest
+    checkpoint was written by this run (its metadata's gm_run_id); else (None, why not)."""
+    if run.status != run_pb2.RUN_STATUS_COMPLETED:
+        return None, ""
+    try:
+        state = client.runs.GetThreadState(pb.GetThreadStateRequest(thread_id=run.thread_id), timeout=30)
+    except grpc.RpcError as err:
+        return None, f"output not available: {err.code().name}: {err.details()}"
+    writer = plain_dict(state.checkpoint_metadata).get("gm_run_id", "")
+    if writer == run.run_id:
+        return plain_dict(state.values), ""
+    by = f"run {writer}" if writer else "another writer"
+    return None, (f"the thread has moved on: its latest checkpoint was written by {by}; "
+                  f"`graphmesh threads state {run.thread_id}` shows it")
+
+
 def get_run(args) -> int:
-    run = api_client(args.api).runs.GetRun(pb.GetRunRequest(run_id=args.run_id)).run
-    print(as_json(run) if args.json else run_details(run))
+    client = api_client(args.api)
+    run = client.runs.GetRun(pb.GetRunRequest(run_id=args.run_id)).run
+    output, note = run_output(client, run)
+    if args.json:
+        data = json.loads(as_json(run))
+        if run.status == run_pb2.RUN_STATUS_COMPLETED:
+            data["output"] = output
+            if note:
+                data["output_note"] = note
+        print(json.dumps(data, sort_keys=True))
+        return 0
+    print(run_details(run))
+    if output is not None:
+        print("output")
+        print(json_block(output))
+    elif note:
+        print(f"output     {note}")
     return 0
+
+
+def invoke_run(args) -> int:
+    """InvokeRun, bounded by --timeout; prints the run and its output."""
+    reply = api_client(args.api).runs.InvokeRun(pb.InvokeRunRequest(
+        graph=args.graph, thread_id=args.thread, input=json_object(args.input, "--input"),
+        metadata=_metadata(args.metadata), idempotency_key=args.idempotency_key), timeout=args.timeout)
+    run = reply.run
+    if args.json:
+        print(as_json(reply))
+    else:
+        print(run_details(run))
+        if run.status == run_pb2.RUN_STATUS_COMPLETED:
+            print("output")
+            print(json_block(plain_dict(reply.output)))
+    return 0 if run.status == run_pb2.RUN_STATUS_COMPLETED else 1
 
 
 def list_runs(args) -> int:
@@ -139,15 +232,38 @@ def stream_run(args) -> int:
 
 
 def follow(client, run_id: str, after: int, *, as_json_lines: bool) -> int:
-    """Prints events until the run ends; exit status 0 only when it completed."""
-    final = None
-    for response in client.runs.StreamRun(pb.StreamRunRequest(run_id=run_id, after_sequence=after)):
-        event = response.event
-        print(as_json(event) if as_json_lines else event_line(event), flush=True)
-        if event.WhichOneof("kind") == "status_changed":
-            final = event.status_changed.status
-    if final is None:  # nothing after --after: the run's record says how it ended
-        final = client.runs.GetRun(pb.GetRunRequest(run_id=run_id)).run.status
-    if not as_json_lines:
-        print(f"run {run_id} ended {status_name(final)}", file=sys.stderr)
-    return 0 if final == run_pb2.RUN_STATUS_COMPLETED else 1
+    """Prints a run's events until its latest attempt ends; exit status 0 only when that
+    attempt completed.
+
+    StreamRun ends at a terminal status. The run may have moved on since (RetryRun starts a
+    new attempt under the same run id, ResumeRun continues a paused one, and the events of
+    all attempts share one sequence), so at the end the run record is asked: while it is not
+    terminal, or the stream has more after the last event seen, the stream is followed on
+    after that event. It ends when the run is terminal and nothing more comes."""
+    last = after
+    notices = not as_json_lines
+    while True:
+        ended = None  # the terminal status this stream ended at, if any
+        count = 0
+        for response in client.runs.StreamRun(pb.StreamRunRequest(run_id=run_id, after_sequence=last)):
+            event = response.event
+            print(as_json(event) if as_json_lines else event_line(event), flush=True)
+            last = max(last, event.sequence)
+            count += 1
+            if event.WhichOneof("kind") == "status_changed" and event.status_changed.status in TERMINAL:
+                ended = event.status_changed.status
+        run = client.runs.GetRun(pb.GetRunRequest(run_id=run_id)).run
+        if run.status not in TERMINAL:
+            if ended is not None and notices:
+                print(f"run {run_id} is {status_name(run.status)} again (attempt {run.attempt}): following it",
+                      file=sys.stderr, flush=True)
+            if count == 0:
+                time.sleep(0.5)  # the stream gave up without news (not expected): do not spin
+            continue
+        if count:
+            continue  # terminal: one more look for events beyond the last one seen (answers at once)
+        break
+    if notices:
+        attempt = f" (attempt {run.attempt})" if run.attempt > 1 else ""
+        print(f"run {run_id} ended {status_name(run.status)}{attempt}", file=sys.stderr)
+    return 0 if run.status == run_pb2.RUN_STATUS_COMPLETED else 1

@@ -22,6 +22,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--worker-concurrency", type=int, default=8)
     p.add_argument("--config", type=Path, default=None, help="graph manifest (default: graphmesh.yaml)")
+    p.add_argument("--name", default=None,
+                   help="the deployment's name in the CLI config (default: from the data directory; "
+                        "see `graphmesh deployments`)")
     p.add_argument("--log-level", default="INFO")
     p.add_argument("--auth", choices=["token", "none"], default=os.environ.get("GRAPHMESH_AUTH", "token"),
                    help="token (default): every call needs a bearer token, and a local admin token is made; "
@@ -86,10 +89,8 @@ def _run_demo(api_address: str) -> None:
 
 
 def _admin_token(mesh) -> str:
-    """The local admin token: kept in <data-dir>/admin-token (owner-only) and in the CLI
-    config, created on the first `up` of a data directory and reused afterwards."""
-    from graphmesh.client import save_cli_config
-
+    """The local admin token: kept in <data-dir>/admin-token (owner-only), created on the
+    first `up` of a data directory and reused afterwards."""
     path = mesh.data_dir / "admin-token"
     token = path.read_text().strip() if path.is_file() else ""
     if not token or not mesh.token_is_active(token):
@@ -97,15 +98,47 @@ def _admin_token(mesh) -> str:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(token + "\n")
-    config = save_cli_config(mesh.api_address, token)
-    print(f"  admin token in {path} (also in the CLI config {config}); other clients send it as\n"
-          f"  'authorization: Bearer <token>' metadata, or: export GRAPHMESH_TOKEN=$(cat {path})", flush=True)
     return token
 
 
+def _check_name(args) -> None:
+    """Refuses, before anything starts, a --name that another data directory's deployment has."""
+    if not args.name:
+        return
+    from graphmesh.client import load_cli_config
+
+    load_cli_config().check_name(args.name, str(Path(args.data_dir).absolute()))
+
+
+def _record(mesh, args, token: str) -> None:
+    """Records this mesh in the CLI config (other deployments' records stay as they are),
+    makes it current, and says how to reach it."""
+    from graphmesh.client import DEFAULT_API, TokenChoice, connect_address, record_deployment, use_token
+
+    api = connect_address(mesh.config.host, mesh.address("api").rpartition(":")[2])
+    review = connect_address(mesh.config.host, mesh.address("review").rpartition(":")[2])
+    config, deployment = record_deployment(data_dir=mesh.data_dir, api=api, review=review, token=token,
+                                           auth=mesh.config.auth, name=args.name)
+    if token:
+        use_token(TokenChoice(token, f"the admin token of this mesh ({mesh.data_dir / 'admin-token'})"))
+        path = mesh.data_dir / "admin-token"
+        print(f"  admin token in {path} (also in the CLI config {config}); other clients send it as\n"
+              f"  'authorization: Bearer <token>' metadata, or: export GRAPHMESH_TOKEN=$(cat {path})", flush=True)
+    where = "" if api == DEFAULT_API else f" at {api}"
+    print(f"  recorded as deployment '{deployment.name}' in {config}: `graphmesh runs list` talks to this mesh{where}\n"
+          f"  until another `up` starts; `graphmesh --deployment {deployment.name} ...` always does "
+          f"(`graphmesh deployments` lists them)", flush=True)
+
+
 def run(args) -> int:
+    from graphmesh.client import ConfigError
     from graphmesh.mesh import Mesh
 
+    try:
+        _check_name(args)
+    except ConfigError as e:
+        print(f"graphmesh up: {e}", flush=True)
+        return 2
     mesh = Mesh(_config(args), report=lambda line: print(f"  {line}", flush=True))
     stop = threading.Event()
     interruptible = True
@@ -123,8 +156,7 @@ def run(args) -> int:
             print(f"starting graphmesh in {mesh.data_dir} ...", flush=True)
             mesh.start()
             print(f"graphmesh is up:\n{_table(mesh)}", flush=True)
-            if mesh.config.auth == "token":
-                _admin_token(mesh)
+            _record(mesh, args, _admin_token(mesh) if mesh.config.auth == "token" else "")
             if args.demo or args.exit_after_demo:
                 _run_demo(mesh.api_address)
             interruptible = False

@@ -112,3 +112,72 @@ def test_cancel_waiting_run(gm, client):
     wait_status(client, done.run_id, COMPLETED)
     refused = gm("runs", "cancel", done.run_id)
     assert refused.returncode == 1 and "FAILED_PRECONDITION (RUN_FINISHED)" in refused.stderr
+
+
+# -- a run's result: runs get, threads state, runs invoke ----------------------------------------
+
+
+def test_get_shows_the_output_until_the_thread_moves_on(gm, client):
+    thread = new_thread("cli-output")
+    first = json.loads(_ok(gm("runs", "create", "tiny", "--input", '{"text":"One two THREE"}', "--thread", thread,
+                              "--stream", "--json")).stdout.splitlines()[0])["run_id"]
+    got = json.loads(_ok(gm("runs", "get", first, "--json")).stdout)
+    assert got["output"] == {"text": "One two THREE", "normalized": "one two three", "word_count": 3,
+                             "char_count": 13, "summary": "3 words: one two three"}
+    readable = _ok(gm("runs", "get", first)).stdout
+    assert "output" in readable and '"summary": "3 words: one two three"' in readable
+
+    # A later run on the same thread: the first run's output is no longer the thread's state.
+    second = json.loads(_ok(gm("runs", "create", "tiny", "--input", '{"text":"four"}', "--thread", thread,
+                               "--stream", "--json")).stdout.splitlines()[0])["run_id"]
+    moved = json.loads(_ok(gm("runs", "get", first, "--json")).stdout)
+    assert moved["output"] is None and f"written by run {second}" in moved["output_note"]
+    readable = _ok(gm("runs", "get", first)).stdout
+    assert "the thread has moved on" in readable and f"graphmesh threads state {thread}" in readable
+    assert json.loads(_ok(gm("runs", "get", second, "--json")).stdout)["output"]["summary"] == "1 words: four"
+
+    # A run that did not complete shows no output.
+    failed = json.loads(_ok(gm("runs", "create", "research_assistant", "--input", '{"question":"grpc","delay_seconds":0,"fail_first_attempts":10}',
+                               "--json")).stdout)["run_id"]
+    wait_status(client, failed, {FAILED, COMPLETED})
+    assert "output" not in json.loads(_ok(gm("runs", "get", failed, "--json")).stdout)
+
+
+def test_threads_state(gm, client):
+    thread = new_thread("cli-state")
+    run_id = json.loads(_ok(gm("runs", "create", "tiny", "--input", '{"text":"a b"}', "--thread", thread,
+                               "--json")).stdout)["run_id"]
+    wait_status(client, run_id, COMPLETED)
+    state = json.loads(_ok(gm("threads", "state", thread, "--json")).stdout)
+    assert state["thread_id"] == thread and state["values"]["summary"] == "2 words: a b"
+    assert state["checkpoint_metadata"]["gm_run_id"] == run_id and state.get("next", []) == []
+    readable = _ok(gm("threads", "state", thread)).stdout
+    assert f"checkpoint {state['checkpoint_id']}" in readable
+    assert "written by tiny@1" in readable and f"run        {run_id}" in readable
+    assert "next       - (at rest)" in readable and "active run -" in readable
+    assert '"summary": "2 words: a b"' in readable
+
+    # A thread waiting for approval: its next node and the run that holds it.
+    waiting = json.loads(_ok(gm("runs", "create", "approval_workflow", "--input",
+                                '{"action":"refund","target":"order-1","amount":5}', "--json")).stdout)
+    wait_status(client, waiting["run_id"], WAITING)
+    held = _ok(gm("threads", "state", waiting["thread_id"])).stdout
+    assert f"active run {waiting['run_id']}" in held and "next       - (at rest)" not in held
+
+    unknown = gm("threads", "state", new_thread("cli-none"))
+    assert unknown.returncode == 1 and "NOT_FOUND" in unknown.stderr
+
+
+def test_invoke_a_sync_graph(gm):
+    done = _ok(gm("runs", "invoke", "tiny", "--input", '{"text":"Sync   call"}', "--timeout", "30"))
+    assert "COMPLETED" in done.stdout and '"summary": "2 words: sync call"' in done.stdout
+    thread = new_thread("cli-invoke")
+    reply = json.loads(_ok(gm("runs", "invoke", "tiny", "--input", '{"text":"x y z"}', "--thread", thread,
+                              "--json")).stdout)
+    assert reply["run"]["status"] == "RUN_STATUS_COMPLETED" and reply["run"]["thread_id"] == thread
+    assert reply["output"]["word_count"] == 3
+
+    refused = gm("runs", "invoke", "research_assistant", "--input", '{"question":"x"}')
+    assert refused.returncode == 1 and "NOT_SYNC_ELIGIBLE" in refused.stderr
+    bad = gm("runs", "invoke", "tiny", "--input", '{"text":"x"}', "--timeout", "0")
+    assert bad.returncode == 2 and "--timeout" in bad.stderr

@@ -52,7 +52,10 @@ def test_up_runs_demo_then_a_second_start_finds_it(data_dir):
     # Authentication is on: the demo ran with the local admin token `up` made and saved.
     token = (data_dir / "admin-token").read_text().strip()
     assert oct((data_dir / "admin-token").stat().st_mode & 0o777) == "0o600"
-    assert json.loads((data_dir / "cli-config.json").read_text())["token"] == token
+    recorded = json.loads((data_dir / "cli-config.json").read_text())
+    assert recorded["deployments"][str(data_dir)]["token"] == token and recorded["current"] == str(data_dir)
+    assert recorded["token"] == token  # the single-entry fields an older CLI reads
+    assert f"recorded as deployment '{data_dir.name}'" in out
     assert "GRAPHMESH_TOKEN" in out
 
     # Nothing left running: the same data directory starts again and has the run.

@@ -13,7 +13,6 @@ from graphmesh.auth.principals import ALL_GRAPHS, ensure_can_see_run
 from graphmesh.bus import dispatch_queued, publish_event_pipelined, publish_job, require_connected, status_event
 from graphmesh.bus.hub import EventHub
 from graphmesh.errors import (
-    FailedPrecondition,
     InvalidArgument,
     NotFound,
     PermissionDenied,
@@ -21,7 +20,6 @@ from graphmesh.errors import (
     Unavailable,
 )
 from graphmesh.execution import error_proto
-from graphmesh.execution.saver import saver_for
 from graphmesh.jsonvalues import to_struct
 from graphmesh.retention import purge_thread
 from graphmesh.rpc.convert import STRATEGY_NAMES, run_to_proto, span_to_proto, status_from_proto, status_to_proto
@@ -32,6 +30,7 @@ from graphmesh.store.runs import parse_run_id
 from graphmesh.telemetry.metrics import RUNS_CREATED
 from graphmesh.telemetry.span_store import trace_spans
 from graphmesh.telemetry.tracing import trace_id_of, traceparent
+from graphmesh.thread_state import read_thread
 from graphmesh.v1 import run_pb2, run_service_pb2_grpc
 from graphmesh.v1 import run_service_pb2 as pb
 from services.api.cancel import Canceller
@@ -230,38 +229,11 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
                 await self._store.thread_owner(request.thread_id) != me.name:
             raise PermissionDenied(f"{me.name} may not read thread {request.thread_id}: its runs are not its own",
                                    code="NOT_YOUR_THREAD")
-        spec = await self._writer_of(graph_name, request.thread_id)
-        graph = self._registry.compiled(spec.name, spec.version,
-                                        checkpointer=saver_for(self._pool, spec, enforce_limits=False))
-        state = await graph.aget_state({"configurable": {"thread_id": request.thread_id}})
-        response = pb.GetThreadStateResponse(
-            thread_id=request.thread_id,
-            values=to_struct(state.values or {}),
-            next=list(state.next),
-            active_run_id=active_run or "",
-        )
-        if state.config:
-            response.checkpoint_id = state.config["configurable"].get("checkpoint_id", "")
-        if state.metadata:
-            response.checkpoint_metadata.CopyFrom(to_struct(dict(state.metadata)))
-        return response
-
-    async def _writer_of(self, graph_name: str, thread_id: str):
-        """The version that wrote the thread's latest checkpoint (its state schema is the one
-        to read it with); the graph's default version for a thread with no checkpoint yet."""
-        default = self._registry.get(graph_name)
-        saver = saver_for(self._pool, default, enforce_limits=False)
-        latest = await saver.aget_tuple({"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}})
-        version = (latest.metadata or {}).get("graph_version") if latest is not None else None
-        if not version:
-            return default
-        try:
-            return self._registry.get(graph_name, str(version))
-        except NotFound:
-            raise FailedPrecondition(
-                f"thread {thread_id} was last checkpointed by {graph_name}@{version}, which this deployment "
-                f"no longer declares (versions: {', '.join(s.version for s in self._registry.versions(graph_name))})"
-                "; add it back to the manifest to read this thread", code="VERSION_NOT_LOADED") from None
+        state = await read_thread(self._registry, self._pool, graph_name, request.thread_id)
+        return pb.GetThreadStateResponse(
+            thread_id=request.thread_id, values=to_struct(state.values), next=state.next,
+            active_run_id=active_run or "", checkpoint_id=state.checkpoint_id,
+            checkpoint_metadata=to_struct(state.metadata) if state.metadata else None)
 
     async def CancelRun(self, request, context):
         if request.action not in (pb.CANCEL_ACTION_UNSPECIFIED, pb.CANCEL_ACTION_INTERRUPT, pb.CANCEL_ACTION_ROLLBACK):

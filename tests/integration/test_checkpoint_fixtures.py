@@ -338,3 +338,6 @@ def test_without_a_migration_v1_runs_are_not_taken_over(unmigrated):
     wait_for(still_queued, timeout=30, interval=0.2, message="the v1 runs to be left queued")
     state = d.client.runs.GetThreadState(pb.GetThreadStateRequest(thread_id=paused["thread_id"]), timeout=10)
     assert state.checkpoint_metadata["graph_version"] == "1"
+    # No v1 code here: the state is read from the checkpoint itself, v1's fields and all.
+    assert list(state.next) == ["search"]
+    assert "question" in to_dict(state.values) and "documents" not in to_dict(state.values)

@@ -77,7 +77,7 @@ def test_thread_state_is_read_with_the_version_that_wrote_it(client):
     assert wait_status(client, run.run_id, COMPLETED).status == COMPLETED
     reply = client.runs.GetThreadState(pb.GetThreadStateRequest(thread_id=run.thread_id), timeout=10)
     values = json_format.MessageToDict(reply.values)
-    assert values["documents"] and "results" not in values
+    assert "documents" in values and "results" not in values
     assert json_format.MessageToDict(reply.checkpoint_metadata)["graph_version"] == "2"
 
 

@@ -229,7 +229,9 @@ def test_mesh_supervises_services(tmp_path):
         assert w1["GRAPHMESH_NATS_URL"] == mesh.nats_url
         assert w1["GRAPHMESH_WORKER_CONCURRENCY"] == "8"
         api_env = json.loads((out / "api.json").read_text())["env"]
-        assert "GRAPHMESH_WORKER_ID" not in api_env and "GRAPHMESH_CONFIG" not in api_env
+        assert "GRAPHMESH_WORKER_ID" not in api_env
+        # The supervisor resolves the manifest once (here the bundled examples) for every service.
+        assert api_env["GRAPHMESH_CONFIG"] == w1["GRAPHMESH_CONFIG"] == str(mesh.manifest)
 
         with psycopg.connect(mesh.database_url) as conn:
             assert conn.execute("SELECT current_database()").fetchone() == ("graphmesh",)

@@ -39,6 +39,10 @@ class Settings:
     # A run whose executions ended this many times in a row without a result (each crashed
     # or killed its worker) is failed with CRASH_LOOP and kept as a dead letter.
     max_deliveries: int = 5
+    # A job message delivered this many times, each failing before it could claim its run
+    # (it names no valid run, or an error on the way), is terminated: JetStream stops
+    # redelivering it. The run itself, if any, is re-published by the reconciler.
+    max_job_failures: int = 5
     # Per-process database connections.
     db_pool_size: int = 20
     # How long a call waits for a database connection before answering UNAVAILABLE.
@@ -82,6 +86,7 @@ class Settings:
             lease_seconds=float(_env(environ, "LEASE_SECONDS", str(defaults.lease_seconds))),
             ack_wait_seconds=float(_env(environ, "ACK_WAIT_SECONDS", str(defaults.ack_wait_seconds))),
             max_deliveries=int(_env(environ, "MAX_DELIVERIES", str(defaults.max_deliveries))),
+            max_job_failures=int(_env(environ, "MAX_JOB_FAILURES", str(defaults.max_job_failures))),
             db_pool_size=int(_env(environ, "DB_POOL_SIZE", str(defaults.db_pool_size))),
             db_timeout_seconds=float(_env(environ, "DB_TIMEOUT_SECONDS", str(defaults.db_timeout_seconds))),
             reconcile_seconds=float(_env(environ, "RECONCILE_SECONDS", str(defaults.reconcile_seconds))),

@@ -12,6 +12,7 @@ import logging
 
 from graphmesh.bus.control import on_nodes_changed
 from graphmesh.guard import install_check
+from graphmesh.loops import run_periodically
 from graphmesh.store import ControlStore
 
 log = logging.getLogger(__name__)
@@ -27,13 +28,18 @@ class DisabledNodes:
     def reason(self, graph: str, node: str) -> str | None:
         return self._reasons.get((graph, node))
 
-    async def refresh(self, _graph: str = "") -> None:
-        try:
-            rows = await self._control.disabled_nodes()
-        except Exception as exc:  # keep the last known view through an outage
-            log.warning("could not refresh disabled nodes: %s", exc)
-            return
+    async def load(self) -> None:
+        """Reloads the view; raises when Postgres cannot be read."""
+        rows = await self._control.disabled_nodes()
         self._reasons = {(r.graph, r.node): r.reason for r in rows}
+
+    async def refresh(self, _graph: str = "") -> None:
+        """load() for the NATS announcement and the start: a failure keeps the last known
+        view (the periodic refresh logs it with its traceback and retries)."""
+        try:
+            await self.load()
+        except Exception as exc:  # keep the last known view through an outage
+            log.warning("could not refresh disabled nodes: %s: %s", type(exc).__name__, exc)
 
     async def start(self, nc) -> asyncio.Task:
         await self.refresh()
@@ -42,6 +48,4 @@ class DisabledNodes:
         return asyncio.create_task(self._refresh_forever())
 
     async def _refresh_forever(self) -> None:
-        while True:
-            await asyncio.sleep(REFRESH_SECONDS)
-            await self.refresh()
+        await run_periodically("disabled nodes refresh", self.load, REFRESH_SECONDS, logger=log)

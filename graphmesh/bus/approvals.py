@@ -52,15 +52,16 @@ async def _publish_rows(js: JetStreamContext, store: ApprovalStore, rows: list[d
 
 
 async def relay_outbox_forever(js: JetStreamContext, store: ApprovalStore, *, every_seconds: float = 2.0) -> None:
-    while True:
-        await asyncio.sleep(every_seconds)
-        try:
-            rows = await store.outbox_batch(older_than_seconds=every_seconds)
-            if rows:
-                log.info("relaying %d approval events left in the outbox", len(rows))
-                await _publish_rows(js, store, rows)
-        except Exception as exc:
-            log.warning("outbox relay pass failed: %s", exc)
+    from graphmesh.loops import run_periodically
+
+    async def relay() -> None:
+        rows = await store.outbox_batch(older_than_seconds=every_seconds)
+        if rows:
+            log.info("relaying %d approval events left in the outbox", len(rows))
+            await _publish_rows(js, store, rows)
+
+    # A failed pass (Postgres or NATS away, or a bug) is logged, counted and retried with backoff.
+    await run_periodically("approval outbox relay", relay, every_seconds, logger=log)
 
 
 async def last_stream_sequence(js: JetStreamContext) -> int:

@@ -77,8 +77,12 @@ def worker_consumer_config(*, ack_wait_seconds: float) -> ConsumerConfig:
         filter_subject=f"{RUN_SUBJECT_PREFIX}.>",
         ack_policy=AckPolicy.EXPLICIT,
         ack_wait=ack_wait_seconds,
-        # Unlimited: the workers' own limit, counted in Postgres, decides when a run is a
-        # dead letter; JetStream must never drop a job silently.
+        # Unlimited here: the workers bound redelivery themselves. A run that keeps crashing
+        # its worker is a dead letter after Settings.max_deliveries claims (counted in
+        # Postgres); a message that keeps failing before its claim is terminated (term) after
+        # Settings.max_job_failures deliveries, logged and counted. A finite max_deliver
+        # would also drop jobs that were only waiting (a held lease, a version no live
+        # worker loads yet), silently.
         max_deliver=-1,
         max_ack_pending=10_000,
     )

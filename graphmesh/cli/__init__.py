@@ -8,6 +8,7 @@ recorded deployment that has that address (see graphmesh/client.py and docs/cli.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import grpc
@@ -122,6 +123,21 @@ def _auth_hint(err: grpc.RpcError, target: Target, choice: TokenChoice, as_name:
     return lines
 
 
+def _stdout_closed() -> int:
+    """The reader of our output went away (`graphmesh runs list | head -1`): stop quietly,
+    as Unix tools do. stdout now points at /dev/null so that the interpreter's final flush
+    of what is still buffered cannot raise again; 141 = 128 + SIGPIPE, as a shell reports
+    a command that a closed pipe stopped."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a file descriptor (tests capturing it)
+        pass
+    finally:
+        os.close(devnull)
+    return 141
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     target: Target | None = None
@@ -139,7 +155,11 @@ def main(argv: list[str] | None = None) -> int:
                 args.review = target.review
             if as_name and choice.token:
                 _check_as(as_name, target, choice)
-        return args.func(args) or 0
+        code = args.func(args) or 0
+        sys.stdout.flush()  # a closed pipe shows here, inside main, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        return _stdout_closed()
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -1,17 +1,25 @@
 """Gauges that need a query, refreshed every few seconds into metrics.snapshots (a scrape
 then never waits on Postgres or NATS). The api polls runs and the queue, the review
-service polls approvals; both only when metrics are served."""
+service polls approvals; both only when metrics are served.
+
+The run gauges read 0, rather than vanish, for every graph version known here: those
+live workers announce (gm_workers), those the caller names (`known`), and those this
+process has already reported. An idle mesh then shows `graphmesh_queue_depth 0`, which a
+dashboard or an autoscaler can tell from "no data"."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
+from typing import Iterable
 
 from nats.js import JetStreamContext
 
 from graphmesh.bus.streams import RUNS_STREAM, WORKER_CONSUMER
+from graphmesh.loops import run_periodically
 from graphmesh.store import RunStore
 from graphmesh.telemetry.metrics import set_snapshot
+
+Labels = tuple[tuple[str, str], ...]
 
 log = logging.getLogger(__name__)
 
@@ -21,13 +29,33 @@ _RUNS_IN_FLIGHT = """
 SELECT graph, graph_version, status, count(*) AS n FROM gm_runs
 WHERE status IN ('QUEUED', 'RUNNING', 'PAUSED', 'WAITING_FOR_APPROVAL') GROUP BY 1, 2, 3
 """
+# Versions that live workers load (a worker heartbeats every 2 s).
+_WORKER_VERSIONS = """
+SELECT DISTINCT g->>'graph' AS graph, g->>'graph_version' AS graph_version
+FROM gm_workers, jsonb_array_elements(graphs) AS g WHERE last_seen > now() - interval '60 seconds'
+"""
+ACTIVE_STATUSES = ("running", "waiting_for_approval", "paused")
+# (graph, version) pairs reported before by this process: they keep reading 0 when idle.
+_seen_versions: set[tuple[str, str]] = set()
+
+_seen_approval_graphs: set[str] = set()
 _PENDING_APPROVALS = "SELECT graph, count(*) AS n FROM gm_approvals WHERE status = 'PENDING' GROUP BY 1"
 
 
-async def poll_runs(store: RunStore, js: JetStreamContext) -> None:
+async def poll_runs(store: RunStore, js: JetStreamContext, known: Iterable[tuple[str, str]] = ()) -> None:
     async with store.connection() as conn:
         rows = await (await conn.execute(_RUNS_IN_FLIGHT)).fetchall()
-    depth, active = {}, {}
+        served = await (await conn.execute(_WORKER_VERSIONS)).fetchall()
+    versions = _seen_versions | set(known) | {(r["graph"], r["graph_version"]) for r in served}
+    versions |= {(r["graph"], r["graph_version"]) for r in rows}
+    _seen_versions.update(versions)
+    depth: dict[Labels, float] = {}
+    active: dict[Labels, float] = {}
+    for graph, version in versions:
+        labels = (("graph", graph), ("graph_version", version))
+        depth[labels] = 0.0
+        for status in ACTIVE_STATUSES:
+            active[labels + (("status", status),)] = 0.0
     for r in rows:
         labels = (("graph", r["graph"]), ("graph_version", r["graph_version"]))
         if r["status"] == "QUEUED":
@@ -44,13 +72,14 @@ async def poll_runs(store: RunStore, js: JetStreamContext) -> None:
 async def poll_approvals(store: RunStore) -> None:
     async with store.connection() as conn:
         rows = await (await conn.execute(_PENDING_APPROVALS)).fetchall()
-    set_snapshot("graphmesh.approvals.pending", {(("graph", r["graph"]),): float(r["n"]) for r in rows})
+    pending = {r["graph"]: float(r["n"]) for r in rows}
+    _seen_approval_graphs.update(pending)
+    set_snapshot("graphmesh.approvals.pending",
+                 {(("graph", graph),): pending.get(graph, 0.0) for graph in _seen_approval_graphs})
 
 
 async def poll_forever(poll, *args) -> None:
-    while True:
-        try:
-            await poll(*args)
-        except Exception as exc:  # an outage shows on the dependency gauge; keep the last values
-            log.debug("metrics poll failed: %s", exc)
-        await asyncio.sleep(POLL_SECONDS)
+    """Polls now and every POLL_SECONDS; a failed poll keeps the last values (an outage
+    shows on the dependency gauge) and is logged and counted by run_periodically."""
+    await run_periodically(f"metrics poll ({poll.__name__})", lambda: poll(*args), POLL_SECONDS,
+                           first_delay=0, logger=log)

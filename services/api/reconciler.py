@@ -7,12 +7,12 @@ otherwise strand a run. Duplicates are harmless: a second message fails to claim
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 
 from graphmesh.bus import publish_job
 from graphmesh.execution import RunExecutor
+from graphmesh.loops import run_periodically
 from graphmesh.store import LeaseLost, RunError, RunStatus, RunStore
 
 log = logging.getLogger(__name__)
@@ -25,12 +25,11 @@ SYNC_ABANDONED = RunError(
 async def reconcile_forever(
     store: RunStore, js, executor: RunExecutor, *, every_seconds: float, quiet_seconds: float
 ) -> None:
-    while True:
-        await asyncio.sleep(every_seconds)
-        try:
-            await reconcile_once(store, js, executor, every_seconds=every_seconds, quiet_seconds=quiet_seconds)
-        except Exception as exc:  # Postgres or NATS away: try again next period
-            log.warning("reconcile pass failed: %s", exc)
+    # A failed pass (Postgres or NATS away, or a bug) is logged, counted and retried with backoff.
+    await run_periodically(
+        "reconciler",
+        lambda: reconcile_once(store, js, executor, every_seconds=every_seconds, quiet_seconds=quiet_seconds),
+        every_seconds, logger=log)
 
 
 async def reconcile_once(store: RunStore, js, executor: RunExecutor, *, every_seconds: float,

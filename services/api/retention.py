@@ -7,9 +7,9 @@ Several api replicas may run it: a Postgres advisory lock lets one sweep at a ti
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
+from graphmesh.loops import run_periodically
 from graphmesh.retention import Sweeper, retention_by_graph
 
 log = logging.getLogger(__name__)
@@ -34,9 +34,5 @@ async def sweep_forever(pool, js, registry, *, every_seconds: float) -> None:
                  else "no graph has retention settings")
         return
     log.info("retention sweeper every %gs for %s", every, ", ".join(sorted(sweeper.retention)))
-    while True:
-        await asyncio.sleep(every)
-        try:
-            await sweeper.sweep()
-        except Exception as exc:  # Postgres or NATS away: try again next period
-            log.warning("retention sweep failed: %s", exc)
+    # A failed sweep (Postgres or NATS away, or a bug) is logged, counted and retried.
+    await run_periodically("retention sweep", sweeper.sweep, every, logger=log)

@@ -12,6 +12,7 @@ import hashlib
 import logging
 
 from graphmesh.bus.control import ROLLOUT_SUBJECT
+from graphmesh.loops import run_periodically
 from graphmesh.store import RunStore
 from graphmesh.store.rollouts import RolloutStore
 
@@ -64,11 +65,17 @@ class VersionRouter:
                 return row["graph_version"]
         return pick(self.weights(graph), thread_id)
 
+    async def load(self) -> None:
+        """Reloads the operators' weights; raises when Postgres cannot be read."""
+        self._operator_weights = {g: r.weights for g, r in (await self._rollouts.all()).items()}
+
     async def refresh(self, _message=None) -> None:
+        """load() for the NATS broadcast and the start: a failure keeps the last known
+        weights (the periodic refresh logs it with its traceback and retries)."""
         try:
-            self._operator_weights = {g: r.weights for g, r in (await self._rollouts.all()).items()}
+            await self.load()
         except Exception as exc:  # keep serving the last known weights through an outage
-            log.warning("could not refresh rollouts: %s", exc)
+            log.warning("could not refresh rollouts: %s: %s", type(exc).__name__, exc)
 
     async def start(self, nc) -> asyncio.Task:
         await self.refresh()
@@ -76,6 +83,4 @@ class VersionRouter:
         return asyncio.create_task(self._refresh_forever())
 
     async def _refresh_forever(self) -> None:
-        while True:
-            await asyncio.sleep(REFRESH_SECONDS)
-            await self.refresh()
+        await run_periodically("rollout refresh", self.load, REFRESH_SECONDS, logger=log)

@@ -5,11 +5,11 @@ expired: true). An expiry is never refused, whatever the interrupt allows."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from graphmesh.bus.approvals import announcement
 from graphmesh.errors import GraphmeshError
+from graphmesh.loops import run_periodically
 
 log = logging.getLogger(__name__)
 
@@ -17,13 +17,12 @@ EXPIRY_ACTOR = "system:expiry"
 
 
 async def expire_forever(servicer, approvals, *, every_seconds: float = 1.0) -> None:
-    while True:
-        await asyncio.sleep(every_seconds)
-        try:
-            for approval_id in await approvals.expired():
-                await expire(servicer, approvals, approval_id)
-        except Exception as exc:  # Postgres away: next pass
-            log.warning("expiry pass failed: %s", exc)
+    async def expire_due() -> None:
+        for approval_id in await approvals.expired():
+            await expire(servicer, approvals, approval_id)
+
+    # A failed pass (Postgres away, or a bug) is logged, counted and retried with backoff.
+    await run_periodically("approval expiry", expire_due, every_seconds, logger=log)
 
 
 async def expire(servicer, approvals, approval_id: str) -> None:

@@ -8,6 +8,15 @@ worker's lease lapses. A run whose last `max_deliveries` executions all ended wi
 result (each crashed or killed its worker) is failed with CRASH_LOOP and kept as a dead
 letter instead of being retried forever; Postgres counts them, so redeliveries that were
 only naks (a held lease, an outage) do not.
+
+A job message whose processing fails before it claims its run (a job naming no valid
+run, or a bug or an unexpected error on the way to the claim) is redelivered with a
+growing delay until it has been delivered `max_job_failures` times; the delivery that
+fails at or past that count terminates it (JetStream then delivers it no more), logged
+with the error and counted in `graphmesh_jobs_terminated_total`. Nothing is lost that
+way: Postgres is the ledger, and the reconciler re-publishes a run that should progress
+and that nobody holds. Outages (UNAVAILABLE) only nak and never count toward the limit,
+so a job is never terminated because Postgres was briefly away.
 """
 
 from __future__ import annotations
@@ -29,7 +38,9 @@ from graphmesh.bus.streams import RUNS_STREAM, WORKER_CONSUMER
 from graphmesh.errors import Unavailable
 from graphmesh.execution import RunExecutor
 from graphmesh.store import Claim, ControlStore, LeaseLost, RunError, RunRecord, RunStatus, RunStore
+from graphmesh.telemetry.metrics import JOBS_TERMINATED
 from graphmesh.telemetry.tracing import context_from
+from graphmesh.v1 import run_pb2
 from services.worker.adoption import adoption_target
 
 log = logging.getLogger(__name__)
@@ -55,6 +66,8 @@ class JobConsumer:
     capacity: int
     lease_seconds: float
     max_deliveries: int
+    # Deliveries after which a job message that keeps failing before its claim is terminated.
+    max_job_failures: int = 5
     active: dict[str, ActiveRun] = field(default_factory=dict)
     draining: bool = False
     # False while Postgres or NATS is unreachable: no run should burn a delivery then.
@@ -98,30 +111,60 @@ class JobConsumer:
                     with contextlib.suppress(Exception):
                         await msg.nak(delay=5)
 
+    async def _failed_before_claim(self, msg: Msg, job: run_pb2.RunJob | None, exc: Exception) -> None:
+        """A delivery that failed before claiming its run: redelivered later, with a growing
+        delay, or terminated once the message has been delivered max_job_failures times."""
+        deliveries = _deliveries(msg)
+        what = f"job message for run {job.run_id!r}" if job is not None and job.run_id else "job message"
+        if deliveries >= self.max_job_failures:
+            log.error("terminating a %s: delivery %d failed before claiming the run (limit %d): %s: %s. "
+                      "JetStream will not deliver it again; a run that exists is re-published from "
+                      "Postgres by the reconciler", what, deliveries, self.max_job_failures,
+                      type(exc).__name__, exc, exc_info=exc)
+            JOBS_TERMINATED.add(1, {"reason": type(exc).__name__})
+            with contextlib.suppress(Exception):
+                await msg.term()
+            return
+        delay = min(0.5 * 2 ** max(deliveries - 1, 0), 30.0)
+        log.error("%s: delivery %d of at most %d failed before claiming the run; retrying in %gs: %s: %s",
+                  what, deliveries, self.max_job_failures, delay, type(exc).__name__, exc,
+                  exc_info=exc if deliveries <= 1 else None)
+        with contextlib.suppress(Exception):
+            await msg.nak(delay=delay)
+
     async def _start(self, msg: Msg) -> None:
         try:
             job = parse_job(msg.data)
         except DecodeError:
             log.error("dropping a job message that is not a RunJob")
+            JOBS_TERMINATED.add(1, {"reason": "DecodeError"})
             await msg.term()
             return
         adopt_as = None
-        if not self.executor.serves(job.graph, job.graph_version):
-            adopt_as = await adoption_target(self.store, self._control, self.executor.registry, run_id=job.run_id,
-                                             graph=job.graph, version=job.graph_version)
-            if adopt_as is None:
-                # Another worker loads that version; until one does, the run stays queued.
-                await msg.nak(delay=5)
-                return
         try:
+            if not self.executor.serves(job.graph, job.graph_version):
+                adopt_as = await adoption_target(self.store, self._control, self.executor.registry,
+                                                 run_id=job.run_id, graph=job.graph, version=job.graph_version)
+                if adopt_as is None:
+                    # Another worker loads that version; until one does, the run stays queued.
+                    await msg.nak(delay=5)
+                    return
             claim = await self._claim(job.run_id)
+        except Unavailable as exc:
+            log.warning("cannot claim run %s: %s", job.run_id, exc)
+            await msg.nak(delay=2)
+            return
+        except Exception as exc:  # never reached the claim: bounded by max_job_failures
+            await self._failed_before_claim(msg, job, exc)
+            return
+        try:
             if isinstance(claim, Claim) and not self.executor.serves(claim.run.graph,
                                                                      claim.run.versions["graph_version"]):
                 claim = await self._adopt(claim, adopt_as, msg)
                 if claim is None:
                     return
         except Unavailable as exc:
-            log.warning("cannot claim run %s: %s", job.run_id, exc)
+            log.warning("cannot adopt run %s: %s", job.run_id, exc)
             await msg.nak(delay=2)
             return
         if not isinstance(claim, Claim):
@@ -226,3 +269,11 @@ class JobConsumer:
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+
+
+def _deliveries(msg: Msg) -> int:
+    """How many times JetStream has delivered this message, this delivery included."""
+    try:
+        return int(msg.metadata.num_delivered or 1)
+    except Exception:  # not a JetStream message (a test double): count this one
+        return 1

@@ -51,7 +51,7 @@ async def main() -> None:
                            lease_seconds=settings.lease_seconds, ack_wait_seconds=settings.ack_wait_seconds)
     consumer = JobConsumer(js=js, store=store, executor=executor, worker_id=settings.worker_id,
                            capacity=settings.worker_concurrency, lease_seconds=settings.lease_seconds,
-                           max_deliveries=settings.max_deliveries)
+                           max_deliveries=settings.max_deliveries, max_job_failures=settings.max_job_failures)
 
     service = worker_service_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name
     server = GrpcServer(settings.listen, [service], auth=make_authenticator(settings, store),

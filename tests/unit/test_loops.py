@@ -100,3 +100,92 @@ def test_the_signature_ignores_the_message_but_not_the_place():
     a, b = capture(fail, "run 1 failed"), capture(fail, "run 2 failed")
     assert loops.failure_signature(a) == loops.failure_signature(b)
     assert loops.failure_signature(a) != loops.failure_signature(capture(broken_step))
+
+
+# -- every periodic loop goes through run_periodically ---------------------------------------
+
+
+def _drive(monkeypatch, make_loop, passes: int = 3) -> None:
+    """Runs a loop whose first pass fails, until `passes` sleeps have happened."""
+    slept: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        slept.append(seconds)
+        if len(slept) > passes:
+            raise Stop
+
+    monkeypatch.setattr(loops, "_sleep", fake_sleep)
+    monkeypatch.setattr(loops, "LOOP_FAILURES", Counter())
+    with pytest.raises(Stop):
+        asyncio.run(make_loop())
+
+
+class Flaky:
+    """An awaitable that fails on its first call and then returns `value`."""
+
+    def __init__(self, value=None) -> None:
+        self.calls = 0
+        self.value = value
+
+    async def __call__(self, *args, **kwargs):
+        self.calls += 1
+        if self.calls == 1:
+            raise RuntimeError("first pass fails")
+        return self.value
+
+
+def test_each_periodic_loop_logs_and_survives_a_failing_pass(monkeypatch, caplog):
+    from graphmesh.bus import approvals
+    from graphmesh.disabled_nodes import DisabledNodes
+    from graphmesh.telemetry import pollers
+    from services.api import reconciler, retention, routing
+    from services.review import expiry
+
+    caplog.set_level(logging.INFO)
+    flaky: dict[str, Flaky] = {}
+
+    def reconcile():
+        flaky["reconciler"] = Flaky()
+        monkeypatch.setattr(reconciler, "reconcile_once", flaky["reconciler"])
+        return reconciler.reconcile_forever(None, None, None, every_seconds=1, quiet_seconds=1)
+
+    def relay():
+        store = type("Store", (), {})()
+        store.outbox_batch = flaky["approval outbox relay"] = Flaky([])
+        return approvals.relay_outbox_forever(None, store)
+
+    def expire():
+        store = type("Approvals", (), {})()
+        store.expired = flaky["approval expiry"] = Flaky([])
+        return expiry.expire_forever(None, store)
+
+    def disabled():
+        control = type("Control", (), {})()
+        control.disabled_nodes = flaky["disabled nodes refresh"] = Flaky([])
+        return DisabledNodes(control)._refresh_forever()
+
+    def rollouts():
+        store = type("Rollouts", (), {})()
+        store.all = flaky["rollout refresh"] = Flaky({})
+        return routing.VersionRouter(None, store, None)._refresh_forever()
+
+    def sweep():
+        sweeper = type("Sweeper", (), {"retention": {"g": None}})()
+        sweeper.sweep = flaky["retention sweep"] = Flaky()
+        monkeypatch.setattr(retention, "make_sweeper", lambda *args: sweeper)
+        return retention.sweep_forever(None, None, None, every_seconds=300)
+
+    def poll():
+        step = flaky["metrics poll (poll_runs)"] = Flaky()
+
+        async def poll_runs(*args):
+            await step(*args)
+        return pollers.poll_forever(poll_runs, None, None)
+
+    for make in (reconcile, relay, expire, disabled, rollouts, sweep, poll):
+        _drive(monkeypatch, make)
+    for name, step in flaky.items():
+        assert step.calls == 3, name  # it kept going after the failure
+        failures = [r for r in caplog.records if r.exc_info and name in r.getMessage()]
+        assert len(failures) == 1, name  # with its traceback
+        assert any(f"{name} recovered" in r.getMessage() for r in caplog.records), name

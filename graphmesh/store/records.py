@@ -115,6 +115,9 @@ class NewRun:
     sync: bool = False
     trace_context: str = ""  # the creating span's traceparent
     owner_roles: list[str] = field(default_factory=list)
+    # What the request asked for, field -> digest (request_fingerprint), so that a reused
+    # idempotency key with a different request is told apart from a retry.
+    fingerprint: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

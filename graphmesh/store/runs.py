@@ -6,6 +6,8 @@ statuses.py inside the UPDATE itself, so no service can move a run illegally.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import uuid
 from contextlib import asynccontextmanager
@@ -15,7 +17,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from graphmesh.errors import FailedPrecondition, NotFound, Unavailable
+from graphmesh.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from graphmesh.store.paging import decode_page_token, encode_page_token, parse_uuid
 from graphmesh.store.records import (
     VERSION_FIELDS,
@@ -41,6 +43,14 @@ class LeaseLost(FailedPrecondition):
 SELECT_RUN = "SELECT * FROM gm_runs WHERE run_id = %s"
 SELECT_BY_IDEMPOTENCY_KEY = "SELECT * FROM gm_runs WHERE owner = %s AND idempotency_key = %s"
 SELECT_RUN_STATUS = "SELECT status FROM gm_runs WHERE run_id = %s"
+# The run with how long it has been quiet, by Postgres' own clock (never the caller's: a
+# host whose clock is ahead would think every run long quiet).
+SELECT_RUN_QUIET = """
+SELECT *, extract(epoch FROM now() - updated_at)::float8 AS quiet_seconds FROM gm_runs WHERE run_id = %s
+"""
+# A run that was created to interrupt the thread's active run and could not: it leaves the
+# queue, and gives its idempotency key back so that a retry of the request tries again.
+RELEASE_IDEMPOTENCY_KEY = "UPDATE gm_runs SET idempotency_key = NULL WHERE run_id = %s"
 # One statement, one round trip: take (or find busy) the thread under its row lock and
 # insert the run. The thread row is created with this run holding it, or, if it exists
 # and is idle, taken by this run; RETURNING shows who holds it afterwards.
@@ -54,10 +64,11 @@ WITH thread AS (
     RETURNING t.graph, t.active_run_id
 ), run AS (
     INSERT INTO gm_runs (run_id, thread_id, graph, {", ".join(VERSION_FIELDS)}, status, owner,
-        idempotency_key, metadata, input, multitask_strategy, sync, event_seq, trace_context, owner_roles)
+        idempotency_key, metadata, input, multitask_strategy, sync, event_seq, trace_context, owner_roles,
+        request_fingerprint)
     SELECT %(run_id)s, %(thread_id)s, %(graph)s, {", ".join(f"%({f})s" for f in VERSION_FIELDS)},
         'QUEUED', %(owner)s, %(idempotency_key)s, %(metadata)s, %(input)s, %(multitask_strategy)s,
-        %(sync)s, 1, %(trace_context)s, %(owner_roles)s
+        %(sync)s, 1, %(trace_context)s, %(owner_roles)s, %(fingerprint)s
     FROM thread WHERE thread.graph = %(graph)s
       AND (thread.active_run_id = %(run_id)s OR %(multitask_strategy)s IN ('enqueue', 'interrupt', 'rollback'))
     RETURNING *
@@ -139,8 +150,56 @@ ORDER BY r.updated_at LIMIT %(limit)s
 """
 
 
+# The fields of a CreateRun that make it "the same request" for its idempotency key.
+FINGERPRINT_FIELDS = ("graph", "graph_version", "thread_id", "input")
+
+
+def request_fingerprint(*, graph: str, graph_version: str, thread_id: str, graph_input) -> dict[str, str]:
+    """Field -> SHA-256 (hex, 16 characters) of the field as the caller sent it: the pinned
+    version ('' when routed), the thread id ('' when a new thread was asked for), the input
+    as canonical JSON. Metadata and the multitask strategy are not part of it."""
+    values = {"graph": graph, "graph_version": graph_version, "thread_id": thread_id, "input": graph_input}
+    return {name: hashlib.sha256(json.dumps(values[name], sort_keys=True, separators=(",", ":"),
+                                            default=str).encode()).hexdigest()[:16]
+            for name in FINGERPRINT_FIELDS}
+
+
+def fingerprint_differences(recorded: dict[str, str] | None, asked: dict[str, str]) -> list[str]:
+    """The fields in which a request differs from the one recorded with its key (none when
+    either has no fingerprint: runs created before fingerprints, or callers without one)."""
+    if not recorded or not asked:
+        return []
+    return [name for name in FINGERPRINT_FIELDS if name in recorded and name in asked
+            and recorded[name] != asked[name]]
+
+
 def parse_run_id(run_id: str) -> str:
     return parse_uuid(run_id, "run")
+
+
+# SQLSTATE classes of an OperationalError that mean "Postgres cannot serve us right now":
+# connection exceptions, insufficient resources (too many connections), operator
+# intervention (shutdown, crash recovery, a statement timeout) and system errors. A client
+# error (no SQLSTATE) is a connection that failed or broke.
+_UNAVAILABLE_CLASSES = ("08", "53", "57", "58")
+
+
+def postgres_error(exc: Exception) -> Exception:
+    """What a psycopg error means to a caller. Only connection trouble is UNAVAILABLE (worth
+    retrying); a value over one of Postgres' limits (class 54, e.g. an index row over 8 KB)
+    is INVALID_ARGUMENT; anything else is returned unchanged (INTERNAL, with a reference)."""
+    if isinstance(exc, PoolTimeout):
+        return Unavailable("Postgres is unreachable; retry shortly")
+    sqlstate = getattr(exc, "sqlstate", None)
+    if isinstance(exc, psycopg.OperationalError) and (sqlstate is None or sqlstate[:2] in _UNAVAILABLE_CLASSES):
+        return Unavailable("Postgres is unreachable; retry shortly")
+    if sqlstate and (sqlstate.startswith("40") or sqlstate == "55P03"):
+        # A deadlock, a serialization failure or a lock not available: transient, worth a retry.
+        return Unavailable("the run store met a concurrent change; retry", code="STORE_CONFLICT")
+    if sqlstate and sqlstate.startswith("54"):
+        return InvalidArgument("a value in the request is too large for the run store "
+                               f"({exc.__class__.__name__}); use shorter ids and names", code="VALUE_TOO_LARGE")
+    return exc
 
 
 class RunStore:
@@ -154,10 +213,13 @@ class RunStore:
         try:
             async with self._pool.connection() as conn:
                 yield conn
-        except (psycopg.OperationalError, PoolTimeout) as exc:
+        except (psycopg.Error, PoolTimeout) as exc:
+            mapped = postgres_error(exc)
+            if mapped is exc:
+                raise
             # The detail (host, user, auth) goes to the log, not to clients.
-            log.warning("Postgres unavailable: %s", exc)
-            raise Unavailable("Postgres is unreachable; retry shortly") from exc
+            log.warning("Postgres error (%s): %s", type(mapped).__name__, exc)
+            raise mapped from exc
 
     async def create_run(self, new: NewRun) -> CreateResult:
         run_id = str(uuid.uuid4())
@@ -173,18 +235,19 @@ class RunStore:
             "sync": new.sync,
             "trace_context": new.trace_context,
             "owner_roles": Jsonb(sorted(new.owner_roles)),
+            "fingerprint": Jsonb(new.fingerprint) if new.fingerprint else None,
             **{f: new.versions.get(f, "") for f in VERSION_FIELDS},
         }
         async with self.connection() as conn:
             if new.idempotency_key:
-                existing = await self._by_idempotency_key(conn, new.owner, new.idempotency_key)
+                existing = await self._same_request(conn, new)
                 if existing:
                     return CreateResult(existing, created=False, dispatch=False)
             try:
                 row = await (await conn.execute(CREATE_RUN, params)).fetchone()
             except psycopg.errors.UniqueViolation:
                 # A concurrent CreateRun with the same idempotency key won the race.
-                existing = await self._by_idempotency_key(conn, new.owner, new.idempotency_key)
+                existing = await self._same_request(conn, new)
                 if existing is None:
                     raise
                 return CreateResult(existing, created=False, dispatch=False)
@@ -198,7 +261,7 @@ class RunStore:
                 )
             if new.idempotency_key:
                 # The thread may be busy with the very run a concurrent same-key call created.
-                existing = await self._by_idempotency_key(conn, new.owner, new.idempotency_key)
+                existing = await self._same_request(conn, new)
                 if existing:
                     return CreateResult(existing, created=False, dispatch=False)
             active = str(row["thread_active_run_id"])
@@ -209,6 +272,23 @@ class RunStore:
             code="THREAD_BUSY",
             run_id=active,
         )
+
+    async def _same_request(self, conn, new: NewRun) -> RunRecord | None:
+        """The run recorded for the request's idempotency key, if any; ALREADY_EXISTS
+        (IDEMPOTENCY_KEY_REUSED, naming the fields that differ) when that run was created by
+        a different request."""
+        cur = await conn.execute(SELECT_BY_IDEMPOTENCY_KEY, (new.owner, new.idempotency_key))
+        row = await cur.fetchone()
+        if row is None:
+            return None
+        run = RunRecord.from_row(row)
+        differ = fingerprint_differences(row.get("request_fingerprint"), new.fingerprint)
+        if differ:
+            raise AlreadyExists(
+                f"idempotency key {new.idempotency_key[:64]!r} belongs to a different request (run {run.run_id}): "
+                f"its {', '.join(differ)} differ; use a new key for a new request",
+                code="IDEMPOTENCY_KEY_REUSED", run_id=run.run_id)
+        return run
 
     async def _by_idempotency_key(self, conn, owner: str, key: str) -> RunRecord | None:
         cur = await conn.execute(SELECT_BY_IDEMPOTENCY_KEY, (owner, key))
@@ -222,6 +302,25 @@ class RunStore:
         if row is None:
             raise NotFound(f"run '{run_id}' not found", run_id=run_id)
         return RunRecord.from_row(row)
+
+    async def get_run_quiet(self, run_id: str) -> tuple[RunRecord, float]:
+        """The run and the seconds since its record last changed, measured by Postgres."""
+        run_id = parse_run_id(run_id)
+        async with self.connection() as conn:
+            row = await (await conn.execute(SELECT_RUN_QUIET, (run_id,))).fetchone()
+        if row is None:
+            raise NotFound(f"run '{run_id}' not found", run_id=run_id)
+        return RunRecord.from_row(row), max(0.0, float(row["quiet_seconds"]))
+
+    async def withdraw_queued(self, run_id: str, error: RunError) -> TransitionResult:
+        """Cancels a QUEUED run that must not stay queued (its request failed after it was
+        recorded) and releases its idempotency key, in one transaction. LeaseLost if it is no
+        longer queued (it took its thread and started meanwhile)."""
+        async with self.transaction() as conn:
+            result = await self.transition(run_id, RunStatus.CANCELLED, epoch=None, error=error,
+                                           only_from={RunStatus.QUEUED}, conn=conn)
+            await conn.execute(RELEASE_IDEMPOTENCY_KEY, (run_id,))
+        return result
 
     async def list_runs(
         self,

@@ -246,6 +246,12 @@ MIGRATIONS: list[str] = [
     ALTER TABLE gm_approvals ADD COLUMN resume_shape text NOT NULL DEFAULT 'record'
         CHECK (resume_shape IN ('plain', 'human_interrupt', 'hitl', 'record'));
     """,
+    """
+    -- What a run's CreateRun asked for (field -> digest: graph, pinned version, thread,
+    -- input), so that an idempotency key reused for a different request is refused instead
+    -- of answering with the first run. Runs created before this column have none (NULL).
+    ALTER TABLE gm_runs ADD COLUMN request_fingerprint jsonb;
+    """,
 ]
 
 

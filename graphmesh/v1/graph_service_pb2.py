@@ -27,7 +27,7 @@ from graphmesh.v1 import run_pb2 as graphmesh_dot_v1_dot_run__pb2
 from graphmesh.v1 import worker_service_pb2 as graphmesh_dot_v1_dot_worker__service__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n graphmesh/v1/graph_service.proto\x12\x0cgraphmesh.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16graphmesh/v1/run.proto\x1a!graphmesh/v1/worker_service.proto\"\xd5\x01\n\x0cGraphVersion\x12(\n\x08versions\x18\x01 \x01(\x0b\x32\x16.graphmesh.v1.Versions\x12\x0e\n\x06weight\x18\x02 \x01(\r\x12\x15\n\rsync_eligible\x18\x03 \x01(\x08\x12\r\n\x05nodes\x18\x04 \x03(\t\x12\x0f\n\x07workers\x18\x05 \x03(\t\x12\x13\n\x0bruns_queued\x18\x06 \x01(\r\x12\x14\n\x0cruns_running\x18\x07 \x01(\r\x12\x14\n\x0cruns_waiting\x18\x08 \x01(\r\x12\x13\n\x0bruns_paused\x18\t \x01(\r\"r\n\x0c\x44isabledNode\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x13\n\x0b\x64isabled_by\x18\x03 \x01(\t\x12/\n\x0b\x64isabled_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8c\x01\n\x05Graph\x12\x0c\n\x04name\x18\x01 \x01(\t\x12,\n\x08versions\x18\x02 \x03(\x0b\x32\x1a.graphmesh.v1.GraphVersion\x12\x32\n\x0e\x64isabled_nodes\x18\x03 \x03(\x0b\x32\x1a.graphmesh.v1.DisabledNode\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\"\x13\n\x11ListGraphsRequest\"9\n\x12ListGraphsResponse\x12#\n\x06graphs\x18\x01 \x03(\x0b\x32\x13.graphmesh.v1.Graph\" \n\x0fGetGraphRequest\x12\r\n\x05graph\x18\x01 \x01(\t\"6\n\x10GetGraphResponse\x12\"\n\x05graph\x18\x01 \x01(\x0b\x32\x13.graphmesh.v1.Graph\"\xa1\x01\n\x11SetRolloutRequest\x12\r\n\x05graph\x18\x01 \x01(\t\x12=\n\x07weights\x18\x02 \x03(\x0b\x32,.graphmesh.v1.SetRolloutRequest.WeightsEntry\x12\x0e\n\x06reason\x18\x03 \x01(\t\x1a.\n\x0cWeightsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\"8\n\x12SetRolloutResponse\x12\"\n\x05graph\x18\x01 \x01(\x0b\x32\x13.graphmesh.v1.Graph\"5\n\x14RollbackGraphRequest\x12\r\n\x05graph\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\";\n\x15RollbackGraphResponse\x12\"\n\x05graph\x18\x01 \x01(\x0b\x32\x13.graphmesh.v1.Graph\"A\n\x12\x44isableNodeRequest\x12\r\n\x05graph\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"9\n\x13\x44isableNodeResponse\x12\"\n\x05graph\x18\x01 \x01(\x0b\x32\x13.graphmesh.v1.Graph\"0\n\x11\x45nableNodeRequest\x12\r\n\x05graph\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\"8\n\x12\x45nableNodeResponse\x12\"\n\x05graph\x18\x01 \x01(\x0b\x32\x13.graphmesh.v1.Graph\"\xf3\x01\n\nWorkerInfo\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61pacity\x18\x03 \x01(\r\x12\x13\n\x0b\x61\x63tive_runs\x18\x04 \x01(\r\x12\x10\n\x08\x64raining\x18\x05 \x01(\x08\x12)\n\x06graphs\x18\x06 \x03(\x0b\x32\x19.graphmesh.v1.LoadedGraph\x12.\n\nstarted_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tlast_seen\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x14\n\x12ListWorkersRequest\"@\n\x13ListWorkersResponse\x12)\n\x07workers\x18\x01 \x03(\x0b\x32\x18.graphmesh.v1.WorkerInfo2\xce\x04\n\x0cGraphService\x12O\n\nListGraphs\x12\x1f.graphmesh.v1.ListGraphsRequest\x1a .graphmesh.v1.ListGraphsResponse\x12I\n\x08GetGraph\x12\x1d.graphmesh.v1.GetGraphRequest\x1a\x1e.graphmesh.v1.GetGraphResponse\x12O\n\nSetRollout\x12\x1f.graphmesh.v1.SetRolloutRequest\x1a .graphmesh.v1.SetRolloutResponse\x12X\n\rRollbackGraph\x12\".graphmesh.v1.RollbackGraphRequest\x1a#.graphmesh.v1.RollbackGraphResponse\x12R\n\x0b\x44isableNode\x12 .graphmesh.v1.DisableNodeRequest\x1a!.graphmesh.v1.DisableNodeResponse\x12O\n\nEnableNode\x12\x1f.graphmesh.v1.EnableNodeRequest\x1a .graphmesh.v1.EnableNodeResponse\x12R\n\x0bListWorkers\x12 .graphmesh.v1.ListWorkersRequest\x1a!.graphmesh.v1.ListWorkersResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n graphmesh/v1/graph_service.proto\x12\x0cgraphmesh.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16graphmesh/v1/run.proto\x1a!graphmesh/v1/worker_service.proto\"\xe9\x01\n\x0cGraphVersion\x12(\n\x08versions\x18\x01 \x01(\x0b\x32\x16.graphmesh.v1.Versions\x12\x0e\n\x06weight\x18\x02 \x01(\r\x12\x15\n\rsync_eligible\x18\x03 \x01(\x08\x12\r\n\x05nodes\x18\x04 \x03(\t\x12\x0f\n\x07workers\x18\x05 \x03(\t\x12\x13\n\x0bruns_queued\x18\x06 \x01(\r\x12\x14\n\x0cruns_running\x18\x07 \x01(\r\x12\x14\n\x0cruns_waiting\x18\x08 \x01(\r\x12\x13\n\x0bruns_paused\x18\t \x01(\r\x12\x12\n\nundeclared\x18\n \x01(\x08\"r\n\x0c\x44isabledNode\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x13\n\x0b\x64isabled_by\x18\x03 \x01(\t\x12/\n\x0b\x64isabled_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8c\x01\n\x05Graph\x12\x0c\n\x04name\x18\x01 \x01(\t\x12,\n\x08versions\x18\x02 \x03(\x0b\x32\x1a.graphmesh.v1.GraphVersion\x12\x32\n\x0e\x64isabled_nodes\x18\x03 \x03(\x0b\x32\x1a.graphmesh.v1.DisabledNode\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\"\x13\n\x11ListGraphsRequest\"9\n\x12ListGraphsResponse\x12#\n\x06graphs\x18\x01 \x03(\x0b\x32\x13.graphmesh.v1.Graph\" \n\x0fGetGraphRequest\x12\r\n\x05graph\x18\x01 \x01(\t\"6\n\x10GetGraphResponse\x12\"\n\x05graph\x18\x01 \x01(\x0b\x32\x13.graphmesh.v1.Graph\"\xa1\x01\n\x11SetRolloutRequest\x12\r\n\x05graph\x18\x01 \x01(\t\x12=\n\x07weights\x18\x02 \x03(\x0b\x32,.graphmesh.v1.SetRolloutRequest.WeightsEntry\x12\x0e\n\x06reason\x18\x03 \x01(\t\x1a.\n\x0cWeightsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\"8\n\x12SetRolloutResponse\x12\"\n\x05graph\x18\x01 \x01(\x0b\x32\x13.graphmesh.v1.Graph\"5\n\x14RollbackGraphRequest\x12\r\n\x05graph\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\";\n\x15RollbackGraphResponse\x12\"\n\x05graph\x18\x01 \x01(\x0b\x32\x13.graphmesh.v1.Graph\"A\n\x12\x44isableNodeRequest\x12\r\n\x05graph\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"9\n\x13\x44isableNodeResponse\x12\"\n\x05graph\x18\x01 \x01(\x0b\x32\x13.graphmesh.v1.Graph\"0\n\x11\x45nableNodeRequest\x12\r\n\x05graph\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\"8\n\x12\x45nableNodeResponse\x12\"\n\x05graph\x18\x01 \x01(\x0b\x32\x13.graphmesh.v1.Graph\"\xf3\x01\n\nWorkerInfo\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61pacity\x18\x03 \x01(\r\x12\x13\n\x0b\x61\x63tive_runs\x18\x04 \x01(\r\x12\x10\n\x08\x64raining\x18\x05 \x01(\x08\x12)\n\x06graphs\x18\x06 \x03(\x0b\x32\x19.graphmesh.v1.LoadedGraph\x12.\n\nstarted_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tlast_seen\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x14\n\x12ListWorkersRequest\"@\n\x13ListWorkersResponse\x12)\n\x07workers\x18\x01 \x03(\x0b\x32\x18.graphmesh.v1.WorkerInfo2\xce\x04\n\x0cGraphService\x12O\n\nListGraphs\x12\x1f.graphmesh.v1.ListGraphsRequest\x1a .graphmesh.v1.ListGraphsResponse\x12I\n\x08GetGraph\x12\x1d.graphmesh.v1.GetGraphRequest\x1a\x1e.graphmesh.v1.GetGraphResponse\x12O\n\nSetRollout\x12\x1f.graphmesh.v1.SetRolloutRequest\x1a .graphmesh.v1.SetRolloutResponse\x12X\n\rRollbackGraph\x12\".graphmesh.v1.RollbackGraphRequest\x1a#.graphmesh.v1.RollbackGraphResponse\x12R\n\x0b\x44isableNode\x12 .graphmesh.v1.DisableNodeRequest\x1a!.graphmesh.v1.DisableNodeResponse\x12O\n\nEnableNode\x12\x1f.graphmesh.v1.EnableNodeRequest\x1a .graphmesh.v1.EnableNodeResponse\x12R\n\x0bListWorkers\x12 .graphmesh.v1.ListWorkersRequest\x1a!.graphmesh.v1.ListWorkersResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,43 +37,43 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SETROLLOUTREQUEST_WEIGHTSENTRY']._loaded_options = None
   _globals['_SETROLLOUTREQUEST_WEIGHTSENTRY']._serialized_options = b'8\001'
   _globals['_GRAPHVERSION']._serialized_start=143
-  _globals['_GRAPHVERSION']._serialized_end=356
-  _globals['_DISABLEDNODE']._serialized_start=358
-  _globals['_DISABLEDNODE']._serialized_end=472
-  _globals['_GRAPH']._serialized_start=475
-  _globals['_GRAPH']._serialized_end=615
-  _globals['_LISTGRAPHSREQUEST']._serialized_start=617
-  _globals['_LISTGRAPHSREQUEST']._serialized_end=636
-  _globals['_LISTGRAPHSRESPONSE']._serialized_start=638
-  _globals['_LISTGRAPHSRESPONSE']._serialized_end=695
-  _globals['_GETGRAPHREQUEST']._serialized_start=697
-  _globals['_GETGRAPHREQUEST']._serialized_end=729
-  _globals['_GETGRAPHRESPONSE']._serialized_start=731
-  _globals['_GETGRAPHRESPONSE']._serialized_end=785
-  _globals['_SETROLLOUTREQUEST']._serialized_start=788
-  _globals['_SETROLLOUTREQUEST']._serialized_end=949
-  _globals['_SETROLLOUTREQUEST_WEIGHTSENTRY']._serialized_start=903
-  _globals['_SETROLLOUTREQUEST_WEIGHTSENTRY']._serialized_end=949
-  _globals['_SETROLLOUTRESPONSE']._serialized_start=951
-  _globals['_SETROLLOUTRESPONSE']._serialized_end=1007
-  _globals['_ROLLBACKGRAPHREQUEST']._serialized_start=1009
-  _globals['_ROLLBACKGRAPHREQUEST']._serialized_end=1062
-  _globals['_ROLLBACKGRAPHRESPONSE']._serialized_start=1064
-  _globals['_ROLLBACKGRAPHRESPONSE']._serialized_end=1123
-  _globals['_DISABLENODEREQUEST']._serialized_start=1125
-  _globals['_DISABLENODEREQUEST']._serialized_end=1190
-  _globals['_DISABLENODERESPONSE']._serialized_start=1192
-  _globals['_DISABLENODERESPONSE']._serialized_end=1249
-  _globals['_ENABLENODEREQUEST']._serialized_start=1251
-  _globals['_ENABLENODEREQUEST']._serialized_end=1299
-  _globals['_ENABLENODERESPONSE']._serialized_start=1301
-  _globals['_ENABLENODERESPONSE']._serialized_end=1357
-  _globals['_WORKERINFO']._serialized_start=1360
-  _globals['_WORKERINFO']._serialized_end=1603
-  _globals['_LISTWORKERSREQUEST']._serialized_start=1605
-  _globals['_LISTWORKERSREQUEST']._serialized_end=1625
-  _globals['_LISTWORKERSRESPONSE']._serialized_start=1627
-  _globals['_LISTWORKERSRESPONSE']._serialized_end=1691
-  _globals['_GRAPHSERVICE']._serialized_start=1694
-  _globals['_GRAPHSERVICE']._serialized_end=2284
+  _globals['_GRAPHVERSION']._serialized_end=376
+  _globals['_DISABLEDNODE']._serialized_start=378
+  _globals['_DISABLEDNODE']._serialized_end=492
+  _globals['_GRAPH']._serialized_start=495
+  _globals['_GRAPH']._serialized_end=635
+  _globals['_LISTGRAPHSREQUEST']._serialized_start=637
+  _globals['_LISTGRAPHSREQUEST']._serialized_end=656
+  _globals['_LISTGRAPHSRESPONSE']._serialized_start=658
+  _globals['_LISTGRAPHSRESPONSE']._serialized_end=715
+  _globals['_GETGRAPHREQUEST']._serialized_start=717
+  _globals['_GETGRAPHREQUEST']._serialized_end=749
+  _globals['_GETGRAPHRESPONSE']._serialized_start=751
+  _globals['_GETGRAPHRESPONSE']._serialized_end=805
+  _globals['_SETROLLOUTREQUEST']._serialized_start=808
+  _globals['_SETROLLOUTREQUEST']._serialized_end=969
+  _globals['_SETROLLOUTREQUEST_WEIGHTSENTRY']._serialized_start=923
+  _globals['_SETROLLOUTREQUEST_WEIGHTSENTRY']._serialized_end=969
+  _globals['_SETROLLOUTRESPONSE']._serialized_start=971
+  _globals['_SETROLLOUTRESPONSE']._serialized_end=1027
+  _globals['_ROLLBACKGRAPHREQUEST']._serialized_start=1029
+  _globals['_ROLLBACKGRAPHREQUEST']._serialized_end=1082
+  _globals['_ROLLBACKGRAPHRESPONSE']._serialized_start=1084
+  _globals['_ROLLBACKGRAPHRESPONSE']._serialized_end=1143
+  _globals['_DISABLENODEREQUEST']._serialized_start=1145
+  _globals['_DISABLENODEREQUEST']._serialized_end=1210
+  _globals['_DISABLENODERESPONSE']._serialized_start=1212
+  _globals['_DISABLENODERESPONSE']._serialized_end=1269
+  _globals['_ENABLENODEREQUEST']._serialized_start=1271
+  _globals['_ENABLENODEREQUEST']._serialized_end=1319
+  _globals['_ENABLENODERESPONSE']._serialized_start=1321
+  _globals['_ENABLENODERESPONSE']._serialized_end=1377
+  _globals['_WORKERINFO']._serialized_start=1380
+  _globals['_WORKERINFO']._serialized_end=1623
+  _globals['_LISTWORKERSREQUEST']._serialized_start=1625
+  _globals['_LISTWORKERSREQUEST']._serialized_end=1645
+  _globals['_LISTWORKERSRESPONSE']._serialized_start=1647
+  _globals['_LISTWORKERSRESPONSE']._serialized_end=1711
+  _globals['_GRAPHSERVICE']._serialized_start=1714
+  _globals['_GRAPHSERVICE']._serialized_end=2304
 # @@protoc_insertion_point(module_scope)

@@ -12,7 +12,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class GraphVersion(_message.Message):
-    __slots__ = ("versions", "weight", "sync_eligible", "nodes", "workers", "runs_queued", "runs_running", "runs_waiting", "runs_paused")
+    __slots__ = ("versions", "weight", "sync_eligible", "nodes", "workers", "runs_queued", "runs_running", "runs_waiting", "runs_paused", "undeclared")
     VERSIONS_FIELD_NUMBER: _ClassVar[int]
     WEIGHT_FIELD_NUMBER: _ClassVar[int]
     SYNC_ELIGIBLE_FIELD_NUMBER: _ClassVar[int]
@@ -22,6 +22,7 @@ class GraphVersion(_message.Message):
     RUNS_RUNNING_FIELD_NUMBER: _ClassVar[int]
     RUNS_WAITING_FIELD_NUMBER: _ClassVar[int]
     RUNS_PAUSED_FIELD_NUMBER: _ClassVar[int]
+    UNDECLARED_FIELD_NUMBER: _ClassVar[int]
     versions: _run_pb2.Versions
     weight: int
     sync_eligible: bool
@@ -31,7 +32,8 @@ class GraphVersion(_message.Message):
     runs_running: int
     runs_waiting: int
     runs_paused: int
-    def __init__(self, versions: _Optional[_Union[_run_pb2.Versions, _Mapping]] = ..., weight: _Optional[int] = ..., sync_eligible: _Optional[bool] = ..., nodes: _Optional[_Iterable[str]] = ..., workers: _Optional[_Iterable[str]] = ..., runs_queued: _Optional[int] = ..., runs_running: _Optional[int] = ..., runs_waiting: _Optional[int] = ..., runs_paused: _Optional[int] = ...) -> None: ...
+    undeclared: bool
+    def __init__(self, versions: _Optional[_Union[_run_pb2.Versions, _Mapping]] = ..., weight: _Optional[int] = ..., sync_eligible: _Optional[bool] = ..., nodes: _Optional[_Iterable[str]] = ..., workers: _Optional[_Iterable[str]] = ..., runs_queued: _Optional[int] = ..., runs_running: _Optional[int] = ..., runs_waiting: _Optional[int] = ..., runs_paused: _Optional[int] = ..., undeclared: _Optional[bool] = ...) -> None: ...
 
 class DisabledNode(_message.Message):
     __slots__ = ("node", "reason", "disabled_by", "disabled_at")

@@ -62,18 +62,28 @@ class Canceller:
             if action == "rollback":
                 await self._control.roll_back_checkpoints(conn, run)
         final = result.run
-        await publish_event(self._js, status_event(final.run_id, final.event_seq, status_to_proto(RunStatus.CANCELLED),
-                                                   status_to_proto(run.status), error_proto(error)))
-        await publish_outbox(self._js, self._approvals, outbox)
-        if result.next_run is not None:
-            await publish_job(self._js, result.next_run)
+        # Committed: the run is cancelled whatever happens to the announcements. A lost event
+        # is rebuilt by streams from the record, a lost job re-published by the reconciler.
+        try:
+            await publish_event(self._js, status_event(final.run_id, final.event_seq,
+                                                       status_to_proto(RunStatus.CANCELLED),
+                                                       status_to_proto(run.status), error_proto(error)))
+            await publish_outbox(self._js, self._approvals, outbox)
+            if result.next_run is not None:
+                await publish_job(self._js, result.next_run)
+        except Exception as exc:
+            log.warning("run %s cancelled, announcing it failed (recovered later): %s", final.run_id, exc)
         return final
 
     async def _cancel_running(self, run: RunRecord, reason: str, action: str, wait: bool) -> RunRecord:
         requested = await self._control.request_cancel(run.run_id, reason=reason, action=action)
         if requested is None:  # it came to rest meanwhile
             return await self.cancel(run.run_id, reason=reason, actor="", action=action, wait=wait)
-        await publish_cancel(self._nc, run.run_id, reason, action)
+        try:
+            await publish_cancel(self._nc, run.run_id, reason, action)
+        except Exception as exc:
+            # The request is in Postgres: the holder finds it at its next lease renewal.
+            log.warning("run %s: cancel recorded, signalling its worker failed: %s", run.run_id, exc)
         if not wait:
             return requested
         deadline = asyncio.get_running_loop().time() + CONFIRM_SECONDS

@@ -32,24 +32,39 @@ class GraphServicer(graph_service_pb2_grpc.GraphServiceServicer):
         workers = await self._control.workers(seen_within_seconds=WORKER_SEEN_SECONDS)
         weights = self._router.weights(name)
         in_flight = await self._rollouts.in_flight(name)
+        graph = versions[0].name
+
+        def serving(version: str) -> list[str]:
+            return [w.worker_id for w in workers if {"graph": graph, "graph_version": version} in w.graphs]
+
+        def counts(version: str) -> dict[str, int]:
+            found = in_flight.get(version, {})
+            return dict(runs_queued=found.get("QUEUED", 0), runs_running=found.get("RUNNING", 0),
+                        runs_waiting=found.get("WAITING_FOR_APPROVAL", 0), runs_paused=found.get("PAUSED", 0))
+
+        declared = [
+            pb.GraphVersion(
+                versions=run_pb2.Versions(**spec.versions()),
+                weight=weights.get(spec.version, 0),
+                sync_eligible=spec.sync_eligible,
+                nodes=self._registry.node_names(spec.name, spec.version),
+                workers=serving(spec.version),
+                **counts(spec.version),
+            )
+            for spec in versions
+        ]
+        # Versions the manifest no longer declares but runs in flight are still recorded on
+        # (they wait for a worker that loads them, or one that can migrate them).
+        known = {spec.version for spec in versions}
+        undeclared = [
+            pb.GraphVersion(versions=run_pb2.Versions(graph_version=version), workers=serving(version),
+                            undeclared=True, **counts(version))
+            for version in sorted(set(in_flight) - known)
+        ]
         return pb.Graph(
             name=name,
             description=versions[0].description,
-            versions=[
-                pb.GraphVersion(
-                    versions=run_pb2.Versions(**spec.versions()),
-                    weight=weights.get(spec.version, 0),
-                    sync_eligible=spec.sync_eligible,
-                    nodes=self._registry.node_names(spec.name, spec.version),
-                    workers=[w.worker_id for w in workers
-                             if {"graph": spec.name, "graph_version": spec.version} in w.graphs],
-                    runs_queued=in_flight.get(spec.version, {}).get("QUEUED", 0),
-                    runs_running=in_flight.get(spec.version, {}).get("RUNNING", 0),
-                    runs_waiting=in_flight.get(spec.version, {}).get("WAITING_FOR_APPROVAL", 0),
-                    runs_paused=in_flight.get(spec.version, {}).get("PAUSED", 0),
-                )
-                for spec in versions
-            ],
+            versions=declared + undeclared,
             disabled_nodes=[_disabled_to_proto(d) for d in disabled],
         )
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from datetime import datetime, timezone
 
 from google.protobuf import json_format
 
 from graphmesh.auth.principals import ALL_GRAPHS, ensure_can_see_run
 from graphmesh.bus import dispatch_queued, publish_event_pipelined, publish_job, require_connected, status_event
-from graphmesh.bus.hub import EventHub
+from graphmesh.bus.hub import HOLDING, EventHub
 from graphmesh.errors import (
+    FailedPrecondition,
+    GraphmeshError,
     InvalidArgument,
     NotFound,
     PermissionDenied,
@@ -25,8 +26,8 @@ from graphmesh.retention import purge_thread
 from graphmesh.rpc.convert import STRATEGY_NAMES, run_to_proto, span_to_proto, status_from_proto, status_to_proto
 from graphmesh.rpc.errors import end_stream_for_shutdown
 from graphmesh.rpc.principal import caller, principal
-from graphmesh.store import TERMINAL, ControlStore, NewRun, RunRecord, RunStatus, RunStore
-from graphmesh.store.runs import parse_run_id
+from graphmesh.store import TERMINAL, ControlStore, LeaseLost, NewRun, RunError, RunRecord, RunStatus, RunStore
+from graphmesh.store.runs import parse_run_id, request_fingerprint
 from graphmesh.telemetry.metrics import RUNS_CREATED
 from graphmesh.telemetry.span_store import trace_spans
 from graphmesh.telemetry.tracing import trace_id_of, traceparent
@@ -41,12 +42,11 @@ log = logging.getLogger(__name__)
 
 MAX_PAGE_SIZE = 1000
 MAX_METADATA_BYTES = 16 * 1024
-# How long a stream waits for the terminal event of a run Postgres says has ended.
+# How long a stream waits for the terminal event of a run Postgres says has ended, and
+# for an event missing from the log (a gap) while the run's record is quiet. Both are
+# measured by Postgres' own clock (now() - updated_at in SQL), never against this host's.
 LOST_EVENT_GRACE_SECONDS = 3.0
-
-
-def _quiet_for(run: RunRecord, seconds: float) -> bool:
-    return (datetime.now(timezone.utc) - run.updated_at).total_seconds() > seconds
+GAP_GRACE_SECONDS = 5.0
 
 
 class RunServicer(run_service_pb2_grpc.RunServiceServicer):
@@ -74,6 +74,10 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
             if owner and owner != me.name:
                 raise PermissionDenied(f"{me.name} may not run on thread {request.thread_id}: it belongs to "
                                        "another owner", code="NOT_YOUR_THREAD")
+        raw_input = json_format.MessageToDict(request.input) if request.HasField("input") else {}
+        # What makes a retry "the same request" for its idempotency key (as the caller sent it).
+        fingerprint = request_fingerprint(graph=graph, graph_version=getattr(request, "graph_version", ""),
+                                          thread_id=request.thread_id, graph_input=raw_input)
         thread_id = request.thread_id or str(uuid.uuid4())
         version = await self._router.choose(graph, thread_id, pinned=getattr(request, "graph_version", ""),
                                             new_thread=not request.thread_id)
@@ -84,8 +88,7 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
         if request.multitask_strategy not in STRATEGY_NAMES:
             raise InvalidArgument(f"unknown multitask_strategy {request.multitask_strategy}")
         strategy = STRATEGY_NAMES[request.multitask_strategy]
-        graph_input = json_format.MessageToDict(request.input) if request.HasField("input") else {}
-        graph_input = self._registry.validate_input(spec, graph_input)
+        graph_input = self._registry.validate_input(spec, raw_input)
         if sum(len(k) + len(v) for k, v in request.metadata.items()) > MAX_METADATA_BYTES:
             raise InvalidArgument(f"metadata exceeds the limit of {MAX_METADATA_BYTES} bytes")
         return NewRun(
@@ -101,6 +104,7 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
             owner=me.name,
             owner_roles=sorted(me.roles),
             trace_context=traceparent(),  # this request's span: the root of the run's trace
+            fingerprint=fingerprint,
         )
 
     async def _admit(self, spec, owner: str) -> None:
@@ -129,15 +133,7 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
         if result.created:
             RUNS_CREATED.add(1, {"graph": run.graph, "graph_version": run.versions["graph_version"], "sync": False})
         if result.created and not result.dispatch and new.multitask_strategy in ("interrupt", "rollback"):
-            # The new run waits behind the active one, which is cancelled now; when it ends
-            # the thread passes to the new run (keeping, or rolling back, what it wrote).
-            _, active = await self._store.thread_graph(run.thread_id)
-            if active and active != run.run_id:
-                try:
-                    await self._canceller.cancel(active, reason=f"interrupted by run {run.run_id}",
-                                                 actor=principal(context), action=new.multitask_strategy, wait=False)
-                except Exception as exc:  # the new run is accepted; it starts when the active one ends
-                    log.warning("run %s: could not cancel active run %s: %s", run.run_id, active, exc)
+            run = await self._interrupt_active(run, new.multitask_strategy, context)
         try:
             # Pipelined: StreamRun orders events by sequence, whatever order JetStream stores them in.
             acks = []
@@ -151,6 +147,60 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
             # The run is committed, so it is accepted: the reconciler dispatches it later.
             log.warning("run %s committed but not yet published: %s", run.run_id, exc)
         return pb.CreateRunResponse(run=run_to_proto(run))
+
+    async def _interrupt_active(self, run: RunRecord, strategy: str, context) -> RunRecord:
+        """The new run waits behind the active one, which is cancelled now; when it ends the
+        thread passes to the new run (keeping, or rolling back, what it wrote). If the active
+        run cannot be cancelled, the new run must not quietly wait behind it as if `enqueue`
+        had been asked: it is withdrawn (CANCELLED, MULTITASK_CANCEL_FAILED, its idempotency
+        key released so that a retry tries again) and the caller gets the reason."""
+        active = None
+        try:
+            _, active = await self._store.thread_graph(run.thread_id)
+            if not active or active == run.run_id:
+                return run
+            await self._canceller.cancel(active, reason=f"interrupted by run {run.run_id}",
+                                         actor=principal(context), action=strategy, wait=False)
+            return run
+        except FailedPrecondition as exc:
+            if exc.code == "RUN_FINISHED":  # it ended meanwhile: the thread passes on as asked
+                return run
+            failure: Exception = exc
+        except Exception as exc:
+            failure = exc
+        log.warning("run %s: could not %s active run %s: %r", run.run_id, strategy, active, failure)
+        why = failure.message if isinstance(failure, GraphmeshError) else "internal error (see the api log)"
+        what = f"active run {active}" if active else f"the active run of thread '{run.thread_id}'"
+        try:
+            withdrawn = await self._store.withdraw_queued(run.run_id, RunError(
+                "MULTITASK_CANCEL_FAILED", f"multitask_strategy={strategy}: could not cancel {what}: {why}"))
+        except LeaseLost:
+            # It is no longer queued: the active run ended and this one took the thread.
+            return await self._store.get_run(run.run_id)
+        except Exception as exc:
+            log.warning("run %s: could not withdraw it either: %r", run.run_id, exc)
+            message = (f"multitask_strategy={strategy}: could not cancel {what} ({why}); run {run.run_id} was "
+                       f"recorded and, since withdrawing it failed too, is queued behind it: cancel it, or it "
+                       "starts when that run ends")
+        else:
+            await self._announce_withdrawn(withdrawn.run)
+            message = (f"multitask_strategy={strategy}: could not cancel {what} ({why}); run {run.run_id} was "
+                       "withdrawn (CANCELLED, MULTITASK_CANCEL_FAILED) and its idempotency key released: "
+                       "retry the request")
+        status_error = Unavailable if isinstance(failure, Unavailable) else FailedPrecondition
+        raise status_error(message, code="MULTITASK_CANCEL_FAILED", run_id=active or "")
+
+    async def _announce_withdrawn(self, run: RunRecord) -> None:
+        try:
+            acks = [
+                await publish_event_pipelined(self._js, status_event(run.run_id, 1, status_to_proto(RunStatus.QUEUED))),
+                await publish_event_pipelined(self._js, status_event(
+                    run.run_id, run.event_seq, status_to_proto(RunStatus.CANCELLED),
+                    status_to_proto(RunStatus.QUEUED), error_proto(run.error))),
+            ]
+            await asyncio.gather(*acks)
+        except Exception as exc:  # streams rebuild a lost terminal event from the record
+            log.warning("run %s withdrawn, announcing it failed: %s", run.run_id, exc)
 
     async def InvokeRun(self, request, context):
         new = await self._new_run(request, context, sync=True)
@@ -199,15 +249,30 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
         last = request.after_sequence
         # Postgres is asked only when the log is quiet: at once if the replay found nothing
         # (an unknown run is NOT_FOUND), then after each idle second.
-        async for event in self._hub.events(run_id, after_sequence=last, idle_first=True):
-            if event is None:
+
+        async def gap_lost(missing: int, open_seconds: float) -> bool:
+            # The log still lacks the event after the hub's grace: it is lost, not late, only
+            # if the run's record has been quiet as long too (Postgres' clock), so that no
+            # status change is under way whose events could still arrive.
+            _, quiet = await self._store.get_run_quiet(run_id)
+            if quiet < GAP_GRACE_SECONDS:
+                return False
+            log.warning("run %s: event %d missing from the log for %.0f s; stream steps over it",
+                        run_id, missing, open_seconds)
+            return True
+
+        async for event in self._hub.events(run_id, after_sequence=last, idle_first=True, gap_lost=gap_lost,
+                                            gap_grace=GAP_GRACE_SECONDS):
+            if event is None or event is HOLDING:
                 if self._stopping.is_set():
                     await end_stream_for_shutdown(context)
-                run = await self._store.get_run(run_id)
+                run, quiet = await self._store.get_run_quiet(run_id)
                 if run.status in TERMINAL:
                     if last >= run.event_seq:
                         return  # the client has seen everything, terminal event included
-                    if _quiet_for(run, LOST_EVENT_GRACE_SECONDS):
+                    # (Events held behind a gap, the terminal one perhaps among them, come
+                    # once the hub fills or steps over the gap: nothing is rebuilt meanwhile.)
+                    if event is None and quiet > LOST_EVENT_GRACE_SECONDS:
                         # The terminal event was lost between Postgres and NATS: rebuild it.
                         yield pb.StreamRunResponse(event=status_event(
                             run.run_id, run.event_seq, status_to_proto(run.status),

@@ -70,6 +70,13 @@ class ReviewServicer(review_service_pb2_grpc.ReviewServiceServicer):
         if request.graph:
             me.require("reviewer", graph=request.graph, action=f"watch approvals of '{request.graph}'")
         after = request.after_sequence
+        if after:
+            last = await last_stream_sequence(self._js)
+            if after > last:
+                # Also keeps after + 1 (JetStream's start sequence) inside its range.
+                raise InvalidArgument(f"after_sequence {after} is beyond the last approval event ({last}); "
+                                      "resume from a sequence this service sent, or 0 for now",
+                                      code="SEQUENCE_OUT_OF_RANGE")
         if not after:
             # A new watcher starts now; with include_pending it first gets what is open.
             after = await last_stream_sequence(self._js)

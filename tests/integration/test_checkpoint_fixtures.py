@@ -320,7 +320,9 @@ def test_without_a_migration_v1_runs_are_not_taken_over(unmigrated):
 
     # Only v2 is registered and both workers serve it: nobody serves the runs' v1.
     graph = d.client.graphs.GetGraph(gpb.GetGraphRequest(graph=GRAPH), timeout=10).graph
-    assert [v.versions.graph_version for v in graph.versions] == ["2"]
+    # v1 is listed after the declared versions, marked undeclared, with its waiting runs.
+    assert [(v.versions.graph_version, v.undeclared) for v in graph.versions] == [("2", False), ("1", True)]
+    assert graph.versions[1].runs_queued >= 2 and not graph.versions[1].workers and not graph.versions[1].nodes
     wait_for(lambda: len(d.client.graphs.GetGraph(gpb.GetGraphRequest(graph=GRAPH), timeout=10)
                          .graph.versions[0].workers) == 2, message="both workers to announce v2")
 

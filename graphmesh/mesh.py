@@ -2,6 +2,15 @@
 
 Used by `graphmesh up` and by the integration tests. Every service is its own process in
 its own session, configured only through GRAPHMESH_* environment variables.
+
+With MeshConfig(supervise=True) (what `up` runs) a thread of this process restarts whatever
+dies: a service whose process exited, the embedded Postgres or NATS whose server process
+exited. Restarts wait restart_backoff (0.5 s), doubling with each consecutive one up to
+restart_backoff_max (30 s), and start from 0.5 s again after restart_reset (60 s) up; each
+is reported (which process, its exit status, the attempt) and counted in `Mesh.restarts`.
+What is stopped on purpose is left alone: a service stopped with stop_service (until
+start_service), a server stopped with its stop(). Every child also dies with this process
+(PDEATHSIG), Postgres included, so a SIGKILLed `up` leaves nothing running.
 """
 
 from __future__ import annotations
@@ -12,6 +21,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +84,14 @@ class MeshConfig:
     ready_timeout: float = 60
     stop_grace: float = 10  # seconds between SIGTERM and SIGKILL for a service
     preflight: bool = True  # load every graph (in a process of its own) before starting anything
+    # Restart what dies (services, the embedded Postgres and NATS) from a supervision thread,
+    # with backoff: `graphmesh up` sets it. Off for tests that kill things on purpose; services
+    # stopped through stop_service are never restarted behind the caller's back either way.
+    supervise: bool = False
+    restart_backoff: float = 0.5  # first delay before a restart; doubles with each consecutive one
+    restart_backoff_max: float = 30.0
+    restart_reset: float = 60.0  # up this long after a restart: the next death waits restart_backoff again
+    supervise_interval: float = 0.25  # how often the thread looks at every process
 
 
 @dataclass
@@ -83,6 +101,28 @@ class _Service:
     port: int
     metrics_port: int = 0
     proc: subprocess.Popen | None = None
+
+
+@dataclass
+class _Watch:
+    """Supervision state of one process."""
+
+    attempt: int = 0  # consecutive restarts (reset after restart_reset seconds up)
+    due: float | None = None  # monotonic time the next restart is due; None: none pending
+    started: float = 0.0  # monotonic time of the last restart
+    code: int | None = None  # the exit status that made the pending restart
+    retrying: bool = False  # the pending restart follows a failed one (the process may be absent)
+
+
+def _exit_text(code: int | None) -> str:
+    if code is None:
+        return "no exit status"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit status {code}"
 
 
 class Mesh:
@@ -103,6 +143,15 @@ class Mesh:
         self.nats: EmbeddedNats | None = None
         self._services = self._plan_services()
         self._started = False
+        # Supervision (config.supervise, or supervise()): restarts per process, e.g.
+        # {"api": 0, "review": 0, "worker-1": 2, "postgres": 1, "nats": 0}.
+        self.restarts: dict[str, int] = {name: 0 for name in self._services}
+        self._watch: dict[str, _Watch] = {}
+        self._paused: set[str] = set()  # stopped through stop_service: not restarted until started
+        self._lock = threading.RLock()  # supervision vs. the test API's stop/start calls
+        self._supervising = False
+        self._supervisor: threading.Thread | None = None
+        self._supervisor_exit = threading.Event()
 
     # -- addresses ---------------------------------------------------------------
 
@@ -189,6 +238,9 @@ class Mesh:
                 self._spawn(name)
             for name in self._services:
                 self._wait_serving(name)
+            self._write_record()
+            if self.config.supervise:
+                self.supervise()
         except BaseException:
             self.stop()
             raise
@@ -196,6 +248,8 @@ class Mesh:
     def stop(self, report: Callable[[str], None] | None = None) -> None:
         """Services first (they flush to NATS/Postgres), then NATS, then Postgres. Idempotent."""
         say = report or self.report
+        with self._lock:  # a restart in progress finishes first; none starts afterwards
+            self._supervising = False
         running = [s for s in self._services.values() if s.proc is not None]
         for s in running:  # signal all first so they shut down in parallel
             say(f"stopping {s.name} (pid {s.proc.pid})")
@@ -216,22 +270,165 @@ class Mesh:
             say(f"stopping postgres ({_without_credentials(self.postgres.url)})")
         if self.postgres is not None:
             self.postgres.stop()
+        # Last: the processes this thread restarted have it as their parent (PDEATHSIG).
+        self._supervisor_exit.set()
+        if self._supervisor is not None and self._supervisor is not threading.current_thread():
+            self._supervisor.join()
+        self._supervisor = None
         self._started = False
         atexit.unregister(self.stop)
 
     def start_service(self, name: str, *, wait: bool = True) -> None:
-        self._spawn(name)
+        with self._lock:
+            self._spawn(name)
+            self._paused.discard(name)  # supervised again (when supervision is on)
+            self._watch.pop(name, None)
         if wait:
             self._wait_serving(name)
 
     def stop_service(self, name: str, *, kill: bool = False) -> None:
-        """SIGTERM and a grace period, or SIGKILL at once with kill=True (a crash)."""
+        """SIGTERM and a grace period, or SIGKILL at once with kill=True (a crash). A service
+        stopped here stays stopped, supervised or not, until start_service."""
         s = self._service(name)
+        with self._lock:
+            self._paused.add(name)
+            self._watch.pop(name, None)
         if kill:
             stop_process(s.proc, signal.SIGKILL, 5)
         else:
             stop_process(s.proc, signal.SIGTERM, self.config.stop_grace)
         s.proc = None
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> int:
+        """Sends `sig` to a service or to the embedded "postgres" / "nats" server (the
+        postmaster itself) as a crash would: supervision, when on, restarts it. Returns the pid."""
+        if name in ("postgres", "nats"):
+            server = self.postgres if name == "postgres" else self.nats
+            if server is None or not server.is_running():
+                raise RuntimeError(f"{name} is not running here")
+            pid = server.pid
+        else:
+            pid = self.pid(name)
+            if pid is None:
+                raise RuntimeError(f"{name} is not running")
+        os.kill(pid, sig)
+        return pid
+
+    # -- supervision -------------------------------------------------------------
+
+    def supervise(self) -> None:
+        """Restarts, from a thread of this process, every service, and the embedded Postgres
+        and NATS, that dies (not those stopped on purpose): with backoff (restart_backoff,
+        doubling to restart_backoff_max, back to the start after restart_reset seconds up),
+        each restart reported and counted in `restarts`. start() calls it when config.supervise."""
+        with self._lock:
+            for name in ("postgres", "nats"):
+                if getattr(self, name) is not None:
+                    self.restarts.setdefault(name, 0)
+            self._supervising = True
+            if self._supervisor is not None and self._supervisor.is_alive():
+                return
+            self._supervisor_exit.clear()
+            self._supervisor = threading.Thread(target=self._supervise_loop, name="graphmesh-supervisor",
+                                                daemon=True)
+            self._supervisor.start()
+
+    @property
+    def supervising(self) -> bool:
+        return self._supervising
+
+    def _supervise_loop(self) -> None:
+        while not self._supervisor_exit.wait(self.config.supervise_interval):
+            with self._lock:
+                if not self._supervising:
+                    continue
+                try:
+                    self._supervise_once()
+                except Exception:  # a supervisor that dies of a bug restarts nothing again
+                    log.exception("supervision check failed")
+
+    def _supervise_once(self) -> None:
+        # Backends first: services come up NOT_SERVING without them, and recover by themselves.
+        for name, server in (("postgres", self.postgres), ("nats", self.nats)):
+            if server is not None:
+                self._check(name, server.exited(), lambda server=server: self._restart_server(server))
+        for name, s in self._services.items():
+            if name in self._paused:
+                continue
+            code = s.proc.poll() if s.proc is not None else None
+            self._check(name, code, lambda name=name: self._restart_service(name))
+
+    def _check(self, name: str, code: int | None, restart: Callable[[], int | None]) -> None:
+        c = self.config
+        now = time.monotonic()
+        w = self._watch.setdefault(name, _Watch())
+        if w.due is None:
+            if code is None:  # running (or stopped on purpose)
+                if w.attempt and now - w.started >= c.restart_reset:
+                    w.attempt = 0  # healthy for a while: the next death restarts quickly again
+                return
+            w.code, w.due = code, now + self._delay(w)
+            self.report(f"{name} exited ({_exit_text(code)}); restart {self.restarts.get(name, 0) + 1} "
+                        f"in {w.due - now:.1f}s")
+            log.warning("%s exited (%s); restarting it", name, _exit_text(code))
+            return
+        if code is None and not w.retrying:
+            # Back, or stopped on purpose (server.stop() reaps a server before it forgets it),
+            # before its restart was due: nothing left to do.
+            w.due = None
+            return
+        if now < w.due:
+            return
+        w.attempt += 1
+        w.started = now
+        try:
+            pid = restart()
+        except Exception as exc:
+            # Counted once the attempt is over: a count that moved means the process is back
+            # (ready, for Postgres and NATS) or the attempt failed and the next one is scheduled.
+            self.restarts[name] = self.restarts.get(name, 0) + 1
+            w.due, w.retrying = time.monotonic() + self._delay(w), True
+            self.report(f"{name} restart {self.restarts[name]} failed: {str(exc).splitlines()[0] if str(exc) else exc!r}; "
+                        f"next try in {w.due - time.monotonic():.1f}s")
+            return
+        self.restarts[name] = self.restarts.get(name, 0) + 1
+        w.due, w.retrying = None, False
+        self.report(f"{name} restarted (pid {pid}; it had {_exit_text(w.code)}; "
+                    f"restart {self.restarts[name]}, {w.attempt} in a row)")
+
+    def _delay(self, w: _Watch) -> float:
+        c = self.config
+        return min(c.restart_backoff * (2 ** w.attempt), c.restart_backoff_max)
+
+    def _restart_server(self, server) -> int | None:
+        server.stop()  # reaps the dead server's group: leftover backends hold its shared memory
+        server.start()
+        return server.pid
+
+    def _restart_service(self, name: str) -> int | None:
+        s = self._service(name)
+        if s.proc is not None:
+            stop_process(s.proc, signal.SIGKILL, 0)  # reaps it and anything left in its group
+            s.proc = None
+        self._spawn(name)
+        return s.proc.pid if s.proc is not None else None
+
+    def _write_record(self) -> None:
+        """<data-dir>/mesh.json: what this mesh runs (services, workers expected), for
+        `graphmesh doctor`, which compares the live workers with these."""
+        import json
+
+        record = {
+            "pid": os.getpid(),
+            "api": self.address("api"),
+            "review": self.address("review"),
+            "workers": [n for n, s in self._services.items() if s.kind == "worker"],
+            "supervised": self.config.supervise,
+        }
+        path = self.data_dir / "mesh.json"
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
+        os.replace(tmp, path)
 
     def restart_service(self, name: str, *, kill: bool = False) -> None:
         self.stop_service(name, kill=kill)

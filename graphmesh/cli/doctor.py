@@ -12,10 +12,11 @@ import asyncio
 import json
 import os
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import grpc
 
-from graphmesh.client import DEFAULT_REVIEW, api_client, channel
+from graphmesh.client import DEFAULT_REVIEW, api_client, channel, load_cli_config, resolve_target, same_address
 from graphmesh.health import serving_status
 from graphmesh.v1 import graph_service_pb2 as gpb
 
@@ -38,6 +39,9 @@ def add_parser(subparsers) -> None:
                    help="also check Postgres directly (env GRAPHMESH_DATABASE_URL)")
     p.add_argument("--nats-url", default=os.environ.get("GRAPHMESH_NATS_URL"),
                    help="also check NATS directly (env GRAPHMESH_NATS_URL)")
+    p.add_argument("--expect-workers", type=int, default=None, metavar="N",
+                   help="how many workers should be taking runs (default: as many as `graphmesh up` started "
+                        "for the recorded deployment, else no expectation)")
     p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
     p.set_defaults(func=run)
 
@@ -56,17 +60,92 @@ def _service(name: str, address: str) -> Finding:
     return Finding(name, False, f"{address} {status}: {hint}")
 
 
-def _mesh(api: str) -> list[Finding]:
+@dataclass
+class Expected:
+    """The workers a deployment should have: a count, and their ids when `up` recorded them."""
+
+    count: int
+    names: list[str]
+    source: str
+
+
+def _expected(args) -> Expected | None:
+    """--expect-workers, else the record `graphmesh up` (graphmesh.mesh) keeps in the data
+    directory of the recorded deployment at this api address."""
+    if getattr(args, "expect_workers", None) is not None:
+        return Expected(args.expect_workers, [], "--expect-workers")
+    try:
+        deployment = resolve_target(load_cli_config(), api_flag=args.api).deployment
+    except Exception:  # no usable CLI config: no expectation
+        return None
+    if deployment is None or deployment.key.startswith("legacy:"):
+        return None
+    path = Path(deployment.key) / "mesh.json"
+    try:
+        record = json.loads(path.read_text())
+        names = [str(n) for n in record["workers"]]
+        recorded_api = str(record.get("api") or deployment.api)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not same_address(recorded_api, args.api):  # a record of another mesh that used this data dir
+        return None
+    return Expected(len(names), names, f"deployment {deployment.name} ({path})")
+
+
+def _workers_finding(workers, expected: Expected | None) -> Finding:
+    live = [w for w in workers if not w.draining]
+    draining = len(workers) - len(live)
+    if not live:
+        want = f" ({expected.count} expected, from {expected.source})" if expected else ""
+        return Finding("workers", False, f"no worker is taking runs{want}: queued runs will wait; start workers")
+    if expected is None:
+        return Finding("workers", True, f"{len(live)} taking runs, {draining} draining")
+    present = {w.worker_id for w in workers}
+    missing = [n for n in expected.names if n not in present]
+    if len(workers) < expected.count:
+        named = f": {', '.join(missing)} not seen" if missing else ""
+        return Finding("workers", False, (
+            f"{len(workers)} of {expected.count} expected workers present (from {expected.source}){named}; "
+            f"{len(live)} taking runs, {draining} draining: is it running? see its log "
+            "(graphmesh up restarts a worker that dies)"))
+    return Finding("workers", True, f"{len(live)} taking runs, {draining} draining "
+                                    f"({expected.count} expected, from {expected.source})")
+
+
+AUTH_CODES = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
+
+
+def _rpc_problem(what: str, err: grpc.RpcError) -> Finding:
+    if err.code() == grpc.StatusCode.UNAUTHENTICATED:
+        hint = ("the api refused the CLI's token: pass --token TOKEN|@FILE or set GRAPHMESH_TOKEN "
+                "(`graphmesh up` keeps an admin token in <data-dir>/admin-token)")
+    elif err.code() == grpc.StatusCode.PERMISSION_DENIED:
+        hint = "the token's principal may not do this: doctor needs a token with the operator or admin role"
+    else:
+        hint = "see the api's log"
+    return Finding(what, False, f"{err.code().name}: {err.details()}: {hint}")
+
+
+def _mesh(api: str, expected: Expected | None = None) -> list[Finding]:
     findings = []
     client = api_client(api)
+    try:
+        return _mesh_checks(client, expected, findings)
+    except grpc.RpcError as err:  # e.g. a token that may list graphs but not read one
+        return findings + [_rpc_problem("graphs", err)]
+    finally:
+        client.close()
+
+
+def _mesh_checks(client, expected: Expected | None, findings: list[Finding]) -> list[Finding]:
     try:
         workers = client.graphs.ListWorkers(gpb.ListWorkersRequest(), timeout=TIMEOUT).workers
         graphs = client.graphs.ListGraphs(gpb.ListGraphsRequest(), timeout=TIMEOUT).graphs
     except grpc.RpcError as err:
+        if err.code() in AUTH_CODES:
+            return [_rpc_problem("api access", err)]
         return [Finding("graphs", False, f"the api could not list workers or graphs: {err.code().name}: {err.details()}")]
-    live = [w for w in workers if not w.draining]
-    findings.append(Finding("workers", bool(live), f"{len(live)} taking runs, {len(workers) - len(live)} draining"
-                            if live else "no worker is taking runs: queued runs will wait; start workers"))
+    findings.append(_workers_finding(workers, expected))
     for w in workers:
         status = _health(w.address)
         findings.append(Finding(f"worker {w.worker_id}", status == "SERVING",
@@ -82,7 +161,6 @@ def _mesh(api: str) -> list[Finding]:
                 findings.append(Finding(label, False, (
                     f"no live worker serves it (weight {v.weight}%, {v.runs_queued} run(s) queued): start a worker "
                     "that loads this version, or roll it back (graphmesh graphs rollback)")))
-    client.close()
     return findings
 
 
@@ -107,9 +185,18 @@ async def _nats(url: str) -> Finding:
 
     from graphmesh.bus.streams import EVENTS_STREAM, RUNS_STREAM, WORKER_CONSUMER
 
+    async def quiet(_exc) -> None:
+        pass  # nats-py's default callback logs a traceback per error; the failure is reported below
+
     try:
-        nc = await nats.connect(url, connect_timeout=TIMEOUT, max_reconnect_attempts=0, allow_reconnect=False)
+        nc = await nats.connect(url, connect_timeout=TIMEOUT, max_reconnect_attempts=0, allow_reconnect=False,
+                                error_cb=quiet)
     except Exception as exc:
+        if "authorization violation" in str(exc).lower():
+            return Finding("nats", False, (
+                "NATS refused the credentials in the URL (Authorization Violation): give the token in "
+                "--nats-url / GRAPHMESH_NATS_URL as nats://TOKEN@host:port (an embedded NATS of "
+                "`graphmesh up` keeps its token in <data-dir>/nats-token)"))
         return Finding("nats", False, f"cannot connect: {type(exc).__name__}: {exc}")
     try:
         js = nc.jetstream()
@@ -127,7 +214,7 @@ async def _nats(url: str) -> Finding:
 def run(args) -> int:
     findings = [_service("api", args.api), _service("review", args.review)]
     if findings[0].ok:
-        findings += _mesh(args.api)
+        findings += _mesh(args.api, _expected(args))
     if args.database_url:
         findings.append(asyncio.run(_postgres(args.database_url)))
     if args.nats_url:

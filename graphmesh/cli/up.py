@@ -32,6 +32,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--demo", action=argparse.BooleanOptionalAction, default=False,
                    help="run the demo against the api once the mesh is up")
     p.add_argument("--exit-after-demo", action="store_true", help="run the demo, then stop the mesh and exit")
+    p.add_argument("--supervise", action=argparse.BooleanOptionalAction, default=True,
+                   help="restart services, Postgres and NATS when they die, with backoff (default: on; "
+                        "--no-supervise leaves that to a supervisor of your own)")
     p.set_defaults(func=run)
 
 
@@ -52,6 +55,7 @@ def _config(args):
         manifest=args.config,
         log_level=args.log_level,
         auth=args.auth,
+        supervise=getattr(args, "supervise", True),
     )
 
 
@@ -78,6 +82,13 @@ def _table(mesh) -> str:
     rows.append(("logs", str(mesh.log_dir)))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"  {k.ljust(width)}  {v}" for k, v in rows)
+
+
+def _restarts(mesh) -> str:
+    counts = {name: n for name, n in mesh.restarts.items() if n}
+    if not counts:
+        return "restarts: none"
+    return "restarts: " + ", ".join(f"{name} {n}" for name, n in counts.items())
 
 
 def _run_demo(api_address: str) -> None:
@@ -161,6 +172,9 @@ def run(args) -> int:
                 _run_demo(mesh.api_address)
             interruptible = False
             if not args.exit_after_demo:
+                if mesh.supervising:
+                    print("  supervising: a service, Postgres or NATS that dies is restarted (with backoff) "
+                          "and reported here", flush=True)
                 print("press Ctrl-C to stop", flush=True)
                 while not stop.wait(1):  # short waits keep signal handling responsive
                     pass
@@ -172,6 +186,8 @@ def run(args) -> int:
         finally:
             interruptible = False  # a second Ctrl-C during shutdown must not abort the cleanup
             print("shutting down ...", flush=True)
+            if mesh.supervising:
+                print(f"  {_restarts(mesh)}", flush=True)
             mesh.stop()
             print("stopped", flush=True)
         return 0

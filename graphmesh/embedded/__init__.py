@@ -80,15 +80,19 @@ def stop_process(proc: subprocess.Popen | None, sig: int, timeout: float) -> Non
     proc.wait()
 
 
-def die_with_parent() -> None:
-    """preexec_fn: the child gets SIGTERM when the process that started it dies, however it
-    dies (SIGKILL, a broken pipe), so a crashed supervisor leaves no orphans. Linux only."""
+def die_with_parent(sig: int = signal.SIGTERM) -> None:
+    """preexec_fn: the child gets `sig` (SIGTERM) when the process that started it dies, however
+    it dies (SIGKILL, a broken pipe), so a crashed supervisor leaves no orphans. Linux only.
+
+    The "parent" is the thread that forked the child: start children from a thread that lives
+    as long as they should (the main thread, or Mesh's supervision thread). Popen runs
+    preexec_fn after its user=/group= switch, which would otherwise clear the setting."""
     if sys.platform != "linux":
         return
     import ctypes
 
     pr_set_pdeathsig = 1
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, int(sig))
 
 
 class ServerProcess:
@@ -100,6 +104,16 @@ class ServerProcess:
         self._port = port
         self.start_timeout = start_timeout
         self._proc: subprocess.Popen | None = None
+
+    @property
+    def process(self) -> subprocess.Popen | None:
+        """The server's child process (None before the first start and after stop)."""
+        return self._proc
+
+    def exited(self) -> int | None:
+        """The exit status when the server was started and has died since (not stopped): what a
+        supervisor restarts. None while it runs, and when it was never started or was stopped."""
+        return None if self._proc is None else self._proc.poll()
 
     @property
     def port(self) -> int:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import shutil
 import signal
 import subprocess
@@ -65,8 +67,8 @@ class EmbeddedNats(ServerProcess):
         if port_open(self.host, self._port):  # or the readiness check would greet a stranger
             raise RuntimeError(f"cannot start nats-server: {self.host}:{self._port} is already in use")
         args = [nats_server_binary(), "-js", "-sd", str(self.store_dir), "-a", self.host, "-p", str(self._port)]
-        if self.auth_token:
-            args += ["--auth", self.auth_token]
+        if self.auth_token:  # in an owner-only file, never on the command line (ps shows that)
+            args += ["-c", str(self._write_config())]
         with open(self.log_path, "ab") as log:
             self._proc = subprocess.Popen(
                 args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
@@ -77,6 +79,20 @@ class EmbeddedNats(ServerProcess):
         except BaseException:
             self.stop()
             raise
+
+    @property
+    def config_path(self) -> Path:
+        """The server's config file (it holds the token), next to the store: <store>.conf."""
+        return self.store_dir.with_name(self.store_dir.name + ".conf")
+
+    def _write_config(self) -> Path:
+        path = self.config_path
+        text = "authorization {\n  token: %s\n}\n" % json.dumps(self.auth_token)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            os.fchmod(f.fileno(), 0o600)  # an older file may have had other bits
+            f.write(text)
+        return path
 
     def stop(self, timeout: float = 10) -> None:
         # SIGTERM: graceful shutdown, JetStream flushes its store.

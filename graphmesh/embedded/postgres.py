@@ -14,7 +14,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from . import ServerProcess, log_tail, stop_process
+from . import ServerProcess, die_with_parent, log_tail, stop_process
 
 SYSTEM_USER = "embedded_postgres"  # postgres refuses to run as root
 SOCKET_PATH_MAX = 107  # sun_path limit for the unix socket
@@ -30,6 +30,13 @@ def _pg_install() -> Path:
 
 def _bin(name: str) -> Path:
     return _pg_install() / name
+
+
+def _die_with_parent() -> None:
+    """The postmaster runs in the foreground as our child (never daemonized by pg_ctl), and
+    gets SIGINT, a fast shutdown, when the process that started it dies, even by SIGKILL:
+    a killed `graphmesh up` leaves no orphaned Postgres holding the data directory."""
+    die_with_parent(signal.SIGINT)
 
 
 class EmbeddedPostgres(ServerProcess):
@@ -86,7 +93,7 @@ class EmbeddedPostgres(ServerProcess):
         with open(self.log_path, "ab") as log:
             self._proc = subprocess.Popen(
                 args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, cwd=self.data_dir.parent, **self._run_as,
+                start_new_session=True, cwd=self.data_dir.parent, preexec_fn=_die_with_parent, **self._run_as,
             )
         try:
             self._wait_ready()

@@ -19,6 +19,7 @@ import pytest
 
 from graphmesh.embedded import EmbeddedNats, EmbeddedPostgres
 from graphmesh.mesh import Mesh, MeshConfig
+from helpers import wait_for
 
 
 @pytest.fixture
@@ -267,3 +268,117 @@ def test_mesh_reports_failing_service(tmp_path):
     assert time.monotonic() - started < 25  # fails fast, not at the deadline
     assert mesh.postgres is not None and not mesh.postgres.is_running()
     assert not mesh.nats.is_running() and mesh.pid("api") is None
+
+
+# -- lifetimes and secrets (issue 12) ---------------------------------------------------
+
+
+def test_nats_token_is_not_on_the_command_line(tmp_path):
+    token = "s3cret-token-for-this-test"
+    n = EmbeddedNats(tmp_path / "nats", auth_token=token)
+    n.start()
+    try:
+        cmdline = Path(f"/proc/{n.pid}/cmdline").read_bytes().decode()
+        assert token not in cmdline, cmdline  # `ps` shows this to every user of the machine
+        assert oct(n.config_path.stat().st_mode & 0o777) == "0o600"
+        assert asyncio.run(_messages_or_error(n.url)) == "connected"
+        refused = asyncio.run(_messages_or_error(f"nats://wrong@127.0.0.1:{n.port}"))
+        assert "authorization" in refused.lower()
+    finally:
+        n.stop()
+
+
+async def _messages_or_error(url: str) -> str:
+    import nats
+
+    async def quiet(_exc):
+        pass
+
+    try:
+        nc = await nats.connect(url, allow_reconnect=False, max_reconnect_attempts=0, connect_timeout=5,
+                                error_cb=quiet)
+    except Exception as exc:
+        return str(exc)
+    await nc.close()
+    return "connected"
+
+
+STARTER = r'''
+import sys, time
+from pathlib import Path
+from graphmesh.embedded import EmbeddedPostgres
+pg = EmbeddedPostgres(Path(sys.argv[1]), fast=True)
+pg.start()
+print(pg.pid, flush=True)
+time.sleep(600)
+'''
+
+
+def test_postgres_goes_down_when_its_starter_is_killed(tmp_path):
+    script = tmp_path / "starter.py"
+    script.write_text(STARTER)
+    starter = subprocess.Popen([sys.executable, str(script), str(tmp_path / "pg")], stdout=subprocess.PIPE,
+                               text=True)
+    postmaster = None
+    try:
+        postmaster = int(starter.stdout.readline())
+        assert _alive(postmaster)
+        starter.send_signal(signal.SIGKILL)  # no atexit, no stop(): only the kernel can tell Postgres
+        starter.wait()
+        assert _gone([postmaster], timeout=60), "the postmaster outlived the process that started it"
+    finally:
+        starter.kill()
+        starter.wait()
+        if postmaster is not None and _alive(postmaster):
+            os.kill(postmaster, signal.SIGQUIT)  # leave no orphan to later tests
+
+
+def test_supervised_mesh_restarts_what_dies_but_not_what_was_stopped(tmp_path):
+    script = tmp_path / "fake_service.py"
+    script.write_text(FAKE_SERVICE)
+    out = tmp_path / "out"
+    out.mkdir()
+    commands = {kind: [sys.executable, str(script), kind] for kind in ("api", "review", "worker")}
+    config = MeshConfig(
+        data_dir=tmp_path / "mesh", api_port=0, review_port=0, worker_base_port=0, workers=2,
+        fast_postgres=True, extra_env={"FAKE_OUT": str(out)}, ready_timeout=30, supervise=True,
+        restart_backoff=0.1,
+    )
+    lines: list[str] = []
+    mesh = Mesh(config, commands=commands, report=lines.append)
+    with mesh:
+        assert mesh.supervising
+        assert mesh.restarts == {"api": 0, "review": 0, "worker-1": 0, "worker-2": 0, "postgres": 0, "nats": 0}
+        record = json.loads((mesh.data_dir / "mesh.json").read_text())
+        assert record["workers"] == ["worker-1", "worker-2"]
+
+        # A service stopped through the API stays stopped...
+        mesh.stop_service("worker-1")
+        # ... while one that dies comes back, twice (the second after a longer backoff).
+        for attempt in (1, 2):
+            old = mesh.kill("worker-2")
+            wait_for(lambda: mesh.restarts["worker-2"] == attempt and mesh.pid("worker-2") not in (None, old),
+                     30, message=f"worker-2's restart {attempt}")
+        # The supervisor looked at worker-1 on its way to worker-2, and left it alone.
+        assert mesh.pid("worker-1") is None and mesh.restarts["worker-1"] == 0
+        assert any("worker-2 exited (killed by SIGKILL)" in line for line in lines), lines
+        assert any("worker-2 restarted" in line and "restart 2" in line for line in lines), lines
+
+        old = mesh.kill("postgres")
+        wait_for(lambda: mesh.restarts["postgres"] == 1 and mesh.postgres.is_running(), 60,
+                 message="postgres to be restarted")
+        assert mesh.postgres.pid != old
+        with psycopg.connect(mesh.database_url) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        old = mesh.kill("nats")
+        wait_for(lambda: mesh.restarts["nats"] == 1 and mesh.nats.is_running(), 60, message="nats to be restarted")
+        assert mesh.nats.pid != old
+        assert mesh.restarts["api"] == mesh.restarts["review"] == 0
+
+        mesh.start_service("worker-1")  # supervised again from here on
+        old = mesh.kill("worker-1")
+        wait_for(lambda: mesh.restarts["worker-1"] == 1 and mesh.pid("worker-1") not in (None, old), 30,
+                 message="worker-1's restart")
+        pids = [mesh.pid(n) for n in mesh.service_names] + [mesh.postgres.pid, mesh.nats.pid]
+    assert not mesh.supervising
+    assert _gone(pids)

@@ -7,12 +7,15 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import grpc
+import psutil
 import pytest
 from google.protobuf import struct_pb2
 
@@ -20,6 +23,7 @@ from graphmesh.client import api_client
 from graphmesh.mesh import Mesh, MeshConfig
 from graphmesh.v1 import run_pb2
 from graphmesh.v1 import run_service_pb2 as pb
+from helpers import wait_for
 
 RUN_ID = re.compile(r"demo: research_assistant run ([0-9a-f-]{36})")
 
@@ -90,3 +94,71 @@ def test_external_postgres_and_nats_are_used_instead_of_embedded(embedded_pg_nat
         run = client.runs.CreateRun(pb.CreateRunRequest(graph="tiny", input=graph_input)).run
         events = [r.event for r in client.runs.StreamRun(pb.StreamRunRequest(run_id=run.run_id), timeout=60)]
         assert events[-1].status_changed.status == run_pb2.RUN_STATUS_COMPLETED
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _children(pid: int, match: str) -> list[psutil.Process]:
+    found = []
+    for child in psutil.Process(pid).children(recursive=True):
+        try:
+            if match in " ".join(child.cmdline()):
+                found.append(child)
+        except psutil.Error:
+            pass
+    return found
+
+
+def test_up_restarts_a_dead_worker_and_a_killed_up_leaves_no_postgres(data_dir):
+    """A real `graphmesh up`: it restarts a worker that dies and says so; its NATS token is not
+    on nats-server's command line; SIGKILLed, it leaves nothing running: not even Postgres,
+    which no PDEATHSIG of a service reaches."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRAPHMESH_")}
+    env["XDG_CONFIG_HOME"] = str(data_dir / "xdg")  # not the real user's CLI config
+    up = subprocess.Popen(
+        [sys.executable, "-c", "from graphmesh.cli import main; raise SystemExit(main())",
+         "up", "--data-dir", str(data_dir / "mesh"), "--api-port", "0", "--review-port", "0",
+         "--worker-base-port", "0", "--workers", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(iter(up.stdout.readline, "")), daemon=True).start()
+    output = lambda: "".join(lines)  # noqa: E731
+    postmaster = None
+    try:
+        wait_for(lambda: "press Ctrl-C to stop" in output() or up.poll() is not None, 180,
+                 message=lambda: f"up to start:\n{output()}")
+        assert up.poll() is None, output()
+        assert "supervising" in output()
+
+        nats = _children(up.pid, "nats-server")
+        assert len(nats) == 1, output()
+        token = (data_dir / "mesh" / "nats-token").read_text().strip()
+        assert token and token not in Path(f"/proc/{nats[0].pid}/cmdline").read_bytes().decode()
+
+        [worker] = _children(up.pid, "services.worker")
+        worker.kill()
+        wait_for(lambda: "worker-1 restarted" in output(), 60, message=lambda: f"up to restart worker-1:\n{output()}")
+        assert "worker-1 exited (killed by SIGKILL)" in output()
+        [again] = _children(up.pid, "services.worker")
+        assert again.pid != worker.pid
+
+        postmaster = int((data_dir / "mesh" / "postgres" / "postmaster.pid").read_text().split()[0])
+        assert _alive(postmaster)
+        leftovers = [p.pid for p in psutil.Process(up.pid).children(recursive=True)]
+        up.send_signal(signal.SIGKILL)  # no Ctrl-C, no atexit: only the kernel knows
+        up.wait()
+        wait_for(lambda: not _alive(postmaster), 60, message="the postmaster to go down with up")
+        wait_for(lambda: not any(_alive(p) for p in leftovers), 60,
+                 message=lambda: f"up's processes to go: {[p for p in leftovers if _alive(p)]}")
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
+        if postmaster is not None and _alive(postmaster):
+            os.kill(postmaster, signal.SIGQUIT)  # do not leave it to the next test

@@ -157,7 +157,14 @@ def _mesh_checks(client, expected: Expected | None, findings: list[Finding]) -> 
             label = f"{graph.name}@{v.versions.graph_version}"
             if v.workers:
                 findings.append(Finding(label, True, f"served by {len(v.workers)} worker(s), weight {v.weight}%"))
-            elif v.weight or v.runs_queued:
+                continue
+            waiting = v.runs_queued + v.runs_running + v.runs_waiting + v.runs_paused
+            if v.undeclared and waiting:
+                findings.append(Finding(label, False, (
+                    f"no longer in the manifest, yet {waiting} run(s) of it are in flight ({v.runs_queued} queued, "
+                    f"{v.runs_running} running, {v.runs_waiting} waiting, {v.runs_paused} paused) and no worker loads "
+                    "it: keep a worker with the old manifest until they finish, or declare a migration")))
+            elif v.weight or waiting:
                 findings.append(Finding(label, False, (
                     f"no live worker serves it (weight {v.weight}%, {v.runs_queued} run(s) queued): start a worker "
                     "that loads this version, or roll it back (graphmesh graphs rollback)")))

@@ -17,6 +17,8 @@ the resumed runs publish from the next number on, which StreamRun must step over
 from __future__ import annotations
 
 import importlib.util
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -343,3 +345,10 @@ def test_without_a_migration_v1_runs_are_not_taken_over(unmigrated):
     # No v1 code here: the state is read from the checkpoint itself, v1's fields and all.
     assert list(state.next) == ["search"]
     assert "question" in to_dict(state.values) and "documents" not in to_dict(state.values)
+
+    # doctor names the stranded version instead of reporting OK while its runs wait.
+    cli = [sys.executable, "-c", "from graphmesh.cli import main; raise SystemExit(main())"]
+    done = subprocess.run([*cli, "--api", d.mesh.api_address, "doctor", "--review", d.mesh.review_address],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stdout
+    assert f"{GRAPH}@1" in done.stdout and "no longer in the manifest" in done.stdout

@@ -2,14 +2,13 @@
 
 A run of `fault_freeze` (tests/fixtures/fault_graphs.py: four nodes in a line; each records
 that it started, works a second without yielding to the event loop, and returns) starts on
-one of two workers. While it works in its second node, that worker is frozen (SIGSTOP) for
-longer than its lease; the other worker takes the run over (a new lease epoch), resumes it
-from its last checkpoint and completes it. Only then is the frozen worker woken (SIGCONT):
-the node it was in returns before anything else in that process runs, and LangGraph tries
-to save its writes and the step's checkpoint. Those writes are fenced by the run's lease
-(graphmesh/store/leases.py) and must be refused: the thread keeps exactly the checkpoints
-the completed run left, GetThreadState shows the completed state, and the thread's next
-run continues from it.
+one of two workers. While it works in its second node, that worker is frozen (SIGSTOP) for longer than its lease; the other
+worker takes the run over (a new lease epoch), resumes it from its last checkpoint and
+completes it. Only then is the frozen worker woken (SIGCONT): the node it was in returns at
+before anything else in that process runs and LangGraph tries to save its writes and the step's checkpoint. Those writes are
+fenced by the run's lease (graphmesh/store/leases.py) and must be refused: the thread keeps
+exactly the checkpoints the completed run left, GetThreadState shows the completed state,
+and the thread's next run continues from it.
 
 Without the fence, the woken worker saves a sibling of the newer checkpoints that becomes
 the thread's latest (the run half done), and the next run continues from that.

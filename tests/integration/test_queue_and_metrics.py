@@ -68,8 +68,10 @@ def test_a_job_failing_before_its_claim_is_delivered_a_bounded_number_of_times(m
     wait_for(lambda: not asyncio.run(_queue_state(mesh.nats_url, seq))[0], 90,
              interval=0.5, message=lambda: f"job {seq} to leave GM_RUNS; deliveries so far: "
                                            f"{len(_delivery_lines(mesh, run_id))}")
-    lines = wait_for(lambda: (found := _delivery_lines(mesh, run_id)) and "terminating" in found[-1] and found,
-                     10, message="the terminating log line")
+    # The two workers' logs are read one after the other: wait until every delivery is logged.
+    lines = wait_for(lambda: (found := _delivery_lines(mesh, run_id)) and len(found) >= limit
+                     and any("terminating" in ln for ln in found) and found, 60,
+                     message="the terminating log line")
     deliveries = sorted(int(re.search(r"delivery (\d+)", line).group(1)) for line in lines)
     assert deliveries == list(range(1, limit + 1)), lines
     assert sum("terminating" in line for line in lines) == 1

@@ -352,12 +352,15 @@ def _takes_config(fn: Any) -> bool:
     return any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
 
 
+def _factory_failed(spec: GraphSpec, e: Exception) -> FailedPrecondition:
+    return FailedPrecondition(f"factory '{spec.path}' failed: {type(e).__name__}: {e}", code="GRAPH_LOAD_FAILED")
+
+
 def _call_factory(factory: Any, spec: GraphSpec, *args: Any) -> Any:
     try:
         return factory(*args)
     except Exception as e:
-        raise FailedPrecondition(f"factory '{spec.path}' failed: {type(e).__name__}: {e}",
-                                 code="GRAPH_LOAD_FAILED") from e
+        raise _factory_failed(spec, e) from e
 
 
 @asynccontextmanager
@@ -369,8 +372,7 @@ async def _made(factory: Any, config: dict, spec: GraphSpec):
         try:
             made = await made
         except Exception as e:
-            raise FailedPrecondition(f"factory '{spec.path}' failed: {type(e).__name__}: {e}",
-                                     code="GRAPH_LOAD_FAILED") from e
+            raise _factory_failed(spec, e) from e
     if hasattr(made, "__aenter__"):
         async with made as graph:
             yield graph

@@ -5,6 +5,7 @@ No fixed sleeps: everything that waits polls a predicate until a deadline.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
@@ -182,7 +183,10 @@ def private_mesh(name: str, **config: Any) -> Iterator[Mesh]:
         yield mesh
     finally:
         mesh.stop()
-        shutil.rmtree(root, ignore_errors=True)
+        if os.environ.get("GRAPHMESH_TEST_KEEP"):  # debugging: keep the mesh's logs and data
+            print(f"kept {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 # -- review tier (approvals) --------------------------------------------------------------

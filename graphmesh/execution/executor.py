@@ -48,6 +48,7 @@ from graphmesh.store import (
     RunStore,
     cancel_error,
 )
+from graphmesh.store.leases import LeaseFence
 from graphmesh.telemetry.metrics import RUN_DURATION, RUNS_FINISHED
 from graphmesh.telemetry.tracing import SpanKind, Status, StatusCode, run_span, tracer
 from graphmesh.v1 import run_pb2
@@ -302,11 +303,17 @@ class RunExecutor:
             "recursion_limit": spec.limits.max_steps,
         }
         timeout = asyncio.timeout(spec.limits.run_timeout_seconds)
-        # The graph's serializer (allow-listed types, no secrets) and state size limit.
-        saver = saver_for(self._pool, spec)
+        # The graph's serializer (allow-listed types, no secrets) and state size limit; every
+        # checkpoint write is fenced by this claim's lease (a stale execution cannot write).
+        fence = LeaseFence(run.run_id, claim.epoch, run.lease_owner, idle_seconds=self._lease_seconds)
+        saver = saver_for(self._pool, spec, fence=fence)
         # Nodes first pass the manifest's node policies; they may read the graph's secrets.
         gate = PolicyGate(self._store, run, spec, saver)
         async with contextlib.AsyncExitStack() as stack:
+            # While the graph runs, a refused write stops it at once; once it stopped, a late
+            # write refused after the run rested (e.g. CANCELLED) must not touch the execution.
+            saver.on_lease_lost = lambda: self._lease_lost(claim, execution)
+            stack.callback(setattr, saver, "on_lease_lost", None)
             try:
                 # A graph factory sees the run's config (as under the LangGraph server).
                 graph = await stack.enter_async_context(
@@ -420,39 +427,50 @@ class RunExecutor:
                       control: RunControl) -> list[tuple[str, Any]]:
         """Streams the graph, publishing its events; returns the interrupts it stopped at."""
         interrupts: list[tuple[str, Any]] = []
+        saver = graph.checkpointer
+        # Closed (awaited) before this returns or raises: LangGraph's checkpoint writes under way
+        # finish while the run is still RUNNING under this lease, not after its status changed
+        # (the lease fence would refuse them then, and the next execution would redo the step).
+        stream = graph.astream(graph_input, config, stream_mode=["tasks", "custom"], control=control)
         active: dict[str, str] = {}  # task id -> node, to attribute custom writes
         step = 0
-        saver = graph.checkpointer
-        async for mode, chunk in graph.astream(graph_input, config, stream_mode=["tasks", "custom"],
-                                               control=control):
-            if getattr(saver, "too_large", None) is not None:
-                raise saver.too_large  # a step's checkpoint was refused: stop before anything else runs
-            if mode == "custom":
-                node = next(iter(active.values())) if len(active) == 1 else ""
-                await events.emit(custom=run_pb2.CustomProgress(node=node, data=to_value(secrets.redact_value(chunk))))
-            elif "input" in chunk:
-                step += 1
-                active[chunk["id"]] = chunk["name"]
-                await events.emit(node_started=run_pb2.NodeStarted(
-                    node=chunk["name"], task_id=chunk["id"], step=step))
-            else:
-                active.pop(chunk["id"], None)
-                error = chunk.get("error")
-                if isinstance(error, NodeDisabled):
-                    raise NodePaused(error.node, error.reason)
-                if isinstance(error, (PolicyViolation, StateTooLarge)):
-                    raise error
-                if error:
-                    log.error("run %s: node %s failed", config["metadata"]["gm_run_id"], chunk["name"],
-                              exc_info=(type(error), error, error.__traceback__))
-                    raise NodeFailed(chunk["name"], f"{type(error).__name__}: {error}")
-                if chunk.get("interrupts"):
-                    interrupts.extend((chunk["name"], i) for i in chunk["interrupts"])
-                    continue  # reported once the run rests, as approval requests
-                await events.emit(node_finished=run_pb2.NodeFinished(
-                    node=chunk["name"], task_id=chunk["id"], step=step,
-                    update=to_struct(secrets.redact_value(_update_of(chunk.get("result"))))))
+        async with contextlib.aclosing(stream):
+            async for mode, chunk in stream:
+                if getattr(saver, "too_large", None) is not None:
+                    raise saver.too_large  # a step's checkpoint was refused: stop before anything else runs
+                if mode == "custom":
+                    node = next(iter(active.values())) if len(active) == 1 else ""
+                    await events.emit(custom=run_pb2.CustomProgress(node=node, data=to_value(secrets.redact_value(chunk))))
+                elif "input" in chunk:
+                    step += 1
+                    active[chunk["id"]] = chunk["name"]
+                    await events.emit(node_started=run_pb2.NodeStarted(
+                        node=chunk["name"], task_id=chunk["id"], step=step))
+                else:
+                    active.pop(chunk["id"], None)
+                    error = chunk.get("error")
+                    if isinstance(error, NodeDisabled):
+                        raise NodePaused(error.node, error.reason)
+                    if isinstance(error, (PolicyViolation, StateTooLarge, LeaseLost)):
+                        raise error
+                    if error:
+                        log.error("run %s: node %s failed", config["metadata"]["gm_run_id"], chunk["name"],
+                                  exc_info=(type(error), error, error.__traceback__))
+                        raise NodeFailed(chunk["name"], f"{type(error).__name__}: {error}")
+                    if chunk.get("interrupts"):
+                        interrupts.extend((chunk["name"], i) for i in chunk["interrupts"])
+                        continue  # reported once the run rests, as approval requests
+                    await events.emit(node_finished=run_pb2.NodeFinished(
+                        node=chunk["name"], task_id=chunk["id"], step=step,
+                        update=to_struct(secrets.redact_value(_update_of(chunk.get("result"))))))
         return interrupts
+
+    def _lease_lost(self, claim: Claim, execution: _Execution) -> None:
+        """Stops an execution whose run was taken away (LeaseLost once it unwinds)."""
+        if not execution.lease_lost:
+            log.warning("lost the lease of run %s; stopping it here", claim.run.run_id)
+            execution.lease_lost = True
+            execution.task.cancel()
 
     async def _keep_lease(self, claim: Claim, heartbeat: Heartbeat | None, execution: _Execution) -> None:
         """Renews the run's lease and its queue message until cancelled; stops the
@@ -471,9 +489,7 @@ class RunExecutor:
                 log.warning("could not renew the lease of run %s: %s", claim.run.run_id, exc)
                 continue
             if held is None:
-                log.warning("lost the lease of run %s; stopping it here", claim.run.run_id)
-                execution.lease_lost = True
-                execution.task.cancel()
+                self._lease_lost(claim, execution)
                 return
             if held["cancel_reason"] is not None and execution.cancel is None:
                 self.request_cancel(claim.run.run_id, held["cancel_reason"], held["cancel_action"] or "interrupt")

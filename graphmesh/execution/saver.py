@@ -10,6 +10,15 @@ write anyway; the saver keeps the size of each channel's latest version, so a st
 nothing extra, and a channel not written in this execution is serialized once to learn its
 size. A checkpoint over the limit is not written: the saver raises StateTooLarge, and the
 thread keeps its last checkpoint within the limit.
+
+Fenced by the run's lease. A saver bound to a claim (`fence`: the run id and epoch; the
+executor binds one for every run it executes, in a worker or in the api) writes each
+checkpoint, its blobs and each task's pending writes in one transaction that first locks
+the run's row and checks the lease (graphmesh/store/leases.py). An execution that lost its
+run (it was paused past its lease and another worker took it over) cannot write: the write
+raises LeaseLost and the stale execution stops, so the thread's state is only ever what
+the current holder wrote. Readers (GetThreadState, retention, InvokeRun's result) use an
+unbound saver.
 """
 
 from __future__ import annotations
@@ -17,12 +26,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Callable, Sequence
 
+from langgraph.checkpoint.postgres import _ainternal
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from psycopg.rows import dict_row
 
 from graphmesh import secrets
+from graphmesh.store.leases import LeaseFence, hold
+from graphmesh.store.runs import LeaseLost
 from graphmesh.telemetry.tracing import tracer
 
 log = logging.getLogger(__name__)
@@ -73,12 +87,14 @@ def graph_serde(spec: Any) -> GraphSerializer:
     return GraphSerializer(getattr(spec, "serde_allowlist", ()) or ())
 
 
-def saver_for(conn: Any, spec: Any, *, enforce_limits: bool = True) -> "TracedPostgresSaver":
+def saver_for(conn: Any, spec: Any, *, enforce_limits: bool = True,
+              fence: LeaseFence | None = None) -> "TracedPostgresSaver":
     """The saver for a graph version: its serializer and (when enforcing) its state limit.
     Anything that reads a thread's state (GetThreadState, InvokeRun's result) should use
-    this too, so it deserializes with the graph's allow-list."""
+    this too, so it deserializes with the graph's allow-list. `fence`: the claim whose
+    lease every write must still hold (an execution's saver)."""
     limit = spec.limits.max_state_bytes if enforce_limits else 0
-    return TracedPostgresSaver(conn, serde=graph_serde(spec), max_state_bytes=limit)
+    return TracedPostgresSaver(conn, serde=graph_serde(spec), max_state_bytes=limit, fence=fence)
 
 
 def _inline_size(value: Any) -> int:
@@ -88,9 +104,16 @@ def _inline_size(value: Any) -> int:
 
 
 class TracedPostgresSaver(AsyncPostgresSaver):
-    def __init__(self, conn: Any, pipe: Any = None, serde: Any = None, *, max_state_bytes: int = 0) -> None:
+    def __init__(self, conn: Any, pipe: Any = None, serde: Any = None, *, max_state_bytes: int = 0,
+                 fence: LeaseFence | None = None) -> None:
+        if fence is not None and pipe is not None:
+            raise ValueError("a fenced saver writes in transactions of its own; it takes no pipeline")
         super().__init__(conn, pipe, serde if serde is not None else GraphSerializer())
         self.max_state_bytes = max_state_bytes
+        self.fence = fence
+        # Called when the fence refuses a write (the executor stops the execution at once,
+        # as when a lease renewal finds the run taken over).
+        self.on_lease_lost: Callable[[], None] | None = None
         self.too_large: StateTooLarge | None = None  # set once a checkpoint was refused
         self._sizes: dict[str, tuple[str, int]] = {}  # channel -> (version, serialized bytes)
         self._dumped: dict[tuple[str, str], tuple[str, bytes]] = {}  # serialized for the coming write
@@ -128,6 +151,30 @@ class TracedPostgresSaver(AsyncPostgresSaver):
                     waiter.set_result(None)
             else:
                 self._waiters.append((wanted, waiter))
+
+    @asynccontextmanager
+    async def _cursor(self, *, pipeline: bool = False) -> AsyncIterator[Any]:
+        """AsyncPostgresSaver opens every write (aput: blobs and checkpoint; aput_writes;
+        adelete_thread) with `pipeline=True` and every read without. Under a fence, a write
+        runs in one transaction whose last statement before COMMIT holds the run's lease
+        (leases.hold): the check and the write commit together, or LeaseLost is raised and
+        the transaction is rolled back. Checking last keeps the run's row locked only for
+        the check and the commit, never while the write waits (e.g. for a thread to
+        serialize blobs)."""
+        if self.fence is None or not pipeline:
+            async with super()._cursor(pipeline=pipeline) as cur:
+                yield cur
+            return
+        async with self.lock, _ainternal.get_connection(self.conn) as conn:
+            async with conn.transaction(), conn.cursor(binary=True, row_factory=dict_row) as cur:
+                yield cur
+                try:
+                    await hold(cur, self.fence)
+                except LeaseLost as exc:
+                    log.warning("%s", exc.message)
+                    if self.on_lease_lost is not None:
+                        self.on_lease_lost()
+                    raise
 
     async def aget_tuple(self, config):
         found = await super().aget_tuple(config)

@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import random
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -48,6 +49,8 @@ log = logging.getLogger(__name__)
 # After the drain grace period, how long runs get to reach a step boundary before they
 # are cut off (their lease then lapses and they resume elsewhere).
 STEP_BOUNDARY_SECONDS = 10.0
+# When a job names a version this worker does not load: the range its redelivery is delayed by.
+NOT_SERVED_REDELIVERY_SECONDS = (0.5, 3.0)
 
 
 @dataclass
@@ -147,7 +150,10 @@ class JobConsumer:
                                                  run_id=job.run_id, graph=job.graph, version=job.graph_version)
                 if adopt_as is None:
                     # Another worker loads that version; until one does, the run stays queued.
-                    await msg.nak(delay=5)
+                    # The delay is jittered: JetStream hands a redelivered message to the oldest
+                    # waiting pull, and a fixed delay keeps that this worker's (which pulled again
+                    # right after its nak), so the job would come back here forever.
+                    await msg.nak(delay=random.uniform(*NOT_SERVED_REDELIVERY_SECONDS))
                     return
             claim = await self._claim(job.run_id)
         except Unavailable as exc:

@@ -13,7 +13,7 @@ from graphmesh.bus.streams import RUNS_STREAM, WORKER_CONSUMER
 from graphmesh.client import api_client, worker_stub
 from graphmesh.v1 import run_service_pb2 as pb
 from graphmesh.v1 import worker_service_pb2 as wpb
-from helpers import COMPLETED, RUNNING, create_run, private_mesh, stream_events
+from helpers import COMPLETED, RUNNING, create_run, private_mesh, stream_events, thread_values, wait_for
 
 ACK_WAIT_SECONDS = 1.0
 
@@ -57,11 +57,15 @@ def test_killed_worker_run_resumes_from_its_checkpoint(short_ack_mesh):
     run = create_run(client, "research_assistant", {"question": "crash safety", "delay_seconds": 4.0})
     seen = []
     call = client.runs.StreamRun(pb.StreamRunRequest(run_id=run.run_id), timeout=60)
-    for response in call:  # until the first node has finished and been checkpointed
+    for response in call:  # until the first node has finished
         seen.append(response.event)
         if response.event.WhichOneof("kind") == "node_finished":
             break
     call.cancel()
+    # NodeFinished is published as the node returns; LangGraph saves the step's checkpoint
+    # right after (in the background, while the next step starts). Kill once it is saved.
+    wait_for(lambda: thread_values(client, run.thread_id).get("queries"), 30,
+             message="the checkpoint after plan")
     holder = next(name for name, address in zip(["worker-1", "worker-2"], short_ack_mesh.worker_addresses)
                   if any(a.run_id == run.run_id for a in
                          worker_stub(address).GetWorkerStatus(wpb.GetWorkerStatusRequest()).active_runs))

@@ -18,10 +18,12 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 from psycopg.types.json import Jsonb
+from psycopg_pool import PoolTimeout
 
 from graphmesh.bus.approvals import approval_subject
 from graphmesh.bus.streams import APPROVALS_STREAM, EVENTS_STREAM, event_subject
 from graphmesh.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from graphmesh.store.runs import postgres_error
 from graphmesh.telemetry.tracing import trace_id_of
 
 log = logging.getLogger(__name__)
@@ -80,8 +82,11 @@ async def purge_thread(pool, js: JetStreamContext | None, thread_id: str, *, act
     except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
         raise Unavailable(f"thread '{thread_id}' changed while it was being purged; retry", code="PURGE_CONFLICT") \
             from exc
-    except psycopg.OperationalError as exc:
-        raise Unavailable("Postgres is unreachable; retry shortly") from exc
+    except (psycopg.Error, PoolTimeout) as exc:
+        mapped = postgres_error(exc)  # only connection trouble is UNAVAILABLE
+        if mapped is exc:
+            raise
+        raise mapped from exc
 
 
 async def _refuse_if_busy(conn, thread_id: str, *, lock: bool,

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from graphmesh.bus.control import publish_nodes_changed, publish_rollout_changed
 from graphmesh.errors import FailedPrecondition, InvalidArgument, NotFound
+from graphmesh.routing import VersionRouter
 from graphmesh.rpc.convert import timestamp
 from graphmesh.rpc.principal import caller, principal
 from graphmesh.store import ControlStore, DisabledNode
 from graphmesh.store.rollouts import RolloutStore
 from graphmesh.v1 import graph_service_pb2 as pb
 from graphmesh.v1 import graph_service_pb2_grpc, run_pb2, worker_service_pb2
-from services.api.routing import VersionRouter
 
 # A worker that has not announced itself for this long is presumed gone.
 WORKER_SEEN_SECONDS = 10.0

@@ -15,10 +15,14 @@ from graphmesh.disabled_nodes import DisabledNodes
 from graphmesh.execution import RunExecutor
 from graphmesh.health import watch_dependencies
 from graphmesh.logs import setup_logging
+from graphmesh.reconcile import reconcile_forever
+from graphmesh.retention.schedule import sweep_forever
+from graphmesh.routing import VersionRouter
 from graphmesh.rpc.server import GrpcServer
 from graphmesh.rpc.tls import ServerTls
 from graphmesh.store import ControlStore, RunStore
 from graphmesh.store.rollouts import RolloutStore
+from graphmesh.sync_runs import SyncRunner
 from graphmesh.telemetry.pollers import poll_forever, poll_runs
 from graphmesh.telemetry.setup import setup_telemetry
 from graphmesh.v1 import (
@@ -32,11 +36,7 @@ from graphmesh.v1 import (
 from graphs.registry import Registry
 from services.api.auth import AuthServicer
 from services.api.graphs import GraphServicer
-from services.api.reconciler import reconcile_forever
-from services.api.retention import sweep_forever
-from services.api.routing import VersionRouter
 from services.api.runs import RunServicer
-from services.api.sync import SyncRunner
 
 log = logging.getLogger(__name__)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from graphmesh.approval_expiry import expire_forever
 from graphmesh.auth.setup import make_authenticator
 from graphmesh.bus import connect_nats
 from graphmesh.bus.approvals import relay_outbox_forever
@@ -17,7 +18,6 @@ from graphmesh.store import ApprovalStore, RunStore
 from graphmesh.telemetry.pollers import poll_approvals, poll_forever
 from graphmesh.telemetry.setup import setup_telemetry
 from graphmesh.v1 import review_service_pb2, review_service_pb2_grpc
-from services.review.expiry import expire_forever
 from services.review.servicer import ReviewServicer
 
 

@@ -21,9 +21,9 @@ from graphmesh.rpc.tls import ServerTls
 from graphmesh.store import ControlStore, RunStore
 from graphmesh.telemetry.setup import setup_telemetry
 from graphmesh.v1 import worker_service_pb2, worker_service_pb2_grpc
+from graphmesh.worker.consumer import JobConsumer
+from graphmesh.worker.roster import announce_forever
 from graphs.registry import Registry
-from services.worker.consumer import JobConsumer
-from services.worker.roster import announce_forever
 from services.worker.servicer import WorkerServicer
 
 log = logging.getLogger(__name__)

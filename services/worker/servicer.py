@@ -7,7 +7,7 @@ import asyncio
 from graphmesh.rpc.convert import timestamp
 from graphmesh.v1 import worker_service_pb2 as pb
 from graphmesh.v1 import worker_service_pb2_grpc
-from services.worker.consumer import JobConsumer
+from graphmesh.worker.consumer import JobConsumer
 
 
 class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):

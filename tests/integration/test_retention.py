@@ -1,5 +1,5 @@
 """Data retention against a real mesh: RunService.PurgeThread and the retention sweeper
-(graphmesh/retention.py, services/api/retention.py).
+(graphmesh/retention/, graphmesh/retention/schedule.py).
 
 The module runs its own mesh with tests/fixtures/retention.yaml, one graph per retention
 setting. The sweeps run in the test process, against the mesh's Postgres and NATS, so each
@@ -24,6 +24,7 @@ from graphmesh.client import api_client, review_stub
 from graphmesh.db import make_pool
 from graphmesh.retention import EPOCH, Sweeper, prune_thread_checkpoints, retention_by_graph
 from graphmesh.retention.purge import scan_subject
+from graphmesh.retention.schedule import sweep_forever
 from graphmesh.v1 import run_service_pb2 as pb
 from graphs.registry import Registry
 from helpers import (
@@ -41,7 +42,6 @@ from helpers import (
     wait_for,
     wait_status,
 )
-from services.api.retention import sweep_forever
 
 MANIFEST = Path(__file__).resolve().parent.parent / "fixtures" / "retention.yaml"
 OPERATOR = "ops-alice"

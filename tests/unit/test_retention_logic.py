@@ -1,5 +1,5 @@
 """Retention logic without servers: settings per graph, the sweeper's period, and the
-refusals of a purge (graphmesh/retention.py, services/api/retention.py)."""
+refusals of a purge (graphmesh/retention/, graphmesh/retention/schedule.py)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from graphmesh.auth.principals import Principal
 from graphmesh.config import Settings
 from graphmesh.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from graphmesh.retention import Sweeper, purge_thread, retention_by_graph
+from graphmesh.retention.schedule import make_sweeper
 from graphs.manifest import GraphSpec, Retention
 from graphs.registry import Registry
-from services.api.retention import make_sweeper
 
 
 def spec(name: str, version: str, **retention) -> GraphSpec:

@@ -10,7 +10,7 @@ from datetime import datetime
 from graphmesh.loops import run_periodically
 from graphmesh.store import ControlStore, WorkerInfo
 from graphmesh.telemetry.metrics import set_snapshot
-from services.worker.consumer import JobConsumer
+from graphmesh.worker.consumer import JobConsumer
 
 log = logging.getLogger(__name__)
 

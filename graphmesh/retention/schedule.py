@@ -1,4 +1,4 @@
-"""The retention sweeper of the api process: every `retention_seconds` (Settings,
+"""The retention sweeper loop (run by the api process): every `retention_seconds` (Settings,
 GRAPHMESH_RETENTION_SECONDS, 300 by default; 0 switches it off) it enforces each graph's `retention` settings from the
 manifest (the most generous across a graph's versions) with graphmesh.retention.Sweeper.
 

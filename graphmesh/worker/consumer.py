@@ -42,7 +42,7 @@ from graphmesh.store import Claim, ControlStore, LeaseLost, RunError, RunRecord,
 from graphmesh.telemetry.metrics import JOBS_TERMINATED
 from graphmesh.telemetry.tracing import context_from
 from graphmesh.v1 import run_pb2
-from services.worker.adoption import adoption_target
+from graphmesh.worker.adoption import adoption_target
 
 log = logging.getLogger(__name__)
 

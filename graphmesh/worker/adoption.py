@@ -9,9 +9,13 @@ Otherwise the run stays queued, as GetGraph shows.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from graphmesh.compat import adoption_choice
 from graphmesh.store import ControlStore, RunStore
-from graphs.manifest import GraphSpec
+
+if TYPE_CHECKING:  # the library never imports graphs/ at run time
+    from graphmesh.manifest import GraphSpec
 
 # A worker heartbeats every 2 s; one unseen for this long is gone.
 ROSTER_WINDOW_SECONDS = 10.0

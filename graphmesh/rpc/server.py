@@ -1,12 +1,9 @@
-"""Building and running a graphmesh gRPC server: interceptors, health, reflection,
-graceful shutdown on SIGTERM/SIGINT. Service modules only add their servicers."""
+"""Building a graphmesh gRPC server: interceptors, health, reflection, its port. The
+process around it (signals, shutdown, supervised tasks) is graphmesh/rpc/host.py."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
-from typing import Awaitable, Callable
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -40,9 +37,6 @@ class GrpcServer:
              reflection.SERVICE_NAME],
             self.server,
         )
-        # Set when the process begins to stop: long server streams end so clients reconnect
-        # elsewhere (with their last sequence) instead of holding up the shutdown.
-        self.stopping = asyncio.Event()
         if tls is not None:
             self.port = self.server.add_secure_port(listen, tls.credentials())
         else:
@@ -55,20 +49,3 @@ class GrpcServer:
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
         for name in ["", *self._service_names]:
             await self.health.set(name, status)
-
-    async def run(self, *, on_stop: Callable[[], Awaitable[None]] | None = None, grace: float = 5.0) -> None:
-        """Serves until SIGTERM or SIGINT, then runs on_stop (e.g. draining) and stops."""
-        await self.server.start()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        log.info("listening on %s", self.address)
-        await stop.wait()
-        log.info("stopping")
-        self.stopping.set()
-        await self.set_serving(False)
-        if on_stop is not None:
-            await on_stop()
-        await self.server.stop(grace)
-        log.info("stopped")

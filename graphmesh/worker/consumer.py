@@ -80,10 +80,12 @@ class JobConsumer:
     _loop_task: asyncio.Task | None = None
     _drain_task: asyncio.Task | None = None
 
-    async def start(self) -> None:
+    async def start(self) -> asyncio.Task:
+        """Starts pulling jobs; returns the pull loop's task, for the host to supervise."""
         self._control = ControlStore(self.store)
         self._psub = await self.js.pull_subscribe_bind(WORKER_CONSUMER, stream=RUNS_STREAM)
         self._loop_task = asyncio.create_task(self._pull_loop())
+        return self._loop_task
 
     async def _pull_loop(self) -> None:
         while not self.draining:

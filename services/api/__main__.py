@@ -1,6 +1,5 @@
-import asyncio
-
+from graphmesh.rpc.host import serve
 from services.api.server import main
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    serve(main)

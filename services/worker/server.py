@@ -1,25 +1,18 @@
-"""Wires a worker process: settings, Postgres pool, NATS, registry, consumer, gRPC."""
+"""A worker process: the job consumer, its roster heartbeat and WorkerService. On SIGTERM
+it drains: no new runs, active ones get DRAIN_GRACE_SECONDS, the rest are handed back."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from datetime import datetime, timezone
 
 from graphmesh.auth.setup import make_authenticator
-from graphmesh.bus import connect_nats
 from graphmesh.bus.control import on_cancel
-from graphmesh.config import Settings
-from graphmesh.db import make_pool
 from graphmesh.disabled_nodes import DisabledNodes
 from graphmesh.execution import RunExecutor
-from graphmesh.health import watch_dependencies
-from graphmesh.logs import setup_logging
-from graphmesh.rpc.server import GrpcServer
-from graphmesh.rpc.tls import ServerTls
+from graphmesh.rpc.host import ServiceHost, log_registry, process_settings
 from graphmesh.store import ControlStore, RunStore
-from graphmesh.telemetry.setup import setup_telemetry
 from graphmesh.v1 import worker_service_pb2, worker_service_pb2_grpc
 from graphmesh.worker.consumer import JobConsumer
 from graphmesh.worker.roster import announce_forever
@@ -31,19 +24,14 @@ log = logging.getLogger(__name__)
 DRAIN_GRACE_SECONDS = 30.0
 
 
-async def main() -> None:
-    settings = Settings.from_env()
-    setup_logging(settings.worker_id, settings.log_level)
-    setup_telemetry("worker", settings, instance=settings.worker_id)
+async def main() -> int:
+    settings = process_settings("worker", per_instance=True)
+    host = ServiceHost(settings)
     started_at = datetime.now(timezone.utc)
     registry = Registry.default()
-    for notice in registry.notices:
-        log.warning("%s", notice)
-    for spec, error in registry.preload():
-        log.error("graph %s@%s failed to load: %s", spec.name, spec.version, error)
-    pool = make_pool(settings.database_url, max_size=settings.db_pool_size, timeout=settings.db_timeout_seconds)
-    await pool.open(wait=True, timeout=30)
-    nc = await connect_nats(settings.nats_url, name=settings.worker_id)
+    log_registry(registry)
+    pool = await host.open_pool()
+    nc = await host.connect_bus(settings.worker_id)
     js = nc.jetstream()
     store = RunStore(pool)
     control = ControlStore(store)
@@ -53,34 +41,30 @@ async def main() -> None:
                            capacity=settings.worker_concurrency, lease_seconds=settings.lease_seconds,
                            max_deliveries=settings.max_deliveries, max_job_failures=settings.max_job_failures)
 
-    service = worker_service_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name
-    server = GrpcServer(settings.listen, [service], auth=make_authenticator(settings, store),
-                        tls=ServerTls.from_settings(settings))
+    host.listen([worker_service_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name],
+                auth=make_authenticator(settings, store))
     worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(
-        WorkerServicer(consumer, registry, started_at, DRAIN_GRACE_SECONDS), server.server)
+        WorkerServicer(consumer, registry, started_at, DRAIN_GRACE_SECONDS), host.grpc)
 
-    async def on_health(ok: bool) -> None:
-        consumer.dependencies_ok = ok
-        await server.set_serving(ok)
+    def on_health(ok: bool) -> None:
+        consumer.dependencies_ok = ok  # no run should burn a delivery while a dependency is away
 
-    background = [
-        await DisabledNodes(control).start(nc),
-        asyncio.create_task(watch_dependencies(pool, nc, on_health)),
-        asyncio.create_task(announce_forever(control, consumer, address=server.address, registry=registry,
-                                             started_at=started_at)),
-    ]
+    host.supervise("disabled nodes refresh", await DisabledNodes(control).start(nc))
+    host.watch_dependencies(pool, nc, also=on_health)
+    host.supervise("worker heartbeat", announce_forever(control, consumer, address=host.address,
+                                                        registry=registry, started_at=started_at))
     await on_cancel(nc, consumer.cancel)
-    await consumer.start()
+    host.supervise("job consumer", await consumer.start())
 
-    async def on_stop() -> None:
+    async def drain() -> None:
         log.info("draining")
         await consumer.start_drain(DRAIN_GRACE_SECONDS)
         log.info("drained")
-        for task in background:
-            task.cancel()
+
+    async def forget() -> None:
         with contextlib.suppress(Exception):  # it ages out of the roster anyway
             await control.forget_worker(settings.worker_id)
-        await nc.close()
-        await pool.close()
 
-    await server.run(on_stop=on_stop)
+    host.on_stop(drain)
+    host.on_close(forget)  # before the bus and the pool close
+    return await host.run()

@@ -83,7 +83,7 @@ async def run_variant(variant: str, url: str, runs: int, concurrency: int, warmu
     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
     from graphmesh.db import make_pool
-    from graphs.registry import Registry
+    from graphmesh.registry import Registry
 
     base = Registry.default().compiled(GRAPH, GRAPH_VERSION)
     pool = make_pool(url, max_size=concurrency + 2, name=f"bench-{variant}")

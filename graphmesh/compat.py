@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from graphs.manifest import GraphSpec
+from graphmesh.manifest import GraphSpec
 
 # Statuses from which a thread can still move on: the ones compat check reviews.
 RESUMABLE = ("QUEUED", "PAUSED", "WAITING_FOR_APPROVAL", "FAILED")

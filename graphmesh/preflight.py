@@ -34,8 +34,8 @@ class Report:
 
 
 def check(manifest: str | Path) -> Report:
-    from graphs.manifest import ManifestError
-    from graphs.registry import Registry
+    from graphmesh.manifest import ManifestError
+    from graphmesh.registry import Registry
 
     report = Report(str(manifest))
     try:

@@ -1,6 +1,3 @@
-"""Example graphs and the graph registry (manifest parsing, lazy compile, input checks)."""
-
-from graphs.manifest import GraphSpec, Limits, ManifestError, MigrationSpec, NodePolicy, RetrySpec
-from graphs.registry import Registry
-
-__all__ = ["Registry", "GraphSpec", "Limits", "NodePolicy", "RetrySpec", "MigrationSpec", "ManifestError"]
+"""Example graphs, declared in the bundled graphmesh.yaml. The manifest and registry that
+load them (and a user's own project) live in the library: graphmesh/manifest.py and
+graphmesh/registry.py."""

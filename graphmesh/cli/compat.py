@@ -10,8 +10,8 @@ import json
 import os
 
 from graphmesh.compat import review
-from graphs.manifest import ManifestError
-from graphs.registry import Registry
+from graphmesh.manifest import ManifestError
+from graphmesh.registry import Registry
 
 
 def add_parser(subparsers) -> None:

@@ -1,4 +1,4 @@
-"""The sweeps that enforce each graph's `retention` settings (graphs/manifest.py
+"""The sweeps that enforce each graph's `retention` settings (graphmesh/manifest.py
 `Retention`; run by services/api/retention.py), in small batches, each its own short
 transaction, so they never hold long locks. See docs/data.md."""
 
@@ -15,6 +15,7 @@ from nats.js import JetStreamContext
 from graphmesh.bus.approvals import approval_subject
 from graphmesh.bus.streams import APPROVALS_STREAM, EVENTS_STREAM
 from graphmesh.errors import FailedPrecondition, NotFound, Unavailable
+from graphmesh.manifest import GraphSpec, Retention
 from graphmesh.retention.checkpoints import prune_thread_checkpoints
 from graphmesh.retention.purge import (
     DAY_SECONDS,
@@ -25,7 +26,6 @@ from graphmesh.retention.purge import (
     purge_thread,
     scan_subject,
 )
-from graphs.manifest import GraphSpec, Retention
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from graphmesh.store.records import (
     RunRecord,
     TransitionResult,
 )
-from graphmesh.store.statuses import TERMINAL, RunStatus, allowed_from
+from graphmesh.store.statuses import CLAIMABLE, IN_PROGRESS, TERMINAL, RunStatus, allowed_from, sql_set
 
 log = logging.getLogger(__name__)
 
@@ -77,14 +77,15 @@ SELECT thread.graph AS thread_graph, thread.active_run_id AS thread_active_run_i
 FROM thread LEFT JOIN run ON true
 """
 
+# A claimable status (statuses.CLAIMABLE); a RUNNING run only once its holder's lease ran out.
+_CLAIMABLE_NOW = f"r.status IN {sql_set(CLAIMABLE)} AND (r.status <> 'RUNNING' OR r.lease_expires_at < now())"
 # A claim succeeds only for the run that holds its thread, when it is queued or its
 # previous holder's lease ran out. The epoch fences every later write.
-CLAIM_RUN = """
+CLAIM_RUN = f"""
 WITH old AS (
     SELECT r.run_id, r.status, r.started_at FROM gm_runs r
     JOIN gm_threads t ON t.thread_id = r.thread_id AND t.active_run_id = r.run_id
-    WHERE r.run_id = %(run_id)s
-      AND (r.status = 'QUEUED' OR (r.status = 'RUNNING' AND r.lease_expires_at < now()))
+    WHERE r.run_id = %(run_id)s AND {_CLAIMABLE_NOW}
     FOR UPDATE OF r
 )
 UPDATE gm_runs r SET status = 'RUNNING', lease_owner = %(worker)s,
@@ -142,10 +143,10 @@ RETURNING q.run_id
 """
 TOUCH_RUNS = "UPDATE gm_runs SET updated_at = now() WHERE run_id = ANY(%s)"
 # Runs Postgres says should progress but that no live worker holds.
-SELECT_ORPHANS = """
+SELECT_ORPHANS = f"""
 SELECT r.* FROM gm_runs r JOIN gm_threads t ON t.active_run_id = r.run_id
 WHERE r.updated_at < now() - make_interval(secs => %(quiet)s)
-  AND (r.status = 'QUEUED' OR (r.status = 'RUNNING' AND r.lease_expires_at < now()))
+  AND {_CLAIMABLE_NOW}
 ORDER BY r.updated_at LIMIT %(limit)s
 """
 
@@ -393,7 +394,7 @@ class RunStore:
         again); None when there is nothing to claim (it rests, ended, or waits its turn)."""
         async with self.connection() as conn:
             row = await (await conn.execute(CLAIM_OBSTACLE, (run_id,))).fetchone()
-        if row is None or not row["holds_thread"] or row["status"] not in ("QUEUED", "RUNNING"):
+        if row is None or not row["holds_thread"] or row["status"] not in CLAIMABLE:
             return None
         if row["status"] == "RUNNING" and row["remaining"] is not None and row["remaining"] > 0:
             return float(row["remaining"])
@@ -512,7 +513,7 @@ class RunStore:
             row = await (await conn.execute(
                 "SELECT count(*) AS in_progress, count(*) FILTER (WHERE owner = %s) AS owner_in_progress, "
                 "count(*) FILTER (WHERE status = 'QUEUED') AS queued FROM gm_runs "
-                "WHERE graph = %s AND status IN ('QUEUED', 'RUNNING', 'PAUSED', 'WAITING_FOR_APPROVAL')",
+                f"WHERE graph = %s AND status IN {sql_set(IN_PROGRESS)}",
                 (owner, graph))).fetchone()
         return dict(row)
 

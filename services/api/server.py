@@ -9,6 +9,7 @@ from graphmesh.bus.hub import EventHub
 from graphmesh.disabled_nodes import DisabledNodes
 from graphmesh.execution import RunExecutor
 from graphmesh.reconcile import reconcile_forever
+from graphmesh.registry import Registry
 from graphmesh.retention.schedule import sweep_forever
 from graphmesh.routing import VersionRouter
 from graphmesh.rpc.host import ServiceHost, log_registry, process_settings
@@ -24,7 +25,6 @@ from graphmesh.v1 import (
     run_service_pb2,
     run_service_pb2_grpc,
 )
-from graphs.registry import Registry
 from services.api.auth import AuthServicer
 from services.api.graphs import GraphServicer
 from services.api.runs import RunServicer

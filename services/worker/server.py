@@ -11,12 +11,12 @@ from graphmesh.auth.setup import make_authenticator
 from graphmesh.bus.control import on_cancel
 from graphmesh.disabled_nodes import DisabledNodes
 from graphmesh.execution import RunExecutor
+from graphmesh.registry import Registry
 from graphmesh.rpc.host import ServiceHost, log_registry, process_settings
 from graphmesh.store import ControlStore, RunStore
 from graphmesh.v1 import worker_service_pb2, worker_service_pb2_grpc
 from graphmesh.worker.consumer import JobConsumer
 from graphmesh.worker.roster import announce_forever
-from graphs.registry import Registry
 from services.worker.servicer import WorkerServicer
 
 log = logging.getLogger(__name__)

@@ -22,11 +22,11 @@ from graphmesh.bus.approvals import approval_subject
 from graphmesh.bus.streams import APPROVALS_STREAM, EVENTS_STREAM, event_subject
 from graphmesh.client import api_client, review_stub
 from graphmesh.db import make_pool
+from graphmesh.registry import Registry
 from graphmesh.retention import EPOCH, Sweeper, prune_thread_checkpoints, retention_by_graph
 from graphmesh.retention.purge import scan_subject
 from graphmesh.retention.schedule import sweep_forever
 from graphmesh.v1 import run_service_pb2 as pb
-from graphs.registry import Registry
 from helpers import (
     CANCELLED,
     COMPLETED,

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from graphmesh.compat import assess
-from graphs.manifest import parse_manifest
-from graphs.registry import Registry
+from graphmesh.manifest import parse_manifest
+from graphmesh.registry import Registry
 
 V1 = {"name": "g", "version": "1", "path": "m:g", "state_schema_version": "1"}
 V2 = {"name": "g", "version": "2", "path": "m:g", "state_schema_version": "2",

@@ -12,8 +12,8 @@ import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 
 from graphmesh.execution.migration import MigrationFailed, migrate_thread, upgrade
-from graphs.manifest import ManifestError, parse_manifest
-from graphs.registry import Registry
+from graphmesh.manifest import ManifestError, parse_manifest
+from graphmesh.registry import Registry
 
 REPO = Path(__file__).resolve().parents[2]
 

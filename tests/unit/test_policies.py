@@ -25,8 +25,8 @@ from graphmesh.execution.policies import PolicyGate, PolicyViolation
 from graphmesh.execution.saver import GraphSerializer, StateTooLarge, TracedPostgresSaver, saver_for
 from graphmesh.guard import gate_nodes, guarded
 from graphmesh.logs import JsonFormatter
+from graphmesh.manifest import GraphSpec, Limits, NodePolicy
 from graphmesh.store import RunRecord, RunStatus
-from graphs.manifest import GraphSpec, Limits, NodePolicy
 
 
 @dataclasses.dataclass
@@ -372,7 +372,7 @@ def test_a_mutating_node_waits_for_the_checkpoint_it_follows():
 
 def test_a_misspelt_allow_list_entry_fails_the_version_at_load():
     from graphmesh.errors import FailedPrecondition
-    from graphs.registry import Registry
+    from graphmesh.registry import Registry
 
     good = GraphSpec(name="tiny", version="1", path="graphs.tiny:graph", serde_allowlist=("datetime.datetime",))
     bad = GraphSpec(name="tiny", version="2", path="graphs.tiny:graph", serde_allowlist=("datetime.DateTyme",))

@@ -12,9 +12,9 @@ import pytest
 
 from graphmesh import guard, secrets
 from graphmesh.errors import FailedPrecondition
+from graphmesh.manifest import ManifestError, parse_project
 from graphmesh.project import activate, is_credential, missing_packages, project_env
-from graphs.manifest import ManifestError, parse_project
-from graphs.registry import Registry
+from graphmesh.registry import Registry
 
 LANGGRAPH_JSON = {"dependencies": ["."], "graphs": {"g": "./agent.py:graph"}, "env": ".env"}
 

@@ -13,7 +13,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 
 from graphmesh.errors import FailedPrecondition, InvalidArgument, NotFound
-from graphs.registry import Limits, ManifestError, NodePolicy, Registry, RetrySpec
+from graphmesh.registry import Limits, ManifestError, NodePolicy, Registry, RetrySpec
 
 REPO = Path(__file__).resolve().parents[2]
 

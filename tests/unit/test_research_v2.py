@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 
-from graphs.registry import Limits, Registry, RetrySpec
+from graphmesh.registry import Limits, Registry, RetrySpec
 
 REPO = Path(__file__).resolve().parents[2]
 QUESTION = "How do LangGraph checkpoints work with Postgres?"

@@ -11,10 +11,10 @@ import pytest
 from graphmesh.auth.principals import Principal
 from graphmesh.config import Settings
 from graphmesh.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from graphmesh.manifest import GraphSpec, Retention
+from graphmesh.registry import Registry
 from graphmesh.retention import Sweeper, purge_thread, retention_by_graph
 from graphmesh.retention.schedule import make_sweeper
-from graphs.manifest import GraphSpec, Retention
-from graphs.registry import Registry
 
 
 def spec(name: str, version: str, **retention) -> GraphSpec:

@@ -35,8 +35,7 @@ import yaml
 
 from graphmesh.errors import FailedPrecondition, InvalidArgument, NotFound
 from graphmesh.guard import guarded
-from graphmesh.project import activate, locate_manifest
-from graphs.manifest import (
+from graphmesh.manifest import (
     GraphSpec,
     Limits,
     ManifestError,
@@ -48,6 +47,7 @@ from graphs.manifest import (
     parse_manifest,
     parse_project,
 )
+from graphmesh.project import activate, locate_manifest
 
 __all__ = ["Registry", "GraphSpec", "Limits", "NodePolicy", "RetrySpec", "MigrationSpec", "MigrationStep",
            "ManifestError"]

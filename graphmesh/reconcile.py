@@ -44,7 +44,7 @@ async def reconcile_once(store: RunStore, js, executor: RunExecutor, *, every_se
             # Its caller is gone with the api process that ran it; nobody else may run it.
             log.warning("failing abandoned synchronous run %s", run.run_id)
             try:
-                await executor.finish(run, None, RunStatus.FAILED, SYNC_ABANDONED)
+                await executor.lifecycle.finish(run, None, RunStatus.FAILED, SYNC_ABANDONED)
             except LeaseLost:
                 pass
             continue

@@ -11,11 +11,9 @@ import asyncio
 import os
 from typing import Any
 
-from graphmesh.bus import publish_event, status_event
 from graphmesh.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument
 from graphmesh.execution import RunExecutor
 from graphmesh.execution.saver import saver_for
-from graphmesh.rpc.convert import status_to_proto
 from graphmesh.store import LeaseLost, NewRun, RunError, RunRecord, RunStatus, RunStore
 
 # Part of the caller's deadline kept back to record the outcome and answer in time.
@@ -53,7 +51,7 @@ class SyncRunner:
         run = result.run
         if not result.created:
             return run, await self._values(run)
-        await publish_event(self._js, status_event(run.run_id, 1, status_to_proto(RunStatus.QUEUED)))
+        await self._executor.lifecycle.announce_created(run, dispatch=False)
         claim = await self._store.claim(run.run_id, worker_id=self._holder, lease_seconds=self._lease_seconds)
         if claim is None:  # cannot happen for a run we just created and hold; be explicit anyway
             raise FailedPrecondition(f"run {run.run_id} could not be started", run_id=run.run_id)
@@ -67,7 +65,8 @@ class SyncRunner:
             return final, await self._values(final)
         message = f"synchronous run exceeded the call's deadline ({budget:.3f} s)"
         try:
-            await self._executor.finish(claim.run, claim.epoch, RunStatus.FAILED, RunError("DEADLINE_EXCEEDED", message))
+            await self._executor.lifecycle.finish(claim.run, claim.epoch, RunStatus.FAILED,
+                                                  RunError("DEADLINE_EXCEEDED", message))
         except LeaseLost:
             pass  # already recorded by someone else (e.g. the reconciler)
         raise DeadlineExceeded(message, run_id=run.run_id)

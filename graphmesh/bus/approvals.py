@@ -17,7 +17,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from graphmesh.bus.streams import APPROVAL_SUBJECT_PREFIX, APPROVALS_STREAM, _token
-from graphmesh.rpc.convert import approval_to_proto
+from graphmesh.messages import approval_to_proto
 from graphmesh.store import ApprovalRecord, ApprovalStore
 from graphmesh.v1 import review_service_pb2 as pb
 

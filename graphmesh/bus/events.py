@@ -13,6 +13,9 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from graphmesh.bus.streams import EVENTS_STREAM, event_subject
+from graphmesh.messages import error_to_proto, status_to_proto
+from graphmesh.store.records import RunError
+from graphmesh.store.statuses import RunStatus
 from graphmesh.telemetry.tracing import current_trace_id
 from graphmesh.v1 import run_pb2
 
@@ -27,11 +30,17 @@ def make_event(run_id: str, sequence: int, *, trace_id: str | None = None, **kin
     return event
 
 
-def status_event(run_id: str, sequence: int, status: int, previous: int = 0, error=None) -> run_pb2.RunEvent:
-    changed = run_pb2.StatusChanged(status=status, previous_status=previous)
-    if error is not None:
-        changed.error.CopyFrom(error)
-    return make_event(run_id, sequence, status_changed=changed)
+def status_changed(status: RunStatus, previous: RunStatus | None = None,
+                   error: RunError | None = None) -> run_pb2.StatusChanged:
+    return run_pb2.StatusChanged(status=status_to_proto(status),
+                                 previous_status=status_to_proto(previous) if previous else 0,
+                                 error=error_to_proto(error))
+
+
+def status_event(run_id: str, sequence: int, status: RunStatus, previous: RunStatus | None = None,
+                 error: RunError | None = None) -> run_pb2.RunEvent:
+    """The one way a status change becomes an event (live, or rebuilt from the record)."""
+    return make_event(run_id, sequence, status_changed=status_changed(status, previous, error))
 
 
 def _headers(event: run_pb2.RunEvent) -> dict[str, str]:

@@ -9,6 +9,7 @@ from nats.js import JetStreamContext
 from graphmesh.bus.events import publish_event, status_event
 from graphmesh.bus.streams import run_subject
 from graphmesh.store.records import RunRecord
+from graphmesh.store.statuses import RunStatus
 from graphmesh.telemetry.tracing import inject
 from graphmesh.v1 import run_pb2
 
@@ -45,12 +46,12 @@ def parse_job(data: bytes) -> run_pb2.RunJob:
     return job
 
 
-async def dispatch_queued(js: JetStreamContext, run: RunRecord, previous: int) -> None:
+async def dispatch_queued(js: JetStreamContext, run: RunRecord, previous: RunStatus) -> None:
     """Announces a run that was just queued again (retry, resume, decision, hand-back) and
     publishes its job. The job goes out even if the event cannot: a stream steps over a
     lost event, while a lost job would wait for the reconciler."""
     try:
-        await publish_event(js, status_event(run.run_id, run.event_seq, run_pb2.RUN_STATUS_QUEUED, previous))
+        await publish_event(js, status_event(run.run_id, run.event_seq, RunStatus.QUEUED, previous))
     except Exception as exc:
         log.warning("run %s queued; its QUEUED event was not published: %s", run.run_id, exc)
     await publish_job(js, run)

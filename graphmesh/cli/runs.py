@@ -21,7 +21,7 @@ from graphmesh.cli.render import (
     status_name,
 )
 from graphmesh.client import api_client
-from graphmesh.rpc.convert import STRATEGY_VALUES
+from graphmesh.messages import STRATEGY_VALUES
 from graphmesh.v1 import run_pb2
 from graphmesh.v1 import run_service_pb2 as pb
 

@@ -25,22 +25,22 @@ from nats.js import JetStreamContext
 from psycopg_pool import AsyncConnectionPool
 
 from graphmesh import secrets
-from graphmesh.bus import last_sequence, make_event, publish_event, publish_job, status_event
-from graphmesh.bus.approvals import announcement, publish_outbox
 from graphmesh.errors import GraphmeshError, Unavailable
+from graphmesh.execution.errors import IncompatibleCheckpoint, NodeFailed, NodePaused
 from graphmesh.execution.interrupts import approval_requests, carry_decisions, resume_input
 from graphmesh.execution.migration import Applied, MigrationFailed, migrate_thread
-from graphmesh.execution.policies import PolicyGate, PolicyViolation, audit_details, record_violation
+from graphmesh.execution.policies import ACTOR as POLICY_ACTOR
+from graphmesh.execution.policies import PolicyGate, PolicyViolation, audit_details
 from graphmesh.execution.saver import StateTooLarge, saver_for
 from graphmesh.execution.sink import EventSink
 from graphmesh.guard import NodeDisabled, gate_nodes
 from graphmesh.jsonvalues import to_struct, to_value
-from graphmesh.rpc.convert import migration_to_proto, status_to_proto
+from graphmesh.lifecycle import AuditEntry, RunLifecycle
+from graphmesh.messages import migration_to_proto
 from graphmesh.secrets import secret_scope
 from graphmesh.store import (
     ApprovalStore,
     Claim,
-    ControlStore,
     LeaseLost,
     RunError,
     RunRecord,
@@ -58,21 +58,6 @@ log = logging.getLogger(__name__)
 Heartbeat = Callable[[], Awaitable[None]]
 
 
-def error_proto(error: RunError | None) -> run_pb2.RunError | None:
-    return run_pb2.RunError(code=error.code, message=error.message, node=error.node) if error else None
-
-
-class NodePaused(Exception):
-    def __init__(self, node: str, reason: str) -> None:
-        super().__init__(reason)
-        self.node = node
-        self.reason = reason
-
-
-class IncompatibleCheckpoint(Exception):
-    """The thread's state was written by code this run's version cannot read."""
-
-
 def refusal(metadata: dict, run: RunRecord, spec, detail: str) -> str:
     """The operator message for a thread this run's code cannot resume: both versions, and why."""
     written = metadata.get("state_schema_version")
@@ -80,12 +65,6 @@ def refusal(metadata: dict, run: RunRecord, spec, detail: str) -> str:
     return (f"thread {run.thread_id} was last checkpointed by {by} (state schema {written}); this run executes "
             f"{spec.name}@{spec.version} (state schema {spec.state_schema_version}) and {detail}. Run it on "
             f"version {metadata.get('graph_version', '?')} (graph_version pin) or register a migration.")
-
-
-class NodeFailed(Exception):
-    def __init__(self, node: str, error: str) -> None:
-        super().__init__(error)
-        self.node = node
 
 
 @dataclass
@@ -96,7 +75,7 @@ class _Execution:
     control: RunControl = field(default_factory=RunControl)
     cancel: tuple[str, str] | None = None  # (reason, action)
     lease_lost: bool = False
-    audit: dict | None = None  # a policy violation's audit details, recorded with the FAILED transition
+    audit: AuditEntry | None = None  # a policy violation's audit record, committed with the FAILED transition
 
 
 class RunExecutor:
@@ -112,7 +91,7 @@ class RunExecutor:
     ) -> None:
         self._store = store
         self._approvals = ApprovalStore(store)
-        self._control = ControlStore(store)
+        self.lifecycle = RunLifecycle(store, js)
         self._js = js
         self._pool = pool
         self._registry = registry
@@ -120,8 +99,6 @@ class RunExecutor:
         # Renew the lease and the queue message well before either can lapse.
         self._heartbeat_seconds = min(lease_seconds, ack_wait_seconds) / 3
         self._executions: dict[str, _Execution] = {}
-        # Secrets a graph reads must not reach this process's logs or standard streams.
-        secrets.install_redaction(streams=True)
 
     def request_cancel(self, run_id: str, reason: str, action: str) -> bool:
         """Stops a run executing here at once (its current node is cancelled); it ends
@@ -179,7 +156,7 @@ class RunExecutor:
         seq = claim.event_seq
         if claim.resumed:
             # An earlier execution may have published events Postgres never counted.
-            seq = max(seq, await last_sequence(self._js, run.run_id) + 1)
+            seq = max(seq, await self.lifecycle.next_event_seq(run.run_id))
         events = EventSink(self._js, run.run_id, seq)
         await events.emit_status(RunStatus.RUNNING, claim.previous_status)
 
@@ -224,20 +201,8 @@ class RunExecutor:
             return await self._rest_waiting(run, epoch, requests, events)
 
     async def _rest_waiting(self, run: RunRecord, epoch: int, requests: list, events: EventSink) -> RunRecord:
-        await events.flush()
-        first_seq = events.next_seq  # one approval_requested event each, then the status
-        result, approvals, outbox = await self._approvals.rest_waiting(
-            run, epoch=epoch, event_seq=first_seq + len(requests), approvals=requests,
-            actor="system:worker", announce=announcement)
-        for seq, approval in enumerate(approvals, start=first_seq):
-            await publish_event(self._js, make_event(run.run_id, seq, approval_requested=run_pb2.ApprovalRequested(
-                approval_id=approval.approval_id, node=approval.node, interrupt_id=approval.interrupt_id,
-                payload=to_value(approval.payload))))
-        final = result.run
-        await publish_event(self._js, status_event(final.run_id, final.event_seq, status_to_proto(final.status),
-                                                   status_to_proto(RunStatus.RUNNING)))
-        await publish_outbox(self._js, self._approvals, outbox)
-        return final
+        await events.flush()  # one approval_requested event each follows, then the status
+        return await self.lifecycle.rest_waiting(run, epoch, requests, first_seq=events.next_seq)
 
     async def finish(
         self,
@@ -245,42 +210,15 @@ class RunExecutor:
         epoch: int | None,
         target: RunStatus,
         error: RunError | None,
-        events: EventSink | None = None,
+        events: EventSink,
         *,
         roll_back: bool = False,
-        audit: dict | None = None,
+        audit: AuditEntry | None = None,
     ) -> RunRecord:
-        """Records the outcome, announces it, and dispatches the next run on the thread.
-        With roll_back, the run's checkpoints go in the same transaction: its thread is as
-        it was before the run. With audit (a policy violation's details), its audit record
-        too. Known secrets are redacted from the error's message."""
-        if error is not None:
-            error = RunError(error.code, secrets.redact(error.message), error.node)
-        if events is not None:
-            await events.flush()
-            seq = events.next_seq
-        else:
-            # No execution numbered events this time (a hand-back, a dead letter), but
-            # earlier ones may have published events Postgres never counted.
-            seq = await last_sequence(self._js, run.run_id) + 1
-        async with self._store.transaction() as conn:
-            result = await self._store.transition(run.run_id, target, epoch=epoch, event_seq=seq, error=error,
-                                                  conn=conn)
-            if roll_back:
-                await self._control.roll_back_checkpoints(conn, run)
-            if audit is not None:
-                await record_violation(conn, run, audit)
-        final = result.run
-        await publish_event(
-            self._js,
-            status_event(final.run_id, final.event_seq, status_to_proto(target),
-                         status_to_proto(run.status), error_proto(error)),
-        )
-        if result.next_run is not None:
-            await publish_job(self._js, result.next_run)
-        if target is RunStatus.QUEUED:  # handed back at a step boundary: dispatch it again
-            await publish_job(self._js, final)
-        return final
+        """Records the execution's outcome after the events it numbered (graphmesh/lifecycle.py)."""
+        await events.flush()
+        return await self.lifecycle.finish(run, epoch, target, error, event_seq=events.next_seq,
+                                           roll_back=roll_back, audit=audit)
 
     async def _run_graph(
         self, claim: Claim, events: EventSink, execution: _Execution
@@ -327,7 +265,7 @@ class RunExecutor:
                     return await self._run_stream(graph, config, claim, spec, events, control, timeout)
             except PolicyViolation as exc:
                 log.warning("run %s: node %s refused by its %s policy", run.run_id, exc.node, exc.policy)
-                execution.audit = audit_details(exc, run)
+                execution.audit = AuditEntry(POLICY_ACTOR, "policy_violation", audit_details(exc, run))
                 return RunStatus.FAILED, RunError("POLICY_VIOLATION", str(exc), exc.node), []
             except StateTooLarge as exc:
                 return RunStatus.FAILED, RunError("STATE_TOO_LARGE", f"run {run.run_id}: {exc}"), []

@@ -7,10 +7,9 @@ import asyncio
 from nats.js import JetStreamContext
 
 from graphmesh.bus import make_event, publish_event_pipelined
+from graphmesh.bus.events import status_changed
 from graphmesh.errors import Unavailable
-from graphmesh.rpc.convert import status_to_proto
 from graphmesh.store import RunStatus
-from graphmesh.v1 import run_pb2
 
 
 class EventSink:
@@ -36,8 +35,7 @@ class EventSink:
             await self.flush()
 
     async def emit_status(self, status: RunStatus, previous: RunStatus) -> None:
-        await self.emit(status_changed=run_pb2.StatusChanged(
-            status=status_to_proto(status), previous_status=status_to_proto(previous)))
+        await self.emit(status_changed=status_changed(status, previous))
 
     async def flush(self) -> None:
         in_flight, self._in_flight = self._in_flight, []

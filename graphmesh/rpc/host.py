@@ -21,7 +21,8 @@ import logging
 import signal
 from typing import Awaitable, Callable
 
-from graphmesh.auth.interceptor import Authenticator
+from graphmesh import secrets
+from graphmesh.auth.authenticator import Authenticator
 from graphmesh.bus import connect_nats
 from graphmesh.config import Settings
 from graphmesh.db import make_pool
@@ -40,10 +41,12 @@ CANCEL_WAIT_SECONDS = 5.0
 
 def process_settings(service: str, *, per_instance: bool = False) -> Settings:
     """Settings from the environment, with logging and telemetry set up for `service`
-    (a worker logs and reports metrics under its worker id: per_instance)."""
+    (a worker logs and reports metrics under its worker id: per_instance). The graphs'
+    secrets are redacted from everything this process writes: logs, stdout and stderr."""
     settings = Settings.from_env()
     instance = settings.worker_id if per_instance else ""
     setup_logging(instance or service, settings.log_level)
+    secrets.install_redaction(streams=True)
     setup_telemetry(service, settings, instance=instance)
     return settings
 

@@ -194,7 +194,7 @@ class JobConsumer:
         """Moves a claimed run to a version loaded here (see adoption.py)."""
         run = claim.run
         if target is None:  # the job named another version than the run now has: hand it back
-            await self.executor.finish(run, claim.epoch, RunStatus.QUEUED, None)
+            await self.executor.lifecycle.finish(run, claim.epoch, RunStatus.QUEUED, None)
             await msg.ack()
             return None
         log.warning("run %s: no live worker serves %s@%s; taking it over as @%s (state schema %s -> %s)",
@@ -235,7 +235,7 @@ class JobConsumer:
 
     async def _hand_back(self, claim: Claim, msg: Msg) -> None:
         try:
-            await self.executor.finish(claim.run, claim.epoch, RunStatus.QUEUED, None)  # re-dispatches it
+            await self.executor.lifecycle.finish(claim.run, claim.epoch, RunStatus.QUEUED, None)  # re-dispatches it
             await msg.ack()
         except Exception as exc:  # the lease lapses and the message is redelivered anyway
             log.warning("could not hand back run %s: %s", claim.run.run_id, exc)
@@ -247,7 +247,7 @@ class JobConsumer:
                   "dead letter; retry it once the cause is fixed")
         log.error("run %s: %s", run.run_id, reason)
         await self._control.dead_letter(run, deliveries=abandoned, worker_id=self.worker_id, reason=reason)
-        await self.executor.finish(run, claim.epoch, RunStatus.FAILED, RunError("CRASH_LOOP", reason))
+        await self.executor.lifecycle.finish(run, claim.epoch, RunStatus.FAILED, RunError("CRASH_LOOP", reason))
         await msg.ack()
 
     def cancel(self, run_id: str, reason: str, action: str) -> None:

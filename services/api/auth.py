@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from graphmesh.auth.principals import current
 from graphmesh.auth.tokens import TokenStore
-from graphmesh.rpc.convert import timestamp
+from graphmesh.messages import timestamp
 from graphmesh.v1 import auth_service_pb2 as pb
 from graphmesh.v1 import auth_service_pb2_grpc
 

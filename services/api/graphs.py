@@ -5,7 +5,7 @@ from __future__ import annotations
 from graphmesh.bus.control import publish_nodes_changed, publish_rollout_changed
 from graphmesh.errors import FailedPrecondition, InvalidArgument, NotFound
 from graphmesh.routing import VersionRouter
-from graphmesh.rpc.convert import timestamp
+from graphmesh.messages import timestamp
 from graphmesh.rpc.principal import caller, principal
 from graphmesh.store import ControlStore, DisabledNode
 from graphmesh.store.rollouts import RolloutStore

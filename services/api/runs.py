@@ -9,8 +9,9 @@ import uuid
 from google.protobuf import json_format
 
 from graphmesh.auth.principals import ALL_GRAPHS, ensure_can_see_run
-from graphmesh.bus import dispatch_queued, publish_event_pipelined, publish_job, require_connected, status_event
+from graphmesh.bus import require_connected, status_event
 from graphmesh.bus.hub import HOLDING, EventHub
+from graphmesh.cancel import Canceller
 from graphmesh.errors import (
     FailedPrecondition,
     GraphmeshError,
@@ -20,23 +21,22 @@ from graphmesh.errors import (
     ResourceExhausted,
     Unavailable,
 )
-from graphmesh.execution import error_proto
 from graphmesh.jsonvalues import to_struct
+from graphmesh.lifecycle import RunLifecycle
+from graphmesh.messages import STRATEGY_NAMES, run_to_proto, span_to_proto, status_from_proto
 from graphmesh.retention import purge_thread
-from graphmesh.rpc.convert import STRATEGY_NAMES, run_to_proto, span_to_proto, status_from_proto, status_to_proto
+from graphmesh.routing import VersionRouter
 from graphmesh.rpc.errors import end_stream_for_shutdown
 from graphmesh.rpc.principal import caller, principal
-from graphmesh.store import TERMINAL, ControlStore, LeaseLost, NewRun, RunError, RunRecord, RunStatus, RunStore
+from graphmesh.store import TERMINAL, ControlStore, LeaseLost, NewRun, RunError, RunRecord, RunStore
 from graphmesh.store.runs import parse_run_id, request_fingerprint
+from graphmesh.sync_runs import SyncRunner
 from graphmesh.telemetry.metrics import RUNS_CREATED
 from graphmesh.telemetry.span_store import trace_spans
 from graphmesh.telemetry.tracing import trace_id_of, traceparent
 from graphmesh.thread_state import read_thread
 from graphmesh.v1 import run_pb2, run_service_pb2_grpc
 from graphmesh.v1 import run_service_pb2 as pb
-from services.api.cancel import Canceller
-from services.api.routing import VersionRouter
-from services.api.sync import SyncRunner
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,7 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
         self._router = router
         self._control = ControlStore(store)
         self._canceller = Canceller(store, nc)
+        self._lifecycle = RunLifecycle(store, nc.jetstream())
         self._stopping = stopping
         self._hub = hub
         self._nc = nc
@@ -135,14 +136,8 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
         if result.created and not result.dispatch and new.multitask_strategy in ("interrupt", "rollback"):
             run = await self._interrupt_active(run, new.multitask_strategy, context)
         try:
-            # Pipelined: StreamRun orders events by sequence, whatever order JetStream stores them in.
-            acks = []
             if result.created:
-                acks.append(await publish_event_pipelined(
-                    self._js, status_event(run.run_id, 1, status_to_proto(RunStatus.QUEUED))))
-            if result.dispatch:
-                acks.append(asyncio.ensure_future(publish_job(self._js, run)))
-            await asyncio.gather(*acks)
+                await self._lifecycle.announce_created(run, dispatch=result.dispatch)
         except Exception as exc:
             # The run is committed, so it is accepted: the reconciler dispatches it later.
             log.warning("run %s committed but not yet published: %s", run.run_id, exc)
@@ -172,7 +167,7 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
         why = failure.message if isinstance(failure, GraphmeshError) else "internal error (see the api log)"
         what = f"active run {active}" if active else f"the active run of thread '{run.thread_id}'"
         try:
-            withdrawn = await self._store.withdraw_queued(run.run_id, RunError(
+            await self._lifecycle.withdraw(run.run_id, RunError(
                 "MULTITASK_CANCEL_FAILED", f"multitask_strategy={strategy}: could not cancel {what}: {why}"))
         except LeaseLost:
             # It is no longer queued: the active run ended and this one took the thread.
@@ -183,24 +178,11 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
                        f"recorded and, since withdrawing it failed too, is queued behind it: cancel it, or it "
                        "starts when that run ends")
         else:
-            await self._announce_withdrawn(withdrawn.run)
             message = (f"multitask_strategy={strategy}: could not cancel {what} ({why}); run {run.run_id} was "
                        "withdrawn (CANCELLED, MULTITASK_CANCEL_FAILED) and its idempotency key released: "
                        "retry the request")
         status_error = Unavailable if isinstance(failure, Unavailable) else FailedPrecondition
         raise status_error(message, code="MULTITASK_CANCEL_FAILED", run_id=active or "")
-
-    async def _announce_withdrawn(self, run: RunRecord) -> None:
-        try:
-            acks = [
-                await publish_event_pipelined(self._js, status_event(run.run_id, 1, status_to_proto(RunStatus.QUEUED))),
-                await publish_event_pipelined(self._js, status_event(
-                    run.run_id, run.event_seq, status_to_proto(RunStatus.CANCELLED),
-                    status_to_proto(RunStatus.QUEUED), error_proto(run.error))),
-            ]
-            await asyncio.gather(*acks)
-        except Exception as exc:  # streams rebuild a lost terminal event from the record
-            log.warning("run %s withdrawn, announcing it failed: %s", run.run_id, exc)
 
     async def InvokeRun(self, request, context):
         new = await self._new_run(request, context, sync=True)
@@ -275,8 +257,7 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
                     if event is None and quiet > LOST_EVENT_GRACE_SECONDS:
                         # The terminal event was lost between Postgres and NATS: rebuild it.
                         yield pb.StreamRunResponse(event=status_event(
-                            run.run_id, run.event_seq, status_to_proto(run.status),
-                            error=error_proto(run.error)))
+                            run.run_id, run.event_seq, run.status, error=run.error))
                         return
                 continue
             last = event.sequence
@@ -310,9 +291,7 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
         return pb.CancelRunResponse(run=run_to_proto(run))
 
     async def RetryRun(self, request, context):
-        before = await self._operated_run(request.run_id, "retry")
-        run = await self._control.retry(request.run_id)
-        await dispatch_queued(self._js, run, status_to_proto(before.status))
+        run = await self._lifecycle.retry(await self._operated_run(request.run_id, "retry"))
         return pb.RetryRunResponse(run=run_to_proto(run))
 
     async def ResumeRun(self, request, context):
@@ -321,8 +300,7 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
         # Read from Postgres, not this process's cached view: an EnableNode a moment ago counts.
         disabled = {d.node for d in await self._control.disabled_nodes(paused.graph)}
         still = [node] if node in disabled else []
-        run = await self._control.resume(request.run_id, still_disabled=still)
-        await dispatch_queued(self._js, run, status_to_proto(RunStatus.PAUSED))
+        run = await self._lifecycle.resume(paused, still_disabled=still)
         return pb.ResumeRunResponse(run=run_to_proto(run))
 
     async def GetRunTrace(self, request, context):

@@ -5,9 +5,10 @@ from __future__ import annotations
 from graphmesh.approval_expiry import expire_forever
 from graphmesh.auth.setup import make_authenticator
 from graphmesh.bus.approvals import relay_outbox_forever
+from graphmesh.lifecycle import RunLifecycle
+from graphmesh.pollers import poll_approvals, poll_forever
 from graphmesh.rpc.host import ServiceHost, process_settings
 from graphmesh.store import ApprovalStore, RunStore
-from graphmesh.telemetry.pollers import poll_approvals, poll_forever
 from graphmesh.v1 import review_service_pb2, review_service_pb2_grpc
 from services.review.servicer import ReviewServicer
 
@@ -18,14 +19,16 @@ async def main() -> int:
     pool = await host.open_pool()
     nc = await host.connect_bus("graphmesh-review")
     js = nc.jetstream()
-    approvals = ApprovalStore(RunStore(pool))
+    runs = RunStore(pool)
+    approvals = ApprovalStore(runs)
+    lifecycle = RunLifecycle(runs, js)
 
     host.listen([review_service_pb2.DESCRIPTOR.services_by_name["ReviewService"].full_name],
                 auth=make_authenticator(settings, approvals.runs))
-    servicer = ReviewServicer(approvals=approvals, js=js, stopping=host.stopping)
+    servicer = ReviewServicer(approvals=approvals, lifecycle=lifecycle, js=js, stopping=host.stopping)
     review_service_pb2_grpc.add_ReviewServiceServicer_to_server(servicer, host.grpc)
 
-    host.supervise("approval expiry", expire_forever(servicer, approvals))
+    host.supervise("approval expiry", expire_forever(lifecycle, approvals))
     host.supervise("approval outbox relay", relay_outbox_forever(js, approvals))
     host.watch_dependencies(pool, nc)
     if settings.metrics_listen:

@@ -10,18 +10,18 @@ from google.protobuf import json_format
 from opentelemetry import trace
 
 from graphmesh.auth.principals import ALL_GRAPHS, ensure_can_decide
-from graphmesh.bus import dispatch_queued, make_event, publish_event
-from graphmesh.bus.approvals import announcement, last_stream_sequence, publish_outbox, watch
+from graphmesh.bus.approvals import last_stream_sequence, watch
 from graphmesh.errors import InvalidArgument, PermissionDenied
 from graphmesh.jsonvalues import to_struct
-from graphmesh.rpc.convert import DECISION_KINDS, approval_to_proto, status_to_proto, timestamp
+from graphmesh.lifecycle import RunLifecycle
+from graphmesh.messages import DECISION_KINDS, approval_to_proto, timestamp
 from graphmesh.rpc.errors import end_stream_for_shutdown
 from graphmesh.rpc.principal import caller, principal
-from graphmesh.store import ApprovalStore, DecideResult, RunStatus
+from graphmesh.store import ApprovalStore
 from graphmesh.telemetry.metrics import DECISION_LATENCY
 from graphmesh.telemetry.tracing import Link, run_span
 from graphmesh.v1 import review_service_pb2 as pb
-from graphmesh.v1 import review_service_pb2_grpc, run_pb2
+from graphmesh.v1 import review_service_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +43,9 @@ def _covered(principal) -> list[str] | None:
 
 
 class ReviewServicer(review_service_pb2_grpc.ReviewServiceServicer):
-    def __init__(self, *, approvals: ApprovalStore, js, stopping: asyncio.Event) -> None:
+    def __init__(self, *, approvals: ApprovalStore, lifecycle: RunLifecycle, js, stopping: asyncio.Event) -> None:
         self._approvals = approvals
+        self._lifecycle = lifecycle
         self._js = js
         self._stopping = stopping
 
@@ -111,9 +112,8 @@ class ReviewServicer(review_service_pb2_grpc.ReviewServiceServicer):
         started = time.time_ns()
         ensure_can_decide(caller(), await self._approvals.get(request.approval_id))
         # The store refuses (INVALID_ARGUMENT) a decision the interrupt's shape does not allow.
-        result = await self._approvals.decide(
-            request.approval_id, kind=kind, edited_value=edited, comment=request.comment,
-            reviewer=principal(context), announce=announcement)
+        result = await self._lifecycle.decide(request.approval_id, kind=kind, edited_value=edited,
+                                              comment=request.comment, reviewer=principal(context))
         if not result.replayed:
             approval = result.approval
             DECISION_LATENCY.record((approval.decided_at - approval.created_at).total_seconds(),
@@ -125,23 +125,8 @@ class ReviewServicer(review_service_pb2_grpc.ReviewServiceServicer):
                           links=[Link(trace.get_current_span().get_span_context())],
                           **{"graphmesh.approval_id": approval.approval_id, "graphmesh.decision": kind,
                              "graphmesh.node": approval.node, "graphmesh.resumed": result.resumed is not None}):
-                await self.announce(result, kind)
+                await self._lifecycle.announce_decision(result, kind)
         return pb.DecideResponse(approval=approval_to_proto(result.approval))
-
-    async def announce(self, result: DecideResult, kind: str) -> None:
-        """After commit: the run's events, the resumed run's job, the approvals stream.
-        Anything lost here is recovered: the reconciler re-dispatches a queued run, the
-        outbox relay re-publishes approval events, and streams step over a lost run event."""
-        approval = result.approval
-        try:
-            await publish_event(self._js, make_event(approval.run_id, result.event_seq,
-                                approval_decided=run_pb2.ApprovalDecided(
-                                    approval_id=approval.approval_id, decision=kind, reviewer=approval.reviewer)))
-        except Exception as exc:
-            log.warning("decision on %s recorded, announcing it failed: %s", approval.approval_id, exc)
-        if result.resumed is not None:
-            await dispatch_queued(self._js, result.resumed.run, status_to_proto(RunStatus.WAITING_FOR_APPROVAL))
-        await publish_outbox(self._js, self._approvals, result.outbox_ids)
 
     async def ListAuditRecords(self, request, context):
         me = caller()

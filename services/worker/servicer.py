@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from graphmesh.rpc.convert import timestamp
+from graphmesh.messages import timestamp
 from graphmesh.v1 import worker_service_pb2 as pb
 from graphmesh.v1 import worker_service_pb2_grpc
 from graphmesh.worker.consumer import JobConsumer

@@ -18,6 +18,7 @@ from google.protobuf import struct_pb2
 
 from graphmesh.bus import connect_nats, make_event, publish_event, status_event
 from graphmesh.client import review_stub
+from graphmesh.store import RunStatus
 from graphmesh.v1 import graph_service_pb2 as gpb
 from graphmesh.v1 import review_service_pb2 as rpb
 from graphmesh.v1 import run_pb2
@@ -154,7 +155,7 @@ def test_an_event_that_arrives_late_is_streamed_in_order_not_skipped(client, mes
     """Event 3 is in the log before event 2, which comes more than a second later: the
     stream waits for it (the log is read again) instead of stepping over it."""
     with _recorded_run(mesh, graph="tiny", version="1", status="PAUSED", event_seq=3) as run_id:
-        asyncio.run(_publish(mesh.nats_url, status_event(run_id, 1, run_pb2.RUN_STATUS_QUEUED), _custom(run_id, 3)))
+        asyncio.run(_publish(mesh.nats_url, status_event(run_id, 1, RunStatus.QUEUED), _custom(run_id, 3)))
         reader = _Reader(client, run_id)
         try:
             wait_for(lambda: reader.seqs == [1], 30, message=lambda: f"event 1 (have {reader.seqs})")
@@ -172,9 +173,9 @@ def test_an_event_that_never_comes_is_still_stepped_over(client, mesh, status):
     an ended run, the events held behind the gap are streamed, not cut off by a terminal
     event rebuilt from the record."""
     with _recorded_run(mesh, graph="tiny", version="1", status=status, event_seq=4) as run_id:
-        events = [status_event(run_id, 1, run_pb2.RUN_STATUS_QUEUED), _custom(run_id, 3)]
+        events = [status_event(run_id, 1, RunStatus.QUEUED), _custom(run_id, 3)]
         if status == "COMPLETED":
-            events.append(status_event(run_id, 4, run_pb2.RUN_STATUS_COMPLETED))
+            events.append(status_event(run_id, 4, RunStatus.COMPLETED))
         asyncio.run(_publish(mesh.nats_url, *events))
         want = [e.sequence for e in events]
         reader = _Reader(client, run_id)

@@ -149,12 +149,14 @@ class _Nc:
 
 def _servicer(monkeypatch, store, **attrs):
     import services.api.runs as runs
+    from graphmesh.lifecycle import RunLifecycle
 
     monkeypatch.setattr(runs, "principal", lambda context=None: "alice")
     servicer = runs.RunServicer.__new__(runs.RunServicer)
     servicer._store = store
     servicer._nc = _Nc()
     servicer._js = _Js()
+    servicer._lifecycle = RunLifecycle(store, servicer._js)
     servicer._stopping = asyncio.Event()
     for name, value in attrs.items():
         setattr(servicer, name, value)

@@ -1,4 +1,5 @@
-"""Run store records <-> protobuf messages."""
+"""Run store records <-> the v1 protobuf messages (runs, events, approvals, spans). Plain
+message building, no gRPC: the bus, the executor and the services all use it."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 from google.protobuf import timestamp_pb2
 
 from graphmesh.jsonvalues import to_struct
-from graphmesh.store import ApprovalRecord, RunRecord, RunStatus
+from graphmesh.store import ApprovalRecord, RunError, RunRecord, RunStatus
 from graphmesh.v1 import review_service_pb2, run_pb2, run_service_pb2
 
 STRATEGY_NAMES = {
@@ -44,6 +45,10 @@ def status_from_proto(value: int) -> RunStatus:
     return RunStatus(name.removeprefix("RUN_STATUS_"))
 
 
+def error_to_proto(error: RunError | None) -> run_pb2.RunError | None:
+    return run_pb2.RunError(code=error.code, message=error.message, node=error.node) if error else None
+
+
 def migration_to_proto(m: dict[str, Any]) -> run_pb2.CheckpointMigration:
     """A migration as the run store keeps it (JSON) -> proto."""
     msg = run_pb2.CheckpointMigration(
@@ -65,12 +70,11 @@ def run_to_proto(run: RunRecord) -> run_pb2.Run:
         idempotency_key=run.idempotency_key,
         metadata=run.metadata,
         multitask_strategy=STRATEGY_VALUES.get(run.multitask_strategy, 0),
-        previous_errors=[run_pb2.RunError(code=e.code, message=e.message, node=e.node)
-                         for e in run.previous_errors],
+        previous_errors=[error_to_proto(e) for e in run.previous_errors],
     )
     msg.migrations.extend(migration_to_proto(m) for m in run.migrations)
     if run.error:
-        msg.error.CopyFrom(run_pb2.RunError(code=run.error.code, message=run.error.message, node=run.error.node))
+        msg.error.CopyFrom(error_to_proto(run.error))
     for field in ("created_at", "started_at", "updated_at", "finished_at"):
         ts = timestamp(getattr(run, field))
         if ts is not None:

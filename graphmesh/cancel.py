@@ -13,17 +13,13 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from graphmesh.bus import publish_event, publish_job, status_event
-from graphmesh.bus.approvals import announcement, publish_outbox
 from graphmesh.bus.control import publish_cancel
 from graphmesh.errors import FailedPrecondition
-from graphmesh.execution import error_proto
-from graphmesh.rpc.convert import status_to_proto
-from graphmesh.store import ApprovalStore, ControlStore, LeaseLost, RunRecord, RunStatus, RunStore, cancel_error
+from graphmesh.lifecycle import RunLifecycle
+from graphmesh.store import ControlStore, LeaseLost, RunRecord, RunStatus, RunStore, cancel_error
 
 log = logging.getLogger(__name__)
 
-CANCELLABLE_AT_REST = {RunStatus.QUEUED, RunStatus.PAUSED, RunStatus.WAITING_FOR_APPROVAL}
 # How long CancelRun waits for the worker to confirm before answering with the request noted.
 CONFIRM_SECONDS = 3.0
 
@@ -31,10 +27,9 @@ CONFIRM_SECONDS = 3.0
 class Canceller:
     def __init__(self, store: RunStore, nc) -> None:
         self._store = store
-        self._approvals = ApprovalStore(store)
         self._control = ControlStore(store)
+        self._lifecycle = RunLifecycle(store, nc.jetstream())
         self._nc = nc
-        self._js = nc.jetstream()
 
     async def cancel(self, run_id: str, *, reason: str, actor: str, action: str = "interrupt",
                      wait: bool = True) -> RunRecord:
@@ -53,27 +48,8 @@ class Canceller:
             return await self._cancel_running(await self._store.get_run(run.run_id), reason, action, wait)
 
     async def _cancel_at_rest(self, run: RunRecord, reason: str, action: str, actor: str) -> RunRecord:
-        error = cancel_error(reason)
-        async with self._store.transaction() as conn:
-            result = await self._store.transition(run.run_id, RunStatus.CANCELLED, epoch=None, error=error,
-                                                  only_from=CANCELLABLE_AT_REST, conn=conn)
-            _, outbox = await self._approvals.cancel_open(conn, run.run_id, actor=actor, reason=reason,
-                                                          announce=announcement)
-            if action == "rollback":
-                await self._control.roll_back_checkpoints(conn, run)
-        final = result.run
-        # Committed: the run is cancelled whatever happens to the announcements. A lost event
-        # is rebuilt by streams from the record, a lost job re-published by the reconciler.
-        try:
-            await publish_event(self._js, status_event(final.run_id, final.event_seq,
-                                                       status_to_proto(RunStatus.CANCELLED),
-                                                       status_to_proto(run.status), error_proto(error)))
-            await publish_outbox(self._js, self._approvals, outbox)
-            if result.next_run is not None:
-                await publish_job(self._js, result.next_run)
-        except Exception as exc:
-            log.warning("run %s cancelled, announcing it failed (recovered later): %s", final.run_id, exc)
-        return final
+        return await self._lifecycle.cancel_at_rest(run, reason=reason, action=action, actor=actor,
+                                                    error=cancel_error(reason))
 
     async def _cancel_running(self, run: RunRecord, reason: str, action: str, wait: bool) -> RunRecord:
         requested = await self._control.request_cancel(run.run_id, reason=reason, action=action)

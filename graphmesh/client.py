@@ -28,6 +28,7 @@ from pathlib import Path
 
 import grpc
 
+from graphmesh.errors import GraphmeshError
 from graphmesh.rpc.tls import client_credentials
 from graphmesh.v1 import (
     auth_service_pb2_grpc,
@@ -56,8 +57,10 @@ def config_path() -> Path:
 # -- recorded deployments ------------------------------------------------------------------
 
 
-class ConfigError(Exception):
+class ConfigError(GraphmeshError):
     """A deployment name that is unknown or taken; the message says what to do."""
+
+    default_code = "CLI_CONFIG"
 
 
 def _split_address(address: str) -> tuple[str, str]:

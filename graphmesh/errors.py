@@ -10,16 +10,38 @@
     ├── Unavailable            UNAVAILABLE          Postgres or NATS unreachable; retry later
     ├── PermissionDenied       PERMISSION_DENIED
     ├── Unauthenticated        UNAUTHENTICATED
-    └── Unimplemented          UNIMPLEMENTED        a valid request this release does not serve
+    ├── Unimplemented          UNIMPLEMENTED        a valid request this release does not serve
+    ├── ExecutionError                              ends a run: `run_error_code`, `retryable`
+    │   ├── NodeFailed, NodePaused, IncompatibleCheckpoint   graphmesh.execution.errors
+    │   ├── MigrationFailed                                  graphmesh.execution.migration
+    │   ├── PolicyViolation                                  graphmesh.execution.policies
+    │   ├── StateTooLarge                                    graphmesh.execution.saver
+    │   ├── NodeDisabled                                     graphmesh.guard
+    │   └── SecretError > SecretNotDeclared, SecretNotFound  graphmesh.secrets
+    ├── ManifestError                                        graphmesh.manifest
+    └── ConfigError                                          graphmesh.client (CLI config)
 
-Services raise these; one server interceptor (graphmesh.rpc.errors) turns them into
-status codes with readable messages, and anything else into INTERNAL without leaking
-its stack trace to the client.
+LeaseLost (graphmesh.store) is a FailedPrecondition. Services raise the status classes;
+one server interceptor (graphmesh.rpc.errors) turns them into status codes with readable
+messages and the `code` in trailing metadata, and anything else into INTERNAL without
+leaking its stack trace to the client; graphmesh.rpc.errors.from_rpc_error turns a failed
+call back into the status class. An ExecutionError ends a run with the RunError code
+`run_error_code` (graphmesh/run_errors.py, docs/errors.md); those raised inside a node reach
+the run as NODE_FAILED. Classes that callers catch as a builtin (ValueError, LookupError,
+RuntimeError: also what LangGraph's default retry policy skips) keep it as a second base.
+
+SecretInState (graphmesh.execution.saver) stays outside the root: the executor treats a
+GraphmeshError that escapes the graph's stream as an outage (the run is redelivered), while
+a SecretInState there must fail the run (GRAPH_ERROR), as it does as a ValueError.
 """
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import grpc
+
+from graphmesh.run_errors import RUN_ERRORS, is_retryable
 
 __all__ = [
     "GraphmeshError",
@@ -33,6 +55,7 @@ __all__ = [
     "PermissionDenied",
     "Unauthenticated",
     "Unimplemented",
+    "ExecutionError",
 ]
 
 
@@ -97,3 +120,21 @@ class Unauthenticated(GraphmeshError):
 class Unimplemented(GraphmeshError):
     status = grpc.StatusCode.UNIMPLEMENTED
     default_code = "UNIMPLEMENTED"
+
+
+class ExecutionError(GraphmeshError):
+    """An error that ends a run; the run's error carries `run_error_code`, a code of
+    graphmesh.run_errors.RUN_ERRORS, and `retryable` (from that table) says whether retrying
+    the run unchanged may succeed. `code` defaults to the run error code."""
+
+    run_error_code: ClassVar[str] = "INTERNAL"
+    retryable: ClassVar[bool] = False
+    default_code = "INTERNAL"
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.run_error_code not in RUN_ERRORS:
+            raise TypeError(f"{cls.__name__}.run_error_code {cls.run_error_code!r} is not in RUN_ERRORS")
+        cls.retryable = is_retryable(cls.run_error_code)
+        if "default_code" not in cls.__dict__:
+            cls.default_code = cls.run_error_code

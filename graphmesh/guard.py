@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterator, Protocol
 
 from langchain_core.runnables import RunnableConfig, RunnableLambda
 
+from graphmesh.errors import ExecutionError
 from graphmesh.telemetry.tracing import node_span
 
 # (graph, node) -> the reason the node is disabled, or None.
@@ -28,8 +29,10 @@ Check = Callable[[str, str], "str | None"]
 _check: Check = lambda graph, node: None  # noqa: E731
 
 
-class NodeDisabled(RuntimeError):
+class NodeDisabled(ExecutionError, RuntimeError):
     """Raised in place of a disabled node. A RuntimeError, so retry policies skip it."""
+
+    run_error_code = "NODE_DISABLED"
 
     def __init__(self, graph: str, node: str, reason: str) -> None:
         super().__init__(f"node '{node}' of graph '{graph}' is disabled: {reason}")

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Mapping
 
+from graphmesh.errors import GraphmeshError
+
 __all__ = [
     "ManifestError",
     "RetrySpec",
@@ -37,8 +39,10 @@ _SECRET_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _QUALIFIED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 
 
-class ManifestError(ValueError):
+class ManifestError(GraphmeshError, ValueError):
     """A manifest is malformed; the message names the file and the entry."""
+
+    default_code = "INVALID_MANIFEST"
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
+from graphmesh.errors import ExecutionError
+
 __all__ = ["get_secret", "SecretError", "SecretNotDeclared", "SecretNotFound", "secret_scope", "redact",
            "redact_value", "contains_secret", "remember", "install_redaction", "REDACTED", "ENV_PREFIX",
            "DIR_ENV"]
@@ -49,8 +51,11 @@ MIN_REDACT_LENGTH = 4
 log = logging.getLogger(__name__)
 
 
-class SecretError(LookupError):
-    """A secret a node asked for cannot be given (a LookupError: retry policies skip it)."""
+class SecretError(ExecutionError, LookupError):
+    """A secret a node asked for cannot be given (a LookupError: retry policies skip it).
+    Raised in a node, it fails the run as NODE_FAILED."""
+
+    run_error_code = "NODE_FAILED"
 
 
 class SecretNotDeclared(SecretError):

@@ -26,6 +26,7 @@ from typing import Any, Callable
 from langgraph.checkpoint.base import BaseCheckpointSaver, Checkpoint
 from langgraph.checkpoint.base.id import uuid6
 
+from graphmesh.errors import ExecutionError
 from graphmesh.store.records import VERSION_FIELDS
 
 # LangGraph (1.x) triggers a StateGraph node by writing to this channel.
@@ -34,8 +35,11 @@ TRIGGER_PREFIX = "branch:to:"
 Transform = Callable[[dict], dict]
 
 
-class MigrationFailed(Exception):
-    """A declared migration could not be applied to this checkpoint; the run is refused."""
+class MigrationFailed(ExecutionError):
+    """A declared migration could not be applied to this checkpoint; the run is refused
+    (the executor reports it as IncompatibleCheckpoint)."""
+
+    run_error_code = "INCOMPATIBLE_CHECKPOINT"
 
 
 @dataclass(frozen=True)

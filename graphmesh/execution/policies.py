@@ -25,6 +25,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
+from graphmesh.errors import ExecutionError
 from graphmesh.store import RunRecord
 
 ACTOR = "system:worker"
@@ -35,8 +36,10 @@ WHERE run_id = %s AND status IN ('APPROVED', 'EDITED')
 INSERT_AUDIT = "INSERT INTO gm_audit (actor, action, approval_id, run_id, details) VALUES (%s, %s, NULL, %s, %s)"
 
 
-class PolicyViolation(RuntimeError):
+class PolicyViolation(ExecutionError, RuntimeError):
     """Raised in place of a node its policy does not allow to run."""
+
+    run_error_code = "POLICY_VIOLATION"
 
     def __init__(self, graph: str, node: str, policy: str, message: str) -> None:
         super().__init__(message)

@@ -35,6 +35,7 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from psycopg.rows import dict_row
 
 from graphmesh import secrets
+from graphmesh.errors import ExecutionError
 from graphmesh.store.leases import LeaseFence, hold
 from graphmesh.store.runs import LeaseLost
 from graphmesh.telemetry.tracing import tracer
@@ -46,8 +47,10 @@ log = logging.getLogger(__name__)
 SETTLE_TIMEOUT_SECONDS = 30.0
 
 
-class StateTooLarge(RuntimeError):
+class StateTooLarge(ExecutionError, RuntimeError):
     """A step left the thread's serialized state over the graph's max_state_bytes."""
+
+    run_error_code = "STATE_TOO_LARGE"
 
     def __init__(self, size: int, limit: int, step: int) -> None:
         super().__init__(f"state is {size} bytes after step {step}, over the limit max_state_bytes={limit}")
@@ -55,7 +58,11 @@ class StateTooLarge(RuntimeError):
 
 
 class SecretInState(ValueError):
-    """A value to be checkpointed holds a known secret inside an object it cannot redact."""
+    """A value to be checkpointed holds a known secret inside an object it cannot redact.
+
+    Deliberately not a GraphmeshError (see graphmesh/errors.py): raised by a checkpoint write
+    outside any node, it must fail the run as GRAPH_ERROR, which the executor does for errors
+    that are not GraphmeshErrors; a GraphmeshError there would be taken for an outage."""
 
 
 def allowlist(names: Sequence[str]) -> tuple[tuple[str, str], ...]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from graphmesh.auth.interceptor import Authenticator
+from graphmesh.auth.authenticator import Authenticator
 from graphmesh.auth.tokens import JwtVerifier, TokenStore
 
 

@@ -4,7 +4,7 @@ of the request."""
 
 from __future__ import annotations
 
-from graphmesh.auth.interceptor import PRINCIPAL_KEY
+from graphmesh.auth.authenticator import PRINCIPAL_KEY
 from graphmesh.auth.principals import Principal, current
 
 __all__ = ["PRINCIPAL_KEY", "principal", "caller"]

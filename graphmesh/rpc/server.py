@@ -11,7 +11,8 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
-from graphmesh.auth.interceptor import Authenticator, AuthInterceptor
+from graphmesh.auth.authenticator import Authenticator
+from graphmesh.rpc.auth_interceptor import AuthInterceptor
 from graphmesh.rpc.errors import ErrorInterceptor
 from graphmesh.rpc.tls import ServerTls
 from graphmesh.rpc.validation import ValidationInterceptor

@@ -8,6 +8,7 @@ from graphmesh.auth.tokens import TokenStore
 from graphmesh.bus.hub import EventHub
 from graphmesh.disabled_nodes import DisabledNodes
 from graphmesh.execution import RunExecutor
+from graphmesh.pollers import poll_forever, poll_runs
 from graphmesh.reconcile import reconcile_forever
 from graphmesh.registry import Registry
 from graphmesh.retention.schedule import sweep_forever
@@ -16,7 +17,6 @@ from graphmesh.rpc.host import ServiceHost, log_registry, process_settings
 from graphmesh.store import ControlStore, RunStore
 from graphmesh.store.rollouts import RolloutStore
 from graphmesh.sync_runs import SyncRunner
-from graphmesh.telemetry.pollers import poll_forever, poll_runs
 from graphmesh.v1 import (
     auth_service_pb2,
     auth_service_pb2_grpc,

@@ -14,7 +14,7 @@ import jwt
 import pytest
 
 import graphmesh.v1
-from graphmesh.auth.interceptor import Authenticator, authorize
+from graphmesh.auth.authenticator import Authenticator, authorize
 from graphmesh.auth.principals import (
     ALL_GRAPHS,
     ROLES,

@@ -136,12 +136,11 @@ class Flaky:
 
 def test_each_periodic_loop_logs_and_survives_a_failing_pass(monkeypatch, caplog):
     from graphmesh import approval_expiry as expiry
+    from graphmesh import pollers, routing
     from graphmesh import reconcile as reconciler
-    from graphmesh import routing
     from graphmesh.bus import approvals
     from graphmesh.disabled_nodes import DisabledNodes
     from graphmesh.retention import schedule as retention
-    from graphmesh.telemetry import pollers
 
     caplog.set_level(logging.INFO)
     flaky: dict[str, Flaky] = {}

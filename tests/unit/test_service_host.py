@@ -11,7 +11,7 @@ import signal
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from graphmesh.auth.interceptor import Authenticator
+from graphmesh.auth.authenticator import Authenticator
 from graphmesh.config import Settings
 from graphmesh.rpc.host import ServiceHost
 

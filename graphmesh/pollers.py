@@ -17,6 +17,8 @@ from nats.js import JetStreamContext
 from graphmesh.bus.streams import RUNS_STREAM, WORKER_CONSUMER
 from graphmesh.loops import run_periodically
 from graphmesh.store import RunStore
+from graphmesh.store.gauges import pending_approvals, runs_in_flight, worker_versions
+from graphmesh.store.statuses import IN_PROGRESS, RunStatus
 from graphmesh.telemetry.metrics import set_snapshot
 
 Labels = tuple[tuple[str, str], ...]
@@ -25,27 +27,18 @@ log = logging.getLogger(__name__)
 
 POLL_SECONDS = 5.0
 
-_RUNS_IN_FLIGHT = """
-SELECT graph, graph_version, status, count(*) AS n FROM gm_runs
-WHERE status IN ('QUEUED', 'RUNNING', 'PAUSED', 'WAITING_FOR_APPROVAL') GROUP BY 1, 2, 3
-"""
-# Versions that live workers load (a worker heartbeats every 2 s).
-_WORKER_VERSIONS = """
-SELECT DISTINCT g->>'graph' AS graph, g->>'graph_version' AS graph_version
-FROM gm_workers, jsonb_array_elements(graphs) AS g WHERE last_seen > now() - interval '60 seconds'
-"""
-ACTIVE_STATUSES = ("running", "waiting_for_approval", "paused")
+# The runs.active gauge's status labels: in progress but no longer queued.
+ACTIVE_STATUSES = tuple(s.value.lower() for s in sorted(IN_PROGRESS - {RunStatus.QUEUED}))
 # (graph, version) pairs reported before by this process: they keep reading 0 when idle.
 _seen_versions: set[tuple[str, str]] = set()
 
 _seen_approval_graphs: set[str] = set()
-_PENDING_APPROVALS = "SELECT graph, count(*) AS n FROM gm_approvals WHERE status = 'PENDING' GROUP BY 1"
 
 
 async def poll_runs(store: RunStore, js: JetStreamContext, known: Iterable[tuple[str, str]] = ()) -> None:
     async with store.connection() as conn:
-        rows = await (await conn.execute(_RUNS_IN_FLIGHT)).fetchall()
-        served = await (await conn.execute(_WORKER_VERSIONS)).fetchall()
+        rows = await runs_in_flight(conn)
+        served = await worker_versions(conn)
     versions = _seen_versions | set(known) | {(r["graph"], r["graph_version"]) for r in served}
     versions |= {(r["graph"], r["graph_version"]) for r in rows}
     _seen_versions.update(versions)
@@ -58,7 +51,7 @@ async def poll_runs(store: RunStore, js: JetStreamContext, known: Iterable[tuple
             active[labels + (("status", status),)] = 0.0
     for r in rows:
         labels = (("graph", r["graph"]), ("graph_version", r["graph_version"]))
-        if r["status"] == "QUEUED":
+        if r["status"] == RunStatus.QUEUED:
             depth[labels] = float(r["n"])
         else:
             active[labels + (("status", r["status"].lower()),)] = float(r["n"])
@@ -71,7 +64,7 @@ async def poll_runs(store: RunStore, js: JetStreamContext, known: Iterable[tuple
 
 async def poll_approvals(store: RunStore) -> None:
     async with store.connection() as conn:
-        rows = await (await conn.execute(_PENDING_APPROVALS)).fetchall()
+        rows = await pending_approvals(conn)
     pending = {r["graph"]: float(r["n"]) for r in rows}
     _seen_approval_graphs.update(pending)
     set_snapshot("graphmesh.approvals.pending",

@@ -1,16 +1,13 @@
-"""Authenticates every RPC (bearer token in the `authorization` metadata) and checks the
-caller's roles against auth/rules.py before the call runs. Sits inside the error
-interceptor, so UNAUTHENTICATED / PERMISSION_DENIED come out with their codes."""
+"""Who a caller is and whether a method is open to them: a bearer token (static token or
+JWT) in the call's metadata becomes a Principal, checked against auth/rules.py. No gRPC
+here: the server interceptor that runs this for every RPC is graphmesh/rpc/auth_interceptor.py."""
 
 from __future__ import annotations
 
-import grpc
-
-from graphmesh.auth.principals import Principal, development_principal, set_current
-from graphmesh.auth.rules import METHOD_ROLES, PUBLIC_PREFIXES
+from graphmesh.auth.principals import Principal, development_principal
+from graphmesh.auth.rules import METHOD_ROLES
 from graphmesh.auth.tokens import TOKEN_PREFIX, JwtVerifier, TokenStore
 from graphmesh.errors import PermissionDenied, Unauthenticated
-from graphmesh.rpc.handlers import run_before
 
 PRINCIPAL_KEY = "gm-principal"  # development mode only: the caller names itself
 
@@ -51,21 +48,3 @@ def authorize(method: str, principal: Principal) -> None:
     if roles is None:
         raise PermissionDenied(f"{method} is not open to any caller", code="METHOD_NOT_ALLOWED")
     principal.require(*roles, action=f"call {method.rsplit('/', 1)[-1]}")
-
-
-class AuthInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, authenticator: Authenticator) -> None:
-        self._auth = authenticator
-
-    async def intercept_service(self, continuation, details):
-        handler = await continuation(details)
-        if handler is None or details.method.startswith(PUBLIC_PREFIXES):
-            return handler
-        method, metadata, auth = details.method, details.invocation_metadata, self._auth
-
-        async def admit(request, context) -> None:
-            principal = await auth.authenticate(metadata)
-            authorize(method, principal)
-            set_current(principal)  # the call's own task context: nothing leaks to other calls
-
-        return run_before(handler, admit)

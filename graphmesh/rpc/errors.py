@@ -1,5 +1,5 @@
-"""One server interceptor that turns GraphmeshError into gRPC status codes, and one
-client helper that reads them back."""
+"""One server interceptor that turns GraphmeshError into gRPC status codes, and the client
+helpers that read them back (error_code, from_rpc_error)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,19 @@ import uuid
 import grpc
 from grpc.aio import AbortError
 
-from graphmesh.errors import GraphmeshError
+from graphmesh.errors import (
+    AlreadyExists,
+    DeadlineExceeded,
+    FailedPrecondition,
+    GraphmeshError,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
+    Unavailable,
+    Unimplemented,
+)
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +92,32 @@ def error_code(err: grpc.RpcError) -> str:
         if key == ERROR_CODE_KEY:
             return value
     return err.code().name
+
+
+_BY_STATUS: dict[grpc.StatusCode, type[GraphmeshError]] = {cls.status: cls for cls in (
+    InvalidArgument, NotFound, AlreadyExists, FailedPrecondition, ResourceExhausted, DeadlineExceeded,
+    Unavailable, PermissionDenied, Unauthenticated, Unimplemented)}
+
+
+def from_rpc_error(err: grpc.RpcError) -> GraphmeshError:
+    """The exception a failed call stands for: the graphmesh.errors class of its status
+    (NotFound for NOT_FOUND, ...), with the server's `code` (gm-error-code; else the status
+    name), `run_id` (gm-run-id) and message (the status details). A status no class stands
+    for (INTERNAL, CANCELLED, UNKNOWN, ...) gives a GraphmeshError whose `status` is it.
+
+        try:
+            stub.GetRun(request)
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from err
+    """
+    status = err.code() if callable(getattr(err, "code", None)) else grpc.StatusCode.UNKNOWN
+    metadata = dict(err.trailing_metadata() or ()) if callable(getattr(err, "trailing_metadata", None)) else {}
+    details = (err.details() if callable(getattr(err, "details", None)) else None) or str(err)
+    cls = _BY_STATUS.get(status, GraphmeshError)
+    exc = cls(details, code=metadata.get(ERROR_CODE_KEY) or status.name, run_id=metadata.get(RUN_ID_KEY, ""))
+    if cls is GraphmeshError:
+        exc.status = status
+    return exc
 
 
 async def end_stream_for_shutdown(context: grpc.aio.ServicerContext) -> None:

@@ -8,17 +8,15 @@ import uuid
 
 from google.protobuf import json_format
 
+from graphmesh.admission import admit
 from graphmesh.auth.principals import ALL_GRAPHS, ensure_can_see_run
 from graphmesh.bus import require_connected, status_event
 from graphmesh.bus.hub import HOLDING, EventHub
 from graphmesh.cancel import Canceller
 from graphmesh.errors import (
-    FailedPrecondition,
-    GraphmeshError,
     InvalidArgument,
     NotFound,
     PermissionDenied,
-    ResourceExhausted,
     Unavailable,
 )
 from graphmesh.jsonvalues import to_struct
@@ -28,7 +26,7 @@ from graphmesh.retention import purge_thread
 from graphmesh.routing import VersionRouter
 from graphmesh.rpc.errors import end_stream_for_shutdown
 from graphmesh.rpc.principal import caller, principal
-from graphmesh.store import TERMINAL, ControlStore, LeaseLost, NewRun, RunError, RunRecord, RunStore
+from graphmesh.store import TERMINAL, ControlStore, NewRun, RunRecord, RunStore
 from graphmesh.store.runs import parse_run_id, request_fingerprint
 from graphmesh.sync_runs import SyncRunner
 from graphmesh.telemetry.metrics import RUNS_CREATED
@@ -85,7 +83,7 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
         spec = self._registry.get(graph, version)
         # A retried CreateRun (same idempotency key) gets its run back, whatever the load now.
         if not (request.idempotency_key and await self._store.run_by_idempotency_key(me.name, request.idempotency_key)):
-            await self._admit(spec, me.name)
+            await admit(self._store, spec, me.name)
         if request.multitask_strategy not in STRATEGY_NAMES:
             raise InvalidArgument(f"unknown multitask_strategy {request.multitask_strategy}")
         strategy = STRATEGY_NAMES[request.multitask_strategy]
@@ -108,24 +106,6 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
             fingerprint=fingerprint,
         )
 
-    async def _admit(self, spec, owner: str) -> None:
-        """RESOURCE_EXHAUSTED, naming the limit, when the graph or the owner has too many
-        runs in progress (queued, running, waiting, paused) or too many queued."""
-        limits = spec.limits
-        if not (limits.max_concurrent_runs or limits.max_concurrent_runs_per_owner or limits.max_queued_runs):
-            return
-        load = await self._store.load(spec.name, owner)
-        for limit, value, count, what in (
-                ("max_concurrent_runs", limits.max_concurrent_runs, load["in_progress"],
-                 f"graph '{spec.name}' has {load['in_progress']} runs in progress"),
-                ("max_concurrent_runs_per_owner", limits.max_concurrent_runs_per_owner, load["owner_in_progress"],
-                 f"{owner} has {load['owner_in_progress']} runs of graph '{spec.name}' in progress"),
-                ("max_queued_runs", limits.max_queued_runs, load["queued"],
-                 f"graph '{spec.name}' has {load['queued']} runs queued")):
-            if value and count >= value:
-                raise ResourceExhausted(f"{what}, the limit {limit}={value}; retry when some finish",
-                                        code=limit.upper())
-
     async def CreateRun(self, request, context):
         new = await self._new_run(request, context, sync=False)
         require_connected(self._nc)
@@ -134,7 +114,7 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
         if result.created:
             RUNS_CREATED.add(1, {"graph": run.graph, "graph_version": run.versions["graph_version"], "sync": False})
         if result.created and not result.dispatch and new.multitask_strategy in ("interrupt", "rollback"):
-            run = await self._interrupt_active(run, new.multitask_strategy, context)
+            run = await self._canceller.interrupt_active(run, new.multitask_strategy, actor=principal(context))
         try:
             if result.created:
                 await self._lifecycle.announce_created(run, dispatch=result.dispatch)
@@ -142,47 +122,6 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
             # The run is committed, so it is accepted: the reconciler dispatches it later.
             log.warning("run %s committed but not yet published: %s", run.run_id, exc)
         return pb.CreateRunResponse(run=run_to_proto(run))
-
-    async def _interrupt_active(self, run: RunRecord, strategy: str, context) -> RunRecord:
-        """The new run waits behind the active one, which is cancelled now; when it ends the
-        thread passes to the new run (keeping, or rolling back, what it wrote). If the active
-        run cannot be cancelled, the new run must not quietly wait behind it as if `enqueue`
-        had been asked: it is withdrawn (CANCELLED, MULTITASK_CANCEL_FAILED, its idempotency
-        key released so that a retry tries again) and the caller gets the reason."""
-        active = None
-        try:
-            _, active = await self._store.thread_graph(run.thread_id)
-            if not active or active == run.run_id:
-                return run
-            await self._canceller.cancel(active, reason=f"interrupted by run {run.run_id}",
-                                         actor=principal(context), action=strategy, wait=False)
-            return run
-        except FailedPrecondition as exc:
-            if exc.code == "RUN_FINISHED":  # it ended meanwhile: the thread passes on as asked
-                return run
-            failure: Exception = exc
-        except Exception as exc:
-            failure = exc
-        log.warning("run %s: could not %s active run %s: %r", run.run_id, strategy, active, failure)
-        why = failure.message if isinstance(failure, GraphmeshError) else "internal error (see the api log)"
-        what = f"active run {active}" if active else f"the active run of thread '{run.thread_id}'"
-        try:
-            await self._lifecycle.withdraw(run.run_id, RunError(
-                "MULTITASK_CANCEL_FAILED", f"multitask_strategy={strategy}: could not cancel {what}: {why}"))
-        except LeaseLost:
-            # It is no longer queued: the active run ended and this one took the thread.
-            return await self._store.get_run(run.run_id)
-        except Exception as exc:
-            log.warning("run %s: could not withdraw it either: %r", run.run_id, exc)
-            message = (f"multitask_strategy={strategy}: could not cancel {what} ({why}); run {run.run_id} was "
-                       f"recorded and, since withdrawing it failed too, is queued behind it: cancel it, or it "
-                       "starts when that run ends")
-        else:
-            message = (f"multitask_strategy={strategy}: could not cancel {what} ({why}); run {run.run_id} was "
-                       "withdrawn (CANCELLED, MULTITASK_CANCEL_FAILED) and its idempotency key released: "
-                       "retry the request")
-        status_error = Unavailable if isinstance(failure, Unavailable) else FailedPrecondition
-        raise status_error(message, code="MULTITASK_CANCEL_FAILED", run_id=active or "")
 
     async def InvokeRun(self, request, context):
         new = await self._new_run(request, context, sync=True)

@@ -146,6 +146,12 @@ class _Js:
 class _Nc:
     is_connected = True
 
+    def __init__(self) -> None:
+        self.js = _Js()
+
+    def jetstream(self):
+        return self.js
+
 
 def _servicer(monkeypatch, store, **attrs):
     import services.api.runs as runs
@@ -155,7 +161,7 @@ def _servicer(monkeypatch, store, **attrs):
     servicer = runs.RunServicer.__new__(runs.RunServicer)
     servicer._store = store
     servicer._nc = _Nc()
-    servicer._js = _Js()
+    servicer._js = servicer._nc.jetstream()
     servicer._lifecycle = RunLifecycle(store, servicer._js)
     servicer._stopping = asyncio.Event()
     for name, value in attrs.items():
@@ -223,18 +229,19 @@ class _MultitaskStore:
         return self.new
 
 
-class _FailingCanceller:
-    def __init__(self, exc: Exception) -> None:
-        self.exc = exc
-
-    async def cancel(self, run_id, **kwargs):
-        raise self.exc
-
-
 def _create(monkeypatch, exc: Exception):
+    from graphmesh.cancel import Canceller
+
     active = str(uuid.uuid4())
     store = _MultitaskStore(active)
-    servicer = _servicer(monkeypatch, store, _canceller=_FailingCanceller(exc))
+    servicer = _servicer(monkeypatch, store)
+    canceller = Canceller(store, servicer._nc)
+
+    async def cancel_fails(run_id, **kwargs):
+        raise exc
+
+    canceller.cancel = cancel_fails
+    servicer._canceller = canceller
 
     async def new_run(request, context, *, sync):
         return NewRun(graph="tiny", versions={"graph_version": "1"}, thread_id="t", input={},

@@ -14,9 +14,12 @@ import psycopg
 from psycopg.rows import dict_row
 
 from graphmesh.manifest import GraphSpec
+from graphmesh.store.compat import latest_checkpoint_metadata, latest_runs
+from graphmesh.store.statuses import IN_PROGRESS, RunStatus
 
-# Statuses from which a thread can still move on: the ones compat check reviews.
-RESUMABLE = ("QUEUED", "PAUSED", "WAITING_FOR_APPROVAL", "FAILED")
+# Statuses from which a thread can still move on: the ones compat check reviews (in
+# progress but not executing now, or failed: RetryRun queues it again).
+RESUMABLE = (IN_PROGRESS - {RunStatus.RUNNING}) | {RunStatus.FAILED}
 
 
 def adoption_choice(registry, graph: str, schema: str, candidates: list[GraphSpec]) -> GraphSpec | None:
@@ -73,22 +76,11 @@ def assess(registry, *, graph: str, run_version: str, run_schema: str,
     return "continue", runs_as.version, f"{moved}same state schema {written}".rstrip()
 
 
-_LATEST_RUNS = """
-SELECT DISTINCT ON (thread_id) run_id::text, thread_id, graph, graph_version, state_schema_version, status
-FROM gm_runs ORDER BY thread_id, created_at DESC, run_id DESC
-"""
-_LATEST_CHECKPOINTS = """
-SELECT DISTINCT ON (thread_id) thread_id, metadata FROM checkpoints
-WHERE checkpoint_ns = '' AND thread_id = ANY(%s) ORDER BY thread_id, checkpoint_id DESC
-"""
-
-
 def review(database_url: str, registry) -> list[ThreadCompat]:
     """Every thread whose latest run can still move on, assessed against `registry`."""
     with psycopg.connect(database_url, row_factory=dict_row, connect_timeout=10) as conn:
-        runs = [r for r in conn.execute(_LATEST_RUNS).fetchall() if r["status"] in RESUMABLE]
-        metadata = {r["thread_id"]: r["metadata"] or {} for r in
-                    conn.execute(_LATEST_CHECKPOINTS, ([r["thread_id"] for r in runs],)).fetchall()}
+        runs = [r for r in latest_runs(conn) if r["status"] in RESUMABLE]
+        metadata = latest_checkpoint_metadata(conn, [r["thread_id"] for r in runs])
     out = []
     for r in runs:
         meta = metadata.get(r["thread_id"], {})

@@ -10,6 +10,7 @@ from typing import Awaitable, Callable
 
 from psycopg_pool import AsyncConnectionPool
 
+from graphmesh.store.health import ping
 from graphmesh.telemetry.metrics import set_snapshot
 
 log = logging.getLogger(__name__)
@@ -21,7 +22,7 @@ async def postgres_ok(pool: AsyncConnectionPool, timeout: float = 2.0) -> bool:
     try:
         async with asyncio.timeout(timeout):
             async with pool.connection(timeout=timeout) as conn:
-                await conn.execute("SELECT 1")
+                await ping(conn)
         return True
     except Exception:
         return False

@@ -14,16 +14,11 @@ import logging
 from graphmesh.bus.control import ROLLOUT_SUBJECT
 from graphmesh.loops import run_periodically
 from graphmesh.store import RunStore
-from graphmesh.store.rollouts import RolloutStore
+from graphmesh.store.rollouts import RolloutStore, thread_version
 
 log = logging.getLogger(__name__)
 
 REFRESH_SECONDS = 5.0
-SELECT_THREAD_VERSION = """
-SELECT graph_version FROM gm_runs
-WHERE thread_id = %s AND coalesce(error_code, '') <> 'INCOMPATIBLE_CHECKPOINT'
-ORDER BY created_at DESC LIMIT 1
-"""
 
 
 def bucket(thread_id: str) -> int:
@@ -60,9 +55,9 @@ class VersionRouter:
             return self._registry.get(graph, pinned).version  # NotFound for an unknown version
         if not new_thread:
             async with self._store.connection() as conn:
-                row = await (await conn.execute(SELECT_THREAD_VERSION, (thread_id,))).fetchone()
-            if row and row["graph_version"] in {s.version for s in self._registry.versions(graph)}:
-                return row["graph_version"]
+                version = await thread_version(conn, thread_id)
+            if version is not None and version in {s.version for s in self._registry.versions(graph)}:
+                return version
         return pick(self.weights(graph), thread_id)
 
     async def load(self) -> None:

@@ -18,10 +18,10 @@ from datetime import datetime
 from typing import Any
 
 import jwt
-from psycopg.types.json import Jsonb
 
 from graphmesh.auth.principals import ALL_GRAPHS, ROLES, Principal
 from graphmesh.errors import InvalidArgument, NotFound, Unauthenticated
+from graphmesh.store.tokens import active_token, insert_token, list_tokens, revoke_token
 
 TOKEN_PREFIX = "gm_"
 JWT_AUDIENCE = "graphmesh"
@@ -73,24 +73,19 @@ class TokenStore:
         check_grant(principal, roles, graphs)
         token_id, token = new_token()
         async with self._runs.connection() as conn:
-            await conn.execute(
-                "INSERT INTO gm_api_tokens (token_id, principal, roles, graphs, token_hash, created_by) "
-                "VALUES (%s, %s, %s, %s, %s, %s)",
-                (token_id, principal, Jsonb(roles), Jsonb(graphs or [ALL_GRAPHS]), hash_token(token), created_by))
+            await insert_token(conn, token_id, principal, roles, graphs or [ALL_GRAPHS], hash_token(token),
+                               created_by)
         return token_id, token
 
     async def list(self) -> list[TokenRecord]:
         async with self._runs.connection() as conn:
-            rows = await (await conn.execute(
-                "SELECT token_id, principal, roles, graphs, created_by, created_at, revoked_at "
-                "FROM gm_api_tokens ORDER BY created_at")).fetchall()
+            rows = await list_tokens(conn)
         return [TokenRecord(**r) for r in rows]
 
     async def revoke(self, token_id: str) -> None:
         async with self._runs.connection() as conn:
-            cur = await conn.execute(
-                "UPDATE gm_api_tokens SET revoked_at = now() WHERE token_id = %s AND revoked_at IS NULL", (token_id,))
-        if cur.rowcount != 1:
+            revoked = await revoke_token(conn, token_id)
+        if not revoked:
             raise NotFound(f"no active token '{token_id}'", code="TOKEN_NOT_FOUND")
         self._cache.clear()
 
@@ -102,9 +97,7 @@ class TokenStore:
         if hit is not None and now - hit[0] < CACHE_SECONDS:
             return hit[1]
         async with self._runs.connection() as conn:
-            row = await (await conn.execute(
-                "SELECT token_id, principal, roles, graphs FROM gm_api_tokens "
-                "WHERE token_hash = %s AND revoked_at IS NULL", (digest,))).fetchone()
+            row = await active_token(conn, digest)
         found = None if row is None else Principal(row["principal"], frozenset(row["roles"]),
                                                    frozenset(row["graphs"]), via=f"token:{row['token_id']}")
         if len(self._cache) > 10_000:

@@ -174,11 +174,11 @@ def _mesh_checks(client, expected: Expected | None, findings: list[Finding]) -> 
 async def _postgres(url: str) -> Finding:
     import psycopg
 
+    from graphmesh.store.schema import MIGRATIONS, schema_version
+
     try:
         async with await psycopg.AsyncConnection.connect(url, connect_timeout=TIMEOUT) as conn:
-            (version,) = await (await conn.execute("SELECT coalesce(max(version), 0) FROM gm_schema_migrations")).fetchone()
-        from graphmesh.store.schema import MIGRATIONS
-
+            version = await schema_version(conn)
         if version < len(MIGRATIONS) - 1:
             return Finding("postgres", False, f"schema version {version}, code expects {len(MIGRATIONS) - 1}: "
                                               "run `graphmesh migrate`")

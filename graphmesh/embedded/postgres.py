@@ -211,6 +211,9 @@ class EmbeddedPostgres(ServerProcess):
         )
 
     def _ensure_database(self) -> None:
+        # Server set-up, not data access, so its SQL stays here rather than in graphmesh/store/
+        # (tests/unit/test_layering.py allows this file): the embedded server's database is
+        # created on its admin connection before any store exists.
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.database,)).fetchone()
             if not exists:

@@ -23,17 +23,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from psycopg.types.json import Jsonb
-
 from graphmesh.errors import ExecutionError
 from graphmesh.store import RunRecord
+from graphmesh.store.approvals import approved_nodes
+from graphmesh.store.audit import record_audit
 
 ACTOR = "system:worker"
-APPROVED_NODES = """
-SELECT DISTINCT unnest(ARRAY[node, payload->>'node']) AS node FROM gm_approvals
-WHERE run_id = %s AND status IN ('APPROVED', 'EDITED')
-"""
-INSERT_AUDIT = "INSERT INTO gm_audit (actor, action, approval_id, run_id, details) VALUES (%s, %s, NULL, %s, %s)"
 
 
 class PolicyViolation(ExecutionError, RuntimeError):
@@ -108,9 +103,9 @@ class PolicyGate:
         async with self._lock:
             if self._approved is None:
                 async with self._store.connection() as conn:
-                    rows = await (await conn.execute(APPROVED_NODES, (self._run.run_id,))).fetchall()
+                    approved = await approved_nodes(conn, self._run.run_id)
                 self.queries += 1
-                self._approved = frozenset(r["node"] for r in rows if r["node"])
+                self._approved = approved
         return self._approved
 
 
@@ -121,4 +116,4 @@ def audit_details(violation: PolicyViolation, run: RunRecord) -> dict[str, Any]:
 
 async def record_violation(conn: Any, run: RunRecord, details: dict[str, Any]) -> None:
     """The audit record of a refused node, in the caller's transaction."""
-    await conn.execute(INSERT_AUDIT, (ACTOR, "policy_violation", run.run_id, Jsonb(details)))
+    await record_audit(conn, ACTOR, "policy_violation", run_id=run.run_id, details=details)

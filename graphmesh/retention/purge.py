@@ -11,32 +11,37 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Callable, Iterable
+from typing import Callable, Iterable
 
 import psycopg
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
-from psycopg.types.json import Jsonb
 from psycopg_pool import PoolTimeout
 
 from graphmesh.bus.approvals import approval_subject
 from graphmesh.bus.streams import APPROVALS_STREAM, EVENTS_STREAM, event_subject
 from graphmesh.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from graphmesh.store.audit import record_audit
+from graphmesh.store.retention import (
+    COUNT_RECENT_RUNS,
+    ERASING,
+    SELECT_RUN_APPROVALS,
+    SELECT_THREAD_GRAPH,
+    SELECT_THREAD_GRAPH_FOR_UPDATE,
+    SELECT_THREAD_RUNS,
+    SELECT_THREAD_RUNS_FOR_UPDATE,
+    delete_thread_rows,
+    delete_thread_spans,
+)
 from graphmesh.store.runs import postgres_error
+from graphmesh.store.statuses import IN_PROGRESS
 from graphmesh.telemetry.tracing import trace_id_of
 
 log = logging.getLogger(__name__)
 
 SYSTEM_ACTOR = "system:retention"
 DAY_SECONDS = 24 * 3600.0
-# Statuses in which a run may still change (a worker, a reviewer or an operator may move it).
-IN_PROGRESS = ("QUEUED", "RUNNING", "PAUSED", "WAITING_FOR_APPROVAL")
-TERMINAL_SQL = "('COMPLETED', 'FAILED', 'CANCELLED')"
-# Holds one sweeper at a time across api replicas ("gm-retention", folded to 63 bits).
-SWEEP_LOCK_KEY = 0x676D2D726574656E74696F6E & 0x7FFFFFFFFFFFFFFF
-# LangGraph's channel of pending sends (langgraph.checkpoint.serde.types.TASKS).
-TASKS_CHANNEL = "__pregel_tasks"
 NATS_TIMEOUT = 5.0
 
 
@@ -73,7 +78,7 @@ async def purge_thread(pool, js: JetStreamContext | None, thread_id: str, *, act
             # and then wants the thread's: taking them in the other order could deadlock).
             await _refuse_if_busy(conn, thread_id, lock=False, authorize=authorize)
             async with conn.transaction():
-                await conn.execute("SET LOCAL graphmesh.erasing = 'on'")
+                await conn.execute(ERASING)
                 result = await _purge(conn, js, thread_id, actor=actor, reason=reason, action=action,
                                       older_than_seconds=older_than_seconds)
         if result is not None:
@@ -91,16 +96,15 @@ async def purge_thread(pool, js: JetStreamContext | None, thread_id: str, *, act
 
 async def _refuse_if_busy(conn, thread_id: str, *, lock: bool,
                           authorize: Callable[[str], None] | None = None) -> tuple[str, list[dict]]:
-    lock_sql = " FOR UPDATE" if lock else ""
-    thread = await (await conn.execute(
-        f"SELECT graph FROM gm_threads WHERE thread_id = %s{lock_sql}", (thread_id,))).fetchone()
+    thread = await (await conn.execute(SELECT_THREAD_GRAPH_FOR_UPDATE if lock else SELECT_THREAD_GRAPH,
+                                       (thread_id,))).fetchone()
     if thread is None:
         raise NotFound(f"thread '{thread_id}' not found", code="THREAD_NOT_FOUND")
     if authorize is not None:
         authorize(thread["graph"])
-    runs = await (await conn.execute(
-        "SELECT run_id, status, trace_context FROM gm_runs WHERE thread_id = %s "
-        f"ORDER BY created_at{lock_sql}", (thread_id,))).fetchall()
+    runs = await (await conn.execute(SELECT_THREAD_RUNS_FOR_UPDATE if lock else SELECT_THREAD_RUNS,
+                                     (thread_id,))).fetchall()
+    # In progress: a worker, a reviewer or an operator may still move the run.
     busy = [r for r in runs if r["status"] in IN_PROGRESS]
     if busy:
         listed = ", ".join(f"{r['run_id']} ({r['status']})" for r in busy)
@@ -111,45 +115,21 @@ async def _refuse_if_busy(conn, thread_id: str, *, lock: bool,
     return thread["graph"], runs
 
 
-async def count_rows(conn, sql: str, args: Iterable[Any]) -> int:
-    return (await conn.execute(sql, tuple(args))).rowcount
-
-
 async def _purge(conn, js, thread_id: str, *, actor: str, reason: str, action: str,
                  older_than_seconds: float | None) -> PurgeResult | None:
     graph, runs = await _refuse_if_busy(conn, thread_id, lock=True)
     if older_than_seconds is not None:
-        row = await (await conn.execute(
-            "SELECT count(*) AS n FROM gm_runs WHERE thread_id = %s AND (finished_at IS NULL "
-            "OR finished_at >= now() - make_interval(secs => %s))", (thread_id, older_than_seconds))).fetchone()
+        row = await (await conn.execute(COUNT_RECENT_RUNS, (thread_id, older_than_seconds))).fetchone()
         if row["n"]:
             return None  # a run ended (or began) since the sweep picked the thread
     run_ids = [r["run_id"] for r in runs]
     run_texts = [str(r) for r in run_ids]
     trace_ids = sorted({t for t in (trace_id_of(r["trace_context"] or "") for r in runs) if t})
-    approvals = await (await conn.execute(
-        "SELECT approval_id, graph, created_at FROM gm_approvals WHERE run_id = ANY(%s)", (run_ids,))).fetchall()
+    approvals = await (await conn.execute(SELECT_RUN_APPROVALS, (run_ids,))).fetchall()
     approval_ids = [a["approval_id"] for a in approvals]
-    ids_text = run_texts + [str(a) for a in approval_ids]
 
-    deleted: dict[str, int] = {}
-    # Every audit record of an approval names its run too (and gm_audit is indexed by run).
-    deleted["audit_records"] = await count_rows(conn, "DELETE FROM gm_audit WHERE run_id = ANY(%s)", (run_ids,))
-    # Outbox messages are keyed "<approval or run id>:<kind>".
-    deleted["outbox"] = await count_rows(
-        conn, "DELETE FROM gm_outbox WHERE split_part(msg_id, ':', 1) = ANY(%s)", (ids_text,))
-    deleted["dead_letters"] = await count_rows(conn, "DELETE FROM gm_dead_letters WHERE run_id = ANY(%s)", (run_ids,))
-    deleted["approvals"] = await count_rows(conn, "DELETE FROM gm_approvals WHERE approval_id = ANY(%s)", (approval_ids,))
-    # The runs' spans, and the spans of their traces that name no run (e.g. the CreateRun
-    # call) unless they name another thread: a client may have created several runs in one trace.
-    deleted["spans"] = await count_rows(conn, _delete_spans_sql(), (run_texts, trace_ids, thread_id, thread_id))
-    deleted["checkpoint_writes"] = await count_rows(conn, "DELETE FROM checkpoint_writes WHERE thread_id = %s",
-                                                (thread_id,))
-    deleted["checkpoint_blobs"] = await count_rows(conn, "DELETE FROM checkpoint_blobs WHERE thread_id = %s",
-                                               (thread_id,))
-    deleted["checkpoints"] = await count_rows(conn, "DELETE FROM checkpoints WHERE thread_id = %s", (thread_id,))
-    deleted["runs"] = await count_rows(conn, "DELETE FROM gm_runs WHERE thread_id = %s", (thread_id,))
-    deleted["threads"] = await count_rows(conn, "DELETE FROM gm_threads WHERE thread_id = %s", (thread_id,))
+    deleted = await delete_thread_rows(conn, thread_id, run_ids=run_ids, approval_ids=approval_ids,
+                                       trace_ids=trace_ids)
 
     # JetStream, before the commit: if NATS fails the rows stay and the purge can be retried.
     if js is not None:
@@ -161,23 +141,16 @@ async def _purge(conn, js, thread_id: str, *, actor: str, reason: str, action: s
             raise Unavailable(f"NATS is unreachable; thread '{thread_id}' was not purged, retry shortly") from exc
 
     details = {"thread_id": thread_id, "graph": graph, "reason": reason, "deleted": deleted}
-    row = await (await conn.execute(
-        "INSERT INTO gm_audit (actor, action, approval_id, run_id, details) VALUES (%s, %s, NULL, NULL, %s) "
-        "RETURNING record_id", (actor, action, Jsonb(details)))).fetchone()
+    record_id = await record_audit(conn, actor, action, details=details)
     log.info("%s thread %s of graph %s (%s): %s", action, thread_id, graph, actor,
              ", ".join(f"{k}={v}" for k, v in deleted.items() if v))
-    return PurgeResult(thread_id, graph, deleted, row["record_id"], run_texts, trace_ids)
+    return PurgeResult(thread_id, graph, deleted, record_id, run_texts, trace_ids)
 
 
 # Processes export spans in batches (every 500 ms): a finished run's last spans may reach the
 # trace store just after its thread was purged. They are deleted again this much later.
 LATE_SPANS_SECONDS = 5.0
 _followups: set = set()  # keeps the follow-up tasks alive until they finish
-
-
-def _delete_spans_sql() -> str:
-    return ("DELETE FROM gm_spans WHERE run_id = ANY(%s) OR (trace_id = ANY(%s) AND run_id IS NULL "
-            "AND coalesce(attributes ->> 'graphmesh.thread_id', %s) = %s)")
 
 
 def follow_up_late_spans(pool, result: PurgeResult, delay: float = LATE_SPANS_SECONDS) -> None:
@@ -187,8 +160,7 @@ def follow_up_late_spans(pool, result: PurgeResult, delay: float = LATE_SPANS_SE
         await asyncio.sleep(delay)
         try:
             async with pool.connection() as conn:
-                await conn.execute(_delete_spans_sql(), (result.run_ids, result.trace_ids, result.thread_id,
-                                                         result.thread_id))
+                await delete_thread_spans(conn, result.thread_id, result.run_ids, result.trace_ids)
         except Exception as exc:
             log.warning("late spans of purged thread %s not deleted: %s", result.thread_id, exc)
 

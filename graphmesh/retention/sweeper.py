@@ -16,15 +16,22 @@ from graphmesh.bus.approvals import approval_subject
 from graphmesh.bus.streams import APPROVALS_STREAM, EVENTS_STREAM
 from graphmesh.errors import FailedPrecondition, NotFound, Unavailable
 from graphmesh.manifest import GraphSpec, Retention
-from graphmesh.retention.checkpoints import prune_thread_checkpoints
-from graphmesh.retention.purge import (
-    DAY_SECONDS,
+from graphmesh.retention.purge import DAY_SECONDS, SYSTEM_ACTOR, purge_event_subjects, purge_thread, scan_subject
+from graphmesh.store.pruning import prune_thread_checkpoints
+from graphmesh.store.retention import (
+    DB_NOW,
+    DELETE_ALL_OLD_SPANS,
+    DELETE_OLD_RUN_SPANS,
+    DELETE_OLD_TRACE_SPANS,
+    ERASING,
+    SELECT_EVENT_RUNS,
+    SELECT_EXPIRED_THREADS,
+    SELECT_LONG_THREADS,
+    SELECT_OLD_REVIEWS,
     SWEEP_LOCK_KEY,
-    SYSTEM_ACTOR,
-    TERMINAL_SQL,
-    purge_event_subjects,
-    purge_thread,
-    scan_subject,
+    SWEEP_UNLOCK,
+    TRY_SWEEP_LOCK,
+    delete_reviews,
 )
 
 log = logging.getLogger(__name__)
@@ -51,61 +58,6 @@ def retention_by_graph(specs: Iterable[GraphSpec]) -> dict[str, Retention]:
 
 # -- the sweeps --------------------------------------------------------------------------
 
-SELECT_EXPIRED_THREADS = f"""
-SELECT t.thread_id FROM gm_threads t
-WHERE t.graph = %(graph)s AND t.active_run_id IS NULL
-  AND t.updated_at < now() - make_interval(secs => %(age)s)
-  AND NOT EXISTS (SELECT 1 FROM gm_runs r WHERE r.thread_id = t.thread_id
-      AND (r.status NOT IN {TERMINAL_SQL} OR r.finished_at IS NULL
-           OR r.finished_at >= now() - make_interval(secs => %(age)s)))
-  AND t.thread_id > %(after)s
-ORDER BY t.thread_id LIMIT %(limit)s
-"""
-# Idle threads of the graph with more checkpoints in a namespace than it keeps; only those
-# touched since the last sweep (a thread gets checkpoints only while a run holds it).
-SELECT_LONG_THREADS = """
-SELECT t.thread_id FROM gm_threads t
-WHERE t.graph = %(graph)s AND t.active_run_id IS NULL AND t.thread_id > %(after)s
-  AND t.updated_at >= %(since)s
-  AND EXISTS (SELECT 1 FROM checkpoints c WHERE c.thread_id = t.thread_id
-              GROUP BY c.checkpoint_ns HAVING count(*) > %(keep)s)
-ORDER BY t.thread_id LIMIT %(limit)s
-"""
-# Spans a graph's runs recorded before the cutoff: their trace ids (a batch).
-DELETE_OLD_RUN_SPANS = """
-DELETE FROM gm_spans WHERE ctid IN (
-    SELECT s.ctid FROM gm_spans s
-    JOIN gm_runs r ON r.run_id = (CASE WHEN s.run_id ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
-                                       THEN s.run_id::uuid END)
-    WHERE s.run_id IS NOT NULL AND r.graph = %(graph)s
-      AND s.recorded_at < now() - make_interval(secs => %(age)s)
-    LIMIT %(limit)s)
-RETURNING trace_id
-"""
-# ... and the spans of those traces that name no run (e.g. the CreateRun call).
-DELETE_OLD_TRACE_SPANS = """
-DELETE FROM gm_spans WHERE trace_id = ANY(%(traces)s) AND run_id IS NULL
-  AND recorded_at < now() - make_interval(secs => %(age)s)
-"""
-DELETE_ALL_OLD_SPANS = """
-DELETE FROM gm_spans WHERE ctid IN (
-    SELECT ctid FROM gm_spans WHERE recorded_at < now() - make_interval(secs => %(age)s) LIMIT %(limit)s)
-"""
-SELECT_EVENT_RUNS = f"""
-SELECT run_id, finished_at FROM gm_runs
-WHERE graph = %(graph)s AND status IN {TERMINAL_SQL}
-  AND finished_at < now() - make_interval(secs => %(age)s)
-  AND (finished_at, run_id) > (%(since)s::timestamptz, %(after)s::uuid)
-ORDER BY finished_at, run_id LIMIT %(limit)s
-"""
-SELECT_OLD_REVIEWS = f"""
-SELECT a.approval_id, a.run_id FROM gm_approvals a JOIN gm_runs r ON r.run_id = a.run_id
-WHERE a.graph = %(graph)s AND a.status <> 'PENDING'
-  AND a.decided_at < now() - make_interval(secs => %(age)s)
-  AND r.status IN {TERMINAL_SQL}
-ORDER BY a.decided_at LIMIT %(limit)s
-"""
-
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 NIL_UUID = "00000000-0000-0000-0000-000000000000"
 
@@ -131,14 +83,13 @@ class Sweeper:
     async def sweep(self) -> dict[str, dict[str, int]]:
         """Returns counts per graph and kind of data ({} if another replica is sweeping)."""
         async with self.pool.connection() as lock_conn:
-            got = await (await lock_conn.execute("SELECT pg_try_advisory_lock(%s) AS ok",
-                                                  (SWEEP_LOCK_KEY,))).fetchone()
+            got = await (await lock_conn.execute(TRY_SWEEP_LOCK, (SWEEP_LOCK_KEY,))).fetchone()
             if not got["ok"]:
                 return {}
             try:
                 return await self._sweep_all()
             finally:
-                await lock_conn.execute("SELECT pg_advisory_unlock(%s)", (SWEEP_LOCK_KEY,))
+                await lock_conn.execute(SWEEP_UNLOCK, (SWEEP_LOCK_KEY,))
 
     async def _sweep_all(self) -> dict[str, dict[str, int]]:
         report: dict[str, dict[str, int]] = {}
@@ -283,19 +234,12 @@ class Sweeper:
         deleted = 0
         for _ in range(self.max_batches):
             async with self.pool.connection() as conn, conn.transaction():
-                await conn.execute("SET LOCAL graphmesh.erasing = 'on'")
+                await conn.execute(ERASING)
                 rows = await (await conn.execute(SELECT_OLD_REVIEWS, {
                     "graph": graph, "age": age, "limit": self.batch})).fetchall()
-                ids = [r["approval_id"] for r in rows]
-                if ids:
-                    await conn.execute("DELETE FROM gm_audit WHERE run_id = ANY(%s) AND approval_id = ANY(%s)",
-                                       (sorted({r["run_id"] for r in rows}), ids))
-                    await conn.execute("DELETE FROM gm_outbox WHERE split_part(msg_id, ':', 1) = ANY(%s)",
-                                       ([str(i) for i in ids],))
-                    await conn.execute("DELETE FROM gm_approvals WHERE approval_id = ANY(%s) AND status <> 'PENDING'",
-                                       (ids,))
-            deleted += len(ids)
-            if len(ids) < self.batch:
+                await delete_reviews(conn, rows)
+            deleted += len(rows)
+            if len(rows) < self.batch:
                 break
         if self.js is not None:
             await purge_approval_events_before(self.js, graph, datetime.now(timezone.utc) - timedelta(seconds=age))
@@ -303,7 +247,7 @@ class Sweeper:
 
     async def _db_now(self) -> datetime:
         async with self.pool.connection() as conn:
-            return (await (await conn.execute("SELECT now() AS now")).fetchone())["now"]
+            return (await (await conn.execute(DB_NOW)).fetchone())["now"]
 
     async def _stream_max_age(self) -> float:
         if self._events_max_age is None:

@@ -16,7 +16,8 @@ from psycopg.types.json import Jsonb
 
 from graphmesh.errors import FailedPrecondition, InvalidArgument, NotFound
 from graphmesh.resume import check_decision
-from graphmesh.store.paging import decode_page_token, encode_page_token, parse_uuid
+from graphmesh.store.audit import record_audit
+from graphmesh.store.paging import keyset_page, parse_uuid
 from graphmesh.store.records import (
     DECISION_STATUS,
     ApprovalRecord,
@@ -58,10 +59,6 @@ UPDATE gm_approvals SET consumed = true
 WHERE run_id = %s AND NOT consumed AND status NOT IN ('PENDING', 'CANCELLED')
 RETURNING *
 """
-INSERT_AUDIT = """
-INSERT INTO gm_audit (actor, action, approval_id, run_id, details)
-VALUES (%s, %s, %s, %s, %s)
-"""
 INSERT_OUTBOX = "INSERT INTO gm_outbox (subject, msg_id, payload) VALUES (%s, %s, %s) RETURNING id"
 SELECT_EXPIRED = """
 SELECT approval_id FROM gm_approvals WHERE status = 'PENDING' AND expires_at <= now()
@@ -71,6 +68,18 @@ CANCEL_OPEN = """
 UPDATE gm_approvals SET status = 'CANCELLED', decided_at = now(), comment = %s, reviewer = %s
 WHERE run_id = %s AND status = 'PENDING'
 RETURNING *
+"""
+OUTBOX_BATCH = """
+SELECT * FROM gm_outbox WHERE created_at < now() - make_interval(secs => %s) ORDER BY id LIMIT %s
+"""
+OUTBOX_ROWS = "SELECT * FROM gm_outbox WHERE id = ANY(%s) ORDER BY id"
+OUTBOX_DONE = "DELETE FROM gm_outbox WHERE id = ANY(%s)"
+SELECT_AUDIT = "SELECT * FROM gm_audit"
+# The nodes a run's approved or edited approvals name: the interrupting node, or the node
+# the interrupt's payload names (an approval step guarding a mutating node).
+APPROVED_NODES = """
+SELECT DISTINCT unnest(ARRAY[node, payload->>'node']) AS node FROM gm_approvals
+WHERE run_id = %s AND status IN ('APPROVED', 'EDITED')
 """
 
 
@@ -207,20 +216,8 @@ class ApprovalStore:
         if run_id:
             where.append("run_id = %s")
             args.append(parse_uuid(run_id, "run"))
-        if page_token:
-            created_at, last_id = decode_page_token(page_token)
-            where.append("(created_at, approval_id) < (%s, %s)")
-            args.extend([created_at, last_id])
-        sql = "SELECT * FROM gm_approvals" + (" WHERE " + " AND ".join(where) if where else "")
-        sql += " ORDER BY created_at DESC, approval_id DESC LIMIT %s"
-        args.append(page_size + 1)
-        async with self._runs.connection() as conn:
-            rows = await (await conn.execute(sql, args)).fetchall()
-        records = [ApprovalRecord.from_row(r) for r in rows[:page_size]]
-        token = ""
-        if len(rows) > page_size:
-            token = encode_page_token(records[-1].created_at, records[-1].approval_id)
-        return records, token
+        return await keyset_page(self._runs.connection, "gm_approvals", "approval_id", where, args,
+                                 page_size=page_size, page_token=page_token, from_row=ApprovalRecord.from_row)
 
     async def audit_records(self, *, run_id: str = "", approval_id: str = "", page_size: int = 100,
                             page_token: str = "") -> tuple[list[AuditRecord], str]:
@@ -237,7 +234,7 @@ class ApprovalStore:
                 raise InvalidArgument("page_token is not a token this service issued")
             where.append("record_id > %s")
             args.append(int(page_token))
-        sql = "SELECT * FROM gm_audit" + (" WHERE " + " AND ".join(where) if where else "")
+        sql = SELECT_AUDIT + (" WHERE " + " AND ".join(where) if where else "")
         sql += " ORDER BY record_id LIMIT %s"
         args.append(page_size + 1)
         async with self._runs.connection() as conn:
@@ -247,24 +244,28 @@ class ApprovalStore:
 
     async def outbox_batch(self, *, older_than_seconds: float, limit: int = 100) -> list[dict[str, Any]]:
         async with self._runs.connection() as conn:
-            return await (await conn.execute(
-                "SELECT * FROM gm_outbox WHERE created_at < now() - make_interval(secs => %s) "
-                "ORDER BY id LIMIT %s", (older_than_seconds, limit))).fetchall()
+            return await (await conn.execute(OUTBOX_BATCH, (older_than_seconds, limit))).fetchall()
 
     async def outbox_rows(self, ids: tuple[int, ...]) -> list[dict[str, Any]]:
         async with self._runs.connection() as conn:
-            return await (await conn.execute("SELECT * FROM gm_outbox WHERE id = ANY(%s) ORDER BY id",
-                                             (list(ids),))).fetchall()
+            return await (await conn.execute(OUTBOX_ROWS, (list(ids),))).fetchall()
 
     async def outbox_done(self, ids: list[int]) -> None:
         async with self._runs.connection() as conn:
-            await conn.execute("DELETE FROM gm_outbox WHERE id = ANY(%s)", (ids,))
+            await conn.execute(OUTBOX_DONE, (ids,))
 
     async def _audit(self, conn, actor: str, action: str, approval: ApprovalRecord, details: dict) -> None:
-        await conn.execute(INSERT_AUDIT, (actor, action, approval.approval_id, approval.run_id, Jsonb(details)))
+        await record_audit(conn, actor, action, approval_id=approval.approval_id, run_id=approval.run_id,
+                           details=details)
 
     async def _outbox(self, conn, message: tuple[str, str, bytes]) -> int:
         return (await (await conn.execute(INSERT_OUTBOX, message)).fetchone())["id"]
+
+
+async def approved_nodes(conn, run_id: str) -> frozenset[str]:
+    """The nodes `run_id`'s approved or edited approvals name (the node policy gate)."""
+    rows = await (await conn.execute(APPROVED_NODES, (run_id,))).fetchall()
+    return frozenset(r["node"] for r in rows if r["node"])
 
 
 def _already_decided(approval: ApprovalRecord) -> FailedPrecondition:

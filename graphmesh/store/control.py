@@ -12,7 +12,7 @@ from psycopg.types.json import Jsonb
 from graphmesh.errors import FailedPrecondition
 from graphmesh.store.records import RunError, RunRecord
 from graphmesh.store.runs import RunStore, parse_run_id
-from graphmesh.store.statuses import RunStatus
+from graphmesh.store.statuses import RETRYABLE, RunStatus, sql_set
 
 REQUEST_CANCEL = """
 UPDATE gm_runs SET cancel_reason = %s, cancel_action = %s
@@ -25,13 +25,13 @@ WHERE thread_id = %(thread_id)s AND (active_run_id IS NULL OR active_run_id = %(
 RETURNING thread_id
 """
 ACTIVE_RUN_OF_THREAD = "SELECT active_run_id FROM gm_threads WHERE thread_id = %s"
-RETRY = """
+RETRY = f"""
 UPDATE gm_runs SET status = 'QUEUED', attempt = attempt + 1, updated_at = now(), finished_at = NULL,
     previous_errors = previous_errors || jsonb_build_array(jsonb_build_object(
         'code', coalesce(error_code, ''), 'message', coalesce(error_message, ''), 'node', coalesce(error_node, ''))),
     error_code = NULL, error_message = NULL, error_node = NULL, cancel_reason = NULL, cancel_action = NULL,
     resume_with = NULL, event_seq = event_seq + 1
-WHERE run_id = %s AND status IN ('FAILED', 'CANCELLED')
+WHERE run_id = %s AND status IN {sql_set(RETRYABLE)}
 RETURNING *
 """
 # LangGraph checkpoint rows written by one run (its id is in each checkpoint's metadata).

@@ -6,8 +6,15 @@ import base64
 import json
 import uuid
 from datetime import datetime
+from typing import Any, Callable
 
 from graphmesh.errors import InvalidArgument, NotFound
+
+# Newest first by (created_at, key); a page token names the last row of the previous page.
+# `{table}` and `{key}` are this package's own table and id column names, never a caller's text.
+KEYSET_SELECT = "SELECT * FROM {table}"
+KEYSET_AFTER = "(created_at, {key}) < (%s, %s)"
+KEYSET_ORDER = " ORDER BY created_at DESC, {key} DESC LIMIT %s"
 
 
 def encode_page_token(created_at: datetime, row_id: str) -> str:
@@ -29,3 +36,29 @@ def parse_uuid(value: str, what: str) -> str:
         return str(uuid.UUID(value))
     except (ValueError, AttributeError, TypeError):
         raise NotFound(f"{what} '{value}' not found ({what} ids are UUIDs)") from None
+
+
+async def keyset_page(connection: Callable[[], Any], table: str, key: str, where: list[str], args: list[Any], *,
+                      page_size: int, page_token: str, from_row: Callable[[dict], Any]) -> tuple[list, str]:
+    """One page of `table`'s rows matching `where` (SQL conditions with `args`), newest
+    first, as records built by `from_row` (each with `created_at` and a `key` attribute),
+    and the token of the next page ("" after the last one). The token is checked before
+    `connection()` is opened."""
+    where, args = list(where), list(args)
+    if page_token:
+        created_at, last_id = decode_page_token(page_token)
+        where.append(KEYSET_AFTER.format(key=key))
+        args.extend([created_at, last_id])
+    sql = KEYSET_SELECT.format(table=table)
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += KEYSET_ORDER.format(key=key)
+    args.append(page_size + 1)
+    async with connection() as conn:
+        rows = await (await conn.execute(sql, args)).fetchall()
+    records = [from_row(r) for r in rows[:page_size]]
+    token = ""
+    if len(rows) > page_size:
+        last = records[-1]
+        token = encode_page_token(last.created_at, getattr(last, key))
+    return records, token

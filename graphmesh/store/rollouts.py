@@ -8,6 +8,7 @@ from datetime import datetime
 from psycopg.types.json import Jsonb
 
 from graphmesh.store.runs import RunStore
+from graphmesh.store.statuses import IN_PROGRESS, sql_set
 
 UPSERT = """
 INSERT INTO gm_rollouts AS r (graph, weights, previous, updated_by, reason)
@@ -21,10 +22,19 @@ INSERT INTO gm_rollout_history (graph, action, weights, previous, actor, reason)
 VALUES (%s, %s, %s, %s, %s, %s)
 """
 # Per version of a graph: how many runs are in each status that is still in flight.
-IN_FLIGHT = """
+IN_FLIGHT = f"""
 SELECT graph_version, status, count(*) AS n FROM gm_runs
-WHERE graph = %s AND status IN ('QUEUED', 'RUNNING', 'WAITING_FOR_APPROVAL', 'PAUSED')
+WHERE graph = %s AND status IN {sql_set(IN_PROGRESS)}
 GROUP BY graph_version, status
+"""
+SELECT_ROLLOUT = "SELECT * FROM gm_rollouts WHERE graph = %s"
+SELECT_ROLLOUTS = "SELECT * FROM gm_rollouts"
+# The version a thread has been running (graphmesh/routing.py): its latest run's, unless
+# that run was refused for an incompatible checkpoint.
+SELECT_THREAD_VERSION = """
+SELECT graph_version FROM gm_runs
+WHERE thread_id = %s AND coalesce(error_code, '') <> 'INCOMPATIBLE_CHECKPOINT'
+ORDER BY created_at DESC LIMIT 1
 """
 
 
@@ -44,12 +54,12 @@ class RolloutStore:
 
     async def get(self, graph: str) -> Rollout | None:
         async with self._runs.connection() as conn:
-            row = await (await conn.execute("SELECT * FROM gm_rollouts WHERE graph = %s", (graph,))).fetchone()
+            row = await (await conn.execute(SELECT_ROLLOUT, (graph,))).fetchone()
         return Rollout(**row) if row else None
 
     async def all(self) -> dict[str, Rollout]:
         async with self._runs.connection() as conn:
-            rows = await (await conn.execute("SELECT * FROM gm_rollouts")).fetchall()
+            rows = await (await conn.execute(SELECT_ROLLOUTS)).fetchall()
         return {row["graph"]: Rollout(**row) for row in rows}
 
     async def set(self, graph: str, weights: dict[str, int], *, actor: str, reason: str, action: str,
@@ -70,3 +80,9 @@ class RolloutStore:
         for row in rows:
             counts.setdefault(row["graph_version"], {})[row["status"]] = row["n"]
         return counts
+
+
+async def thread_version(conn, thread_id: str) -> str | None:
+    """The graph version `thread_id` has been running; None for a thread with no such run."""
+    row = await (await conn.execute(SELECT_THREAD_VERSION, (thread_id,))).fetchone()
+    return row["graph_version"] if row else None

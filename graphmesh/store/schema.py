@@ -7,9 +7,11 @@ Migrations run under an advisory lock, so concurrent starters are safe.
 from __future__ import annotations
 
 import psycopg
+from psycopg.rows import tuple_row
 
 # A process-wide lock key for schema changes ("graphmesh" in ASCII, folded to 63 bits).
 MIGRATION_LOCK_KEY = 0x67726170686D657368 & 0x7FFFFFFFFFFFFFFF
+MIGRATION_LOCK = "SELECT pg_advisory_xact_lock(%s)"
 
 MIGRATIONS: list[str] = [
     """
@@ -255,16 +257,28 @@ MIGRATIONS: list[str] = [
 ]
 
 
+SELECT_SCHEMA_VERSION = "SELECT coalesce(max(version), 0) FROM gm_schema_migrations"
+INSERT_SCHEMA_VERSION = "INSERT INTO gm_schema_migrations (version) VALUES (%s)"
+
+
+async def schema_version(conn: psycopg.AsyncConnection) -> int:
+    """The schema version a database is at (`graphmesh doctor`); whatever the connection's rows."""
+    async with conn.cursor(row_factory=tuple_row) as cur:
+        await cur.execute(SELECT_SCHEMA_VERSION)
+        (version,) = await cur.fetchone()
+    return version
+
+
 async def migrate(conn: psycopg.AsyncConnection) -> int:
     """Applies missing migrations; returns the schema version. Safe to call concurrently."""
     async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
+        await conn.execute(MIGRATION_LOCK, (MIGRATION_LOCK_KEY,))
         await conn.execute(MIGRATIONS[0])
-        cur = await conn.execute("SELECT coalesce(max(version), 0) FROM gm_schema_migrations")
+        cur = await conn.execute(SELECT_SCHEMA_VERSION)
         (current,) = await cur.fetchone()
         for version, sql in enumerate(MIGRATIONS[1:], start=1):
             if version <= current:
                 continue
             await conn.execute(sql)
-            await conn.execute("INSERT INTO gm_schema_migrations (version) VALUES (%s)", (version,))
+            await conn.execute(INSERT_SCHEMA_VERSION, (version,))
         return len(MIGRATIONS) - 1

@@ -17,14 +17,9 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import StatusCode
 
-log = logging.getLogger(__name__)
+from graphmesh.store.spans import insert_spans, trace_rows
 
-_INSERT = """
-INSERT INTO gm_spans (trace_id, span_id, parent_span_id, name, service, kind, start_ns, end_ns,
-                      status, status_message, attributes, run_id)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-ON CONFLICT (trace_id, span_id) DO NOTHING
-"""
+log = logging.getLogger(__name__)
 
 
 def _row(span: ReadableSpan) -> tuple[Any, ...]:
@@ -51,8 +46,7 @@ class PostgresSpanExporter(SpanExporter):
         try:
             if self._conn is None or self._conn.closed:
                 self._conn = psycopg.connect(self._url, autocommit=True, connect_timeout=5)
-            with self._conn.cursor() as cur:
-                cur.executemany(_INSERT, rows)
+            insert_spans(self._conn, rows)
             return SpanExportResult.SUCCESS
         except Exception as exc:
             log.warning("dropped %d spans: the trace store is unreachable: %s", len(rows), exc)
@@ -73,8 +67,7 @@ class PostgresSpanExporter(SpanExporter):
 async def trace_spans(conn: psycopg.AsyncConnection, trace_id: str) -> list[dict[str, Any]]:
     """A trace's spans in tree order (each parent before its children, siblings by start),
     with their depth in the tree."""
-    rows = await (await conn.execute(
-        "SELECT * FROM gm_spans WHERE trace_id = %s ORDER BY start_ns", (trace_id,))).fetchall()
+    rows = await trace_rows(conn, trace_id)
     ids = {r["span_id"] for r in rows}
     children: dict[str, list[dict]] = {}
     for r in rows:

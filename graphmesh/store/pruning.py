@@ -1,15 +1,18 @@
 """Pruning a long thread's checkpoints to its newest N, keeping the latest resumable and
-every blob a kept checkpoint still references."""
+every blob a kept checkpoint still references (the retention sweeper's checkpoints_keep,
+graphmesh/retention/sweeper.py)."""
 
 from __future__ import annotations
 
 import logging
 
-from graphmesh.retention.purge import TASKS_CHANNEL, count_rows
-
 log = logging.getLogger(__name__)
 
-# -- checkpoint pruning ------------------------------------------------------------------
+# LangGraph's channel of pending sends (langgraph.checkpoint.serde.types.TASKS).
+TASKS_CHANNEL = "__pregel_tasks"
+
+REPEATABLE_READ = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"
+SELECT_IDLE_THREAD = "SELECT 1 FROM gm_threads WHERE thread_id = %s AND active_run_id IS NULL"
 
 SELECT_THREAD_CHECKPOINTS = """
 SELECT checkpoint_ns, checkpoint_id, parent_checkpoint_id, coalesce((checkpoint ->> 'v')::int, 0) AS v,
@@ -44,6 +47,21 @@ SELECT DISTINCT v.key AS channel, v.value AS version FROM checkpoints c
 CROSS JOIN LATERAL jsonb_each_text(c.checkpoint -> 'channel_versions') v
 WHERE c.thread_id = %s AND c.checkpoint_ns = %s
 """
+# A subgraph call's namespace, whole.
+DELETE_NS_WRITES = "DELETE FROM checkpoint_writes WHERE thread_id = %s AND checkpoint_ns = %s"
+DELETE_NS_BLOBS = "DELETE FROM checkpoint_blobs WHERE thread_id = %s AND checkpoint_ns = %s"
+DELETE_NS_CHECKPOINTS = "DELETE FROM checkpoints WHERE thread_id = %s AND checkpoint_ns = %s"
+DELETE_CHECKPOINT_WRITES = """
+DELETE FROM checkpoint_writes WHERE thread_id = %s AND checkpoint_ns = %s AND checkpoint_id = ANY(%s)
+"""
+# A kept checkpoint whose parent went is left without one.
+UNLINK_PARENTS = """
+UPDATE checkpoints SET parent_checkpoint_id = NULL
+WHERE thread_id = %s AND checkpoint_ns = %s AND parent_checkpoint_id = ANY(%s)
+"""
+DELETE_BLOBS = """
+DELETE FROM checkpoint_blobs WHERE thread_id = %s AND checkpoint_ns = %s AND channel = %s AND version = ANY(%s)
+"""
 
 
 async def prune_thread_checkpoints(pool, thread_id: str, keep: int) -> int:
@@ -58,9 +76,8 @@ async def prune_thread_checkpoints(pool, thread_id: str, keep: int) -> int:
     keep = max(1, keep)
     async with pool.connection() as conn:
         async with conn.transaction():
-            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            idle = await (await conn.execute(
-                "SELECT 1 FROM gm_threads WHERE thread_id = %s AND active_run_id IS NULL", (thread_id,))).fetchone()
+            await conn.execute(REPEATABLE_READ)
+            idle = await (await conn.execute(SELECT_IDLE_THREAD, (thread_id,))).fetchone()
             if idle is None:
                 return 0  # a run holds it (its rollback may need older checkpoints)
             if await (await conn.execute(SELECT_DELTA, {"t": thread_id})).fetchone():
@@ -85,25 +102,19 @@ async def prune_thread_checkpoints(pool, thread_id: str, keep: int) -> int:
                      and items[0]["root"] not in root_kept]
             deleted = 0
             for ns in calls:
-                for table in ("checkpoint_writes", "checkpoint_blobs"):
-                    await conn.execute(f"DELETE FROM {table} WHERE thread_id = %s AND checkpoint_ns = %s",
-                                       (thread_id, ns))
-                deleted += await count_rows(conn, "DELETE FROM checkpoints WHERE thread_id = %s AND checkpoint_ns = %s",
-                                        (thread_id, ns))
+                for statement in (DELETE_NS_WRITES, DELETE_NS_BLOBS):
+                    await conn.execute(statement, (thread_id, ns))
+                deleted += (await conn.execute(DELETE_NS_CHECKPOINTS, (thread_id, ns))).rowcount
             for ns, items in by_ns.items():
                 if ns in calls:
                     continue
                 doomed = [r["checkpoint_id"] for r in items if r["checkpoint_id"] not in kept[ns]]
                 if not doomed:
                     continue
-                await conn.execute("DELETE FROM checkpoint_writes WHERE thread_id = %s AND checkpoint_ns = %s "
-                                   "AND checkpoint_id = ANY(%s)", (thread_id, ns, doomed))
+                await conn.execute(DELETE_CHECKPOINT_WRITES, (thread_id, ns, doomed))
                 freed = await (await conn.execute(DELETE_CHECKPOINTS, (thread_id, ns, doomed))).fetchall()
                 deleted += len(doomed)
-                # A kept checkpoint whose parent went is left without one.
-                await conn.execute("UPDATE checkpoints SET parent_checkpoint_id = NULL WHERE thread_id = %s "
-                                   "AND checkpoint_ns = %s AND parent_checkpoint_id = ANY(%s)",
-                                   (thread_id, ns, doomed))
+                await conn.execute(UNLINK_PARENTS, (thread_id, ns, doomed))
                 referenced = {(r["channel"], r["version"]) for r in await (await conn.execute(
                     REFERENCED_BLOBS, (thread_id, ns))).fetchall()}
                 garbage: dict[str, list[str]] = {}
@@ -111,6 +122,5 @@ async def prune_thread_checkpoints(pool, thread_id: str, keep: int) -> int:
                     if (r["channel"], r["version"]) not in referenced:
                         garbage.setdefault(r["channel"], []).append(r["version"])
                 for channel, versions in garbage.items():
-                    await conn.execute("DELETE FROM checkpoint_blobs WHERE thread_id = %s AND checkpoint_ns = %s "
-                                       "AND channel = %s AND version = ANY(%s)", (thread_id, ns, channel, versions))
+                    await conn.execute(DELETE_BLOBS, (thread_id, ns, channel, versions))
             return deleted

@@ -199,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--only-review needs --review-runs > 0")
     say = (lambda s: print(s, file=sys.stderr)) if args.json == "-" else (lambda s: print(s, file=sys.stderr, flush=True))
 
+    from graphmesh.grpc_fork import keep_grpc_fork_support_off
+
+    keep_grpc_fork_support_off()  # before grpc is imported: the mesh forks while this process holds gRPC
     from graphmesh.mesh import Mesh, MeshConfig
 
     os.chdir(REPO_ROOT)

@@ -7,9 +7,18 @@ import socket
 from dataclasses import dataclass, field
 from typing import Mapping
 
+# The manifest a process serves (a path); graphmesh.mesh sets it for the processes it starts.
+MANIFEST_ENV = "GRAPHMESH_CONFIG"
+
 
 def _env(environ: Mapping[str, str], name: str, default: str) -> str:
     return environ.get(f"GRAPHMESH_{name}", default)
+
+
+def manifest_from_env(environ: Mapping[str, str] | None = None) -> str:
+    """GRAPHMESH_CONFIG, the manifest to serve, or "" (then graphmesh.project.locate_manifest
+    looks in the working directory). The one place that reads it."""
+    return (os.environ if environ is None else environ).get(MANIFEST_ENV, "")
 
 
 def _flag(value: str, name: str) -> bool:

@@ -29,7 +29,7 @@ from typing import Callable
 from urllib.parse import urlsplit, urlunsplit
 
 from graphmesh.certs import server_env
-from graphmesh.config import Settings
+from graphmesh.config import MANIFEST_ENV, Settings
 from graphmesh.embedded import (
     EmbeddedNats,
     EmbeddedPostgres,
@@ -40,6 +40,7 @@ from graphmesh.embedded import (
     stop_process,
 )
 from graphmesh.embedded.nats import run_coro
+from graphmesh.grpc_fork import keep_grpc_fork_support_off
 from graphmesh.project import locate_manifest
 
 log = logging.getLogger(__name__)
@@ -226,6 +227,7 @@ class Mesh:
         if self._started:
             return
         self._started = True
+        keep_grpc_fork_support_off()  # the children inherit it; warns if this process imported grpc first
         # Safety net: a supervisor that exits without stop() must not leave orphans.
         atexit.register(self.stop)
         try:
@@ -469,7 +471,7 @@ class Mesh:
     def _preflight(self) -> None:
         """Every graph of every manifest the services will load must load, or nothing starts."""
         for manifest in dict.fromkeys(self._manifest_of(s) for s in self._services.values()):
-            env = {**os.environ, **self.config.extra_env, "GRAPHMESH_CONFIG": str(manifest)}
+            env = {**os.environ, **self.config.extra_env, MANIFEST_ENV: str(manifest)}
             done = subprocess.run([*self.commands["preflight"], str(manifest)], cwd=manifest.parent, env=env,
                                   capture_output=True, text=True, stdin=subprocess.DEVNULL)
             lines = (done.stdout + done.stderr).strip().splitlines()
@@ -540,7 +542,7 @@ class Mesh:
             GRAPHMESH_METRICS_LISTEN=f"{c.host}:{s.metrics_port}" if s.metrics_port else "",
             PYTHONUNBUFFERED="1",  # logs reach the file as they happen
         )
-        env["GRAPHMESH_CONFIG"] = str(self._manifest_of(s))
+        env[MANIFEST_ENV] = str(self._manifest_of(s))
         if s.kind == "worker":
             env["GRAPHMESH_WORKER_ID"] = s.name
             env["GRAPHMESH_WORKER_CONCURRENCY"] = str(c.worker_concurrency)

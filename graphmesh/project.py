@@ -31,6 +31,7 @@ from dotenv import dotenv_values
 from packaging.requirements import InvalidRequirement, Requirement
 
 from graphmesh import secrets
+from graphmesh.config import manifest_from_env
 from graphmesh.errors import FailedPrecondition
 
 __all__ = ["activate", "is_credential", "locate_manifest", "missing_packages", "project_env"]
@@ -108,7 +109,7 @@ def activate(project) -> None:
 
 def locate_manifest(cwd: Path | None = None) -> Path:
     """GRAPHMESH_CONFIG, else graphmesh.yaml or langgraph.json in `cwd`, else the bundled examples."""
-    if env := os.environ.get("GRAPHMESH_CONFIG"):
+    if env := manifest_from_env():
         return Path(env)
     cwd = cwd or Path.cwd()
     for candidate in (cwd / "graphmesh.yaml", cwd / "langgraph.json", BUNDLED_MANIFEST):

@@ -8,7 +8,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
+from graphmesh.grpc_fork import keep_grpc_fork_support_off
+
+keep_grpc_fork_support_off()  # before grpc is imported: the session's meshes fork while it holds gRPC
+
+import pytest  # noqa: E402
 
 from graphmesh.embedded import EmbeddedNats, EmbeddedPostgres
 from graphmesh.mesh import Mesh, MeshConfig

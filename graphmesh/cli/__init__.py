@@ -11,7 +11,11 @@ import argparse
 import os
 import sys
 
-import grpc
+from graphmesh.grpc_fork import keep_grpc_fork_support_off
+
+keep_grpc_fork_support_off()  # before grpc is imported: `graphmesh up` forks while it holds gRPC
+
+import grpc  # noqa: E402
 
 from graphmesh.cli import (
     approvals,

@@ -1,5 +1,9 @@
-from graphmesh.rpc.host import serve
-from services.worker.server import main
+from graphmesh.grpc_fork import keep_grpc_fork_support_off
+
+keep_grpc_fork_support_off()  # before grpc is imported (graph code may fork): see graphmesh/grpc_fork.py
+
+from graphmesh.rpc.host import serve  # noqa: E402
+from services.worker.server import main  # noqa: E402
 
 if __name__ == "__main__":
     serve(main)

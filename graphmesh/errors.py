@@ -30,9 +30,8 @@ call back into the status class. An ExecutionError ends a run with the RunError 
 the run as NODE_FAILED. Classes that callers catch as a builtin (ValueError, LookupError,
 RuntimeError: also what LangGraph's default retry policy skips) keep it as a second base.
 
-SecretInState (graphmesh.execution.saver) stays outside the root: the executor treats a
-GraphmeshError that escapes the graph's stream as an outage (the run is redelivered), while
-a SecretInState there must fail the run (GRAPH_ERROR), as it does as a ValueError.
+An ExecutionError that escapes a graph's stream fails the run with its run_error_code; any
+other GraphmeshError there is an outage (Unavailable), and the run is redelivered.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from nats.js import JetStreamContext
 from psycopg_pool import AsyncConnectionPool
 
 from graphmesh import secrets
-from graphmesh.errors import GraphmeshError, Unavailable
+from graphmesh.errors import ExecutionError, GraphmeshError, Unavailable
 from graphmesh.execution.errors import IncompatibleCheckpoint, NodeFailed, NodePaused
 from graphmesh.execution.interrupts import approval_requests, carry_decisions, resume_input
 from graphmesh.execution.migration import Applied, MigrationFailed, migrate_thread
@@ -297,8 +297,12 @@ class RunExecutor:
                 "RUN_TIMEOUT", f"run exceeded its limit of {spec.limits.run_timeout_seconds:g} s"), []
         except NodeFailed as exc:
             return RunStatus.FAILED, RunError("NODE_FAILED", f"node '{exc.node}' failed: {exc}", exc.node), []
-        except (GraphmeshError, PolicyViolation, StateTooLarge):
-            raise
+        except (PolicyViolation, StateTooLarge):
+            raise  # _run_graph records these (a violation with its audit record)
+        except ExecutionError as exc:  # any other error that ends the run carries its own code
+            return RunStatus.FAILED, RunError(exc.run_error_code, str(exc), getattr(exc, "node", "") or ""), []
+        except GraphmeshError:
+            raise  # e.g. Unavailable: an outage; the run is redelivered and resumes later
         except (psycopg.OperationalError, nats.errors.Error) as exc:
             # Infrastructure, not the graph: the run is redelivered and resumes later.
             log.warning("run %s: dependency unavailable: %s", run.run_id, exc)

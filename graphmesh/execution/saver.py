@@ -57,12 +57,11 @@ class StateTooLarge(ExecutionError, RuntimeError):
         self.size, self.limit, self.step = size, limit, step
 
 
-class SecretInState(ValueError):
+class SecretInState(ExecutionError, ValueError):
     """A value to be checkpointed holds a known secret inside an object it cannot redact.
+    Raised by a checkpoint write, outside any node: the run fails (GRAPH_ERROR)."""
 
-    Deliberately not a GraphmeshError (see graphmesh/errors.py): raised by a checkpoint write
-    outside any node, it must fail the run as GRAPH_ERROR, which the executor does for errors
-    that are not GraphmeshErrors; a GraphmeshError there would be taken for an outage."""
+    run_error_code = "GRAPH_ERROR"
 
 
 def allowlist(names: Sequence[str]) -> tuple[tuple[str, str], ...]:

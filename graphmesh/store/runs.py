@@ -18,7 +18,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from graphmesh.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
-from graphmesh.store.paging import decode_page_token, encode_page_token, parse_uuid
+from graphmesh.store.paging import keyset_page, parse_uuid
 from graphmesh.store.records import (
     VERSION_FIELDS,
     Claim,
@@ -351,23 +351,8 @@ class RunStore:
         if thread_id:
             where.append("thread_id = %s")
             args.append(thread_id)
-        if page_token:
-            created_at, run_id = decode_page_token(page_token)
-            where.append("(created_at, run_id) < (%s, %s)")
-            args.extend([created_at, run_id])
-        sql = "SELECT * FROM gm_runs"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY created_at DESC, run_id DESC LIMIT %s"
-        args.append(page_size + 1)
-        async with self.connection() as conn:
-            rows = await (await conn.execute(sql, args)).fetchall()
-        runs = [RunRecord.from_row(r) for r in rows[:page_size]]
-        next_token = ""
-        if len(rows) > page_size:
-            last = runs[-1]
-            next_token = encode_page_token(last.created_at, last.run_id)
-        return runs, next_token
+        return await keyset_page(self.connection, "gm_runs", "run_id", where, args, page_size=page_size,
+                                 page_token=page_token, from_row=RunRecord.from_row)
 
     async def claim(
         self, run_id: str, *, worker_id: str, lease_seconds: float, min_event_seq: int = 0

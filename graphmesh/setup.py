@@ -20,6 +20,7 @@ async def prepare(database_url: str, nats_url: str, *, settings: Settings | None
         await AsyncPostgresSaver(conn).setup()
     nc = await connect_nats(nats_url, name="graphmesh-setup")
     try:
-        await ensure_streams(nc.jetstream(), ack_wait_seconds=settings.ack_wait_seconds)
+        await ensure_streams(nc.jetstream(), ack_wait_seconds=settings.ack_wait_seconds,
+                             replicas=settings.nats_replicas)
     finally:
         await nc.close()

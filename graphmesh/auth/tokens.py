@@ -20,8 +20,15 @@ from typing import Any
 import jwt
 
 from graphmesh.auth.principals import ALL_GRAPHS, ROLES, Principal
-from graphmesh.errors import InvalidArgument, NotFound, Unauthenticated
-from graphmesh.store.tokens import active_token, insert_token, list_tokens, revoke_token
+from graphmesh.errors import FailedPrecondition, InvalidArgument, NotFound, Unauthenticated
+from graphmesh.store.tokens import (
+    active_admins,
+    active_token,
+    insert_token,
+    list_tokens,
+    revoke_token,
+    token_by_hash,
+)
 
 TOKEN_PREFIX = "gm_"
 JWT_AUDIENCE = "graphmesh"
@@ -52,6 +59,21 @@ def check_grant(principal: str, roles: list[str], graphs: list[str]) -> None:
         raise InvalidArgument(f"graphs must be graph names or '*', got {graphs}", code="INVALID_GRAPHS")
 
 
+# A bootstrap token from a Secret must be hard to guess, whatever its format.
+MIN_BOOTSTRAP_TOKEN_LENGTH = 32
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    """What `graphmesh migrate --admin` did: the admin token that now exists, and its plain
+    text only when it was made just now (shown once)."""
+
+    token_id: str
+    principal: str
+    created: bool
+    token: str | None = None
+
+
 @dataclass(frozen=True)
 class TokenRecord:
     token_id: str
@@ -76,6 +98,33 @@ class TokenStore:
             await insert_token(conn, token_id, principal, roles, graphs or [ALL_GRAPHS], hash_token(token),
                                created_by)
         return token_id, token
+
+    async def bootstrap_admin(self, principal: str, *, token: str = "", created_by: str) -> Bootstrap:
+        """The first admin token of a deployment, idempotent (a migration Job runs on every
+        upgrade). With `token` (e.g. from a Kubernetes Secret) that exact token is registered
+        for `principal` as admin unless it is already; a revoked one is refused. Without, a
+        new token is made only when no active admin token exists."""
+        check_grant(principal, ["admin"], [ALL_GRAPHS])
+        async with self._runs.connection() as conn:
+            if token:
+                if len(token) < MIN_BOOTSTRAP_TOKEN_LENGTH:
+                    raise InvalidArgument(f"the bootstrap token must be at least {MIN_BOOTSTRAP_TOKEN_LENGTH} "
+                                          "characters", code="BOOTSTRAP_TOKEN_TOO_SHORT")
+                found = await token_by_hash(conn, hash_token(token))
+                if found is not None:
+                    if found["revoked_at"] is not None:
+                        raise FailedPrecondition(f"the bootstrap token (id {found['token_id']}) was revoked; put a "
+                                                 "new one in the Secret", code="BOOTSTRAP_TOKEN_REVOKED")
+                    return Bootstrap(found["token_id"], found["principal"], created=False)
+                token_id = "boot-" + hash_token(token)[:8]
+                await insert_token(conn, token_id, principal, ["admin"], [ALL_GRAPHS], hash_token(token), created_by)
+                return Bootstrap(token_id, principal, created=True)
+            admins = await active_admins(conn)
+            if admins:
+                return Bootstrap(admins[0]["token_id"], admins[0]["principal"], created=False)
+            token_id, plain = new_token()
+            await insert_token(conn, token_id, principal, ["admin"], [ALL_GRAPHS], hash_token(plain), created_by)
+            return Bootstrap(token_id, principal, created=True, token=plain)
 
     async def list(self) -> list[TokenRecord]:
         async with self._runs.connection() as conn:

@@ -11,8 +11,18 @@ from graphmesh.errors import Unavailable
 log = logging.getLogger(__name__)
 
 
+def server_urls(url: str) -> list[str]:
+    """A NATS URL, or a comma-separated list of a cluster's servers (each may carry its
+    credentials); the client fails over between them."""
+    urls = [u.strip() for u in url.split(",") if u.strip()]
+    if not urls:
+        raise ValueError("the NATS URL is empty")
+    return urls
+
+
 async def connect_nats(url: str, *, name: str, connect_timeout: float = 5.0) -> NATS:
-    """Connects with unbounded reconnects: a restarted NATS server is waited for, not fatal."""
+    """Connects with unbounded reconnects: a restarted NATS server is waited for, not fatal.
+    `url` may list a cluster's servers, comma-separated."""
 
     async def on_error(exc: Exception) -> None:
         log.warning("nats error: %s", exc)
@@ -28,7 +38,7 @@ async def connect_nats(url: str, *, name: str, connect_timeout: float = 5.0) -> 
 
     try:
         await nc.connect(
-            url,
+            servers=server_urls(url),
             name=name,
             connect_timeout=connect_timeout,
             max_reconnect_attempts=-1,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from nats.js import JetStreamContext
 from nats.js.api import (
     AckPolicy,
@@ -11,7 +13,9 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import NotFoundError
+from nats.js.errors import BadRequestError, NotFoundError
+
+from graphmesh.errors import Unavailable
 
 RUNS_STREAM = "GM_RUNS"
 EVENTS_STREAM = "GM_EVENTS"
@@ -23,6 +27,8 @@ EVENT_SUBJECT_PREFIX = "gm.events"
 APPROVAL_SUBJECT_PREFIX = "gm.approvals"
 
 DAY = 24 * 3600
+# JetStream's error code: "consumer config replica count exceeds parent stream".
+CONSUMER_REPLICAS_EXCEED_STREAM = 10126
 
 
 def run_subject(graph: str, graph_version: str) -> str:
@@ -38,7 +44,9 @@ def _token(value: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in value) or "_"
 
 
-def stream_configs(*, events_max_age_seconds: float = 7 * DAY) -> list[StreamConfig]:
+def stream_configs(*, replicas: int = 1, events_max_age_seconds: float = 7 * DAY) -> list[StreamConfig]:
+    """`replicas`: copies of each stream in a NATS cluster (1 for one server; 3 so that a
+    cluster loses nothing when a server dies). Consumers inherit their stream's."""
     return [
         # Work queue: a message is gone once a worker acks it.
         StreamConfig(
@@ -47,6 +55,7 @@ def stream_configs(*, events_max_age_seconds: float = 7 * DAY) -> list[StreamCon
             retention=RetentionPolicy.WORK_QUEUE,
             storage=StorageType.FILE,
             duplicate_window=120,
+            num_replicas=replicas,
         ),
         # Per-run event logs, replayable by StreamRun from any sequence.
         StreamConfig(
@@ -57,6 +66,7 @@ def stream_configs(*, events_max_age_seconds: float = 7 * DAY) -> list[StreamCon
             max_age=events_max_age_seconds,
             discard=DiscardPolicy.OLD,
             duplicate_window=120,
+            num_replicas=replicas,
             # StreamRun replays with direct gets by subject.
             allow_direct=True,
         ),
@@ -67,11 +77,15 @@ def stream_configs(*, events_max_age_seconds: float = 7 * DAY) -> list[StreamCon
             storage=StorageType.FILE,
             max_age=30 * DAY,
             duplicate_window=120,
+            num_replicas=replicas,
         ),
     ]
 
 
-def worker_consumer_config(*, ack_wait_seconds: float) -> ConsumerConfig:
+def worker_consumer_config(*, ack_wait_seconds: float, replicas: int = 1) -> ConsumerConfig:
+    """`replicas` as its stream's, set explicitly: a consumer left to inherit keeps the count
+    it was created with when the stream is scaled later, and an R1 consumer on a dead server
+    stops every worker (fetches answer "no responders") although its stream lives on."""
     return ConsumerConfig(
         durable_name=WORKER_CONSUMER,
         filter_subject=f"{RUN_SUBJECT_PREFIX}.>",
@@ -85,15 +99,45 @@ def worker_consumer_config(*, ack_wait_seconds: float) -> ConsumerConfig:
         # worker loads yet), silently.
         max_deliver=-1,
         max_ack_pending=10_000,
+        num_replicas=replicas,
     )
 
 
-async def ensure_streams(js: JetStreamContext, *, ack_wait_seconds: float) -> None:
-    """Creates or updates the streams and the shared worker consumer."""
-    for config in stream_configs():
+async def ensure_streams(js: JetStreamContext, *, ack_wait_seconds: float, replicas: int = 1,
+                         settle_seconds: float = 60.0) -> None:
+    """Creates or updates the streams (a changed replica count is applied: NATS moves the
+    stream to more or fewer servers) and the shared worker consumer, with as many replicas."""
+    for config in stream_configs(replicas=replicas):
         try:
             await js.stream_info(config.name)
             await js.update_stream(config)
         except NotFoundError:
             await js.add_stream(config)
-    await js.add_consumer(RUNS_STREAM, worker_consumer_config(ack_wait_seconds=ack_wait_seconds))
+    # The consumer may not have more replicas than its stream has placed yet: a stream
+    # scaled up gains its peers over a moment (longer while an earlier change settles).
+    await _wait_for_peers(js, RUNS_STREAM, replicas, timeout_seconds=settle_seconds)
+    consumer = worker_consumer_config(ack_wait_seconds=ack_wait_seconds, replicas=replicas)
+    deadline = asyncio.get_running_loop().time() + settle_seconds
+    while True:
+        try:
+            await js.add_consumer(RUNS_STREAM, consumer)
+            return
+        except BadRequestError as exc:
+            if exc.err_code != CONSUMER_REPLICAS_EXCEED_STREAM or asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.25)
+
+
+async def _wait_for_peers(js: JetStreamContext, stream: str, replicas: int, *, timeout_seconds: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_seconds
+    while True:
+        info = await js.stream_info(stream)
+        peers = 1 + len((info.cluster.replicas or []) if info.cluster else [])
+        if info.cluster is None or peers >= replicas:  # a single server has no cluster info
+            return
+        if loop.time() > deadline:
+            raise Unavailable(f"stream {stream} has {peers} of its {replicas} replicas after {timeout_seconds:g} s "
+                              "(NATS is still moving it, or the cluster has fewer servers); run `graphmesh "
+                              "migrate` again once `nats stream info` shows them", code="STREAM_NOT_PLACED")
+        await asyncio.sleep(0.25)

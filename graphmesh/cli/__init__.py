@@ -26,6 +26,7 @@ from graphmesh.cli import (
     graphs,
     migrate,
     runs,
+    serve,
     threads,
     tokens,
     trace,
@@ -72,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     graphs.add_parser(sub)
     workers.add_parser(sub)
     migrate.add_parser(sub)
+    serve.add_parser(sub)
     compat.add_parser(sub)
     trace.add_parser(sub)
     doctor.add_parser(sub)

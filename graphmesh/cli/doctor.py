@@ -190,13 +190,14 @@ async def _postgres(url: str) -> Finding:
 async def _nats(url: str) -> Finding:
     import nats
 
+    from graphmesh.bus.connection import server_urls
     from graphmesh.bus.streams import EVENTS_STREAM, RUNS_STREAM, WORKER_CONSUMER
 
     async def quiet(_exc) -> None:
         pass  # nats-py's default callback logs a traceback per error; the failure is reported below
 
     try:
-        nc = await nats.connect(url, connect_timeout=TIMEOUT, max_reconnect_attempts=0, allow_reconnect=False,
+        nc = await nats.connect(servers=server_urls(url), connect_timeout=TIMEOUT, max_reconnect_attempts=0, allow_reconnect=False,
                                 error_cb=quiet)
     except Exception as exc:
         if "authorization violation" in str(exc).lower():

@@ -145,8 +145,8 @@ class ServerProcess:
 
 
 # Imported last: the server modules use the helpers above.
-from .nats import EmbeddedNats  # noqa: E402
+from .nats import EmbeddedNats, EmbeddedNatsCluster  # noqa: E402
 from .postgres import EmbeddedPostgres  # noqa: E402
 
-__all__ = ["ServerProcess", "EmbeddedNats", "EmbeddedPostgres", "die_with_parent", "free_port", "free_ports", "log_tail", "port_open", "stop_process"]
+__all__ = ["ServerProcess", "EmbeddedNats", "EmbeddedNatsCluster", "EmbeddedPostgres", "die_with_parent", "free_port", "free_ports", "log_tail", "port_open", "stop_process"]
 

@@ -6,30 +6,36 @@ import asyncio
 
 from nats.js import JetStreamContext
 
-from graphmesh.bus import make_event, publish_event_pipelined
+from graphmesh.bus import make_event, publish_event, publish_event_pipelined
 from graphmesh.bus.events import status_changed
 from graphmesh.errors import Unavailable
 from graphmesh.store import RunStatus
+from graphmesh.v1 import run_pb2
 
 
 class EventSink:
     """Node and progress events are pipelined; `flush` waits for their acks, and runs
     before every status change so that a status is never stored ahead of the events it
-    follows."""
+    follows. An event whose ack does not come (its stream's leader died with it, NATS
+    restarted, "no responders" during an election) is sent again until JetStream confirms
+    it: the message id (run:sequence) makes a copy it already stored a duplicate it drops,
+    so no event is lost and none is doubled."""
 
     MAX_IN_FLIGHT = 256
-    # nats-py never fails a pipelined publish whose ack is lost (e.g. NATS restarted).
-    ACK_TIMEOUT_SECONDS = 10.0
+    # nats-py never fails a pipelined publish whose ack is lost: wait this long for acks,
+    ACK_TIMEOUT_SECONDS = 5.0
+    # then resend what is unconfirmed for up to this long before giving the run up (Unavailable).
+    RESEND_SECONDS = 20.0
 
     def __init__(self, js: JetStreamContext, run_id: str, first_seq: int) -> None:
         self._js = js
         self._run_id = run_id
-        self._in_flight: list[asyncio.Future] = []
+        self._in_flight: list[tuple[run_pb2.RunEvent, asyncio.Future]] = []
         self.next_seq = first_seq
 
     async def emit(self, **kind) -> None:
         event = make_event(self._run_id, self.next_seq, **kind)
-        self._in_flight.append(await publish_event_pipelined(self._js, event))
+        self._in_flight.append((event, await publish_event_pipelined(self._js, event)))
         self.next_seq += 1
         if len(self._in_flight) >= self.MAX_IN_FLIGHT:
             await self.flush()
@@ -41,7 +47,23 @@ class EventSink:
         in_flight, self._in_flight = self._in_flight, []
         if not in_flight:
             return
-        try:
-            await asyncio.wait_for(asyncio.gather(*in_flight), self.ACK_TIMEOUT_SECONDS)
-        except TimeoutError:
-            raise Unavailable(f"NATS did not acknowledge run {self._run_id}'s events") from None
+        done, late = await asyncio.wait([ack for _, ack in in_flight], timeout=self.ACK_TIMEOUT_SECONDS)
+        for ack in late:
+            ack.cancel()  # its event is sent again below
+        unconfirmed = [event for event, ack in in_flight
+                       if ack not in done or ack.cancelled() or ack.exception() is not None]
+        for event in unconfirmed:
+            await self._resend(event)
+
+    async def _resend(self, event: run_pb2.RunEvent) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.RESEND_SECONDS
+        while True:
+            try:
+                await publish_event(self._js, event)
+                return
+            except Exception as exc:
+                if loop.time() > deadline:
+                    raise Unavailable(f"NATS did not acknowledge event {event.sequence} of run {self._run_id}: "
+                                      f"{type(exc).__name__}") from None
+                await asyncio.sleep(0.25)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 from typing import Awaitable, Callable
 
 from graphmesh import secrets
@@ -49,6 +50,21 @@ def process_settings(service: str, *, per_instance: bool = False) -> Settings:
     secrets.install_redaction(streams=True)
     setup_telemetry(service, settings, instance=instance)
     return settings
+
+
+def advertised_address(listen_address: str, configured: str = "") -> str:
+    """The address other processes dial to reach this one: the configured one, else the
+    listen address with a wildcard host (0.0.0.0, ::) replaced by this host's IP address
+    (a container's or pod's), which another host can reach where 0.0.0.0 names nothing."""
+    if configured:
+        return configured
+    host, port = listen_address.rsplit(":", 1)
+    if host.strip("[]") in ("0.0.0.0", "::", ""):
+        try:
+            host = socket.gethostbyname(socket.gethostname())
+        except OSError:
+            host = "127.0.0.1"
+    return f"{host}:{port}"
 
 
 def log_registry(registry) -> None:
@@ -100,6 +116,10 @@ class ServiceHost:
     @property
     def address(self) -> str:
         return self._require_server().address
+
+    @property
+    def advertised_address(self) -> str:
+        return advertised_address(self.address, self.settings.advertise_address)
 
     def _require_server(self) -> GrpcServer:
         if self._server is None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import psycopg
 from psycopg.rows import tuple_row
 
+from graphmesh.errors import FailedPrecondition
+
 # A process-wide lock key for schema changes ("graphmesh" in ASCII, folded to 63 bits).
 MIGRATION_LOCK_KEY = 0x67726170686D657368 & 0x7FFFFFFFFFFFFFFF
 MIGRATION_LOCK = "SELECT pg_advisory_xact_lock(%s)"
@@ -269,8 +271,28 @@ async def schema_version(conn: psycopg.AsyncConnection) -> int:
     return version
 
 
+SELECT_DATABASE_ENCODING = ("SELECT current_database(), pg_encoding_to_char(encoding) FROM pg_database "
+                            "WHERE datname = current_database()")
+
+
+async def check_encoding(conn: psycopg.AsyncConnection) -> None:
+    """Refuses a database not encoded UTF8: under SQL_ASCII, psycopg hands text back as
+    bytes, and every status read would fail as an internal error later."""
+    async with conn.cursor(row_factory=tuple_row) as cur:
+        await cur.execute(SELECT_DATABASE_ENCODING)
+        # Under SQL_ASCII these very values come back as bytes.
+        database, encoding = (v.decode() if isinstance(v, bytes) else v for v in await cur.fetchone())
+    if encoding != "UTF8":
+        raise FailedPrecondition(
+            f"database '{database}' is encoded {encoding}; graphmesh needs UTF8. Create it with "
+            f"`CREATE DATABASE {database} ENCODING 'UTF8' TEMPLATE template0` (or initdb -E UTF8) "
+            "and point GRAPHMESH_DATABASE_URL at it", code="DATABASE_ENCODING")
+
+
 async def migrate(conn: psycopg.AsyncConnection) -> int:
-    """Applies missing migrations; returns the schema version. Safe to call concurrently."""
+    """Applies missing migrations; returns the schema version. Safe to call concurrently.
+    Refuses a database that is not UTF8 (check_encoding) before changing anything."""
+    await check_encoding(conn)
     async with conn.transaction():
         await conn.execute(MIGRATION_LOCK, (MIGRATION_LOCK_KEY,))
         await conn.execute(MIGRATIONS[0])

@@ -12,6 +12,9 @@ INSERT_TOKEN = ("INSERT INTO gm_api_tokens (token_id, principal, roles, graphs, 
 SELECT_TOKENS = ("SELECT token_id, principal, roles, graphs, created_by, created_at, revoked_at "
                  "FROM gm_api_tokens ORDER BY created_at")
 REVOKE_TOKEN = "UPDATE gm_api_tokens SET revoked_at = now() WHERE token_id = %s AND revoked_at IS NULL"
+SELECT_ACTIVE_ADMINS = ("SELECT token_id, principal FROM gm_api_tokens "
+                        "WHERE revoked_at IS NULL AND roles ? 'admin' ORDER BY created_at")
+SELECT_TOKEN_BY_HASH = "SELECT token_id, principal, revoked_at FROM gm_api_tokens WHERE token_hash = %s"
 SELECT_ACTIVE_TOKEN = ("SELECT token_id, principal, roles, graphs FROM gm_api_tokens "
                        "WHERE token_hash = %s AND revoked_at IS NULL")
 
@@ -19,6 +22,16 @@ SELECT_ACTIVE_TOKEN = ("SELECT token_id, principal, roles, graphs FROM gm_api_to
 async def insert_token(conn: Any, token_id: str, principal: str, roles: list[str], graphs: list[str],
                        token_hash: str, created_by: str) -> None:
     await conn.execute(INSERT_TOKEN, (token_id, principal, Jsonb(roles), Jsonb(graphs), token_hash, created_by))
+
+
+async def active_admins(conn: Any) -> list[dict[str, Any]]:
+    """Active tokens holding the admin role: token_id, principal."""
+    return await (await conn.execute(SELECT_ACTIVE_ADMINS)).fetchall()
+
+
+async def token_by_hash(conn: Any, token_hash: str) -> dict[str, Any] | None:
+    """The token with this hash, revoked or not: token_id, principal, revoked_at."""
+    return await (await conn.execute(SELECT_TOKEN_BY_HASH, (token_hash,))).fetchone()
 
 
 async def list_tokens(conn: Any) -> list[dict[str, Any]]:

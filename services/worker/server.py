@@ -1,5 +1,5 @@
 """A worker process: the job consumer, its roster heartbeat and WorkerService. On SIGTERM
-it drains: no new runs, active ones get DRAIN_GRACE_SECONDS, the rest are handed back."""
+it drains: no new runs, active ones get GRAPHMESH_DRAIN_GRACE_SECONDS, the rest are handed back."""
 
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ from services.worker.servicer import WorkerServicer
 
 log = logging.getLogger(__name__)
 
-DRAIN_GRACE_SECONDS = 30.0
 
 
 async def main() -> int:
@@ -44,21 +43,21 @@ async def main() -> int:
     host.listen([worker_service_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name],
                 auth=make_authenticator(settings, store))
     worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(
-        WorkerServicer(consumer, registry, started_at, DRAIN_GRACE_SECONDS), host.grpc)
+        WorkerServicer(consumer, registry, started_at, settings.drain_grace_seconds), host.grpc)
 
     def on_health(ok: bool) -> None:
         consumer.dependencies_ok = ok  # no run should burn a delivery while a dependency is away
 
     host.supervise("disabled nodes refresh", await DisabledNodes(control).start(nc))
     host.watch_dependencies(pool, nc, also=on_health)
-    host.supervise("worker heartbeat", announce_forever(control, consumer, address=host.address,
+    host.supervise("worker heartbeat", announce_forever(control, consumer, address=host.advertised_address,
                                                         registry=registry, started_at=started_at))
     await on_cancel(nc, consumer.cancel)
     host.supervise("job consumer", await consumer.start())
 
     async def drain() -> None:
         log.info("draining")
-        await consumer.start_drain(DRAIN_GRACE_SECONDS)
+        await consumer.start_drain(settings.drain_grace_seconds)
         log.info("drained")
 
     async def forget() -> None:

@@ -106,7 +106,7 @@ def test_the_postgres_check_and_the_nats_check_are_the_ones_the_images_answer():
     assert pg[1] == "pg_isready" and "-d" in pg and pg[pg.index("-d") + 1] == "graphmesh"
     for node in NATS_NODES:
         test = svcs[node]["healthcheck"]["test"]
-        assert test[1] == "wget" and test[-1] == "http://127.0.0.1:8222/healthz?js-enabled-only=true", test
+        assert test[1] == "wget" and test[-1] == "http://127.0.0.1:8222/healthz?js-meta-only=true", test
 
 
 def test_migrate_runs_to_completion_before_every_graphmesh_service():

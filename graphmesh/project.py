@@ -36,7 +36,8 @@ from graphmesh.errors import FailedPrecondition
 
 __all__ = ["activate", "is_credential", "locate_manifest", "missing_packages", "project_env"]
 
-BUNDLED_MANIFEST = Path(__file__).resolve().parent.parent / "graphmesh.yaml"  # the example graphs
+# The example graphs (graphs/), shipped inside the package so an installed graphmesh finds them.
+BUNDLED_MANIFEST = Path(__file__).resolve().parent / "examples.yaml"
 
 _CREDENTIAL_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSW|PASS$|PWD|CREDENTIAL|AUTH|PRIVATE|DSN|CERT|SIGNING|COOKIE|SESSION",
                               re.IGNORECASE)

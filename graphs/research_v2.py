@@ -18,7 +18,7 @@ Progress events report the stage `retrieve` where v1 reported `search`; the
 other nodes (plan, summarize, write_report, with its optional review, which resumes
 with the decision record: `resume: record` in the manifest) and the corpus are v1's own.
 
-The manifest declares the migration from state schema 1 (graphmesh.yaml):
+The manifest declares the migration from state schema 1 (graphmesh/examples.yaml):
 rename_fields results -> documents, rename_nodes search -> retrieve.
 """
 

@@ -36,7 +36,7 @@ GRAPH = "research_assistant"
 
 def _manifest(directory: Path, name: str, versions: set[str], *, migration: bool = True) -> Path:
     """The repository manifest's research_assistant entries for `versions` only."""
-    entries = [e for e in yaml.safe_load((REPO / "graphmesh.yaml").read_text())["graphs"]
+    entries = [e for e in yaml.safe_load((REPO / "graphmesh" / "examples.yaml").read_text())["graphs"]
                if e["name"] == GRAPH and str(e["version"]) in versions]
     for e in entries:
         e["weight"] = 100 if e["version"] == max(versions) else 0

@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def registry():
-    return Registry.from_file(REPO / "graphmesh.yaml")
+    return Registry.from_file(REPO / "graphmesh" / "examples.yaml")
 
 
 def _entry(**extra):

@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def registry() -> Registry:
-    return Registry.from_file(REPO / "graphmesh.yaml")
+    return Registry.from_file(REPO / "graphmesh" / "examples.yaml")
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:
@@ -205,7 +205,7 @@ def test_compiled_is_cached_and_accepts_compiled_graphs(tmp_path, registry):
 def test_default_uses_env_then_cwd_then_repo(tmp_path, monkeypatch):
     monkeypatch.delenv("GRAPHMESH_CONFIG", raising=False)
     monkeypatch.chdir(tmp_path)
-    assert Registry.default().source == str(REPO / "graphmesh.yaml")
+    assert Registry.default().source == str(REPO / "graphmesh" / "examples.yaml")
     own = write(tmp_path, "graphmesh.yaml", "graphs:\n  - {name: mine, version: '1', path: graphs.tiny:graph}\n")
     assert Registry.default().names() == ["mine"]
     other = write(tmp_path, "other.yaml", "graphs:\n  - {name: env, version: '1', path: graphs.tiny:graph}\n")

@@ -17,7 +17,7 @@ QUESTION = "How do LangGraph checkpoints work with Postgres?"
 
 @pytest.fixture(scope="module")
 def registry() -> Registry:
-    return Registry.from_file(REPO / "graphmesh.yaml")
+    return Registry.from_file(REPO / "graphmesh" / "examples.yaml")
 
 
 def cfg() -> dict:

@@ -113,3 +113,28 @@ def test_the_health_check_fails_for_a_service_the_server_does_not_serve(mesh, se
     done = _run("grpc-health-check", mesh.api_address, "--service", service)
     assert done.returncode == 1 and "NOT_FOUND" in done.stderr
     assert _run("grpc-health-check", mesh.api_address).returncode == 0
+
+
+def test_a_worker_listening_on_all_interfaces_advertises_an_address_others_can_dial(embedded_pg_nats):
+    """Registered as 0.0.0.0:port, `doctor` and the api dialled themselves and reported a false
+    OK; a worker now registers its host's IP (or GRAPHMESH_ADVERTISE_ADDRESS)."""
+    url = _new_database(embedded_pg_nats)
+    assert _migrate(embedded_pg_nats, url).returncode == 0
+    port = free_port()
+    env = {**os.environ, "GRAPHMESH_DATABASE_URL": url, "GRAPHMESH_NATS_URL": embedded_pg_nats.nats_url,
+           "GRAPHMESH_LISTEN": f"0.0.0.0:{port}", "GRAPHMESH_AUTH": "none", "GRAPHMESH_WORKER_ID": "w-any"}
+    proc = subprocess.Popen([str(BIN / "graphmesh"), "serve", "worker"], env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def registered():
+            with psycopg.connect(url) as conn:
+                row = conn.execute("SELECT address FROM gm_workers WHERE worker_id = 'w-any'").fetchone()
+            return row and row[0]
+
+        address = wait_for(registered, timeout=60, message="the worker in gm_workers")
+        host = address.rsplit(":", 1)[0]
+        assert host not in ("0.0.0.0", "[::]", "::") and address.endswith(f":{port}")
+        assert _run("grpc-health-check", address).returncode == 0  # what doctor dials answers
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -12,11 +12,14 @@ sleeps a little and, as its very last act, counts its side effect in `fault_effe
 How duplicates are judged. LangGraph saves a node's writes right after the node returns; a
 node stopped after its effect but before that save (a SIGKILL, a database that went away)
 runs again on resume: that is at-least-once for steps, and the re-run has the same task id
-(same checkpoint, same step). So a (run, node) whose effect count is above 1 is an
-*expected* duplicate when every earlier execution has the final one's task id and was cut
-off by this scenario's fault (its worker was SIGKILLed, or a backend was down); anything
-else (a node re-run at another step or from another checkpoint, or with no fault to explain
-it) is a *real* duplicate: a completed node ran twice. Real duplicates must be zero; expected
+(same checkpoint, same step). With async durability the next step may already run while
+the previous checkpoint is being saved, so a fault can also take a step's save with it: the
+run starts over from its last recorded checkpoint and the re-run has another task id. So a
+(run, node) whose effect count is above 1 is an *expected* duplicate when every earlier
+execution was cut off by this scenario's fault (its worker was SIGKILLed, or a backend was
+down) before its completion was recorded: the same task, or another task whose writes never
+reached checkpoint_writes. Anything else (a recorded completion run again, or no fault to
+explain it) is a *real* duplicate: a completed node ran twice. Real duplicates must be zero; expected
 ones are bounded by the faults (kills, or the slots busy when a backend stopped). The final
 state's `trail` must list each node exactly once.
 
@@ -233,8 +236,16 @@ class Verdict:
 def judge(mesh: Mesh, client, batch: Batch, final: dict[str, int], *, killed_pids: set[int],
           outage: bool) -> Verdict:
     """Counts lost runs and duplicated side effects, and classifies each duplicate (see the
-    module docstring): expected when the earlier executions were the same task cut off by a
-    fault of this scenario, real otherwise."""
+    module docstring): expected when the earlier executions were cut off by a fault of this
+    scenario, real otherwise.
+
+    Cut off means: the same task (a kill or an outage between the effect and its save), or
+    another task whose writes were never recorded. With async durability a worker runs a
+    run's next nodes while the previous checkpoint is still being saved; a fault that takes
+    that save with it (a SIGKILLed worker or postmaster, Postgres stopped) makes the run start
+    over from its last recorded checkpoint, under new task ids. Such a re-run is real only
+    when the earlier execution's completion was recorded: its task's writes are in
+    checkpoint_writes."""
     with psycopg.connect(mesh.database_url, autocommit=True, row_factory=dict_row) as conn:
         counts = {(r["run_id"], r["node"]): r["count"] for r in conn.execute(
             "SELECT run_id, node, count FROM fault_effects WHERE run_id = ANY(%s)", (batch.ids,))}
@@ -243,6 +254,8 @@ def judge(mesh: Mesh, client, batch: Batch, final: dict[str, int], *, killed_pid
             (batch.ids,)).fetchall()
         failures = {r["run_id"]: f"{r['error_code']}: {r['error_message']}" for r in conn.execute(
             "SELECT run_id, error_code, error_message FROM gm_runs WHERE run_id = ANY(%s)", (batch.ids,))}
+        recorded = {r["task_id"] for r in conn.execute(
+            "SELECT DISTINCT task_id FROM checkpoint_writes WHERE thread_id = ANY(%s)", (list(batch.runs.values()),))}
     lost = [f"{run_id} ({status_name(final[run_id]) if run_id in final else 'unreadable'}"
             f"{', ' + failures[run_id] if failures.get(run_id) and final.get(run_id) != COMPLETED else ''})"
             for run_id in batch.ids if final.get(run_id) != COMPLETED]
@@ -257,10 +270,14 @@ def judge(mesh: Mesh, client, batch: Batch, final: dict[str, int], *, killed_pid
             continue
         rows = executions.get(key, [])
         last = rows[-1] if rows else None
-        reasons = []
+        reasons, notes = [], []
         for earlier in rows[:-1]:
             if earlier["task"] != last["task"]:
-                reasons.append(f"re-run as another task (step {earlier['step']} -> {last['step']})")
+                if earlier["task"] in recorded or not (earlier["pid"] in killed_pids or outage):
+                    reasons.append(f"re-run as another task (step {earlier['step']} -> {last['step']})")
+                else:
+                    notes.append(f"re-run as another task (step {earlier['step']} -> {last['step']}) "
+                                 "(expected: the earlier execution's checkpoint was never recorded)")
             elif earlier["pid"] in killed_pids:
                 continue  # its worker was SIGKILLed between the effect and the checkpoint
             elif outage:
@@ -269,7 +286,7 @@ def judge(mesh: Mesh, client, batch: Batch, final: dict[str, int], *, killed_pid
                 reasons.append(f"no fault explains it ({earlier['worker']} pid {earlier['pid']} was not killed)")
         trace = ", ".join(f"{r['worker']}/pid {r['pid']}/step {r['step']}" for r in rows)
         text = f"{key[0]}:{key[1]} x{count} [{trace}]"
-        (real if reasons else expected).append(text + (f": {'; '.join(reasons)}" if reasons else ""))
+        (real if reasons else expected).append(text + (f": {'; '.join(reasons or notes)}" if reasons or notes else ""))
     bad_trails = []
     for run_id, thread in batch.runs.items():
         if final.get(run_id) != COMPLETED:

@@ -11,18 +11,15 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from dataclasses import replace
 
 import psycopg
 import pytest
-from psycopg.rows import dict_row
 from test_faults import (
     CREATE_TABLES,
     ENV,
     MANIFEST,
     READY_TIMEOUT,
     Batch,
-    Verdict,
     active_runs,
     add_runs,
     assert_no_loss,
@@ -59,32 +56,6 @@ def supervised_mesh(tmp_path_factory):
         m.stop()
         shutil.copytree(m.log_dir, tmp_path_factory.getbasetemp() / "up_restart_logs", dirs_exist_ok=True)
         shutil.rmtree(root, ignore_errors=True)
-
-
-def reclassify(mesh: Mesh, batch: Batch, verdict: Verdict) -> Verdict:
-    """judge() calls a node re-run as another task (another checkpoint) real. With async
-    durability a worker runs a run's next nodes while the previous checkpoint is still being
-    saved; a postmaster SIGKILLed then takes every save of that execution with it, and the run
-    starts over from its last recorded checkpoint, under new task ids. Such a re-run is real
-    only when the earlier execution's completion was recorded: its task's writes are in
-    checkpoint_writes. Otherwise the node was cut off before its checkpoint: expected."""
-    with psycopg.connect(mesh.database_url, autocommit=True, row_factory=dict_row) as conn:
-        recorded = {r["task_id"] for r in conn.execute(
-            "SELECT DISTINCT task_id FROM checkpoint_writes WHERE thread_id = ANY(%s)", (list(batch.runs.values()),))}
-        log = conn.execute("SELECT run_id, node, task FROM fault_effect_log WHERE run_id = ANY(%s) ORDER BY id",
-                           (batch.ids,)).fetchall()
-    executions: dict[tuple[str, str], list[str]] = {}
-    for row in log:
-        executions.setdefault((row["run_id"], row["node"]), []).append(row["task"])
-    real, expected = [], list(verdict.expected)
-    for text in verdict.real:
-        run_id, _, rest = text.partition(":")
-        tasks = executions.get((run_id, rest.split(" ", 1)[0]), [])
-        if any(task != tasks[-1] and task in recorded for task in tasks[:-1]):
-            real.append(text)
-        else:
-            expected.append(text + " (expected: the earlier execution's checkpoint was never recorded)")
-    return replace(verdict, real=real, expected=expected)
 
 
 def test_up_restarts_a_killed_api_worker_postgres_and_nats(supervised_mesh, fault_figures):
@@ -125,7 +96,7 @@ def test_up_restarts_a_killed_api_worker_postgres_and_nats(supervised_mesh, faul
         figures.kills, figures.outages = kills, outages
         figures.recover_seconds = time.monotonic() - back_at
         figures.notes.append("restarts: " + ", ".join(f"{n} {c}" for n, c in mesh.restarts.items() if c))
-        verdict = reclassify(mesh, batch, judge(mesh, client, batch, final, killed_pids=killed_pids, outage=True))
+        verdict = judge(mesh, client, batch, final, killed_pids=killed_pids, outage=True)
         record(figures, mesh, batch, verdict)
     finally:
         client.close()

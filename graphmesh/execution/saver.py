@@ -35,7 +35,7 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from psycopg.rows import dict_row
 
 from graphmesh import secrets
-from graphmesh.errors import ExecutionError
+from graphmesh.errors import ExecutionError, Unavailable
 from graphmesh.store.leases import LeaseFence, hold
 from graphmesh.store.runs import LeaseLost
 from graphmesh.telemetry.tracing import tracer
@@ -121,6 +121,9 @@ class TracedPostgresSaver(AsyncPostgresSaver):
         # as when a lease renewal finds the run taken over).
         self.on_lease_lost: Callable[[], None] | None = None
         self.too_large: StateTooLarge | None = None  # set once a checkpoint was refused
+        # Set once a root checkpoint could not be written (Postgres away, the lease lost): a
+        # node with outside effects must not start after it.
+        self.write_failed: Exception | None = None
         self._sizes: dict[str, tuple[str, int]] = {}  # channel -> (version, serialized bytes)
         self._dumped: dict[tuple[str, str], tuple[str, bytes]] = {}  # serialized for the coming write
         # The highest step of a root checkpoint this saver loaded, wrote or refused, and
@@ -130,13 +133,16 @@ class TracedPostgresSaver(AsyncPostgresSaver):
 
     async def settled(self, step: int | None = None) -> None:
         """For a node of step `step`: waits until the checkpoint before it (step - 1) has
-        been written or refused, then raises StateTooLarge if a checkpoint was refused.
+        been written or refused, then raises StateTooLarge if a checkpoint was refused, or
+        Unavailable if one could not be written (the run is then redelivered and resumes
+        from its last written checkpoint, so the node never runs ahead of its state).
 
         LangGraph writes a step's checkpoint in the background while the next step's
         nodes start (async durability), so a node with outside effects must wait here to
         be sure the state it follows was within the limit. A resumed execution loads the
         checkpoint its first nodes follow (aget_tuple), which counts as reached."""
-        if step is not None and self.too_large is None and (self._step is None or self._step < step - 1):
+        stopped = self.too_large is not None or self.write_failed is not None
+        if step is not None and not stopped and (self._step is None or self._step < step - 1):
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append((step - 1, waiter))
             try:
@@ -146,13 +152,17 @@ class TracedPostgresSaver(AsyncPostgresSaver):
                             SETTLE_TIMEOUT_SECONDS)
         if self.too_large is not None:
             raise self.too_large
+        if self.write_failed is not None:
+            raise Unavailable(f"a checkpoint before step {step} could not be written "
+                              f"({type(self.write_failed).__name__}); a node with outside effects does not start")
 
     def _reached(self, step: Any) -> None:
         if isinstance(step, int):
             self._step = step if self._step is None else max(self._step, step)
         waiting, self._waiters = self._waiters, []
         for wanted, waiter in waiting:
-            if self.too_large is not None or (self._step is not None and wanted <= self._step):
+            if self.too_large is not None or self.write_failed is not None or \
+                    (self._step is not None and wanted <= self._step):
                 if not waiter.done():
                     waiter.set_result(None)
             else:
@@ -204,7 +214,13 @@ class TracedPostgresSaver(AsyncPostgresSaver):
                         self.too_large = StateTooLarge(size, self.max_state_bytes, int(metadata.get("step", -1)))
                         raise self.too_large
                 return await super().aput(config, checkpoint, metadata, new_versions)
-        finally:  # written, refused or failed: nodes waiting for this step go on
+        except StateTooLarge:
+            raise
+        except Exception as exc:
+            if not config["configurable"].get("checkpoint_ns"):
+                self.write_failed = self.write_failed or exc
+            raise
+        finally:  # written, refused or failed: nodes waiting for this step go on (and check why)
             if not config["configurable"].get("checkpoint_ns"):
                 self._reached(metadata.get("step"))
 

@@ -370,6 +370,36 @@ def test_a_mutating_node_waits_for_the_checkpoint_it_follows():
     asyncio.run(main())
 
 
+def test_a_mutating_node_does_not_start_after_a_checkpoint_that_could_not_be_written(monkeypatch):
+    """Postgres went away while step 1's checkpoint was saved in the background: the node of
+    step 2 with outside effects must not run ahead of its state (it would run again, under
+    another task, when the run resumes from step 0)."""
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+    from psycopg import OperationalError
+
+    from graphmesh.errors import Unavailable
+
+    async def unreachable(self, config, checkpoint, metadata, new_versions):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(AsyncPostgresSaver, "aput", unreachable)
+
+    async def main():
+        saver = TracedPostgresSaver(None)
+        saver._reached(0)
+        waiter = asyncio.ensure_future(saver.settled(2))  # follows step 1's checkpoint
+        await asyncio.sleep(0)
+        root = {"configurable": {"thread_id": "t", "checkpoint_ns": ""}}
+        with pytest.raises(OperationalError):
+            await saver.aput(root, _checkpoint({"n": 1}, {"n": "1"}), {"step": 1}, {})
+        with pytest.raises(Unavailable, match="could not be written"):
+            await waiter
+        with pytest.raises(Unavailable):  # and every later node with outside effects
+            await saver.settled(5)
+
+    asyncio.run(main())
+
+
 def test_a_misspelt_allow_list_entry_fails_the_version_at_load():
     from graphmesh.errors import FailedPrecondition
     from graphmesh.registry import Registry

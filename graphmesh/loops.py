@@ -1,4 +1,6 @@
-"""Periodic background loops (reconciler, retention, refreshes, expiry, relays, pollers).
+"""Periodic background loops (reconciler, retention, refreshes, expiry, relays, pollers),
+and `retry_for`, the one bounded retry of a single call (a resent event, a JetStream cluster
+that is still electing its leader).
 
 `run_periodically` runs one step every `interval` seconds until cancelled. A step that
 raises never stops the loop, but it is not swallowed either: the first failure, and
@@ -16,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import traceback
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, TypeVar
 
 from graphmesh.telemetry.metrics import LOOP_FAILURES
 
@@ -24,6 +26,22 @@ log = logging.getLogger(__name__)
 
 MAX_BACKOFF_SECONDS = 60.0
 _sleep = asyncio.sleep  # tests replace it
+
+T = TypeVar("T")
+
+
+async def retry_for(attempt: Callable[[], Awaitable[T]], *, seconds: float,
+                    retry_on: Callable[[Exception], bool], interval: float = 0.25) -> T:
+    """Awaits `attempt()` until it returns, again every `interval` while it raises an
+    exception `retry_on` accepts, for at most `seconds`; then the last exception is raised."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        try:
+            return await attempt()
+        except Exception as exc:
+            if not retry_on(exc) or asyncio.get_running_loop().time() > deadline:
+                raise
+        await asyncio.sleep(interval)
 
 
 def failure_signature(exc: BaseException) -> tuple[str, str, int]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import nats.errors
 import psycopg
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
@@ -12,6 +10,7 @@ from nats.js.errors import ServiceUnavailableError
 from graphmesh.bus import connect_nats, ensure_streams
 from graphmesh.config import Settings
 from graphmesh.errors import Unavailable
+from graphmesh.loops import retry_for
 from graphmesh.store import migrate
 
 # How long `graphmesh migrate` waits for JetStream to answer (a cluster electing its leader).
@@ -28,23 +27,20 @@ async def prepare(database_url: str, nats_url: str, *, settings: Settings | None
         await AsyncPostgresSaver(conn).setup()
     nc = await connect_nats(nats_url, name="graphmesh-setup")
     try:
-        await _with_jetstream_retries(lambda: ensure_streams(
-            nc.jetstream(), ack_wait_seconds=settings.ack_wait_seconds, replicas=settings.nats_replicas))
+        await retry_for(lambda: ensure_streams(nc.jetstream(), ack_wait_seconds=settings.ack_wait_seconds,
+                                               replicas=settings.nats_replicas),
+                        seconds=JETSTREAM_WAIT_SECONDS, retry_on=_jetstream_not_ready, interval=0.5)
+    except Exception as exc:
+        if not _jetstream_not_ready(exc):
+            raise
+        raise Unavailable(f"JetStream did not answer for {JETSTREAM_WAIT_SECONDS:g} s ({type(exc).__name__}): is "
+                          "JetStream enabled, and does the cluster have a quorum?",
+                          code="JETSTREAM_UNAVAILABLE") from exc
     finally:
         await nc.close()
 
 
-async def _with_jetstream_retries(attempt, *, seconds: float = JETSTREAM_WAIT_SECONDS) -> None:
+def _jetstream_not_ready(exc: Exception) -> bool:
     """A NATS cluster that has just started answers JetStream requests only once it has
     elected its meta leader: time-outs and "temporarily unavailable" until then."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    while True:
-        try:
-            return await attempt()
-        except (nats.errors.TimeoutError, nats.errors.NoRespondersError, ServiceUnavailableError) as exc:
-            if loop.time() > deadline:
-                raise Unavailable(f"JetStream did not answer for {seconds:g} s ({type(exc).__name__}): is "
-                                  "JetStream enabled, and does the cluster have a quorum?",
-                                  code="JETSTREAM_UNAVAILABLE") from exc
-            await asyncio.sleep(0.5)
+    return isinstance(exc, (nats.errors.TimeoutError, nats.errors.NoRespondersError, ServiceUnavailableError))

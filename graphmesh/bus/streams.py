@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from nats.js import JetStreamContext
 from nats.js.api import (
     AckPolicy,
@@ -16,6 +14,7 @@ from nats.js.api import (
 from nats.js.errors import BadRequestError, NotFoundError
 
 from graphmesh.errors import Unavailable
+from graphmesh.loops import retry_for
 
 RUNS_STREAM = "GM_RUNS"
 EVENTS_STREAM = "GM_EVENTS"
@@ -113,31 +112,19 @@ async def ensure_streams(js: JetStreamContext, *, ack_wait_seconds: float, repli
             await js.update_stream(config)
         except NotFoundError:
             await js.add_stream(config)
-    # The consumer may not have more replicas than its stream has placed yet: a stream
-    # scaled up gains its peers over a moment (longer while an earlier change settles).
-    await _wait_for_peers(js, RUNS_STREAM, replicas, timeout_seconds=settle_seconds)
+    # A stream scaled up gains its peers over a moment (longer while an earlier change
+    # settles); until then NATS refuses a consumer with more replicas than it has placed.
     consumer = worker_consumer_config(ack_wait_seconds=ack_wait_seconds, replicas=replicas)
-    deadline = asyncio.get_running_loop().time() + settle_seconds
-    while True:
-        try:
-            await js.add_consumer(RUNS_STREAM, consumer)
-            return
-        except BadRequestError as exc:
-            if exc.err_code != CONSUMER_REPLICAS_EXCEED_STREAM or asyncio.get_running_loop().time() > deadline:
-                raise
-            await asyncio.sleep(0.25)
+    try:
+        await retry_for(lambda: js.add_consumer(RUNS_STREAM, consumer), seconds=settle_seconds,
+                        retry_on=_stream_not_placed_yet)
+    except BadRequestError as exc:
+        if not _stream_not_placed_yet(exc):
+            raise
+        raise Unavailable(f"stream {RUNS_STREAM} has not placed its {replicas} replicas after {settle_seconds:g} s "
+                          "(NATS is still moving it, or the cluster has fewer servers); run `graphmesh migrate` "
+                          "again once `nats stream info` shows them", code="STREAM_NOT_PLACED") from exc
 
 
-async def _wait_for_peers(js: JetStreamContext, stream: str, replicas: int, *, timeout_seconds: float) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_seconds
-    while True:
-        info = await js.stream_info(stream)
-        peers = 1 + len((info.cluster.replicas or []) if info.cluster else [])
-        if info.cluster is None or peers >= replicas:  # a single server has no cluster info
-            return
-        if loop.time() > deadline:
-            raise Unavailable(f"stream {stream} has {peers} of its {replicas} replicas after {timeout_seconds:g} s "
-                              "(NATS is still moving it, or the cluster has fewer servers); run `graphmesh "
-                              "migrate` again once `nats stream info` shows them", code="STREAM_NOT_PLACED")
-        await asyncio.sleep(0.25)
+def _stream_not_placed_yet(exc: Exception) -> bool:
+    return isinstance(exc, BadRequestError) and exc.err_code == CONSUMER_REPLICAS_EXCEED_STREAM

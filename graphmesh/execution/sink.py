@@ -9,6 +9,7 @@ from nats.js import JetStreamContext
 from graphmesh.bus import make_event, publish_event, publish_event_pipelined
 from graphmesh.bus.events import status_changed
 from graphmesh.errors import Unavailable
+from graphmesh.loops import retry_for
 from graphmesh.store import RunStatus
 from graphmesh.v1 import run_pb2
 
@@ -56,14 +57,9 @@ class EventSink:
             await self._resend(event)
 
     async def _resend(self, event: run_pb2.RunEvent) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.RESEND_SECONDS
-        while True:
-            try:
-                await publish_event(self._js, event)
-                return
-            except Exception as exc:
-                if loop.time() > deadline:
-                    raise Unavailable(f"NATS did not acknowledge event {event.sequence} of run {self._run_id}: "
-                                      f"{type(exc).__name__}") from None
-                await asyncio.sleep(0.25)
+        try:
+            await retry_for(lambda: publish_event(self._js, event), seconds=self.RESEND_SECONDS,
+                            retry_on=lambda exc: True)
+        except Exception as exc:
+            raise Unavailable(f"NATS did not acknowledge event {event.sequence} of run {self._run_id}: "
+                              f"{type(exc).__name__}") from None

@@ -190,3 +190,33 @@ def test_each_periodic_loop_logs_and_survives_a_failing_pass(monkeypatch, caplog
         failures = [r for r in caplog.records if r.exc_info and name in r.getMessage()]
         assert len(failures) == 1, name  # with its traceback
         assert any(f"{name} recovered" in r.getMessage() for r in caplog.records), name
+
+
+def test_retry_for_retries_what_it_accepts_until_its_deadline():
+    from graphmesh.loops import retry_for
+
+    async def main():
+        calls = []
+
+        async def flaky():
+            calls.append(1)
+            if len(calls) < 3:
+                raise TimeoutError("not yet")
+            return "done"
+
+        assert await retry_for(flaky, seconds=5, retry_on=lambda e: isinstance(e, TimeoutError), interval=0) == "done"
+        assert len(calls) == 3
+
+        async def broken():
+            raise ValueError("a bug, not an outage")
+
+        with pytest.raises(ValueError):  # not accepted: raised at once
+            await retry_for(broken, seconds=5, retry_on=lambda e: isinstance(e, TimeoutError), interval=0)
+
+        async def never():
+            raise TimeoutError("still down")
+
+        with pytest.raises(TimeoutError):  # accepted, but only for `seconds`
+            await retry_for(never, seconds=0.05, retry_on=lambda e: True, interval=0.01)
+
+    asyncio.run(main())

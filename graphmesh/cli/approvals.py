@@ -9,6 +9,8 @@ token is refused by the CLI (graphmesh/cli/__init__.py) rather than silently ign
 from __future__ import annotations
 
 import argparse
+import re
+from datetime import datetime, timedelta, timezone
 
 from graphmesh.cli.args import default_principal, json_object
 from graphmesh.cli.render import (
@@ -27,6 +29,9 @@ STATUSES = [name.removeprefix("APPROVAL_STATUS_").lower() for name in pb.Approva
 KINDS = {"approve": pb.DECISION_KIND_APPROVE, "reject": pb.DECISION_KIND_REJECT, "edit": pb.DECISION_KIND_EDIT}
 # Unary calls are bounded; the watch stream is not.
 TIMEOUT = 30.0
+DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+MOMENT_HELP = "ISO 8601 (UTC unless it names a zone) or a duration ago: 30m, 2h, 7d"
 
 
 def _positive(text: str) -> int:
@@ -48,6 +53,28 @@ def _sequence(text: str) -> int:
         # after_sequence 0 means "from now" to the service; sequences start at 1.
         raise argparse.ArgumentTypeError("must be at least 1 (without --after the watch starts now)")
     return value
+
+
+def _moment(text: str) -> datetime:
+    """A point in time: ISO 8601 (a date or date and time; UTC, the zone the tables show,
+    unless it names one) or a duration like 30m, 2h, 7d meaning that long ago."""
+    match = DURATION.fullmatch(text.strip())
+    if match:
+        try:
+            return datetime.now(timezone.utc) - timedelta(seconds=float(match[1]) * UNIT_SECONDS[match[2]])
+        except OverflowError:
+            raise argparse.ArgumentTypeError(f"too long ago: {text!r}") from None
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a time: {text!r} (ISO 8601 like 2026-12-01T09:30, or a duration ago like 30m, 2h, 7d)") from None
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+
+
+def _set_time(message, field: str, moment: datetime | None) -> None:
+    if moment is not None:
+        getattr(message, field).FromDatetime(moment)
 
 
 def add_parser(subparsers) -> None:
@@ -74,6 +101,14 @@ def add_parser(subparsers) -> None:
                     help="only these statuses (repeatable)")
     ls.add_argument("--graph", default="")
     ls.add_argument("--run", default="", help="only this run's approvals")
+    ls.add_argument("--thread", default="", help="only approvals of this thread's runs")
+    ls.add_argument("--role", default="", help="only approvals that need this role to decide")
+    ls.add_argument("--reviewer", default="", help="only approvals decided by this reviewer")
+    ls.add_argument("--since", type=_moment, default=None, metavar="TIME",
+                    help=f"only approvals created at or after TIME ({MOMENT_HELP})")
+    ls.add_argument("--until", type=_moment, default=None, metavar="TIME",
+                    help="only approvals created before TIME; `--status pending --until 30m`: waiting over 30 "
+                         "minutes")
     ls.add_argument("--limit", type=_positive, default=20)
     ls.add_argument("--page-token", default="")
     ls.set_defaults(func=list_approvals)
@@ -108,6 +143,14 @@ def add_parser(subparsers) -> None:
     audit.add_argument("--review", default=None, help=review_help)
     audit.add_argument("--run", default="", help="only this run's records")
     audit.add_argument("--approval", default="", help="only this approval's records")
+    audit.add_argument("--actor", default="", help="only records by this actor (a reviewer, system:expiry, ...)")
+    audit.add_argument("--thread", default="", help="only records of this thread's runs, and of its purge")
+    audit.add_argument("--since", type=_moment, default=None, metavar="TIME",
+                       help=f"only records written at or after TIME ({MOMENT_HELP})")
+    audit.add_argument("--until", type=_moment, default=None, metavar="TIME",
+                       help="only records written before TIME")
+    audit.add_argument("--newest-first", action="store_true",
+                       help="newest records first (keep it when passing --page-token)")
     audit.add_argument("--limit", type=_positive, default=100)
     audit.add_argument("--page-token", default="")
     audit.set_defaults(func=list_audit)
@@ -115,9 +158,12 @@ def add_parser(subparsers) -> None:
 
 def list_approvals(args) -> int:
     statuses = [pb.ApprovalStatus.Value(f"APPROVAL_STATUS_{s.upper()}") for s in args.status]
-    response = review_stub(args.review).ListApprovals(pb.ListApprovalsRequest(
-        statuses=statuses, graph=args.graph, run_id=args.run, page_size=args.limit,
-        page_token=args.page_token), timeout=TIMEOUT)
+    request = pb.ListApprovalsRequest(
+        statuses=statuses, graph=args.graph, run_id=args.run, page_size=args.limit, page_token=args.page_token,
+        thread_id=args.thread, required_role=args.role, reviewer=args.reviewer)
+    _set_time(request, "created_after", args.since)
+    _set_time(request, "created_before", args.until)
+    response = review_stub(args.review).ListApprovals(request, timeout=TIMEOUT)
     if args.json:
         print(as_json(response))
         return 0
@@ -166,9 +212,12 @@ def decide(args) -> int:
 
 
 def list_audit(args) -> int:
-    response = review_stub(args.review).ListAuditRecords(pb.ListAuditRecordsRequest(
-        run_id=args.run, approval_id=args.approval, page_size=args.limit, page_token=args.page_token),
-        timeout=TIMEOUT)
+    request = pb.ListAuditRecordsRequest(
+        run_id=args.run, approval_id=args.approval, page_size=args.limit, page_token=args.page_token,
+        actor=args.actor, thread_id=args.thread, newest_first=args.newest_first)
+    _set_time(request, "time_after", args.since)
+    _set_time(request, "time_before", args.until)
+    response = review_stub(args.review).ListAuditRecords(request, timeout=TIMEOUT)
     if args.json:
         print(as_json(response))
         return 0
@@ -177,5 +226,5 @@ def list_audit(args) -> int:
     else:
         print("no audit records")
     if response.next_page_token:
-        print(f"more: --page-token {response.next_page_token}")
+        print(f"more: --page-token {response.next_page_token}" + (" --newest-first" if args.newest_first else ""))
     return 0

@@ -9,6 +9,7 @@ A decision the interrupt does not allow (graphmesh/resume.py) is refused before 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Callable
 
 import psycopg
@@ -75,6 +76,11 @@ SELECT * FROM gm_outbox WHERE created_at < now() - make_interval(secs => %s) ORD
 OUTBOX_ROWS = "SELECT * FROM gm_outbox WHERE id = ANY(%s) ORDER BY id"
 OUTBOX_DONE = "DELETE FROM gm_outbox WHERE id = ANY(%s)"
 SELECT_AUDIT = "SELECT * FROM gm_audit"
+# gm_audit has no thread column: a thread's records are those of its runs, and the record of
+# its purge or expiry (no run; the thread in its details). The runs are looked up once
+# (ARRAY(...)), so both sides can use an index.
+AUDIT_OF_THREAD = """(run_id = ANY(ARRAY(SELECT run_id FROM gm_runs WHERE thread_id = %s))
+    OR (run_id IS NULL AND details->>'thread_id' = %s))"""
 # The nodes a run's approved or edited approvals name: the interrupting node, or the node
 # the interrupt's payload names (an approval step guarding a mutating node).
 APPROVED_NODES = """
@@ -200,9 +206,12 @@ class ApprovalStore:
         return ApprovalRecord.from_row(row)
 
     async def list(self, *, statuses: list[str] | None = None, graph: str = "", run_id: str = "",
-                   page_size: int = 50, page_token: str = "",
-                   graphs: list[str] | None = None) -> tuple[list[ApprovalRecord], str]:
-        """A page of approvals, newest first; `graphs` narrows it to what a reviewer covers."""
+                   page_size: int = 50, page_token: str = "", graphs: list[str] | None = None,
+                   thread_id: str = "", required_role: str = "", reviewer: str = "",
+                   created_after: datetime | None = None,
+                   created_before: datetime | None = None) -> tuple[list[ApprovalRecord], str]:
+        """A page of approvals, newest first; `graphs` narrows it to what a reviewer covers.
+        Created in [created_after, created_before) when given."""
         where, args = [], []
         if graphs is not None:
             where.append("graph = ANY(%s)")
@@ -216,12 +225,31 @@ class ApprovalStore:
         if run_id:
             where.append("run_id = %s")
             args.append(parse_uuid(run_id, "run"))
+        if thread_id:
+            where.append("thread_id = %s")
+            args.append(thread_id)
+        if required_role:
+            where.append("required_role = %s")
+            args.append(required_role)
+        if reviewer:
+            where.append("reviewer = %s")
+            args.append(reviewer)
+        if created_after is not None:
+            where.append("created_at >= %s")
+            args.append(created_after)
+        if created_before is not None:
+            where.append("created_at < %s")
+            args.append(created_before)
         return await keyset_page(self._runs.connection, "gm_approvals", "approval_id", where, args,
                                  page_size=page_size, page_token=page_token, from_row=ApprovalRecord.from_row)
 
     async def audit_records(self, *, run_id: str = "", approval_id: str = "", page_size: int = 100,
-                            page_token: str = "") -> tuple[list[AuditRecord], str]:
-        """Oldest first; the page token is the last record id seen."""
+                            page_token: str = "", actor: str = "", thread_id: str = "",
+                            time_after: datetime | None = None, time_before: datetime | None = None,
+                            newest_first: bool = False) -> tuple[list[AuditRecord], str]:
+        """Oldest first (newest first with `newest_first`); the page token is the last record
+        id seen, and the next page continues past it in the same order. Written in
+        [time_after, time_before) when given."""
         where, args = [], []
         if run_id:
             where.append("run_id = %s")
@@ -229,13 +257,25 @@ class ApprovalStore:
         if approval_id:
             where.append("approval_id = %s")
             args.append(parse_uuid(approval_id, "approval"))
+        if actor:
+            where.append("actor = %s")
+            args.append(actor)
+        if thread_id:
+            where.append(AUDIT_OF_THREAD)
+            args.extend([thread_id, thread_id])
+        if time_after is not None:
+            where.append("time >= %s")
+            args.append(time_after)
+        if time_before is not None:
+            where.append("time < %s")
+            args.append(time_before)
         if page_token:
             if not page_token.isdigit():
                 raise InvalidArgument("page_token is not a token this service issued")
-            where.append("record_id > %s")
+            where.append("record_id < %s" if newest_first else "record_id > %s")
             args.append(int(page_token))
         sql = SELECT_AUDIT + (" WHERE " + " AND ".join(where) if where else "")
-        sql += " ORDER BY record_id LIMIT %s"
+        sql += " ORDER BY record_id DESC LIMIT %s" if newest_first else " ORDER BY record_id LIMIT %s"
         args.append(page_size + 1)
         async with self._runs.connection() as conn:
             rows = await (await conn.execute(sql, args)).fetchall()

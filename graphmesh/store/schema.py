@@ -256,6 +256,17 @@ MIGRATIONS: list[str] = [
     -- of answering with the first run. Runs created before this column have none (NULL).
     ALTER TABLE gm_runs ADD COLUMN request_fingerprint jsonb;
     """,
+    """
+    -- What review history and audit searches look up (ListApprovals, ListAuditRecords): by
+    -- thread and by reviewer in the approvals' page order, by actor in record order, by time.
+    CREATE INDEX gm_approvals_thread ON gm_approvals (thread_id, created_at DESC, approval_id DESC);
+    CREATE INDEX gm_approvals_reviewer ON gm_approvals (reviewer, created_at DESC, approval_id DESC)
+        WHERE reviewer IS NOT NULL;
+    CREATE INDEX gm_audit_actor ON gm_audit (actor, record_id);
+    CREATE INDEX gm_audit_time ON gm_audit (time);
+    -- A purged or expired thread's record names the thread only in its details (no run).
+    CREATE INDEX gm_audit_thread_erased ON gm_audit ((details->>'thread_id')) WHERE run_id IS NULL;
+    """,
 ]
 
 

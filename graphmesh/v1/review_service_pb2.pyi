@@ -100,18 +100,28 @@ class ApprovalEvent(_message.Message):
     def __init__(self, sequence: _Optional[int] = ..., approval: _Optional[_Union[Approval, _Mapping]] = ..., requested: _Optional[bool] = ..., decided: _Optional[bool] = ..., pending_snapshot: _Optional[bool] = ...) -> None: ...
 
 class ListApprovalsRequest(_message.Message):
-    __slots__ = ("statuses", "graph", "run_id", "page_size", "page_token")
+    __slots__ = ("statuses", "graph", "run_id", "page_size", "page_token", "thread_id", "required_role", "reviewer", "created_after", "created_before")
     STATUSES_FIELD_NUMBER: _ClassVar[int]
     GRAPH_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    THREAD_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUIRED_ROLE_FIELD_NUMBER: _ClassVar[int]
+    REVIEWER_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AFTER_FIELD_NUMBER: _ClassVar[int]
+    CREATED_BEFORE_FIELD_NUMBER: _ClassVar[int]
     statuses: _containers.RepeatedScalarFieldContainer[ApprovalStatus]
     graph: str
     run_id: str
     page_size: int
     page_token: str
-    def __init__(self, statuses: _Optional[_Iterable[_Union[ApprovalStatus, str]]] = ..., graph: _Optional[str] = ..., run_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    thread_id: str
+    required_role: str
+    reviewer: str
+    created_after: _timestamp_pb2.Timestamp
+    created_before: _timestamp_pb2.Timestamp
+    def __init__(self, statuses: _Optional[_Iterable[_Union[ApprovalStatus, str]]] = ..., graph: _Optional[str] = ..., run_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., thread_id: _Optional[str] = ..., required_role: _Optional[str] = ..., reviewer: _Optional[str] = ..., created_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ListApprovalsResponse(_message.Message):
     __slots__ = ("approvals", "next_page_token")
@@ -186,16 +196,26 @@ class AuditRecord(_message.Message):
     def __init__(self, record_id: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., actor: _Optional[str] = ..., action: _Optional[str] = ..., approval_id: _Optional[str] = ..., run_id: _Optional[str] = ..., details: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class ListAuditRecordsRequest(_message.Message):
-    __slots__ = ("run_id", "approval_id", "page_size", "page_token")
+    __slots__ = ("run_id", "approval_id", "page_size", "page_token", "actor", "thread_id", "time_after", "time_before", "newest_first")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     APPROVAL_ID_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    THREAD_ID_FIELD_NUMBER: _ClassVar[int]
+    TIME_AFTER_FIELD_NUMBER: _ClassVar[int]
+    TIME_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    NEWEST_FIRST_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     approval_id: str
     page_size: int
     page_token: str
-    def __init__(self, run_id: _Optional[str] = ..., approval_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    actor: str
+    thread_id: str
+    time_after: _timestamp_pb2.Timestamp
+    time_before: _timestamp_pb2.Timestamp
+    newest_first: bool
+    def __init__(self, run_id: _Optional[str] = ..., approval_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., actor: _Optional[str] = ..., thread_id: _Optional[str] = ..., time_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., time_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., newest_first: _Optional[bool] = ...) -> None: ...
 
 class ListAuditRecordsResponse(_message.Message):
     __slots__ = ("records", "next_page_token")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from datetime import datetime, timezone
 
 from google.protobuf import json_format
 from opentelemetry import trace
@@ -37,6 +38,24 @@ def _page_size(value: int, default: int) -> int:
     return value or default
 
 
+def _time(request, field: str) -> datetime | None:
+    """An optional Timestamp field as an aware datetime (None when unset)."""
+    if not request.HasField(field):
+        return None
+    try:
+        return getattr(request, field).ToDatetime(tzinfo=timezone.utc)
+    except (ValueError, OverflowError):
+        raise InvalidArgument(f"{field} is not a valid time (years 1 to 9999)") from None
+
+
+def _time_range(request, after: str, before: str) -> tuple[datetime | None, datetime | None]:
+    start, end = _time(request, after), _time(request, before)
+    if start is not None and end is not None and start > end:
+        raise InvalidArgument(f"{after} ({start.isoformat()}) is later than {before} ({end.isoformat()}): "
+                              "no record can match")
+    return start, end
+
+
 def _covered(principal) -> list[str] | None:
     """The graphs whose approvals the caller may see (None: all)."""
     return None if principal.covers(ALL_GRAPHS) else sorted(principal.graphs)
@@ -55,10 +74,12 @@ class ReviewServicer(review_service_pb2_grpc.ReviewServiceServicer):
             if value not in APPROVAL_STATUS_NAMES:
                 raise InvalidArgument(f"unknown approval status {value}")
             statuses.append(APPROVAL_STATUS_NAMES[value])
+        created_after, created_before = _time_range(request, "created_after", "created_before")
         records, token = await self._approvals.list(
             statuses=statuses, graph=request.graph, run_id=request.run_id,
             page_size=_page_size(request.page_size, 50), page_token=request.page_token,
-            graphs=_covered(caller()))
+            graphs=_covered(caller()), thread_id=request.thread_id, required_role=request.required_role,
+            reviewer=request.reviewer, created_after=created_after, created_before=created_before)
         return pb.ListApprovalsResponse(approvals=[approval_to_proto(a) for a in records], next_page_token=token)
 
     async def GetApproval(self, request, context):
@@ -136,9 +157,12 @@ class ReviewServicer(review_service_pb2_grpc.ReviewServiceServicer):
                                        "(run_id)", code="GRAPH_NOT_COVERED")
             run = await self._approvals.runs.get_run(request.run_id)
             me.require("reviewer", "operator", graph=run.graph, action=f"read the audit of run {run.run_id}")
+        time_after, time_before = _time_range(request, "time_after", "time_before")
         records, token = await self._approvals.audit_records(
             run_id=request.run_id, approval_id=request.approval_id,
-            page_size=_page_size(request.page_size, 100), page_token=request.page_token)
+            page_size=_page_size(request.page_size, 100), page_token=request.page_token,
+            actor=request.actor, thread_id=request.thread_id, time_after=time_after, time_before=time_before,
+            newest_first=request.newest_first)
         return pb.ListAuditRecordsResponse(
             records=[pb.AuditRecord(record_id=str(r.record_id), time=timestamp(r.time), actor=r.actor,
                                     action=r.action, approval_id=r.approval_id, run_id=r.run_id,

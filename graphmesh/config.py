@@ -89,6 +89,10 @@ class Settings:
     tls_cert_file: str = ""
     tls_key_file: str = ""
     tls_client_ca_file: str = ""
+    # The review process's web page (host:port; empty: not served) and the api it reads runs,
+    # thread state and traces from (host:port; empty: the page shows approvals only).
+    review_web_listen: str = ""
+    api_address: str = ""
     # Period of the retention sweeper (api); 0 switches it off.
     retention_seconds: float = 300.0
 
@@ -124,5 +128,7 @@ class Settings:
             tls_cert_file=_env(environ, "TLS_CERT_FILE", ""),
             tls_key_file=_env(environ, "TLS_KEY_FILE", ""),
             tls_client_ca_file=_env(environ, "TLS_CLIENT_CA_FILE", ""),
+            review_web_listen=_env(environ, "REVIEW_WEB_LISTEN", ""),
+            api_address=_env(environ, "API_ADDRESS", ""),
             retention_seconds=float(_env(environ, "RETENTION_SECONDS", str(defaults.retention_seconds))),
         )

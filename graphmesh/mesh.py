@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import urlsplit, urlunsplit
 
-from graphmesh.certs import server_env
+from graphmesh.certs import client_env, server_env
 from graphmesh.config import MANIFEST_ENV, Settings
 from graphmesh.embedded import (
     EmbeddedNats,
@@ -64,6 +64,7 @@ class MeshConfig:
     host: str = "127.0.0.1"
     api_port: int = 50051  # 0 = free port
     review_port: int = 50052
+    review_web_port: int | None = 0  # the review page (HTTP); 0 = free port, None = not served
     worker_base_port: int = 50061  # worker-1 listens on base, worker-2 on base+1, ...; 0 = free ports
     workers: int = 2
     worker_concurrency: int = 8
@@ -165,8 +166,10 @@ class Mesh:
         # One free_ports call for every port we pick (gRPC and metrics): two calls could hand
         # out the same port twice, since neither keeps its ports bound.
         metrics = len(wanted) if c.metrics else 0
-        spare = iter(free_ports(wanted.count(0) + metrics + 2, c.host))
+        spare = iter(free_ports(wanted.count(0) + metrics + 3, c.host))
         self._backend_ports = (next(spare), next(spare))  # embedded Postgres, NATS
+        web = next(spare)
+        self.review_web_port = None if c.review_web_port is None else (c.review_web_port or web)
         ports = [p or next(spare) for p in wanted]
         services = [_Service("api", "api", ports[0]), _Service("review", "review", ports[1])]
         services += [_Service(f"worker-{i}", "worker", ports[1 + i]) for i in range(1, c.workers + 1)]
@@ -189,6 +192,13 @@ class Mesh:
     @property
     def review_address(self) -> str:
         return self.address("review")
+
+    @property
+    def review_page_url(self) -> str:
+        """The review page ('' when not served); https when the mesh serves TLS."""
+        if self.review_web_port is None:
+            return ""
+        return f"{'https' if self.config.tls_dir else 'http'}://{self.config.host}:{self.review_web_port}/"
 
     @property
     def worker_addresses(self) -> list[str]:
@@ -424,6 +434,7 @@ class Mesh:
             "pid": os.getpid(),
             "api": self.address("api"),
             "review": self.address("review"),
+            "review_page": self.review_page_url,
             "workers": [n for n, s in self._services.items() if s.kind == "worker"],
             "supervised": self.config.supervise,
         }
@@ -543,6 +554,11 @@ class Mesh:
             PYTHONUNBUFFERED="1",  # logs reach the file as they happen
         )
         env[MANIFEST_ENV] = str(self._manifest_of(s))
+        if s.kind == "review" and self.review_web_port is not None:
+            env["GRAPHMESH_REVIEW_WEB_LISTEN"] = f"{c.host}:{self.review_web_port}"
+            env["GRAPHMESH_API_ADDRESS"] = self.address("api")
+            if c.tls_dir:  # the page dials ReviewService and the api as a client
+                env.update(client_env(Path(c.tls_dir)))
         if s.kind == "worker":
             env["GRAPHMESH_WORKER_ID"] = s.name
             env["GRAPHMESH_WORKER_CONCURRENCY"] = str(c.worker_concurrency)
@@ -554,6 +570,10 @@ class Mesh:
             return
         if port_open(self.config.host, s.port):  # or the health check would greet a stranger
             raise RuntimeError(f"cannot start {name}: {self.address(name)} is already in use")
+        if s.kind == "review" and self.review_web_port is not None and port_open(self.config.host,
+                                                                                  self.review_web_port):
+            raise RuntimeError(f"cannot start {name}: its page's port {self.config.host}:{self.review_web_port} "
+                               "is already in use (up --review-web-port)")
         path = self.log_path(name)
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "ab") as out:

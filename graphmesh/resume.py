@@ -125,6 +125,25 @@ def check_decision(shape: str, payload: Any, kind: str, edited_value: Any, comme
         _check_hitl(payload, kind, edited_value)
 
 
+def allowed_decisions(shape: str, payload: Any) -> tuple[list[str], bool]:
+    """What a review tool may offer for this interrupt: the decision kinds check_decision
+    accepts (in the order approve, reject, edit) and whether a REJECT needs a comment (a
+    HumanInterrupt that allows a response but not ignore)."""
+    kinds = []
+    for kind in ("approve", "reject", "edit"):
+        try:
+            check_decision(shape, payload, kind, {}, comment="-")
+        except InvalidArgument:
+            # A multi-action HITL request is edited as {decisions: [...]}: open when any action edits.
+            if kind == "edit" and shape == HITL and any("edit" in a for a in _hitl_allowed(payload)):
+                kinds.append(kind)
+            continue
+        kinds.append(kind)
+    needs_comment = "reject" in kinds and shape == HUMAN_INTERRUPT and not all(
+        (r.get("config") or {}).get("allow_ignore") for r in _human_requests(payload))
+    return kinds, needs_comment
+
+
 def _check_human(requests: list[dict], kind: str, edited_value: Any, comment: str) -> None:
     for i, request in enumerate(requests):
         config = request.get("config") or {}

@@ -231,7 +231,7 @@ def stream_run(args) -> int:
     return follow(api_client(args.api), args.run_id, args.after, as_json_lines=args.json)
 
 
-def follow(client, run_id: str, after: int, *, as_json_lines: bool) -> int:
+def follow(client, run_id: str, after: int, *, as_json_lines: bool, on_event=None) -> int:
     """Prints a run's events until its latest attempt ends; exit status 0 only when that
     attempt completed.
 
@@ -248,6 +248,8 @@ def follow(client, run_id: str, after: int, *, as_json_lines: bool) -> int:
         for response in client.runs.StreamRun(pb.StreamRunRequest(run_id=run_id, after_sequence=last)):
             event = response.event
             print(as_json(event) if as_json_lines else event_line(event), flush=True)
+            if on_event is not None:
+                on_event(event)
             last = max(last, event.sequence)
             count += 1
             if event.WhichOneof("kind") == "status_changed" and event.status_changed.status in TERMINAL:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import inspect
 import os
 import signal
 import threading
@@ -18,6 +16,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--api-port", type=int, default=50051, help="0 = any free port")
     p.add_argument("--review-port", type=int, default=50052, help="0 = any free port")
+    p.add_argument("--review-web-port", type=int, default=50053,
+                   help="the review page (HTTP; 0 = any free port, -1 = not served)")
     p.add_argument("--worker-base-port", type=int, default=50061, help="worker-1 listens here, worker-2 on the next port, ...; 0 = free ports")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--worker-concurrency", type=int, default=8)
@@ -47,6 +47,7 @@ def _config(args):
         host=args.host,
         api_port=args.api_port,
         review_port=args.review_port,
+        review_web_port=None if args.review_web_port < 0 else args.review_web_port,
         worker_base_port=args.worker_base_port,
         workers=args.workers,
         worker_concurrency=args.worker_concurrency,
@@ -79,6 +80,8 @@ def _table(mesh) -> str:
     for name in mesh.service_names:
         metrics = mesh.metrics_url(name)
         rows.append((name, mesh.address(name) + (f"  metrics {metrics}" if metrics else "")))
+        if name == "review" and mesh.review_page_url:
+            rows.append(("review page", mesh.review_page_url))
     rows.append(("logs", str(mesh.log_dir)))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"  {k.ljust(width)}  {v}" for k, v in rows)
@@ -91,12 +94,11 @@ def _restarts(mesh) -> str:
     return "restarts: " + ", ".join(f"{name} {n}" for name, n in counts.items())
 
 
-def _run_demo(api_address: str) -> None:
-    from graphmesh.cli.demo import run_demo  # lead's module; imported only when asked for
+def _run_demo(mesh, *, approve: bool) -> None:
+    from graphmesh.cli.demo import run_demo  # imported only when asked for
 
-    result = run_demo(api_address)
-    if inspect.isawaitable(result):
-        asyncio.run(result)
+    run_demo(mesh.api_address, review_address=mesh.review_address, review_page_url=mesh.review_page_url,
+             approve=approve)
 
 
 def _admin_token(mesh) -> str:
@@ -135,6 +137,10 @@ def _record(mesh, args, token: str) -> None:
         path = mesh.data_dir / "admin-token"
         print(f"  admin token in {path} (also in the CLI config {config}); other clients send it as\n"
               f"  'authorization: Bearer <token>' metadata, or: export GRAPHMESH_TOKEN=$(cat {path})", flush=True)
+    if mesh.review_page_url:
+        print(f"  review page {mesh.review_page_url}: sign in with "
+              + (f"the admin token ({mesh.data_dir / 'admin-token'})" if token else "any name (auth is off)"),
+              flush=True)
     where = "" if api == DEFAULT_API else f" at {api}"
     print(f"  recorded as deployment '{deployment.name}' in {config}: `graphmesh runs list` talks to this mesh{where}\n"
           f"  until another `up` starts; `graphmesh --deployment {deployment.name} ...` always does "
@@ -169,7 +175,7 @@ def run(args) -> int:
             print(f"graphmesh is up:\n{_table(mesh)}", flush=True)
             _record(mesh, args, _admin_token(mesh) if mesh.config.auth == "token" else "")
             if args.demo or args.exit_after_demo:
-                _run_demo(mesh.api_address)
+                _run_demo(mesh, approve=args.exit_after_demo)
             interruptible = False
             if not args.exit_after_demo:
                 if mesh.supervising:

@@ -67,6 +67,12 @@ def advertised_address(listen_address: str, configured: str = "") -> str:
     return f"{host}:{port}"
 
 
+def loopback(address: str) -> str:
+    """How this process dials its own server: a wildcard host becomes 127.0.0.1."""
+    host, port = address.rsplit(":", 1)
+    return f"127.0.0.1:{port}" if host.strip("[]") in ("0.0.0.0", "::", "") else address
+
+
 def log_registry(registry) -> None:
     """Logs the manifest's notices and loads every graph, logging those that fail."""
     for notice in registry.notices:

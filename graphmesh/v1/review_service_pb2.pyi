@@ -86,18 +86,20 @@ class Approval(_message.Message):
     def __init__(self, approval_id: _Optional[str] = ..., run_id: _Optional[str] = ..., thread_id: _Optional[str] = ..., graph: _Optional[str] = ..., graph_version: _Optional[str] = ..., node: _Optional[str] = ..., interrupt_id: _Optional[str] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., required_role: _Optional[str] = ..., status: _Optional[_Union[ApprovalStatus, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., decision: _Optional[_Union[Decision, _Mapping]] = ..., resume_shape: _Optional[str] = ...) -> None: ...
 
 class ApprovalEvent(_message.Message):
-    __slots__ = ("sequence", "approval", "requested", "decided", "pending_snapshot")
+    __slots__ = ("sequence", "approval", "requested", "decided", "pending_snapshot", "snapshot_end")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     APPROVAL_FIELD_NUMBER: _ClassVar[int]
     REQUESTED_FIELD_NUMBER: _ClassVar[int]
     DECIDED_FIELD_NUMBER: _ClassVar[int]
     PENDING_SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_END_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     approval: Approval
     requested: bool
     decided: bool
     pending_snapshot: bool
-    def __init__(self, sequence: _Optional[int] = ..., approval: _Optional[_Union[Approval, _Mapping]] = ..., requested: _Optional[bool] = ..., decided: _Optional[bool] = ..., pending_snapshot: _Optional[bool] = ...) -> None: ...
+    snapshot_end: bool
+    def __init__(self, sequence: _Optional[int] = ..., approval: _Optional[_Union[Approval, _Mapping]] = ..., requested: _Optional[bool] = ..., decided: _Optional[bool] = ..., pending_snapshot: _Optional[bool] = ..., snapshot_end: _Optional[bool] = ...) -> None: ...
 
 class ListApprovalsRequest(_message.Message):
     __slots__ = ("statuses", "graph", "run_id", "page_size", "page_token", "thread_id", "required_role", "reviewer", "created_after", "created_before")
@@ -144,14 +146,16 @@ class GetApprovalResponse(_message.Message):
     def __init__(self, approval: _Optional[_Union[Approval, _Mapping]] = ...) -> None: ...
 
 class WatchApprovalsRequest(_message.Message):
-    __slots__ = ("include_pending", "graph", "after_sequence")
+    __slots__ = ("include_pending", "graph", "after_sequence", "mark_snapshot_end")
     INCLUDE_PENDING_FIELD_NUMBER: _ClassVar[int]
     GRAPH_FIELD_NUMBER: _ClassVar[int]
     AFTER_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    MARK_SNAPSHOT_END_FIELD_NUMBER: _ClassVar[int]
     include_pending: bool
     graph: str
     after_sequence: int
-    def __init__(self, include_pending: _Optional[bool] = ..., graph: _Optional[str] = ..., after_sequence: _Optional[int] = ...) -> None: ...
+    mark_snapshot_end: bool
+    def __init__(self, include_pending: _Optional[bool] = ..., graph: _Optional[str] = ..., after_sequence: _Optional[int] = ..., mark_snapshot_end: _Optional[bool] = ...) -> None: ...
 
 class WatchApprovalsResponse(_message.Message):
     __slots__ = ("event",)

@@ -106,6 +106,8 @@ class ReviewServicer(review_service_pb2_grpc.ReviewServiceServicer):
                 async for approval in self._pending(request.graph):
                     yield pb.WatchApprovalsResponse(event=pb.ApprovalEvent(
                         sequence=after, approval=approval_to_proto(approval), pending_snapshot=True))
+                if request.mark_snapshot_end:
+                    yield pb.WatchApprovalsResponse(event=pb.ApprovalEvent(sequence=after, snapshot_end=True))
         async for event in watch(self._js, graph=request.graph, after_sequence=after, idle_timeout=1.0):
             if event is not None:
                 if me.covers(event.approval.graph):  # other graphs' approvals are not this reviewer's

@@ -48,11 +48,18 @@ VALUE_SETS: dict[str, dict] = {
         "auth": {"jwt": {"existingSecret": "graphmesh-jwt", "key": "secret"}},
         "migrate": {"bootstrapToken": {"existingSecret": "graphmesh-bootstrap", "key": "token"}},
         "metrics": {"namespaceSelector": {}, "podSelector": {"app": "prometheus"}},
+        "review": {"page": {"enabled": False}},
     },
     "cnpg": {
         "fullnameOverride": "mesh",
         "image": {"repository": "registry.example.com/platform/graphmesh", "tag": "1.4.2", "pullPolicy": "Always"},
         "api": {"replicas": 4, "ingressFrom": [{"namespaceSelector": {"matchLabels": {"team": "agents"}}}]},
+        "review": {"page": {
+            "port": 8443,
+            "ingressFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}],
+            "ingress": {"enabled": True, "className": "nginx", "host": "review.example.com",
+                        "annotations": {"nginx.ingress.kubernetes.io/proxy-buffering": "off"},
+                        "tls": {"secretName": "review-tls"}}}},
         "worker": {"drainGraceSeconds": 300, "concurrency": 16},
         "keda": {"minReplicas": 2, "maxReplicas": 50, "lagThreshold": 25},
         "postgres": {"cnpg": {"enabled": True, "instances": 3, "storage": {"size": "100Gi", "storageClass": "fast"}}},
@@ -215,6 +222,11 @@ def _pod_labels(deployment: dict) -> dict:
     return deployment["spec"]["template"]["metadata"]["labels"]
 
 
+def _page(chart: Rendered) -> int | None:
+    """The review page's port, None when the value set switches the page off."""
+    return _get(chart.values, "review.page.port", 8080) if _get(chart.values, "review.page.enabled", True) else None
+
+
 # --- every object is valid -----------------------------------------------------------------
 
 def test_every_rendered_object_is_valid_strictly(chart):
@@ -227,6 +239,7 @@ def test_every_rendered_object_is_valid_strictly(chart):
         expected["ScaledObject"] = 1
     if _get(chart.values, "postgres.cnpg.enabled", False):
         expected["Cluster"] = 1
+    expected["Ingress"] = int(_page(chart) is not None and _get(chart.values, "review.page.ingress.enabled", False))
     for kind, count in expected.items():
         assert kinds[kind] == count, f"{chart.name}: {kinds[kind]} {kind} rendered, expected {count}"
     assert kinds["NetworkPolicy"] >= 5
@@ -299,6 +312,8 @@ def test_deployments_have_grpc_probes_on_integer_ports(chart):
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
         assert ports["grpc"] == port
         for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+            if component == "review" and probe == "livenessProbe" and _page(chart) is not None:
+                continue  # the page's /healthz (test_the_review_page_is_served_on_its_own_port)
             grpc = container[probe]["grpc"]
             assert type(grpc["port"]) is int and grpc["port"] == port, (component, probe, grpc)
         env = _env(container)
@@ -518,7 +533,8 @@ def test_every_deployment_has_ingress_rules_and_workers_hear_only_the_api(chart)
         (policy,) = _policies_selecting(chart, labels, NAMESPACE)
         assert policy["spec"]["policyTypes"] == ["Ingress"]
         ports = {p["port"] for r in policy["spec"]["ingress"] for p in r["ports"]}
-        assert ports == {port, 9464}, (component, ports)
+        page = {_page(chart)} if component == "review" and _page(chart) is not None else set()
+        assert ports == {port, 9464} | page, (component, ports)
     rule = _rule_for(_policies_selecting(chart, _pod_labels(_deployment(chart, "worker")), NAMESPACE)[0], 50053)
     (peer,) = rule["from"]
     assert _selects(peer["podSelector"], _pod_labels(_deployment(chart, "api")))
@@ -559,6 +575,133 @@ def test_only_graphmesh_pods_reach_postgres(chart):
 def test_the_value_sets_cover_postgres_policies(rendered):
     names = [p["metadata"]["name"] for r in rendered.values() for p in r.of_kind("NetworkPolicy")]
     assert sum(n.endswith("-postgres") for n in names) == 2 and sum(n.endswith("-nats") for n in names) == 3
+
+
+# --- the review page ---------------------------------------------------------------------------
+
+def test_the_review_page_is_served_on_its_own_port(chart):
+    """The review process serves the page (GRAPHMESH_REVIEW_WEB_LISTEN) on a port named http,
+    reads the api through its Service, and is alive while the page answers /healthz; ready
+    stays gRPC health (SERVING only with Postgres and NATS)."""
+    page = _page(chart)
+    (container,) = _deployment(chart, "review")["spec"]["template"]["spec"]["containers"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    env = _env(container)
+    if page is None:
+        assert "http" not in ports and "GRAPHMESH_REVIEW_WEB_LISTEN" not in env and "GRAPHMESH_API_ADDRESS" not in env
+        assert container["livenessProbe"]["grpc"]["port"] == 50052
+        return
+    assert ports["http"] == page and len(set(ports.values())) == len(ports)
+    assert env["GRAPHMESH_REVIEW_WEB_LISTEN"]["value"] == f"0.0.0.0:{page}"
+    api = chart.named("Service", f"{_fullname(chart)}-api")
+    api_port = {p["name"]: p["port"] for p in api["spec"]["ports"]}["grpc"]
+    assert env["GRAPHMESH_API_ADDRESS"]["value"] == \
+        f"{api['metadata']['name']}.{NAMESPACE}.svc.cluster.local:{api_port}"
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http", "scheme": "HTTP"}
+    for probe in ("readinessProbe", "startupProbe"):
+        assert container[probe]["grpc"]["port"] == 50052, probe
+    # Behind an Ingress that terminates TLS the page must believe X-Forwarded-Proto (else a
+    # decision's https Origin differs from the http it sees, and it is refused as cross-origin).
+    ingress = _get(chart.values, "review.page.ingress.enabled", False)
+    assert ("FORWARDED_ALLOW_IPS" in env) == ingress
+    if ingress:
+        assert env["FORWARDED_ALLOW_IPS"]["value"] == "*"
+    # No other component serves the page or dials the api on its own.
+    for component in ("api", "worker"):
+        (other,) = _deployment(chart, component)["spec"]["template"]["spec"]["containers"]
+        assert "GRAPHMESH_REVIEW_WEB_LISTEN" not in _env(other) and "http" not in {p["name"] for p in other["ports"]}
+
+
+def test_the_review_service_exposes_the_page(chart):
+    page = _page(chart)
+    service = chart.named("Service", f"{_fullname(chart)}-review")
+    ports = {p["name"]: p for p in service["spec"]["ports"]}
+    if page is None:
+        assert "http" not in ports
+        return
+    assert ports["http"]["port"] == page and ports["http"]["targetPort"] == "http"
+    assert ports["http"]["appProtocol"] == "http" and ports["grpc"]["port"] == 50052
+    for component in ("api", "worker"):
+        assert "http" not in {p["name"] for p in chart.named("Service", f"{_fullname(chart)}-{component}")["spec"]["ports"]}
+
+
+def test_the_page_port_is_open_to_its_peers_and_the_page_reaches_the_api(chart):
+    page = _page(chart)
+    review_labels = _pod_labels(_deployment(chart, "review"))
+    (review_policy,) = _policies_selecting(chart, review_labels, NAMESPACE)
+    (api_policy,) = _policies_selecting(chart, _pod_labels(_deployment(chart, "api")), NAMESPACE)
+    api_rule = _rule_for(api_policy, 50051)
+    if page is None:
+        assert all(p["port"] != 8080 for r in review_policy["spec"]["ingress"] for p in r["ports"])
+        return
+    rule = _rule_for(review_policy, page)
+    assert rule.get("from", []) == _get(chart.values, "review.page.ingressFrom", [])
+    # The api either takes any source or names its peers: then the review pods are among them.
+    if "from" in api_rule:
+        assert any("namespaceSelector" not in p and _selects(p["podSelector"], review_labels) for p in api_rule["from"])
+        assert api_rule["from"][:-1] == _get(chart.values, "api.ingressFrom", [])
+
+
+def test_the_value_sets_cover_the_page_switches(rendered):
+    assert _page(rendered["defaults"]) == 8080 and _page(rendered["external"]) is None
+    assert _get(rendered["cnpg"].values, "review.page.ingress.enabled", False)
+    assert _get(rendered["cnpg"].values, "api.ingressFrom", [])
+
+
+def test_the_page_ingress_is_off_by_default_and_follows_its_values(chart):
+    ingresses = chart.of_kind("Ingress")
+    if _page(chart) is None or not _get(chart.values, "review.page.ingress.enabled", False):
+        assert ingresses == []
+        return
+    (ingress,) = ingresses
+    spec = ingress["spec"]
+    host = chart.values["review"]["page"]["ingress"]["host"]
+    assert spec["ingressClassName"] == _get(chart.values, "review.page.ingress.className", "")
+    (rule,) = spec["rules"]
+    assert rule["host"] == host
+    (path,) = rule["http"]["paths"]
+    assert (path["path"], path["pathType"]) == ("/", "Prefix"), "the page's paths are absolute: it lives at /"
+    assert path["backend"]["service"] == {"name": f"{_fullname(chart)}-review", "port": {"name": "http"}}
+    assert spec["tls"] == [{"hosts": [host], "secretName": chart.values["review"]["page"]["ingress"]["tls"]["secretName"]}]
+    assert ingress["metadata"]["annotations"] == chart.values["review"]["page"]["ingress"]["annotations"]
+
+
+def test_page_values_are_checked(tmp_path):
+    proc = helm_template({"review": {"page": {"ingress": {"enabled": True}}}}, tmp_dir=tmp_path)
+    assert proc.returncode != 0 and "host" in proc.stderr
+    proc = helm_template({"review": {"page": {"port": 50052}}}, tmp_dir=tmp_path)
+    assert proc.returncode != 0 and "review.page.port must differ" in proc.stderr
+    proc = helm_template({"review": {"page": {"ingress": {"tls": {"secret": "x"}}}}}, tmp_dir=tmp_path)
+    assert proc.returncode != 0 and "secret" in proc.stderr
+    # a plain-HTTP Ingress and an explicit trust list
+    values = {"review": {"page": {"forwardedAllowIps": "10.0.0.0/8",
+                                  "ingress": {"enabled": True, "host": "review.internal"}}}}
+    objects = render(values, tmp_path)
+    (ingress,) = [o for o in objects if o["kind"] == "Ingress"]
+    assert "tls" not in ingress["spec"] and "ingressClassName" not in ingress["spec"]
+    validate_object(ingress)
+    (review,) = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("-review")]
+    assert _env(review["spec"]["template"]["spec"]["containers"][0])["FORWARDED_ALLOW_IPS"]["value"] == "10.0.0.0/8"
+
+
+def _notes(values: dict, tmp_dir: Path) -> str:
+    """NOTES.txt as `helm install` prints it (a client-side dry run: no cluster)."""
+    values_file = tmp_dir / "notes-values.yaml"
+    values_file.write_text(yaml.safe_dump(values))
+    proc = subprocess.run([str(ensure_helm()), "install", RELEASE, str(CHART), "--dry-run=client", "--namespace",
+                           NAMESPACE, "--values", str(values_file)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout[proc.stdout.index("NOTES:"):]
+
+
+def test_the_notes_say_how_to_open_the_page(tmp_path):
+    notes = _notes({"migrate": {"bootstrapToken": {"existingSecret": "gm-boot"}},
+                    "review": {"page": {"ingress": {"enabled": True, "host": "r.example.com",
+                                                    "tls": {"secretName": "r-tls"}}}}}, tmp_path)
+    assert f"kubectl -n {NAMESPACE} port-forward svc/{RELEASE}-graphmesh-review 8080" in notes
+    assert "http://127.0.0.1:8080/" in notes and "https://r.example.com/" in notes
+    assert "get secret gm-boot -o jsonpath='{.data.token}' | base64 -d" in notes
+    assert "review page" not in _notes({"review": {"page": {"enabled": False}}}, tmp_path)
 
 
 # --- CloudNativePG -----------------------------------------------------------------------------

@@ -142,6 +142,35 @@ def test_two_api_replicas_each_reachable_from_the_host():
     assert "container_name" not in api
 
 
+def test_the_review_page_is_published_on_the_host_and_reads_the_api():
+    svcs = services()
+    review = svcs["review"]
+    env = review["environment"]
+    listen_port = int(env["GRAPHMESH_REVIEW_WEB_LISTEN"].rsplit(":", 1)[1])
+    assert env["GRAPHMESH_REVIEW_WEB_LISTEN"] == f"0.0.0.0:{listen_port}"
+    ports = {p["target"]: p for p in review["ports"]}
+    grpc_port = int(env["GRAPHMESH_LISTEN"].rsplit(":", 1)[1])
+    assert set(ports) == {grpc_port, listen_port} and listen_port == 8080
+    page = ports[listen_port]
+    assert (page["published"], page["host_ip"], page["protocol"]) == ("8080", "127.0.0.1", "tcp")
+    assert ports[grpc_port]["published"] != page["published"]
+    # The page dials the api by its service name: both replicas answer as api:<its listen port>.
+    host, _, port = env["GRAPHMESH_API_ADDRESS"].rpartition(":")
+    assert host == "api" and "api" in svcs and "container_name" not in svcs["api"]
+    assert svcs["api"]["environment"]["GRAPHMESH_LISTEN"] == f"0.0.0.0:{port}"
+    # Only the review process serves the page.
+    for name in GRAPHMESH_SERVICES - {"review"}:
+        assert "GRAPHMESH_REVIEW_WEB_LISTEN" not in svcs[name]["environment"], name
+    custom = services({"GRAPHMESH_REVIEW_PAGE_PORT": "18080", "GRAPHMESH_BIND": "0.0.0.0"})["review"]["ports"]
+    assert {(p["target"], p["published"], p["host_ip"]) for p in custom} >= {(8080, "18080", "0.0.0.0")}
+
+
+def test_the_header_says_how_to_open_the_page():
+    header = COMPOSE_FILE.read_text().split("\nname:", 1)[0]
+    assert "http://127.0.0.1:8080/" in header and "GRAPHMESH_REVIEW_PAGE_PORT" in header
+    assert "admin-token" in header
+
+
 def test_workers_scale_by_a_variable_and_drain_before_they_are_killed():
     assert services()["worker"]["deploy"]["replicas"] == 2
     worker = services({"GRAPHMESH_WORKERS": "5"})["worker"]
@@ -248,6 +277,32 @@ def test_the_containerfile_is_multi_stage_non_root_and_pins_its_base():
     assert "python3 -m venv /opt/graphmesh" in runs  # /usr/local/bin (official) or /usr/bin (Debian)
     # the dependencies are the pinned list of pyproject.toml, installed before the code
     assert "--no-deps" in runs
+
+
+def test_the_image_exposes_the_page_and_checks_it_installed_the_page_files():
+    steps = _instructions(CONTAINERFILE)
+    (exposed,) = [arg.split() for op, arg in steps if op == "EXPOSE"]
+    assert {"50051", "50052", "50053", "9464", "8080"} <= set(exposed)
+    runs = " ".join(arg for op, arg in steps if op == "RUN")
+    # graphmesh is installed from /src (not editable): the build fails when a file of the page
+    # is missing from what pip installed (package data), checked against /src's copy with -I.
+    assert '/opt/graphmesh/bin/python -I -c "$CHECK_PAGE_FILES"' in runs
+    (check,) = [arg for op, arg in steps if op == "ARG" and arg.startswith("CHECK_PAGE_FILES=")]
+    assert "/src/services/review/web/static" in check and 'purelib"], "services/review/web/static"' in check
+
+
+def test_pyproject_ships_every_file_of_the_review_page():
+    """What the image installs is the package: every file under the page's static/ must match a
+    package-data pattern of services.review.web (else the page would 404 in the image)."""
+    import tomllib
+
+    package = ROOT / "services" / "review" / "web"
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"][
+        "services.review.web"]
+    shipped = {p for pattern in patterns for p in package.glob(pattern) if p.is_file()}
+    files = {p for p in (package / "static").rglob("*") if p.is_file()}
+    assert files, "the review page has no static files"
+    assert files <= shipped, sorted(str(p.relative_to(package)) for p in files - shipped)
 
 
 def test_pyproject_pins_every_runtime_dependency():

@@ -1,8 +1,9 @@
 """The one-host deployment for real: the image built, deploy/compose.yaml brought up on Docker
 with the stand-in Postgres and NATS images, graphs run end to end through an api replica from
-this process (an approval decided through the review service), a worker container and the run
-queue's NATS leader killed mid-batch with no run lost, and the second api replica serving
-after the first is stopped.
+this process (an approval decided through the review service), the review page answering from
+the host (its HTML with the CSP, a sign-in and a decision through its API, which reads the run
+from the api inside the network), a worker container and the run queue's NATS leader killed
+mid-batch with no run lost, and the second api replica serving after the first is stopped.
 
 scripts/container-tools installs what is missing (Docker, Compose, the base image, the
 images; layers and the base image are cached between runs). Where Docker cannot run, the
@@ -19,6 +20,8 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -88,18 +91,20 @@ class Stack:
         self.compose_bin = str(Path(compose.__file__).with_name("docker-compose"))
         self.docker = shutil.which("docker", path="/usr/bin") or shutil.which("docker") or "docker"
         self.project = f"gmtest{os.getpid()}{secrets.token_hex(2)}"
-        api_port, review_port = _free_ports(2), _free_ports(1)
+        api_port, review_port, page_port = _free_ports(2), _free_ports(1), _free_ports(1)
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("GRAPHMESH_", "COMPOSE_"))}
         self.env.update(IMAGES)
         self.env.update({
             "GRAPHMESH_API_PORTS": f"{api_port}-{api_port + 1}",
             "GRAPHMESH_REVIEW_PORT": str(review_port),
+            "GRAPHMESH_REVIEW_PAGE_PORT": str(page_port),
             "GRAPHMESH_HEALTH_INTERVAL": "2s",
             "GRAPHMESH_WORKER_CONCURRENCY": "2",  # the batch lasts long enough to kill mid-way
             "GRAPHMESH_DRAIN_GRACE_SECONDS": "5",
             "GRAPHMESH_WORKER_STOP_GRACE": "10s",
         })
         self.review_address = f"127.0.0.1:{review_port}"
+        self.page_url = f"http://127.0.0.1:{page_port}"
         self.token = ""
 
     def compose(self, *args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
@@ -213,6 +218,64 @@ def test_graphs_run_end_to_end_through_an_api_replica(stack, client, figures):
     assert wait_status(client, run.run_id, {COMPLETED, FAILED}, timeout=60).status == COMPLETED
     figures.append(f"end to end: 5 tiny runs + 1 approval_workflow run (approved through review) in "
                    f"{time.monotonic() - started:.1f} s")
+
+
+def _http(url: str, *, token: str = "", body: dict | None = None, origin: str = ""):
+    """(status, headers, body) of one request to the review page."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    if origin:
+        headers["Origin"] = origin
+    request = urllib.request.Request(url, data=data, headers=headers, method="POST" if data else "GET")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.headers, response.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+def test_the_review_page_answers_from_the_host(stack, client, figures):
+    """The page is published on the host (127.0.0.1 by default); it signs in through the api
+    (GRAPHMESH_API_ADDRESS=api:50051 inside the network) and decides through ReviewService,
+    each call with the reviewer's own token."""
+    started = time.monotonic()
+    status, _, body = _http(f"{stack.page_url}/healthz")
+    assert (status, body) == (200, b"ok")
+    status, headers, body = _http(f"{stack.page_url}/")
+    assert status == 200 and headers["Content-Type"].startswith("text/html"), (status, headers)
+    csp = headers["Content-Security-Policy"]
+    assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp, csp
+    assert b"<!doctype html>" in body[:200].lower() and b"/static/" in body
+    # its assets come from the image (package data), not a CDN
+    assert _http(f"{stack.page_url}/static/app.js")[0] == 200
+
+    assert _http(f"{stack.page_url}/api/me")[0] == 401
+    status, _, body = _http(f"{stack.page_url}/api/me", token=stack.token)
+    assert status == 200 and json.loads(body)["principal"] == "admin", body
+
+    run = create_run(client, "approval_workflow", {"action": "refund", "target": "cust-page", "amount": 3.0})
+    wait_status(client, run.run_id, WAITING, timeout=60)
+
+    def pending():
+        status, _, body = _http(f"{stack.page_url}/api/approvals?run_id={run.run_id}", token=stack.token)
+        assert status == 200, body
+        return json.loads(body)["approvals"]
+
+    (approval,) = wait_for(pending, timeout=30, interval=0.2, message="the run's approval through the page")
+    assert approval["status"] == "PENDING" and approval["can_decide"], approval
+    status, _, body = _http(f"{stack.page_url}/api/approvals/{approval['approval_id']}", token=stack.token)
+    page = json.loads(body)
+    assert status == 200 and page["run_error"] == "" and page["run"]["run_id"] == run.run_id, page
+    status, _, body = _http(f"{stack.page_url}/api/approvals/{approval['approval_id']}/decision", token=stack.token,
+                            body={"kind": "approve", "comment": "container test, through the page"},
+                            origin=stack.page_url)
+    assert status == 200 and json.loads(body)["approval"]["status"] == "APPROVED", body
+    assert wait_status(client, run.run_id, {COMPLETED, FAILED}, timeout=60).status == COMPLETED
+    figures.append(f"review page on {stack.page_url}: /healthz, the HTML with its CSP, sign-in, and an "
+                   f"approval decided through it in {time.monotonic() - started:.1f} s")
 
 
 def _nats_leader(stack) -> str:

@@ -13,12 +13,14 @@ the API.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
 import time
 from pathlib import Path
 from typing import Any, AsyncIterator
+from urllib.parse import urlsplit
 
 import grpc
 from starlette.applications import Starlette
@@ -222,8 +224,10 @@ async def ndjson(source: AsyncIterator[dict]) -> Response:
                     return
                 yield json.dumps(item).encode() + b"\n"
                 pending = asyncio.ensure_future(anext(items))
-        finally:
+        finally:  # the page went away, or the stream ended: stop the gRPC call behind it
             pending.cancel()
+            with contextlib.suppress(BaseException):
+                await pending
             await items.aclose()
 
     return StreamingResponse(lines(), media_type="application/x-ndjson")
@@ -250,7 +254,8 @@ def _same_origin_json(request: Request) -> None:
     if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
         raise _bad("send the decision as application/json")
     origin = request.headers.get("origin")
-    if origin and origin != f"{request.url.scheme}://{request.url.netloc}":
+    # Host only: behind a proxy that ends TLS the browser says https, this server sees http.
+    if origin and urlsplit(origin).netloc != request.headers.get("host", ""):
         raise PermissionDenied(f"a decision from another origin ({origin}) is refused", code="CROSS_ORIGIN")
 
 

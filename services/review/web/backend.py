@@ -216,13 +216,18 @@ class ReviewBackend:
     async def watch(self, reviewer: Reviewer, *, after: int, graph: str) -> AsyncIterator[dict]:
         request = review_service_pb2.WatchApprovalsRequest(include_pending=not after, mark_snapshot_end=True,
                                                            graph=graph, after_sequence=after)
-        async for response in self.review.WatchApprovals(request, metadata=reviewer.metadata):
-            event = response.event
-            kind = event.WhichOneof("kind")
-            if kind == "snapshot_end":
-                yield {"type": "snapshot_done", "sequence": event.sequence}
-            else:
-                yield {"type": kind, "sequence": event.sequence, "approval": approval_json(event.approval, reviewer)}
+        call = self.review.WatchApprovals(request, metadata=reviewer.metadata)
+        try:
+            async for response in call:
+                event = response.event
+                kind = event.WhichOneof("kind")
+                if kind == "snapshot_end":
+                    yield {"type": "snapshot_done", "sequence": event.sequence}
+                else:
+                    yield {"type": kind, "sequence": event.sequence,
+                           "approval": approval_json(event.approval, reviewer)}
+        finally:
+            call.cancel()
 
     async def audit(self, reviewer: Reviewer, query: dict[str, Any]) -> dict:
         request = review_service_pb2.ListAuditRecordsRequest(
@@ -246,10 +251,13 @@ class ReviewBackend:
         return {"graphs": sorted({g.name for g in response.graphs})}
 
     async def run_events(self, reviewer: Reviewer, run_id: str, after: int) -> AsyncIterator[dict]:
-        stream = self._api(self.runs).StreamRun(run_service_pb2.StreamRunRequest(run_id=run_id, after_sequence=after),
-                                                metadata=reviewer.metadata)
-        async for response in stream:
-            yield event_json(response.event)
+        call = self._api(self.runs).StreamRun(run_service_pb2.StreamRunRequest(run_id=run_id, after_sequence=after),
+                                              metadata=reviewer.metadata)
+        try:
+            async for response in call:
+                yield event_json(response.event)
+        finally:
+            call.cancel()
 
     async def trace(self, reviewer: Reviewer, run_id: str) -> dict:
         response = await self._api(self.runs).GetRunTrace(run_service_pb2.GetRunTraceRequest(run_id=run_id),

@@ -33,7 +33,9 @@ def review_mesh():
         yield ReviewMesh(mesh, tokens)
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API holds an event loop on the main thread
+# while it runs, and later tests call asyncio.run().
+@pytest.fixture(scope="module")
 def browser(chromium_path):
     from playwright.sync_api import sync_playwright
 

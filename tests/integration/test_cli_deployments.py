@@ -31,7 +31,7 @@ class Up:
         self.lines: list[str] = []
         self.ready = threading.Event()
         self.proc = subprocess.Popen(
-            [*CLI, "up", "--data-dir", str(data_dir), "--api-port", "0", "--review-port", "0",
+            [*CLI, "up", "--data-dir", str(data_dir), "--api-port", "0", "--review-port", "0", "--review-web-port", "0",
              "--worker-base-port", "0", "--workers", "1", *extra],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO_ROOT)
         threading.Thread(target=self._read, daemon=True).start()
@@ -155,7 +155,7 @@ def test_up_says_how_to_reach_it_and_a_taken_name_is_refused(meshes):
     # the printed export works: GRAPHMESH_TOKEN with the deployment's own address
     assert "local-admin" in ok(cli(env, "--deployment", "alpha", "whoami", GRAPHMESH_TOKEN=alpha.token)).stdout
     taken = cli(env, "up", "--data-dir", str(root / "third"), "--name", "alpha", "--api-port", "0",
-                "--review-port", "0", "--worker-base-port", "0", "--workers", "1")
+                "--review-port", "0", "--review-web-port", "0", "--worker-base-port", "0", "--workers", "1")
     assert taken.returncode == 2, taken.stdout + taken.stderr
     assert "'alpha' is already used by" in taken.stdout and "starting graphmesh" not in taken.stdout
     assert not (root / "third").exists()

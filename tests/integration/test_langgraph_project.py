@@ -96,7 +96,7 @@ def up():
     shutil.copytree(PROJECT, project)
     proc = subprocess.Popen(
         [*GRAPHMESH, "up", "--config", str(project / "langgraph.json"), "--data-dir", str(work / "data"),
-         "--api-port", "0", "--review-port", "0", "--worker-base-port", "0", "--workers", "1"],
+         "--api-port", "0", "--review-port", "0", "--review-web-port", "0", "--worker-base-port", "0", "--workers", "1"],
         cwd=project, env=_clean_env(work), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True)
     try:
@@ -312,7 +312,7 @@ def test_up_refuses_to_start_and_names_the_graph_that_does_not_load(tmp_path):
     shutil.copytree(BROKEN, project)
     done = subprocess.run(
         [*GRAPHMESH, "up", "--config", "langgraph.json", "--data-dir", str(tmp_path / "data"), "--api-port", "0",
-         "--review-port", "0", "--worker-base-port", "0", "--workers", "1"],
+         "--review-port", "0", "--review-web-port", "0", "--worker-base-port", "0", "--workers", "1"],
         cwd=project, env=_clean_env(tmp_path), capture_output=True, text=True, timeout=120)
     assert done.returncode != 0
     assert "broken_agent" in done.stdout and "langchain_nonexistent_provider" in done.stdout

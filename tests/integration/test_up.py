@@ -40,7 +40,7 @@ def test_up_runs_demo_then_a_second_start_finds_it(data_dir):
     env["GRAPHMESH_CLI_CONFIG"] = str(data_dir / "cli-config.json")  # not the real user's config
     proc = subprocess.run(
         [sys.executable, "-c", "from graphmesh.cli import main; raise SystemExit(main())",
-         "up", "--data-dir", str(data_dir), "--api-port", "0", "--review-port", "0",
+         "up", "--data-dir", str(data_dir), "--api-port", "0", "--review-port", "0", "--review-web-port", "0",
          "--worker-base-port", "0", "--demo", "--exit-after-demo"],
         capture_output=True, text=True, timeout=180, env=env,
     )
@@ -122,7 +122,7 @@ def test_up_restarts_a_dead_worker_and_a_killed_up_leaves_no_postgres(data_dir):
     env["XDG_CONFIG_HOME"] = str(data_dir / "xdg")  # not the real user's CLI config
     up = subprocess.Popen(
         [sys.executable, "-c", "from graphmesh.cli import main; raise SystemExit(main())",
-         "up", "--data-dir", str(data_dir / "mesh"), "--api-port", "0", "--review-port", "0",
+         "up", "--data-dir", str(data_dir / "mesh"), "--api-port", "0", "--review-port", "0", "--review-web-port", "0",
          "--worker-base-port", "0", "--workers", "1"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
     )

@@ -43,6 +43,9 @@ class Settings:
     # and the api). Empty: the listen address, with a wildcard host replaced by this
     # host's IP address.
     advertise_address: str = ""
+    # A second address this process also serves, bound with SO_REUSEPORT so that several
+    # replicas on one host share it (the kernel spreads connections): `up --api-replicas N`.
+    shared_listen: str = ""
     log_level: str = "INFO"
     worker_id: str = field(default_factory=lambda: f"worker-{socket.gethostname()}-{os.getpid()}")
     # Runs one worker executes at once.
@@ -106,6 +109,7 @@ class Settings:
             nats_replicas=int(_env(environ, "NATS_REPLICAS", str(defaults.nats_replicas))),
             listen=_env(environ, "LISTEN", defaults.listen),
             advertise_address=_env(environ, "ADVERTISE_ADDRESS", ""),
+            shared_listen=_env(environ, "SHARED_LISTEN", ""),
             log_level=_env(environ, "LOG_LEVEL", defaults.log_level),
             worker_id=_env(environ, "WORKER_ID", defaults.worker_id),
             worker_concurrency=int(_env(environ, "WORKER_CONCURRENCY", str(defaults.worker_concurrency))),

@@ -63,6 +63,9 @@ class MeshConfig:
     data_dir: Path
     host: str = "127.0.0.1"
     api_port: int = 50051  # 0 = free port
+    # More than one: api, api-2, ... each on a port of its own and all on api_port, which
+    # they share through SO_REUSEPORT (the kernel spreads connections over them).
+    api_replicas: int = 1
     review_port: int = 50052
     review_web_port: int | None = 0  # the review page (HTTP); 0 = free port, None = not served
     worker_base_port: int = 50061  # worker-1 listens on base, worker-2 on base+1, ...; 0 = free ports
@@ -102,6 +105,7 @@ class _Service:
     kind: str
     port: int
     metrics_port: int = 0
+    shared_port: int = 0  # an address it serves with its replicas (api replicas)
     proc: subprocess.Popen | None = None
 
 
@@ -160,19 +164,26 @@ class Mesh:
     def _plan_services(self) -> dict[str, _Service]:
         c = self.config
         # Ports are fixed once so restarts keep every address stable.
-        wanted = [c.api_port, c.review_port] + [
+        if c.api_replicas < 1:
+            raise ValueError("api_replicas must be at least 1")
+        replicas = c.api_replicas > 1
+        wanted = [0 if replicas else c.api_port, c.review_port] + [
             c.worker_base_port + i if c.worker_base_port else 0 for i in range(c.workers)
-        ]
+        ] + [0] * (c.api_replicas - 1)
         # One free_ports call for every port we pick (gRPC and metrics): two calls could hand
         # out the same port twice, since neither keeps its ports bound.
         metrics = len(wanted) if c.metrics else 0
-        spare = iter(free_ports(wanted.count(0) + metrics + 3, c.host))
+        spare = iter(free_ports(wanted.count(0) + metrics + 4, c.host))
         self._backend_ports = (next(spare), next(spare))  # embedded Postgres, NATS
-        web = next(spare)
+        web, shared = next(spare), next(spare)
         self.review_web_port = None if c.review_web_port is None else (c.review_web_port or web)
+        self.shared_api_port = (c.api_port or shared) if replicas else 0
         ports = [p or next(spare) for p in wanted]
-        services = [_Service("api", "api", ports[0]), _Service("review", "review", ports[1])]
+        services = [_Service("api", "api", ports[0], shared_port=self.shared_api_port),
+                    _Service("review", "review", ports[1])]
         services += [_Service(f"worker-{i}", "worker", ports[1 + i]) for i in range(1, c.workers + 1)]
+        services += [_Service(f"api-{i}", "api", ports[c.workers + i], shared_port=self.shared_api_port)
+                     for i in range(2, c.api_replicas + 1)]
         for s in services[:metrics]:
             s.metrics_port = next(spare)
         return {s.name: s for s in services}
@@ -187,7 +198,12 @@ class Mesh:
 
     @property
     def api_address(self) -> str:
-        return self.address("api")
+        """Where clients reach the api: the address its replicas share, if several."""
+        return f"{self.config.host}:{self.shared_api_port}" if self.shared_api_port else self.address("api")
+
+    @property
+    def api_replica_names(self) -> list[str]:
+        return [n for n, s in self._services.items() if s.kind == "api"]
 
     @property
     def review_address(self) -> str:
@@ -432,7 +448,7 @@ class Mesh:
 
         record = {
             "pid": os.getpid(),
-            "api": self.address("api"),
+            "api": self.api_address,
             "review": self.address("review"),
             "review_page": self.review_page_url,
             "workers": [n for n, s in self._services.items() if s.kind == "worker"],
@@ -556,9 +572,11 @@ class Mesh:
         env[MANIFEST_ENV] = str(self._manifest_of(s))
         if s.kind == "review" and self.review_web_port is not None:
             env["GRAPHMESH_REVIEW_WEB_LISTEN"] = f"{c.host}:{self.review_web_port}"
-            env["GRAPHMESH_API_ADDRESS"] = self.address("api")
+            env["GRAPHMESH_API_ADDRESS"] = self.api_address
             if c.tls_dir:  # the page dials ReviewService and the api as a client
                 env.update(client_env(Path(c.tls_dir)))
+        if s.shared_port:
+            env["GRAPHMESH_SHARED_LISTEN"] = f"{c.host}:{s.shared_port}"
         if s.kind == "worker":
             env["GRAPHMESH_WORKER_ID"] = s.name
             env["GRAPHMESH_WORKER_CONCURRENCY"] = str(c.worker_concurrency)
@@ -570,6 +588,9 @@ class Mesh:
             return
         if port_open(self.config.host, s.port):  # or the health check would greet a stranger
             raise RuntimeError(f"cannot start {name}: {self.address(name)} is already in use")
+        if s.shared_port and not any(self.pid(n) for n in self.api_replica_names if n != name) \
+                and port_open(self.config.host, s.shared_port):  # its replicas' address, held by a stranger
+            raise RuntimeError(f"cannot start {name}: {self.api_address} is already in use")
         if s.kind == "review" and self.review_web_port is not None and port_open(self.config.host,
                                                                                   self.review_web_port):
             raise RuntimeError(f"cannot start {name}: its page's port {self.config.host}:{self.review_web_port} "

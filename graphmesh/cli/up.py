@@ -20,6 +20,9 @@ def add_parser(subparsers) -> None:
                    help="the review page (HTTP; 0 = any free port, -1 = not served)")
     p.add_argument("--worker-base-port", type=int, default=50061, help="worker-1 listens here, worker-2 on the next port, ...; 0 = free ports")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--api-replicas", type=int, default=1,
+                   help="api processes; more than one share --api-port (SO_REUSEPORT: connections are spread "
+                        "over them) and each also listens on a port of its own")
     p.add_argument("--worker-concurrency", type=int, default=8)
     p.add_argument("--config", type=Path, default=None, help="graph manifest (default: graphmesh.yaml)")
     p.add_argument("--name", default=None,
@@ -50,6 +53,7 @@ def _config(args):
         review_web_port=None if args.review_web_port < 0 else args.review_web_port,
         worker_base_port=args.worker_base_port,
         workers=args.workers,
+        api_replicas=args.api_replicas,
         worker_concurrency=args.worker_concurrency,
         database_url=os.environ.get("GRAPHMESH_DATABASE_URL") or None,
         nats_url=os.environ.get("GRAPHMESH_NATS_URL") or None,
@@ -77,6 +81,8 @@ def _table(mesh) -> str:
         ("postgres", f"{redact(mesh.database_url)}  {pg}"),
         ("nats", f"{redact(mesh.nats_url)}  {nats}"),
     ]
+    if len(mesh.api_replica_names) > 1:
+        rows.append(("api address", f"{mesh.api_address}  (shared by {', '.join(mesh.api_replica_names)})"))
     for name in mesh.service_names:
         metrics = mesh.metrics_url(name)
         rows.append((name, mesh.address(name) + (f"  metrics {metrics}" if metrics else "")))
@@ -128,7 +134,7 @@ def _record(mesh, args, token: str) -> None:
     makes it current, and says how to reach it."""
     from graphmesh.client import DEFAULT_API, TokenChoice, connect_address, record_deployment, use_token
 
-    api = connect_address(mesh.config.host, mesh.address("api").rpartition(":")[2])
+    api = connect_address(mesh.config.host, mesh.api_address.rpartition(":")[2])
     review = connect_address(mesh.config.host, mesh.address("review").rpartition(":")[2])
     config, deployment = record_deployment(data_dir=mesh.data_dir, api=api, review=review, token=token,
                                            auth=mesh.config.auth, name=args.name)

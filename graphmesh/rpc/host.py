@@ -112,7 +112,7 @@ class ServiceHost:
 
     def listen(self, service_names: list[str], *, auth: Authenticator) -> None:
         self._server = GrpcServer(self.settings.listen, service_names, auth=auth,
-                                  tls=ServerTls.from_settings(self.settings))
+                                  tls=ServerTls.from_settings(self.settings), shared_listen=self.settings.shared_listen)
 
     @property
     def grpc(self):

@@ -73,17 +73,22 @@ def _thread_values(client, run_id: str) -> dict:
 
 
 class _Watcher:
-    """`graphmesh approvals watch ...` in the background, its stdout lines collected."""
+    """`graphmesh approvals watch ...` in the background, its stdout lines collected (and its
+    stderr drained: a full, unread pipe would block the process where it writes)."""
 
     def __init__(self, argv: list[str]) -> None:
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT)
         self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+        self.errors: list[str] = []
+        self._readers = [threading.Thread(target=self._read, args=(stream, into), daemon=True)
+                         for stream, into in ((self.proc.stdout, self.lines), (self.proc.stderr, self.errors))]
+        for reader in self._readers:
+            reader.start()
 
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
+    @staticmethod
+    def _read(stream, into: list[str]) -> None:
+        for line in stream:
+            into.append(line.rstrip("\n"))
 
     def events(self) -> list[dict]:
         return [json.loads(line) for line in list(self.lines)]
@@ -96,9 +101,11 @@ class _Watcher:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-            raise
-        self._reader.join(5)
-        return rc, self.proc.stderr.read()
+            raise AssertionError(f"the watch did not end within {timeout}s of signal {sig}; its stderr:\n"
+                                 + "\n".join(self.errors[-40:])) from None
+        for reader in self._readers:
+            reader.join(5)
+        return rc, "\n".join(self.errors)
 
 
 def test_approve_path(gm, client, review):

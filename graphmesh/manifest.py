@@ -122,6 +122,12 @@ class GraphSpec:
     model_route: str = ""
     tool_version: str = ""
     sync_eligible: bool = False
+    # LangGraph's durability mode for this graph's runs (docs/decisions.md, "Durability"):
+    # "async" (LangGraph's default: each step's checkpoint is written while the next step
+    # runs), "sync" (written before the next step starts), "exit" (only when the run stops:
+    # completes, fails, waits for approval or is handed back; a crash restarts it from its
+    # last such checkpoint). "exit" is refused for graphs with `mutates` nodes.
+    durability: str = "async"
     limits: Limits = Limits()
     nodes: Mapping[str, NodePolicy] = field(default_factory=lambda: MappingProxyType({}))
     weight: int = 100  # rollout weight; the highest weight serves new runs
@@ -229,7 +235,8 @@ class _Ctx:
 
 _GRAPH_KEYS = {"name", "version", "path", "description", "state_schema_version", "prompt_version",
                "model_route", "tool_version", "sync", "limits", "nodes", "weight", "migrations", "secrets",
-               "serde_allowlist", "retention"}
+               "serde_allowlist", "retention", "durability"}
+DURABILITY_MODES = ("async", "sync", "exit")
 _LIMIT_KEYS = {"max_steps", "run_timeout_seconds", "max_input_bytes", "max_state_bytes", "max_concurrent_runs",
                "max_concurrent_runs_per_owner", "max_queued_runs"}
 _NODE_KEYS = {"mutates", "requires_approval", "role", "owner_role", "approval_timeout_seconds", "retry", "resume"}
@@ -330,8 +337,16 @@ def _graph(c: _Ctx, d: Any, base_dir: str) -> GraphSpec:
         raise c.fail(f"migrations: more than one migration from state schema {', '.join(dup)}")
     if any(m.from_schema == state_schema for m in migs):
         raise c.fail(f"migrations: from_schema {state_schema!r} is this version's own state schema")
+    durability = c.text(d, "durability", "async")
+    if durability not in DURABILITY_MODES:
+        raise c.fail(f"'durability' must be one of {', '.join(DURABILITY_MODES)}, got {durability!r}")
+    policies = {str(k): _node(c, str(k), v) for k, v in nodes.items()}
+    if durability == "exit" and (mutating := sorted(n for n, p in policies.items() if p.mutates)):
+        raise c.fail(f"durability 'exit' would re-run the mutating node(s) {', '.join(mutating)} after a crash: "
+                     "use 'sync' or 'async' for a graph with outside effects")
     return GraphSpec(
         name=name, version=version, path=path,
+        durability=durability,
         description=c.text(d, "description", ""),
         state_schema_version=state_schema,
         prompt_version=c.text(d, "prompt_version", ""),
@@ -339,7 +354,7 @@ def _graph(c: _Ctx, d: Any, base_dir: str) -> GraphSpec:
         tool_version=c.text(d, "tool_version", ""),
         sync_eligible=c.flag(d, "sync", False),
         limits=_limits(c, d.get("limits")),
-        nodes=MappingProxyType({str(k): _node(c, str(k), v) for k, v in nodes.items()}),
+        nodes=MappingProxyType(policies),
         weight=c.num(d, "weight", 100, integer=True),
         migrations=migs,
         secrets=_names(c, d, "secrets", _SECRET_NAME),

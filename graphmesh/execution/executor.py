@@ -276,10 +276,11 @@ class RunExecutor:
         try:
             graph_input, decided = await self._input(graph, config, claim, spec, events)
             async with timeout:
-                interrupts = await self._stream(graph, graph_input, config, events, control)
+                interrupts = await self._stream(graph, graph_input, config, events, control, spec.durability)
                 if decided and (carried := carry_decisions(decided, interrupts)):
                     # The migrated checkpoint raised its interrupts again, under new ids.
-                    interrupts = await self._stream(graph, Command(resume=carried), config, events, control)
+                    interrupts = await self._stream(graph, Command(resume=carried), config, events, control,
+                                                    spec.durability)
         except GraphDrained:
             return RunStatus.QUEUED, None, []  # stopped at a step boundary: hand it back
         except IncompatibleCheckpoint as exc:
@@ -366,14 +367,15 @@ class RunExecutor:
                 for a in reversed(approvals) if a.interrupt_id in (run.resume_with or {})]
 
     async def _stream(self, graph, graph_input, config, events: EventSink,
-                      control: RunControl) -> list[tuple[str, Any]]:
+                      control: RunControl, durability: str) -> list[tuple[str, Any]]:
         """Streams the graph, publishing its events; returns the interrupts it stopped at."""
         interrupts: list[tuple[str, Any]] = []
         saver = graph.checkpointer
         # Closed (awaited) before this returns or raises: LangGraph's checkpoint writes under way
         # finish while the run is still RUNNING under this lease, not after its status changed
         # (the lease fence would refuse them then, and the next execution would redo the step).
-        stream = graph.astream(graph_input, config, stream_mode=["tasks", "custom"], control=control)
+        stream = graph.astream(graph_input, config, stream_mode=["tasks", "custom"], control=control,
+                               durability=durability)
         active: dict[str, str] = {}  # task id -> node, to attribute custom writes
         step = 0
         async with contextlib.aclosing(stream):

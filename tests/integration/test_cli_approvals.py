@@ -77,7 +77,10 @@ class _Watcher:
     stderr drained: a full, unread pipe would block the process where it writes)."""
 
     def __init__(self, argv: list[str]) -> None:
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT)
+        # SIGINT at its default in the child: a test run started in the background of a
+        # non-interactive shell inherits SIGINT ignored, and the watch would never see Ctrl-C.
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT,
+                                     preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         self.lines: list[str] = []
         self.errors: list[str] = []
         self._readers = [threading.Thread(target=self._read, args=(stream, into), daemon=True)

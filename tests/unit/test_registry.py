@@ -94,6 +94,9 @@ def test_unknown_graph_and_version(registry):
     ("{name: a, version: '1', path: x:y, nodes: {n: {retry: {max_attempts: two}}}}", "'max_attempts' must be an integer"),
     ("{name: a, version: '1', path: x:y, nodes: {n: {mutate: true}}}", "unknown key.*nodes.n"),
     ("{name: 'bad name', version: '1', path: x:y}", "'name' 'bad name' must match"),
+    ("{name: a, version: '1', path: x:y, durability: eventually}", "'durability' must be one of async, sync, exit"),
+    ("{name: a, version: '1', path: x:y, durability: exit, nodes: {pay: {mutates: true}}}",
+     "durability 'exit' would re-run the mutating node.* pay"),
 ])
 def test_invalid_manifest_entries(tmp_path, entry, message):
     path = write(tmp_path, "graphmesh.yaml", f"graphs:\n  - {entry}\n")

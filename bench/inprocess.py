@@ -67,11 +67,14 @@ async def drive(n: int, concurrency: int, run_one: Callable[[int, int], Awaitabl
     return samples, failed, time.perf_counter() - t0
 
 
+DURABILITY = "async"  # LangGraph's default; --durability matches a mesh graph's `durability`
+
+
 async def timed_stream(graph, i: int) -> Sample:
     config = {"configurable": {"thread_id": str(uuid.uuid4())}}
     t0 = time.perf_counter()
     first = None
-    async for _chunk in graph.astream(bench_input(i), config, stream_mode="updates"):
+    async for _chunk in graph.astream(bench_input(i), config, stream_mode="updates", durability=DURABILITY):
         if first is None:
             first = time.perf_counter()
     done = time.perf_counter()
@@ -144,11 +147,15 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--database-url", required=True)
     p.add_argument("--mode", default="naive", help="naive | fastest | one variant name")
+    p.add_argument("--durability", default="async", choices=["async", "sync", "exit"],
+                   help="LangGraph durability of the runs (default async, LangGraph's own default)")
     p.add_argument("--runs", type=int, default=200)
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--postgres-pid", type=int, help="postmaster pid, to count Postgres CPU")
     args = p.parse_args()
+    global DURABILITY
+    DURABILITY = args.durability
     os.chdir(REPO_ROOT)  # Registry.default() looks for graphmesh.yaml here
     result = asyncio.run(main_async(args))
     json.dump(result, sys.stdout)

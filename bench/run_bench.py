@@ -74,7 +74,8 @@ def machine_info() -> dict:
 def run_inprocess(database_url: str, mode: str, args, postgres_pid: int | None) -> list[PhaseResult]:
     cmd = [sys.executable, str(REPO_ROOT / "bench" / "inprocess.py"), "--database-url", database_url,
            "--mode", mode, "--runs", str(args.runs), "--concurrency", str(args.concurrency),
-           "--warmup", str(args.warmup)] + (["--postgres-pid", str(postgres_pid)] if postgres_pid else [])
+           "--warmup", str(args.warmup), "--durability", getattr(args, "durability", "async")] \
+        + (["--postgres-pid", str(postgres_pid)] if postgres_pid else [])
     proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
         raise RuntimeError(f"in-process phase {mode} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")

@@ -56,6 +56,22 @@ def by_kind(cpu: dict[str, float], mesh) -> dict[str, float]:
     return kinds
 
 
+def bench_manifest(data_dir: Path, durability: str) -> Path:
+    """The example manifest with the benchmark graph's durability set."""
+    import yaml
+
+    from graphmesh.mesh import REPO_ROOT as ROOT
+
+    manifest = yaml.safe_load((ROOT / "graphmesh" / "examples.yaml").read_text())
+    for graph in manifest["graphs"]:
+        if graph["name"] == "tiny":
+            graph["durability"] = durability
+    path = data_dir / "bench-graphs.yaml"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(manifest, sort_keys=False))
+    return path
+
+
 def run_shape(workers: int, replicas: int, args, say) -> tuple[dict, object]:
     from bench.mesh_load import mesh_phase
     from graphmesh.mesh import Mesh, MeshConfig
@@ -63,6 +79,7 @@ def run_shape(workers: int, replicas: int, args, say) -> tuple[dict, object]:
     data_dir = Path(tempfile.mkdtemp(prefix=f"graphmesh-scale-{workers}x{replicas}-"))
     mesh = Mesh(MeshConfig(data_dir=data_dir, api_port=0, review_port=0, worker_base_port=0, workers=workers,
                            api_replicas=replicas, worker_concurrency=args.worker_concurrency,
+                           manifest=bench_manifest(data_dir, args.durability),
                            fast_postgres=args.fast_postgres, review_web_port=None), report=lambda s: None)
     try:
         mesh.start()
@@ -90,8 +107,8 @@ def run_shape(workers: int, replicas: int, args, say) -> tuple[dict, object]:
 def inprocess_baseline(database_url: str, postgres_pid: int, args) -> dict:
     from bench.run_bench import run_inprocess
 
-    phases = run_inprocess(database_url, "fastest", SimpleNamespace(runs=args.runs, concurrency=args.concurrency,
-                                                                    warmup=args.warmup), postgres_pid)
+    phases = run_inprocess(database_url, "fastest", SimpleNamespace(
+        runs=args.runs, concurrency=args.concurrency, warmup=args.warmup, durability=args.durability), postgres_pid)
     best = max(phases, key=lambda p: p.throughput)
     summary = best.summary()
     cpu = best.extra.get("cpu_s", {})
@@ -102,7 +119,8 @@ def inprocess_baseline(database_url: str, postgres_pid: int, args) -> dict:
 
 def render(report: dict) -> str:
     base = report["inprocess"]
-    lines = [f"machine: {report['cores']} cores; {report['runs']} runs per shape, {report['concurrency']} clients",
+    lines = [f"machine: {report['cores']} cores; {report['runs']} runs per shape, {report['concurrency']} clients; "
+             f"durability {report['durability']}",
              f"in-process ({base['variant']}): {base['runs_per_s']:.1f} runs/s, p50 {base['completed_ms']['p50']} ms"
              + (f", CPU {base['cpu_ms_per_run_total']} ms/run" if base["cpu_ms_per_run_total"] else ""),
              "",
@@ -126,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=20, help="unmeasured runs first, per shape (default 20)")
     p.add_argument("--worker-concurrency", type=int, default=8, help="runs per worker at once (default 8)")
     p.add_argument("--fast-postgres", action="store_true", help="Postgres with fsync off")
+    p.add_argument("--durability", default="async", choices=["async", "sync", "exit"],
+                   help="the benchmark graph's durability, in the mesh and in the baseline (default async)")
     p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     args = p.parse_args(argv)
     say = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
@@ -134,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
 
     keep_grpc_fork_support_off()  # before grpc is imported: the meshes fork while this process holds gRPC
     os.chdir(REPO_ROOT)
-    report = {"cores": os.cpu_count(), "runs": args.runs, "concurrency": args.concurrency, "shapes": []}
+    report = {"cores": os.cpu_count(), "runs": args.runs, "concurrency": args.concurrency,
+              "durability": args.durability, "shapes": []}
     started = time.perf_counter()
     for i, (workers, replicas) in enumerate(args.shapes):
         say(f"shape {workers} worker(s) x {replicas} api replica(s) ...")

@@ -19,6 +19,7 @@ from google.protobuf import json_format, struct_pb2
 
 from graphmesh.mesh import Mesh, MeshConfig
 from graphmesh.rpc.errors import error_code
+from graphmesh.v1 import review_service_pb2 as rpb
 from graphmesh.v1 import run_pb2
 from graphmesh.v1 import run_service_pb2 as pb
 
@@ -239,3 +240,16 @@ def wait_approvals(review, run_id: str, count: int, status: int | None = None, t
 
 def thread_values(client, thread_id: str) -> dict:
     return to_dict(client.runs.GetThreadState(pb.GetThreadStateRequest(thread_id=thread_id), timeout=10).values)
+
+
+def list_audit(review, page_size: int = 100, **filters) -> list:
+    """ListAuditRecords, following page tokens to the end."""
+    records, token = [], ""
+    for _ in range(10_000):
+        response = review.ListAuditRecords(
+            rpb.ListAuditRecordsRequest(page_size=page_size, page_token=token, **filters), timeout=10)
+        records.extend(response.records)
+        token = response.next_page_token
+        if not token:
+            return records
+    raise AssertionError("ListAuditRecords never returned an empty next_page_token")

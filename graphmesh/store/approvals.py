@@ -219,27 +219,14 @@ class ApprovalStore:
         if statuses:
             where.append("status = ANY(%s)")
             args.append(statuses)
-        if graph:
-            where.append("graph = %s")
-            args.append(graph)
-        if run_id:
-            where.append("run_id = %s")
-            args.append(parse_uuid(run_id, "run"))
-        if thread_id:
-            where.append("thread_id = %s")
-            args.append(thread_id)
-        if required_role:
-            where.append("required_role = %s")
-            args.append(required_role)
-        if reviewer:
-            where.append("reviewer = %s")
-            args.append(reviewer)
-        if created_after is not None:
-            where.append("created_at >= %s")
-            args.append(created_after)
-        if created_before is not None:
-            where.append("created_at < %s")
-            args.append(created_before)
+        conditions = [("graph = %s", graph), ("run_id = %s", run_id and parse_uuid(run_id, "run")),
+                      ("thread_id = %s", thread_id), ("required_role = %s", required_role),
+                      ("reviewer = %s", reviewer), ("created_at >= %s", created_after),
+                      ("created_at < %s", created_before)]
+        for condition, value in conditions:
+            if value:  # "" and None: no filter
+                where.append(condition)
+                args.append(value)
         return await keyset_page(self._runs.connection, "gm_approvals", "approval_id", where, args,
                                  page_size=page_size, page_token=page_token, from_row=ApprovalRecord.from_row)
 

@@ -32,6 +32,7 @@ from helpers import (
     get_run,
     kinds,
     list_approvals,
+    list_audit,
     new_thread,
     rpc_error,
     statuses_of,
@@ -620,16 +621,6 @@ def test_invalid_decisions(client, review):
 # -- 6. audit records and ListApprovals -----------------------------------------------------------
 
 
-def list_audit(review, page_size: int = 100, **filters) -> list:
-    records, token = [], ""
-    for _ in range(10_000):
-        response = review.ListAuditRecords(
-            rpb.ListAuditRecordsRequest(page_size=page_size, page_token=token, **filters), timeout=10)
-        records.extend(response.records)
-        token = response.next_page_token
-        if not token:
-            return records
-    raise AssertionError("ListAuditRecords never returned an empty next_page_token")
 
 
 def test_audit_records(client, review, expired_run, cancelled_run):

@@ -31,6 +31,7 @@ from helpers import (
     create_run,
     decide,
     list_approvals,
+    list_audit,
     new_thread,
     rpc_error,
     to_dict,
@@ -89,17 +90,6 @@ def at(ts: timestamp_pb2.Timestamp, delta: timedelta = timedelta()) -> timestamp
     return moved
 
 
-def list_audit(review, page_size: int = 100, **filters) -> list:
-    """ListAuditRecords, following page tokens to the end."""
-    records, token = [], ""
-    for _ in range(10_000):
-        response = review.ListAuditRecords(
-            rpb.ListAuditRecordsRequest(page_size=page_size, page_token=token, **filters), timeout=10)
-        records.extend(response.records)
-        token = response.next_page_token
-        if not token:
-            return records
-    raise AssertionError("ListAuditRecords never returned an empty next_page_token")
 
 
 def brief(records) -> list[tuple[str, str, str]]:

@@ -42,6 +42,20 @@ def bench_input(i: int) -> dict:
     return {"text": f"  The quick brown Fox {i} jumps over   the lazy dog, again and AGAIN  "}
 
 
+async def warm_then_measure(runs: int, concurrency: int, warmup: int, run_one, on_measure=None
+                            ) -> tuple[list[Sample], int, float]:
+    """`warmup` unmeasured runs, then `runs` measured ones (drive's result);
+    on_measure(True) / on_measure(False) bracket the measured ones."""
+    if warmup:
+        await drive(warmup, concurrency, run_one)
+    if on_measure:
+        on_measure(True)
+    result = await drive(runs, concurrency, run_one)
+    if on_measure:
+        on_measure(False)
+    return result
+
+
 async def drive(n: int, concurrency: int, run_one: Callable[[int, int], Awaitable[Sample | None]]
                 ) -> tuple[list[Sample], int, float]:
     """n runs from `concurrency` tasks; run_one(task_index, run_index) -> Sample or None (failed)."""
@@ -119,13 +133,11 @@ async def run_variant(variant: str, url: str, runs: int, concurrency: int, warmu
         else:
             raise SystemExit(f"unknown variant {variant}")
 
-        if warmup:
-            await drive(warmup, concurrency, run_one)
         meter = CpuMeter({"in-process": os.getpid(), "postgres": postgres_pid})
-        meter.start()
-        samples, failed, wall = await drive(runs, concurrency, run_one)
-        return PhaseResult(variant, desc, runs, concurrency, wall, failed, samples,
-                           extra={"cpu_s": meter.stop()})
+        cpu: dict = {}
+        samples, failed, wall = await warm_then_measure(
+            runs, concurrency, warmup, run_one, lambda begin: meter.start() if begin else cpu.update(meter.stop()))
+        return PhaseResult(variant, desc, runs, concurrency, wall, failed, samples, extra={"cpu_s": cpu})
     finally:
         for conn in held:
             await pool.putconn(conn)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import time
 
-from bench.inprocess import GRAPH, bench_input, drive
+from bench.inprocess import GRAPH, bench_input, warm_then_measure
 from bench.stats import PhaseResult, Sample
 
 TERMINAL_NAMES = {"RUN_STATUS_COMPLETED", "RUN_STATUS_FAILED", "RUN_STATUS_CANCELLED"}
@@ -68,15 +68,15 @@ async def mesh_phase(address: str, runs: int, concurrency: int, warmup: int,
 
     stages: list[dict] = []
     measuring = False
+
+    def bracket(begin: bool) -> None:
+        nonlocal measuring
+        measuring = begin
+        if on_measure:
+            on_measure(begin)
+
     try:
-        if warmup:
-            await drive(warmup, concurrency, run_one)
-        measuring = True
-        if on_measure:
-            on_measure(True)
-        samples, failed, wall = await drive(runs, concurrency, run_one)
-        if on_measure:
-            on_measure(False)
+        samples, failed, wall = await warm_then_measure(runs, concurrency, warmup, run_one, bracket)
     finally:
         for c in clients:
             await c.channel.close()

@@ -33,7 +33,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from bench.cpu import CpuMeter  # noqa: E402
-from bench.inprocess import bench_input, drive  # noqa: E402
+from bench.inprocess import bench_input, warm_then_measure  # noqa: E402
 from bench.stats import PhaseResult, Sample  # noqa: E402
 
 DEV_PACKAGES = ("langgraph-cli", "langgraph-api", "langgraph-runtime-inmem", "langgraph", "langgraph-checkpoint")
@@ -124,13 +124,7 @@ async def langgraph_phase(url: str, runs: int, concurrency: int, warmup: int, on
         return Sample(done, done)
 
     try:
-        if warmup:
-            await drive(warmup, concurrency, run_one)
-        if on_measure:
-            on_measure(True)
-        samples, failed, wall = await drive(runs, concurrency, run_one)
-        if on_measure:
-            on_measure(False)
+        samples, failed, wall = await warm_then_measure(runs, concurrency, warmup, run_one, on_measure)
     finally:
         for c in clients:
             await c.aclose()

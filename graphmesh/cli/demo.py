@@ -28,10 +28,10 @@ def run_demo(api_address: str, *, review_address: str, review_page_url: str = ""
         if event.WhichOneof("kind") != "approval_requested":
             return
         approval_id = event.approval_requested.approval_id
-        where = f"open {review_page_url}approvals/{approval_id} (sign in with the admin token), or r" \
-            if review_page_url else "R"
-        print(f"\ndemo: the run waits for a reviewer to approve its report.\n  {where}un "
-              f"`graphmesh approvals approve {approval_id}` in another terminal\n", flush=True)
+        cli = f"`graphmesh approvals approve {approval_id}` in another terminal"
+        where = (f"open {review_page_url}approvals/{approval_id} (sign in with the admin token), or run {cli}"
+                 if review_page_url else f"run {cli}")
+        print(f"\ndemo: the run waits for a reviewer to approve its report.\n  {where}\n", flush=True)
         if approve:
             review_stub(review_address).Decide(rpb.DecideRequest(
                 approval_id=approval_id, kind=rpb.DECISION_KIND_APPROVE, comment="approved by up --exit-after-demo"))

@@ -109,43 +109,42 @@ class ReviewPage:
 
     def __init__(self, backend: ReviewBackend) -> None:
         self.backend = backend
-        self._signed_in: dict[str, tuple[float, Reviewer, dict]] = {}
+        self._signed_in: dict[str, tuple[float, Reviewer]] = {}
 
-    async def reviewer(self, request: Request) -> tuple[Reviewer, dict]:
+    async def reviewer(self, request: Request) -> Reviewer:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthenticated("sign in: send your graphmesh token or JWT as 'Authorization: Bearer <token>'")
         key = hashlib.sha256(token.strip().encode()).hexdigest()
         cached = self._signed_in.get(key)
         if cached is not None and cached[0] > time.monotonic():
-            return cached[1], cached[2]
-        reviewer, me = await self.backend.sign_in(token.strip())
+            return cached[1]
+        reviewer = await self.backend.sign_in(token.strip())
         if len(self._signed_in) > 1000:  # the cache stays small: drop what expired
             now = time.monotonic()
             self._signed_in = {k: v for k, v in self._signed_in.items() if v[0] > now}
-        self._signed_in[key] = (time.monotonic() + SIGN_IN_CACHE_SECONDS, reviewer, me)
-        return reviewer, me
+        self._signed_in[key] = (time.monotonic() + SIGN_IN_CACHE_SECONDS, reviewer)
+        return reviewer
 
     # -- JSON endpoints -------------------------------------------------------------------------
 
     async def me(self, request: Request) -> Response:
-        _, me = await self.reviewer(request)
-        return JSONResponse(me)
+        return JSONResponse((await self.reviewer(request)).as_json())
 
     async def graphs(self, request: Request) -> Response:
-        reviewer, _ = await self.reviewer(request)
+        reviewer = await self.reviewer(request)
         return JSONResponse(await self.backend.graph_names(reviewer))
 
     async def approvals(self, request: Request) -> Response:
-        reviewer, _ = await self.reviewer(request)
+        reviewer = await self.reviewer(request)
         return JSONResponse(await self.backend.list_approvals(reviewer, _query(request)))
 
     async def approval(self, request: Request) -> Response:
-        reviewer, _ = await self.reviewer(request)
+        reviewer = await self.reviewer(request)
         return JSONResponse(await self.backend.approval_page(reviewer, request.path_params["approval_id"]))
 
     async def decide(self, request: Request) -> Response:
-        reviewer, _ = await self.reviewer(request)
+        reviewer = await self.reviewer(request)
         _same_origin_json(request)
         try:
             body = await request.json()
@@ -166,23 +165,23 @@ class ReviewPage:
             raise
 
     async def audit(self, request: Request) -> Response:
-        reviewer, _ = await self.reviewer(request)
+        reviewer = await self.reviewer(request)
         return JSONResponse(await self.backend.audit(reviewer, _query(request)))
 
     async def trace(self, request: Request) -> Response:
-        reviewer, _ = await self.reviewer(request)
+        reviewer = await self.reviewer(request)
         return JSONResponse(await self.backend.trace(reviewer, request.path_params["run_id"]))
 
     # -- NDJSON streams ---------------------------------------------------------------------------
 
     async def watch(self, request: Request) -> Response:
-        reviewer, _ = await self.reviewer(request)
+        reviewer = await self.reviewer(request)
         after = _whole(request.query_params.get("after", "0"), "after")
         source = self.backend.watch(reviewer, after=after, graph=request.query_params.get("graph", ""))
         return await ndjson(source)
 
     async def run_events(self, request: Request) -> Response:
-        reviewer, _ = await self.reviewer(request)
+        reviewer = await self.reviewer(request)
         after = _whole(request.query_params.get("after", "0"), "after")
         return await ndjson(self.backend.run_events(reviewer, request.path_params["run_id"], after))
 
@@ -194,12 +193,12 @@ async def ndjson(source: AsyncIterator[dict]) -> Response:
     items = aiter(source)
     pending = asyncio.ensure_future(anext(items))
     done, _ = await asyncio.wait({pending}, timeout=FIRST_ITEM_WAIT)
-    if done and pending.exception() is not None:
-        exc = pending.exception()
+    exc = pending.exception() if done else None
+    if isinstance(exc, StopAsyncIteration):  # ended at once: nothing to send
+        return Response(b"", media_type="application/x-ndjson")
+    if exc is not None:
         error = as_graphmesh_error(exc)
-        if error is None or isinstance(exc, StopAsyncIteration):
-            if isinstance(exc, StopAsyncIteration):
-                return Response(b"", media_type="application/x-ndjson")
+        if error is None:
             raise exc
         return error_response(error)
 

@@ -69,10 +69,10 @@ def payload_of(approval: review_service_pb2.Approval) -> Any:
     """The interrupt's value as the graph passed it: a Struct carries a non-object payload
     (a HumanInterrupt list, a string) as {"value": ...}."""
     payload = _dict(approval.payload) if approval.HasField("payload") else None
-    if isinstance(payload, dict) and set(payload) == {"value"} and not isinstance(payload["value"], dict):
-        return payload["value"]
-    if isinstance(payload, dict) and set(payload) == {"value"} and detect_shape(payload["value"]) != "plain":
-        return payload["value"]
+    if isinstance(payload, dict) and set(payload) == {"value"}:
+        inner = payload["value"]
+        if not isinstance(inner, dict) or detect_shape(inner) != "plain":
+            return inner
     return payload
 
 
@@ -87,9 +87,9 @@ class Reviewer:
     def metadata(self) -> tuple[tuple[str, str], ...]:
         return (("authorization", f"Bearer {self.token}"),)
 
-    def as_json(self, authenticated_by: str) -> dict:
+    def as_json(self) -> dict:
         return {"principal": self.principal.name, "roles": sorted(self.principal.roles),
-                "graphs": sorted(self.principal.graphs), "authenticated_by": authenticated_by}
+                "graphs": sorted(self.principal.graphs), "authenticated_by": self.principal.via}
 
 
 def approval_json(approval: review_service_pb2.Approval, reviewer: Reviewer) -> dict:
@@ -144,7 +144,7 @@ class ReviewBackend:
 
     # -- who is signed in ---------------------------------------------------------------
 
-    async def sign_in(self, token: str) -> tuple[Reviewer, dict]:
+    async def sign_in(self, token: str) -> Reviewer:
         """Checks the token with the api's WhoAmI (UNAUTHENTICATED when refused)."""
         if self.auth is None:
             raise InvalidArgument("the review page has no api address (GRAPHMESH_API_ADDRESS)", code="NO_API")
@@ -152,7 +152,7 @@ class ReviewBackend:
                                     metadata=(("authorization", f"Bearer {token}"),))
         reviewer = Reviewer(token, Principal(me.principal, frozenset(me.roles), frozenset(me.graphs or ["*"]),
                                              via=me.authenticated_by))
-        return reviewer, reviewer.as_json(me.authenticated_by)
+        return reviewer
 
     # -- approvals ---------------------------------------------------------------------------
 

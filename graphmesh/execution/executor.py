@@ -322,12 +322,18 @@ class RunExecutor:
         under another state schema is migrated first, or refused (IncompatibleCheckpoint).
         Second: decisions (node, value) to give again to interrupts a migration re-raises."""
         run = claim.run
-        state = await graph.aget_state({"configurable": config["configurable"]})
+        thread = {"configurable": config["configurable"]}
+        if not claim.resumed:
+            # Only the latest checkpoint's metadata is needed (its schema version): reading
+            # the tuple spares building a whole StateSnapshot on every run's hot path.
+            latest = await graph.checkpointer.aget_tuple(thread)
+            await self._migrate_if_needed((latest.metadata if latest else None) or {}, claim, spec,
+                                          graph.checkpointer, events)
+            return run.input, []
+        state = await graph.aget_state(thread)
         migrated = await self._migrate_if_needed(state.metadata or {}, claim, spec, graph.checkpointer, events)
         if migrated is not None:
-            state = await graph.aget_state({"configurable": config["configurable"]})
-        if not claim.resumed:
-            return run.input, []
+            state = await graph.aget_state(thread)
         own = bool(state.metadata) and state.metadata.get("gm_run_id") == run.run_id
         if run.resume_with is not None:
             if migrated is not None:

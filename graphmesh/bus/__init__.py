@@ -9,7 +9,7 @@ from graphmesh.bus.events import (
     status_event,
 )
 from graphmesh.bus.hub import EventHub
-from graphmesh.bus.jobs import dispatch_queued, parse_job, publish_job
+from graphmesh.bus.jobs import dispatch_queued, parse_job, publish_job, queue_frontier
 from graphmesh.bus.streams import ensure_streams
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "publish_event",
     "publish_event_pipelined",
     "publish_job",
+    "queue_frontier",
     "require_connected",
     "status_event",
 ]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 
 from graphmesh.bus.events import publish_event, status_event
-from graphmesh.bus.streams import run_subject
+from graphmesh.bus.streams import RUN_SUBJECT_PREFIX, RUNS_STREAM, WORKER_CONSUMER, run_subject
 from graphmesh.store.records import RunRecord
 from graphmesh.store.statuses import RunStatus
 from graphmesh.telemetry.tracing import inject
@@ -55,3 +57,18 @@ async def dispatch_queued(js: JetStreamContext, run: RunRecord, previous: RunSta
     except Exception as exc:
         log.warning("run %s queued; its QUEUED event was not published: %s", run.run_id, exc)
     await publish_job(js, run)
+
+
+async def queue_frontier(js: JetStreamContext) -> datetime | None:
+    """When the oldest job message not yet handed to any worker was published; None when
+    the workers have been handed every job (no backlog). A run dispatched after this is
+    still waiting in the queue, however long ago that was."""
+    info = await js.consumer_info(RUNS_STREAM, WORKER_CONSUMER)
+    if not info.num_pending:
+        return None
+    try:
+        msg = await js.get_msg(RUNS_STREAM, seq=(info.delivered.stream_seq or 0) + 1,
+                               subject=f"{RUN_SUBJECT_PREFIX}.>", next=True)
+    except NotFoundError:  # delivered or deleted meanwhile
+        return None
+    return msg.time

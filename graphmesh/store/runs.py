@@ -11,6 +11,7 @@ import json
 import logging
 import uuid
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any, AsyncIterator
 
 import psycopg
@@ -147,6 +148,7 @@ SELECT_ORPHANS = f"""
 SELECT r.* FROM gm_runs r JOIN gm_threads t ON t.active_run_id = r.run_id
 WHERE r.updated_at < now() - make_interval(secs => %(quiet)s)
   AND {_CLAIMABLE_NOW}
+  AND (r.status <> 'QUEUED' OR %(queued_before)s::timestamptz IS NULL OR r.updated_at < %(queued_before)s)
 ORDER BY r.updated_at LIMIT %(limit)s
 """
 
@@ -483,9 +485,14 @@ class RunStore:
         async with self.connection() as conn:
             await conn.execute(TOUCH_RUNS, (run_ids,))
 
-    async def orphans(self, *, quiet_seconds: float, limit: int = 100) -> list[RunRecord]:
+    async def orphans(self, *, quiet_seconds: float, queued_before: datetime | None = None,
+                      limit: int = 100) -> list[RunRecord]:
+        """Runs that should progress, quiet for quiet_seconds, with no live lease. With
+        `queued_before`, a queued run counts only if it was dispatched before then (one
+        dispatched later is still waiting in the queue's backlog)."""
+        args = {"quiet": quiet_seconds, "queued_before": queued_before, "limit": limit}
         async with self.connection() as conn:
-            rows = await (await conn.execute(SELECT_ORPHANS, {"quiet": quiet_seconds, "limit": limit})).fetchall()
+            rows = await (await conn.execute(SELECT_ORPHANS, args)).fetchall()
         return [RunRecord.from_row(r) for r in rows]
 
     async def run_by_idempotency_key(self, owner: str, key: str) -> RunRecord | None:

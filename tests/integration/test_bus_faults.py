@@ -98,3 +98,26 @@ def test_duplicated_job_message_runs_once(bus_mesh):
     wait_for(lambda: asyncio.run(_queued_jobs(bus_mesh.nats_url)) == 0, 30, message="the copies to be dropped")
     assert [e.sequence for e in stream_events(client, run.run_id)] == [e.sequence for e in events]
     assert get_run(client, run.run_id).attempt == 1
+
+
+def test_runs_waiting_in_a_backlog_are_not_republished(bus_mesh):
+    """A queued run whose job is still waiting behind the queue's backlog is not lost: the
+    reconciler leaves it alone however long it waits (a deep backlog would otherwise get
+    duplicates every pass), and republishes only what the workers were already handed."""
+    client = api_client(bus_mesh.api_address)
+    for name in ("worker-1", "worker-2"):
+        bus_mesh.stop_service(name)
+    try:
+        before = asyncio.run(_queued_jobs(bus_mesh.nats_url))
+        runs = [create_run(client, "tiny", {"text": f"backlog {i}"}) for i in range(3)]
+        api_log = bus_mesh.log_path("api")
+        # Well past the quiet period (2 s) with a pass every second: before the queue's
+        # frontier was consulted, each of these runs was re-published here.
+        asyncio.run(asyncio.sleep(6))
+        assert asyncio.run(_queued_jobs(bus_mesh.nats_url)) == before + len(runs)
+        assert not any("re-publishing run " + r.run_id in api_log.read_text() for r in runs)
+    finally:
+        for name in ("worker-1", "worker-2"):
+            bus_mesh.start_service(name)
+    for r in runs:
+        wait_status(client, r.run_id, COMPLETED)

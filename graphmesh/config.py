@@ -98,6 +98,20 @@ class Settings:
     api_address: str = ""
     # Period of the retention sweeper (api); 0 switches it off.
     retention_seconds: float = 300.0
+    # Schedules (api): how often due schedules are looked for (0 switches the scheduler off
+    # in this process), and how late a fire may be handled before it counts as missed (then
+    # the schedule's missed_policy decides: skip it, or catch up).
+    scheduler_seconds: float = 1.0
+    schedule_missed_after_seconds: float = 60.0
+    # Webhooks (api): the per-deployment signing secret (Standard Webhooks, "whsec_" + base64;
+    # empty: webhooks are refused), the outbound policy, and the sender's pacing.
+    webhook_secret: str = ""
+    webhook_allow_private: bool = False  # loopback, private and link-local targets
+    webhook_allowed_domains: str = ""  # comma-separated; a domain also allows its subdomains; empty: any
+    webhook_allowed_ports: str = "80,443"  # comma-separated, or * for any
+    webhook_timeout_seconds: float = 10.0
+    webhook_max_attempts: int = 8
+    webhook_seconds: float = 1.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -135,4 +149,14 @@ class Settings:
             review_web_listen=_env(environ, "REVIEW_WEB_LISTEN", ""),
             api_address=_env(environ, "API_ADDRESS", ""),
             retention_seconds=float(_env(environ, "RETENTION_SECONDS", str(defaults.retention_seconds))),
+            scheduler_seconds=float(_env(environ, "SCHEDULER_SECONDS", str(defaults.scheduler_seconds))),
+            schedule_missed_after_seconds=float(_env(environ, "SCHEDULE_MISSED_AFTER_SECONDS",
+                                                     str(defaults.schedule_missed_after_seconds))),
+            webhook_secret=_env(environ, "WEBHOOK_SECRET", ""),
+            webhook_allow_private=_flag(_env(environ, "WEBHOOK_ALLOW_PRIVATE", "0"), "GRAPHMESH_WEBHOOK_ALLOW_PRIVATE"),
+            webhook_allowed_domains=_env(environ, "WEBHOOK_ALLOWED_DOMAINS", ""),
+            webhook_allowed_ports=_env(environ, "WEBHOOK_ALLOWED_PORTS", defaults.webhook_allowed_ports),
+            webhook_timeout_seconds=float(_env(environ, "WEBHOOK_TIMEOUT_SECONDS", str(defaults.webhook_timeout_seconds))),
+            webhook_max_attempts=int(_env(environ, "WEBHOOK_MAX_ATTEMPTS", str(defaults.webhook_max_attempts))),
+            webhook_seconds=float(_env(environ, "WEBHOOK_SECONDS", str(defaults.webhook_seconds))),
         )

@@ -75,7 +75,11 @@ def run_to_proto(run: RunRecord) -> run_pb2.Run:
     msg.migrations.extend(migration_to_proto(m) for m in run.migrations)
     if run.error:
         msg.error.CopyFrom(error_to_proto(run.error))
-    for field in ("created_at", "started_at", "updated_at", "finished_at"):
+    if run.schedule_id:
+        msg.schedule_id = run.schedule_id
+    if run.webhook:
+        msg.webhook.CopyFrom(run_pb2.Webhook(url=run.webhook["url"], on_waiting=bool(run.webhook.get("on_waiting"))))
+    for field in ("created_at", "started_at", "updated_at", "finished_at", "scheduled_for"):
         ts = timestamp(getattr(run, field))
         if ts is not None:
             getattr(msg, field).CopyFrom(ts)

@@ -62,6 +62,11 @@ class RunRecord:
     trace_context: str = ""
     # Roles the owner held when it created the run (node policies may require one).
     owner_roles: list[str] = field(default_factory=list)
+    # The schedule and the scheduled time that created the run (None: not scheduled).
+    schedule_id: str | None = None
+    scheduled_for: datetime | None = None
+    # {"url": ..., "on_waiting": bool}: where its status changes are posted (None: nowhere).
+    webhook: dict[str, Any] | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> "RunRecord":
@@ -97,6 +102,9 @@ class RunRecord:
             migrations=list(row.get("migrations") or []),
             trace_context=row.get("trace_context") or "",
             owner_roles=list(row.get("owner_roles") or []),
+            schedule_id=str(row["schedule_id"]) if row.get("schedule_id") else None,
+            scheduled_for=row.get("scheduled_for"),
+            webhook=row.get("webhook"),
         )
 
 
@@ -118,6 +126,9 @@ class NewRun:
     # What the request asked for, field -> digest (request_fingerprint), so that a reused
     # idempotency key with a different request is told apart from a retry.
     fingerprint: dict[str, str] = field(default_factory=dict)
+    schedule_id: str | None = None
+    scheduled_for: datetime | None = None
+    webhook: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

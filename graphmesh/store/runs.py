@@ -66,10 +66,11 @@ WITH thread AS (
 ), run AS (
     INSERT INTO gm_runs (run_id, thread_id, graph, {", ".join(VERSION_FIELDS)}, status, owner,
         idempotency_key, metadata, input, multitask_strategy, sync, event_seq, trace_context, owner_roles,
-        request_fingerprint)
+        request_fingerprint, schedule_id, scheduled_for, webhook)
     SELECT %(run_id)s, %(thread_id)s, %(graph)s, {", ".join(f"%({f})s" for f in VERSION_FIELDS)},
         'QUEUED', %(owner)s, %(idempotency_key)s, %(metadata)s, %(input)s, %(multitask_strategy)s,
-        %(sync)s, 1, %(trace_context)s, %(owner_roles)s, %(fingerprint)s
+        %(sync)s, 1, %(trace_context)s, %(owner_roles)s, %(fingerprint)s, %(schedule_id)s, %(scheduled_for)s,
+        %(webhook)s
     FROM thread WHERE thread.graph = %(graph)s
       AND (thread.active_run_id = %(run_id)s OR %(multitask_strategy)s IN ('enqueue', 'interrupt', 'rollback'))
     RETURNING *
@@ -239,6 +240,9 @@ class RunStore:
             "trace_context": new.trace_context,
             "owner_roles": Jsonb(sorted(new.owner_roles)),
             "fingerprint": Jsonb(new.fingerprint) if new.fingerprint else None,
+            "schedule_id": new.schedule_id,
+            "scheduled_for": new.scheduled_for,
+            "webhook": Jsonb(new.webhook) if new.webhook else None,
             **{f: new.versions.get(f, "") for f in VERSION_FIELDS},
         }
         async with self.connection() as conn:

@@ -267,6 +267,94 @@ MIGRATIONS: list[str] = [
     -- A purged or expired thread's record names the thread only in its details (no run).
     CREATE INDEX gm_audit_thread_erased ON gm_audit ((details->>'thread_id')) WHERE run_id IS NULL;
     """,
+    """
+    -- Schedules (crons) and webhooks (docs/schedules-and-webhooks.md). A run records the
+    -- schedule and the fire time that made it, and the webhook it notifies.
+    ALTER TABLE gm_runs ADD COLUMN schedule_id uuid, ADD COLUMN scheduled_for timestamptz,
+        ADD COLUMN webhook jsonb;
+    CREATE INDEX gm_runs_schedule ON gm_runs (schedule_id, scheduled_for) WHERE schedule_id IS NOT NULL;
+    CREATE TABLE gm_schedules (
+        schedule_id uuid PRIMARY KEY,
+        -- Who the schedule acts as: its creator, with the roles and graphs it held then.
+        owner text NOT NULL,
+        owner_roles text[] NOT NULL DEFAULT '{}',
+        owner_graphs text[] NOT NULL DEFAULT '{}',
+        graph text NOT NULL,
+        graph_version text NOT NULL DEFAULT '',
+        cron text NOT NULL,
+        timezone text NOT NULL DEFAULT 'UTC',
+        input jsonb NOT NULL DEFAULT '{}',
+        metadata jsonb NOT NULL DEFAULT '{}',
+        end_time timestamptz,
+        -- A fixed thread every fire joins; NULL: a new thread per fire.
+        thread_id text,
+        multitask_strategy text NOT NULL DEFAULT 'enqueue',
+        -- A new thread per fire: keep it, or delete it once its run has ended.
+        on_run_completed text NOT NULL DEFAULT 'keep' CHECK (on_run_completed IN ('keep', 'delete')),
+        missed_policy text NOT NULL DEFAULT 'skip' CHECK (missed_policy IN ('skip', 'catch_up')),
+        catch_up_limit integer NOT NULL DEFAULT 10 CHECK (catch_up_limit >= 0),
+        webhook jsonb,
+        paused boolean NOT NULL DEFAULT false,
+        -- The next scheduled time not yet handled; NULL once the schedule has ended.
+        next_fire_at timestamptz,
+        last_fire_at timestamptz,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        updated_at timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE INDEX gm_schedules_due ON gm_schedules (next_fire_at) WHERE NOT paused AND next_fire_at IS NOT NULL;
+    CREATE INDEX gm_schedules_page ON gm_schedules (created_at DESC, schedule_id DESC);
+    -- One row per scheduled time handled: the primary key makes a fire happen once, however
+    -- many api replicas look at the schedule. MISSED: skipped after an outage (policy);
+    -- FAILED: the run could not be created (e.g. refused by admission limits).
+    CREATE TABLE gm_schedule_fires (
+        schedule_id uuid NOT NULL REFERENCES gm_schedules (schedule_id) ON DELETE CASCADE,
+        fire_time timestamptz NOT NULL,
+        outcome text NOT NULL CHECK (outcome IN ('FIRED', 'MISSED', 'FAILED')),
+        run_id uuid,
+        manual boolean NOT NULL DEFAULT false,
+        detail text NOT NULL DEFAULT '',
+        recorded_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (schedule_id, fire_time)
+    );
+    -- The webhook outbox: one delivery per status change a run's webhook asked for, written
+    -- by the trigger below in the transaction that changed the status, whatever the path
+    -- (a worker's finish, a cancel, the reconciler), so no crash can lose one.
+    CREATE TABLE gm_webhook_deliveries (
+        delivery_id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+        run_id uuid NOT NULL,
+        event_seq bigint NOT NULL,
+        run_status text NOT NULL,
+        url text NOT NULL,
+        status text NOT NULL DEFAULT 'PENDING' CHECK (status IN ('PENDING', 'DELIVERED', 'FAILED')),
+        attempts integer NOT NULL DEFAULT 0,
+        next_attempt_at timestamptz NOT NULL DEFAULT now(),
+        -- A sender's claim on the delivery while it posts (a crashed sender's claim lapses).
+        locked_until timestamptz,
+        -- Built at the first attempt and sent unchanged by every retry and replay.
+        payload jsonb,
+        last_error text NOT NULL DEFAULT '',
+        last_status_code integer,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        updated_at timestamptz NOT NULL DEFAULT now(),
+        delivered_at timestamptz,
+        UNIQUE (run_id, event_seq)
+    );
+    CREATE INDEX gm_webhook_deliveries_due ON gm_webhook_deliveries (next_attempt_at) WHERE status = 'PENDING';
+    CREATE INDEX gm_webhook_deliveries_page ON gm_webhook_deliveries (created_at DESC, delivery_id DESC);
+    CREATE FUNCTION gm_enqueue_webhook() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF NEW.status IN ('COMPLETED', 'FAILED', 'CANCELLED')
+           OR (NEW.status = 'WAITING_FOR_APPROVAL' AND coalesce((NEW.webhook->>'on_waiting')::boolean, false)) THEN
+            INSERT INTO gm_webhook_deliveries (run_id, event_seq, run_status, url)
+            VALUES (NEW.run_id, NEW.event_seq, NEW.status, NEW.webhook->>'url')
+            ON CONFLICT (run_id, event_seq) DO NOTHING;
+        END IF;
+        RETURN NEW;
+    END $$;
+    CREATE TRIGGER gm_runs_webhook AFTER UPDATE OF status ON gm_runs FOR EACH ROW
+        WHEN (NEW.webhook IS NOT NULL AND NEW.status IS DISTINCT FROM OLD.status)
+        EXECUTE FUNCTION gm_enqueue_webhook();
+    """,
 ]
 
 

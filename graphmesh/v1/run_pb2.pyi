@@ -68,7 +68,7 @@ class RunError(_message.Message):
     def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ..., node: _Optional[str] = ...) -> None: ...
 
 class Run(_message.Message):
-    __slots__ = ("run_id", "thread_id", "graph", "versions", "status", "attempt", "error", "owner", "idempotency_key", "metadata", "created_at", "started_at", "updated_at", "finished_at", "multitask_strategy", "previous_errors", "migrations")
+    __slots__ = ("run_id", "thread_id", "graph", "versions", "status", "attempt", "error", "owner", "idempotency_key", "metadata", "created_at", "started_at", "updated_at", "finished_at", "multitask_strategy", "previous_errors", "migrations", "schedule_id", "scheduled_for", "webhook")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -93,6 +93,9 @@ class Run(_message.Message):
     MULTITASK_STRATEGY_FIELD_NUMBER: _ClassVar[int]
     PREVIOUS_ERRORS_FIELD_NUMBER: _ClassVar[int]
     MIGRATIONS_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULE_ID_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULED_FOR_FIELD_NUMBER: _ClassVar[int]
+    WEBHOOK_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     thread_id: str
     graph: str
@@ -110,7 +113,18 @@ class Run(_message.Message):
     multitask_strategy: MultitaskStrategy
     previous_errors: _containers.RepeatedCompositeFieldContainer[RunError]
     migrations: _containers.RepeatedCompositeFieldContainer[CheckpointMigration]
-    def __init__(self, run_id: _Optional[str] = ..., thread_id: _Optional[str] = ..., graph: _Optional[str] = ..., versions: _Optional[_Union[Versions, _Mapping]] = ..., status: _Optional[_Union[RunStatus, str]] = ..., attempt: _Optional[int] = ..., error: _Optional[_Union[RunError, _Mapping]] = ..., owner: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., multitask_strategy: _Optional[_Union[MultitaskStrategy, str]] = ..., previous_errors: _Optional[_Iterable[_Union[RunError, _Mapping]]] = ..., migrations: _Optional[_Iterable[_Union[CheckpointMigration, _Mapping]]] = ...) -> None: ...
+    schedule_id: str
+    scheduled_for: _timestamp_pb2.Timestamp
+    webhook: Webhook
+    def __init__(self, run_id: _Optional[str] = ..., thread_id: _Optional[str] = ..., graph: _Optional[str] = ..., versions: _Optional[_Union[Versions, _Mapping]] = ..., status: _Optional[_Union[RunStatus, str]] = ..., attempt: _Optional[int] = ..., error: _Optional[_Union[RunError, _Mapping]] = ..., owner: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., multitask_strategy: _Optional[_Union[MultitaskStrategy, str]] = ..., previous_errors: _Optional[_Iterable[_Union[RunError, _Mapping]]] = ..., migrations: _Optional[_Iterable[_Union[CheckpointMigration, _Mapping]]] = ..., schedule_id: _Optional[str] = ..., scheduled_for: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., webhook: _Optional[_Union[Webhook, _Mapping]] = ...) -> None: ...
+
+class Webhook(_message.Message):
+    __slots__ = ("url", "on_waiting")
+    URL_FIELD_NUMBER: _ClassVar[int]
+    ON_WAITING_FIELD_NUMBER: _ClassVar[int]
+    url: str
+    on_waiting: bool
+    def __init__(self, url: _Optional[str] = ..., on_waiting: _Optional[bool] = ...) -> None: ...
 
 class CheckpointMigration(_message.Message):
     __slots__ = ("from_versions", "to_versions", "from_checkpoint_id", "to_checkpoint_id", "steps", "time")

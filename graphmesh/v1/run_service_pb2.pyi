@@ -19,7 +19,7 @@ CANCEL_ACTION_INTERRUPT: CancelAction
 CANCEL_ACTION_ROLLBACK: CancelAction
 
 class CreateRunRequest(_message.Message):
-    __slots__ = ("graph", "graph_version", "thread_id", "input", "metadata", "idempotency_key", "multitask_strategy")
+    __slots__ = ("graph", "graph_version", "thread_id", "input", "metadata", "idempotency_key", "multitask_strategy", "webhook")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -34,6 +34,7 @@ class CreateRunRequest(_message.Message):
     METADATA_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     MULTITASK_STRATEGY_FIELD_NUMBER: _ClassVar[int]
+    WEBHOOK_FIELD_NUMBER: _ClassVar[int]
     graph: str
     graph_version: str
     thread_id: str
@@ -41,7 +42,8 @@ class CreateRunRequest(_message.Message):
     metadata: _containers.ScalarMap[str, str]
     idempotency_key: str
     multitask_strategy: _run_pb2.MultitaskStrategy
-    def __init__(self, graph: _Optional[str] = ..., graph_version: _Optional[str] = ..., thread_id: _Optional[str] = ..., input: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., idempotency_key: _Optional[str] = ..., multitask_strategy: _Optional[_Union[_run_pb2.MultitaskStrategy, str]] = ...) -> None: ...
+    webhook: _run_pb2.Webhook
+    def __init__(self, graph: _Optional[str] = ..., graph_version: _Optional[str] = ..., thread_id: _Optional[str] = ..., input: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., idempotency_key: _Optional[str] = ..., multitask_strategy: _Optional[_Union[_run_pb2.MultitaskStrategy, str]] = ..., webhook: _Optional[_Union[_run_pb2.Webhook, _Mapping]] = ...) -> None: ...
 
 class CreateRunResponse(_message.Message):
     __slots__ = ("run",)

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 
-from google.protobuf import json_format
-
-from graphmesh.admission import admit
 from graphmesh.auth.principals import ALL_GRAPHS, ensure_can_see_run
 from graphmesh.bus import require_connected, status_event
 from graphmesh.bus.hub import HOLDING, EventHub
@@ -21,17 +17,17 @@ from graphmesh.errors import (
 )
 from graphmesh.jsonvalues import to_struct
 from graphmesh.lifecycle import RunLifecycle
-from graphmesh.messages import STRATEGY_NAMES, run_to_proto, span_to_proto, status_from_proto
+from graphmesh.messages import run_to_proto, span_to_proto, status_from_proto
 from graphmesh.retention import purge_thread
-from graphmesh.routing import VersionRouter
 from graphmesh.rpc.errors import end_stream_for_shutdown
 from graphmesh.rpc.principal import caller, principal
-from graphmesh.store import TERMINAL, ControlStore, NewRun, RunRecord, RunStore
-from graphmesh.store.runs import parse_run_id, request_fingerprint
+from graphmesh.store import TERMINAL, ControlStore, RunRecord, RunStore
+from graphmesh.store.runs import parse_run_id
+from graphmesh.submission import RunSubmitter
 from graphmesh.sync_runs import SyncRunner
 from graphmesh.telemetry.metrics import RUNS_CREATED
 from graphmesh.telemetry.span_store import trace_spans
-from graphmesh.telemetry.tracing import trace_id_of, traceparent
+from graphmesh.telemetry.tracing import trace_id_of
 from graphmesh.thread_state import read_thread
 from graphmesh.v1 import run_pb2, run_service_pb2_grpc
 from graphmesh.v1 import run_service_pb2 as pb
@@ -39,7 +35,6 @@ from graphmesh.v1 import run_service_pb2 as pb
 log = logging.getLogger(__name__)
 
 MAX_PAGE_SIZE = 1000
-MAX_METADATA_BYTES = 16 * 1024
 # How long a stream waits for the terminal event of a run Postgres says has ended, and
 # for an event missing from the log (a gap) while the run's record is quiet. Both are
 # measured by Postgres' own clock (now() - updated_at in SQL), never against this host's.
@@ -49,9 +44,9 @@ GAP_GRACE_SECONDS = 5.0
 
 class RunServicer(run_service_pb2_grpc.RunServiceServicer):
     def __init__(self, *, store: RunStore, nc, hub: EventHub, registry, pool, sync_runner: SyncRunner,
-                 router: VersionRouter, stopping: asyncio.Event) -> None:
+                 submitter: RunSubmitter, stopping: asyncio.Event) -> None:
         self._store = store
-        self._router = router
+        self._submitter = submitter
         self._control = ControlStore(store)
         self._canceller = Canceller(store, nc)
         self._lifecycle = RunLifecycle(store, nc.jetstream())
@@ -63,68 +58,12 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
         self._pool = pool
         self._sync = sync_runner
 
-    async def _new_run(self, request, context, *, sync: bool) -> NewRun:
-        graph = self._registry.get(request.graph).name  # NotFound for an unknown graph
-        me = caller()
-        me.require("submitter", "operator", graph=graph, action=f"start runs of graph '{graph}'")
-        if request.thread_id and not (me.has("operator") and me.covers(graph)):
-            # Continuing a thread reads (and with interrupt/rollback, cancels) its owner's work.
-            owner = await self._store.thread_owner(request.thread_id)
-            if owner and owner != me.name:
-                raise PermissionDenied(f"{me.name} may not run on thread {request.thread_id}: it belongs to "
-                                       "another owner", code="NOT_YOUR_THREAD")
-        raw_input = json_format.MessageToDict(request.input) if request.HasField("input") else {}
-        # What makes a retry "the same request" for its idempotency key (as the caller sent it).
-        fingerprint = request_fingerprint(graph=graph, graph_version=getattr(request, "graph_version", ""),
-                                          thread_id=request.thread_id, graph_input=raw_input)
-        thread_id = request.thread_id or str(uuid.uuid4())
-        version = await self._router.choose(graph, thread_id, pinned=getattr(request, "graph_version", ""),
-                                            new_thread=not request.thread_id)
-        spec = self._registry.get(graph, version)
-        # A retried CreateRun (same idempotency key) gets its run back, whatever the load now.
-        if not (request.idempotency_key and await self._store.run_by_idempotency_key(me.name, request.idempotency_key)):
-            await admit(self._store, spec, me.name)
-        if request.multitask_strategy not in STRATEGY_NAMES:
-            raise InvalidArgument(f"unknown multitask_strategy {request.multitask_strategy}")
-        strategy = STRATEGY_NAMES[request.multitask_strategy]
-        graph_input = self._registry.validate_input(spec, raw_input)
-        if sum(len(k) + len(v) for k, v in request.metadata.items()) > MAX_METADATA_BYTES:
-            raise InvalidArgument(f"metadata exceeds the limit of {MAX_METADATA_BYTES} bytes")
-        return NewRun(
-            graph=spec.name,
-            versions=spec.versions(),
-            thread_id=thread_id,
-            input=graph_input,
-            idempotency_key=request.idempotency_key,
-            metadata=dict(request.metadata),
-            multitask_strategy=strategy,
-            sync=sync,
-            # Idempotency keys are scoped to their owner.
-            owner=me.name,
-            owner_roles=sorted(me.roles),
-            trace_context=traceparent(),  # this request's span: the root of the run's trace
-            fingerprint=fingerprint,
-        )
-
     async def CreateRun(self, request, context):
-        new = await self._new_run(request, context, sync=False)
-        require_connected(self._nc)
-        result = await self._store.create_run(new)
-        run = result.run
-        if result.created:
-            RUNS_CREATED.add(1, {"graph": run.graph, "graph_version": run.versions["graph_version"], "sync": False})
-        if result.created and not result.dispatch and new.multitask_strategy in ("interrupt", "rollback"):
-            run = await self._canceller.interrupt_active(run, new.multitask_strategy, actor=principal(context))
-        try:
-            if result.created:
-                await self._lifecycle.announce_created(run, dispatch=result.dispatch)
-        except Exception as exc:
-            # The run is committed, so it is accepted: the reconciler dispatches it later.
-            log.warning("run %s committed but not yet published: %s", run.run_id, exc)
+        run, _ = await self._submitter.create(request)
         return pb.CreateRunResponse(run=run_to_proto(run))
 
     async def InvokeRun(self, request, context):
-        new = await self._new_run(request, context, sync=True)
+        new = await self._submitter.new_run(request, sync=True)
         require_connected(self._nc)
         spec = self._registry.get(new.graph, new.versions["graph_version"])
         run, output = await self._sync.invoke(new, spec, context.time_remaining())

@@ -16,6 +16,7 @@ from graphmesh.routing import VersionRouter
 from graphmesh.rpc.host import ServiceHost, log_registry, process_settings
 from graphmesh.store import ControlStore, RunStore
 from graphmesh.store.rollouts import RolloutStore
+from graphmesh.submission import RunSubmitter
 from graphmesh.sync_runs import SyncRunner
 from graphmesh.v1 import (
     auth_service_pb2,
@@ -25,6 +26,7 @@ from graphmesh.v1 import (
     run_service_pb2,
     run_service_pb2_grpc,
 )
+from graphmesh.webhooks.targets import OutboundPolicy
 from services.api.auth import AuthServicer
 from services.api.graphs import GraphServicer
 from services.api.runs import RunServicer
@@ -49,6 +51,9 @@ async def main() -> int:
     sync_runner = SyncRunner(store=store, js=js, pool=pool, registry=registry, executor=executor,
                              lease_seconds=settings.lease_seconds)
     tokens = TokenStore(store)
+    # Webhooks need the deployment's signing secret; without it, runs may not ask for one.
+    webhook_policy = OutboundPolicy.from_settings(settings) if settings.webhook_secret else None
+    submitter = RunSubmitter(store=store, nc=nc, registry=registry, router=router, webhook_policy=webhook_policy)
 
     host.listen([run_service_pb2.DESCRIPTOR.services_by_name["RunService"].full_name,
                  graph_service_pb2.DESCRIPTOR.services_by_name["GraphService"].full_name,
@@ -56,7 +61,7 @@ async def main() -> int:
                 auth=make_authenticator(settings, store, tokens))
     run_service_pb2_grpc.add_RunServiceServicer_to_server(
         RunServicer(store=store, nc=nc, hub=hub, registry=registry, pool=pool, sync_runner=sync_runner,
-                    router=router, stopping=host.stopping), host.grpc)
+                    submitter=submitter, stopping=host.stopping), host.grpc)
     auth_service_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(tokens), host.grpc)
     graph_service_pb2_grpc.add_GraphServiceServicer_to_server(
         GraphServicer(registry, control, rollouts, router, nc), host.grpc)

@@ -231,23 +231,26 @@ class _MultitaskStore:
 
 def _create(monkeypatch, exc: Exception):
     from graphmesh.cancel import Canceller
+    from graphmesh.submission import RunSubmitter
 
     active = str(uuid.uuid4())
     store = _MultitaskStore(active)
     servicer = _servicer(monkeypatch, store)
-    canceller = Canceller(store, servicer._nc)
+    submitter = RunSubmitter.__new__(RunSubmitter)
+    submitter._store, submitter._nc, submitter._lifecycle = store, servicer._nc, servicer._lifecycle
+    submitter._canceller = Canceller(store, servicer._nc)
 
     async def cancel_fails(run_id, **kwargs):
         raise exc
 
-    canceller.cancel = cancel_fails
-    servicer._canceller = canceller
+    submitter._canceller.cancel = cancel_fails
 
-    async def new_run(request, context, *, sync):
+    async def new_run(request, *, sync, **scheduled):
         return NewRun(graph="tiny", versions={"graph_version": "1"}, thread_id="t", input={},
                       multitask_strategy="interrupt", owner="alice")
 
-    servicer._new_run = new_run
+    submitter.new_run = new_run
+    servicer._submitter = submitter
     return servicer, store, active
 
 

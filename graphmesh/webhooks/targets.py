@@ -1,0 +1,142 @@
+"""Where a webhook may point: the deployment's outbound policy.
+
+A webhook makes the api POST to a URL a caller chose, from inside the deployment's
+network. Without a policy that is a server-side request forgery: a caller could name the
+cloud metadata endpoint, a database, or an admin port on localhost. So, unless the
+operator allows it (GRAPHMESH_WEBHOOK_ALLOW_PRIVATE, for local development):
+
+- only http and https, no credentials in the URL;
+- only the allowed ports (GRAPHMESH_WEBHOOK_ALLOWED_PORTS, default 80 and 443);
+- only the allowed domains and their subdomains, when a list is set
+  (GRAPHMESH_WEBHOOK_ALLOWED_DOMAINS);
+- never an address that is loopback, private, link-local (169.254.0.0/16: cloud metadata),
+  shared, multicast, reserved or unspecified: checked on the URL when it is registered,
+  and again on every address the host name resolves to when a delivery is sent (the
+  sender then connects to the address it checked, so a second DNS answer cannot swap it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from graphmesh.errors import InvalidArgument
+
+MAX_URL_LENGTH = 2048
+
+
+class RefusedTarget(InvalidArgument):
+    """A webhook URL, or the address it resolves to, that the outbound policy refuses."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="WEBHOOK_TARGET_REFUSED")
+
+
+def _refused_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    for kind, flag in (("loopback", ip.is_loopback), ("link-local", ip.is_link_local),
+                       ("private", ip.is_private), ("multicast", ip.is_multicast),
+                       ("reserved", ip.is_reserved), ("unspecified", ip.is_unspecified)):
+        if flag:
+            return kind
+    if not ip.is_global:  # e.g. 100.64.0.0/10, shared address space
+        return "not global"
+    return None
+
+
+@dataclass(frozen=True)
+class Target:
+    """A checked webhook URL, split as the sender needs it."""
+
+    url: str
+    scheme: str
+    host: str
+    port: int
+    path: str  # with its query
+
+
+@dataclass(frozen=True)
+class OutboundPolicy:
+    allow_private: bool = False
+    allowed_domains: tuple[str, ...] = ()
+    allowed_ports: tuple[int, ...] | None = (80, 443)  # None: any port
+
+    @classmethod
+    def from_settings(cls, settings) -> "OutboundPolicy":
+        domains = tuple(d.strip().lower().strip(".") for d in settings.webhook_allowed_domains.split(",") if d.strip())
+        ports_text = settings.webhook_allowed_ports.strip()
+        ports = None if ports_text == "*" else tuple(int(p) for p in ports_text.split(",") if p.strip())
+        return cls(allow_private=settings.webhook_allow_private, allowed_domains=domains, allowed_ports=ports)
+
+    def check_url(self, url: str) -> Target:
+        """The URL's own refusals (scheme, credentials, port, domain, an IP literal's
+        range); RefusedTarget with the reason. Resolution is checked at send time."""
+        if not url:
+            raise RefusedTarget("a webhook needs a url")
+        if len(url) > MAX_URL_LENGTH:
+            raise RefusedTarget(f"the webhook url is longer than {MAX_URL_LENGTH} characters")
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError as exc:
+            raise RefusedTarget(f"the webhook url is not a valid URL: {exc}") from None
+        if parts.scheme not in ("http", "https"):
+            raise RefusedTarget(f"a webhook url must be http or https, not {parts.scheme or 'schemeless'!r}")
+        if parts.username or parts.password:
+            raise RefusedTarget("a webhook url may not carry credentials; receivers verify the signature instead")
+        host = (parts.hostname or "").lower().rstrip(".")
+        if not host:
+            raise RefusedTarget("the webhook url has no host")
+        port = port or (443 if parts.scheme == "https" else 80)
+        if self.allowed_ports is not None and port not in self.allowed_ports:
+            raise RefusedTarget(f"webhook port {port} is not allowed (allowed: "
+                                f"{', '.join(map(str, self.allowed_ports))}; GRAPHMESH_WEBHOOK_ALLOWED_PORTS)")
+        literal = _ip_literal(host)
+        if literal is None and self.allowed_domains and not any(
+                host == d or host.endswith("." + d) for d in self.allowed_domains):
+            raise RefusedTarget(f"webhook host {host} is not in the allowed domains "
+                                f"({', '.join(self.allowed_domains)}; GRAPHMESH_WEBHOOK_ALLOWED_DOMAINS)")
+        if literal is not None:
+            if self.allowed_domains and not self.allow_private:
+                raise RefusedTarget("webhook urls must name a host in the allowed domains, not an address")
+            self.check_address(literal, host)
+        path = parts.path or "/"
+        return Target(url=url, scheme=parts.scheme, host=host, port=port,
+                      path=path + (f"?{parts.query}" if parts.query else ""))
+
+    def check_address(self, ip, host: str) -> None:
+        if self.allow_private:
+            return
+        kind = _refused_address(ip)
+        if kind is not None:
+            raise RefusedTarget(f"webhook host {host} is (or resolves to) {ip}, a {kind} address; set "
+                                "GRAPHMESH_WEBHOOK_ALLOW_PRIVATE=1 to allow such targets")
+
+    async def resolve(self, target: Target) -> str:
+        """The address to connect to: the first that the host resolves to, once every
+        address it resolves to passed the policy (one refused address refuses the host)."""
+        literal = _ip_literal(target.host)
+        if literal is not None:
+            self.check_address(literal, target.host)
+            return str(literal)
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            raise OSError(f"cannot resolve {target.host}: {exc.strerror}") from None
+        addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+        if not addresses:
+            raise OSError(f"{target.host} resolves to no address")
+        for ip in addresses:
+            self.check_address(ip, target.host)
+        return str(addresses[0])
+
+
+def _ip_literal(host: str):
+    try:
+        return ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None

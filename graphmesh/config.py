@@ -109,9 +109,16 @@ class Settings:
     webhook_allow_private: bool = False  # loopback, private and link-local targets
     webhook_allowed_domains: str = ""  # comma-separated; a domain also allows its subdomains; empty: any
     webhook_allowed_ports: str = "80,443"  # comma-separated, or * for any
+    # Networks (comma-separated CIDRs) allowed even though private or loopback: an internal
+    # receiver such as 10.2.0.0/16, without opening every private address.
+    webhook_allowed_networks: str = ""
     webhook_timeout_seconds: float = 10.0
     webhook_max_attempts: int = 8
+    # The sender's poll period; and the retry backoff: the n-th retry waits about
+    # base * 4^(n-1) seconds (half of it fixed, half random), at most the max.
     webhook_seconds: float = 1.0
+    webhook_backoff_seconds: float = 5.0
+    webhook_backoff_max_seconds: float = 3600.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -156,7 +163,12 @@ class Settings:
             webhook_allow_private=_flag(_env(environ, "WEBHOOK_ALLOW_PRIVATE", "0"), "GRAPHMESH_WEBHOOK_ALLOW_PRIVATE"),
             webhook_allowed_domains=_env(environ, "WEBHOOK_ALLOWED_DOMAINS", ""),
             webhook_allowed_ports=_env(environ, "WEBHOOK_ALLOWED_PORTS", defaults.webhook_allowed_ports),
+            webhook_allowed_networks=_env(environ, "WEBHOOK_ALLOWED_NETWORKS", ""),
             webhook_timeout_seconds=float(_env(environ, "WEBHOOK_TIMEOUT_SECONDS", str(defaults.webhook_timeout_seconds))),
             webhook_max_attempts=int(_env(environ, "WEBHOOK_MAX_ATTEMPTS", str(defaults.webhook_max_attempts))),
             webhook_seconds=float(_env(environ, "WEBHOOK_SECONDS", str(defaults.webhook_seconds))),
+            webhook_backoff_seconds=float(_env(environ, "WEBHOOK_BACKOFF_SECONDS",
+                                               str(defaults.webhook_backoff_seconds))),
+            webhook_backoff_max_seconds=float(_env(environ, "WEBHOOK_BACKOFF_MAX_SECONDS",
+                                                   str(defaults.webhook_backoff_max_seconds))),
         )

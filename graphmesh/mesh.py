@@ -42,6 +42,7 @@ from graphmesh.embedded import (
 from graphmesh.embedded.nats import run_coro
 from graphmesh.grpc_fork import keep_grpc_fork_support_off
 from graphmesh.project import locate_manifest
+from graphmesh.webhooks.signing import new_secret
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,12 @@ class MeshConfig:
     log_level: str = "INFO"
     fast_postgres: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)
+    # Webhooks: the api processes sign with a secret generated into the data directory
+    # (unless GRAPHMESH_WEBHOOK_SECRET is given). A local development mesh lets webhooks
+    # reach this machine and its network (loopback and private addresses, any port), where a
+    # developer's receiver runs; False keeps the production outbound policy (docs/webhooks.md).
+    # GRAPHMESH_WEBHOOK_* variables in the environment or extra_env win over both.
+    webhook_local_targets: bool = True
     ready_timeout: float = 60
     stop_grace: float = 10  # seconds between SIGTERM and SIGKILL for a service
     preflight: bool = True  # load every graph (in a process of its own) before starting anything
@@ -544,7 +551,7 @@ class Mesh:
 
         return run_coro(run)
 
-    def _secret(self, name: str) -> str:
+    def _secret(self, name: str, make: Callable[[], str] | None = None) -> str:
         """A random credential kept in the data directory (owner-only), so restarts reuse it."""
         import secrets
 
@@ -553,8 +560,16 @@ class Mesh:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_urlsafe(24))
+                f.write(make() if make else secrets.token_urlsafe(24))
         return path.read_text().strip()
+
+    def _webhook_env(self, env: dict[str, str]) -> None:
+        """An api's webhook settings: the deployment's signing secret, and (a local mesh) its
+        outbound policy opened to this machine's network, unless the environment says otherwise."""
+        env.setdefault("GRAPHMESH_WEBHOOK_SECRET", self._secret("webhook-secret", new_secret))
+        if self.config.webhook_local_targets:
+            env.setdefault("GRAPHMESH_WEBHOOK_ALLOW_PRIVATE", "1")
+            env.setdefault("GRAPHMESH_WEBHOOK_ALLOWED_PORTS", "*")
 
     def _env(self, s: _Service) -> dict[str, str]:
         c = self.config
@@ -577,6 +592,8 @@ class Mesh:
                 env.update(client_env(Path(c.tls_dir)))
         if s.shared_port:
             env["GRAPHMESH_SHARED_LISTEN"] = f"{c.host}:{s.shared_port}"
+        if s.kind == "api":
+            self._webhook_env(env)
         if s.kind == "worker":
             env["GRAPHMESH_WORKER_ID"] = s.name
             env["GRAPHMESH_WORKER_CONCURRENCY"] = str(c.worker_concurrency)

@@ -45,6 +45,10 @@ def add_parser(subparsers) -> None:
     create.add_argument("--metadata", action="append", default=[], metavar="KEY=VALUE")
     create.add_argument("--multitask", choices=sorted(STRATEGIES), default="reject")
     create.add_argument("--stream", action="store_true", help="follow the run's events until it ends")
+    create.add_argument("--webhook", default="", metavar="URL",
+                        help="POST the run, signed, to this URL when it ends (docs/webhooks.md)")
+    create.add_argument("--webhook-on-waiting", action="store_true",
+                        help="also POST when the run waits for an approval")
     create.set_defaults(func=create_run)
 
     invoke = runs.add_parser("invoke", help="run a sync-eligible graph, wait for it and print its output "
@@ -115,13 +119,19 @@ def _metadata(items: list[str]) -> dict[str, str]:
     return dict(item.split("=", 1) for item in items)
 
 
+def _webhook(args) -> run_pb2.Webhook | None:
+    if args.webhook_on_waiting and not args.webhook:
+        raise SystemExit("error: --webhook-on-waiting needs --webhook URL")
+    return run_pb2.Webhook(url=args.webhook, on_waiting=args.webhook_on_waiting) if args.webhook else None
+
+
 def create_run(args) -> int:
     client = api_client(args.api)
     metadata = _metadata(args.metadata)
     run = client.runs.CreateRun(pb.CreateRunRequest(
         graph=args.graph, graph_version=args.version, thread_id=args.thread, input=json_object(args.input, "--input"),
         metadata=metadata, idempotency_key=args.idempotency_key,
-        multitask_strategy=STRATEGIES[args.multitask])).run
+        multitask_strategy=STRATEGIES[args.multitask], webhook=_webhook(args))).run
     print(as_json(run) if args.json else run_details(run))
     if args.stream:
         return follow(client, run.run_id, 0, as_json_lines=args.json)

@@ -38,6 +38,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--supervise", action=argparse.BooleanOptionalAction, default=True,
                    help="restart services, Postgres and NATS when they die, with backoff (default: on; "
                         "--no-supervise leaves that to a supervisor of your own)")
+    p.add_argument("--webhook-local-targets", action=argparse.BooleanOptionalAction, default=True,
+                   help="let run webhooks reach loopback and private addresses on any port, where a local "
+                        "receiver runs (default: on, for development; --no-webhook-local-targets applies the "
+                        "production outbound policy, docs/webhooks.md)")
     p.set_defaults(func=run)
 
 
@@ -61,6 +65,7 @@ def _config(args):
         log_level=args.log_level,
         auth=args.auth,
         supervise=getattr(args, "supervise", True),
+        webhook_local_targets=getattr(args, "webhook_local_targets", True),
     )
 
 
@@ -151,6 +156,9 @@ def _record(mesh, args, token: str) -> None:
     print(f"  recorded as deployment '{deployment.name}' in {config}: `graphmesh runs list` talks to this mesh{where}\n"
           f"  until another `up` starts; `graphmesh --deployment {deployment.name} ...` always does "
           f"(`graphmesh deployments` lists them)", flush=True)
+    local = "loopback and private targets on any port allowed (development; --no-webhook-local-targets " \
+        "for the production policy)" if mesh.config.webhook_local_targets else "production outbound policy"
+    print(f"  webhooks signed with the secret in {mesh.data_dir / 'webhook-secret'}; {local}", flush=True)
 
 
 def run(args) -> int:

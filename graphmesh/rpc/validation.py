@@ -26,6 +26,8 @@ MAX_ID_CHARS = 256
 MAX_TEXT_CHARS = 4096
 MAX_METADATA_VALUE_CHARS = 4096
 TEXT_FIELDS = frozenset({"reason", "comment", "description"})
+# A webhook's URL: query strings make real ones longer than an id (graphmesh/webhooks/targets.py).
+MAX_URL_CHARS = 2048
 _UNPARSABLE = object()
 
 
@@ -84,6 +86,8 @@ def _check(message: Message, path: str, depth: int) -> None:
 
 
 def _limit(field: FieldDescriptor) -> int:
+    if field.name == "url":
+        return MAX_URL_CHARS
     return MAX_TEXT_CHARS if field.name in TEXT_FIELDS else MAX_ID_CHARS
 
 

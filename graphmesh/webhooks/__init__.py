@@ -1,1 +1,1 @@
-"""Webhooks: a run's status changes posted, signed, to a URL its creator chose (docs/schedules-and-webhooks.md)."""
+"""Webhooks: a run's status changes posted, signed, to a URL its creator chose (docs/webhooks.md)."""

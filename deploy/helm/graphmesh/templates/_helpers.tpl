@@ -117,6 +117,13 @@ secretKeyRef. */}}
       name: {{ .Values.auth.jwt.existingSecret }}
       key: {{ .Values.auth.jwt.key }}
 {{- end }}
+{{- if .Values.webhooks.existingSecret }}
+- name: GRAPHMESH_WEBHOOK_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.webhooks.existingSecret }}
+      key: {{ .Values.webhooks.key }}
+{{- end }}
 {{- with .Values.config.manifestPath }}
 - name: GRAPHMESH_CONFIG
   value: {{ . | quote }}

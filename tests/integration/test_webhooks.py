@@ -1,0 +1,265 @@
+"""Webhooks end to end: a private mesh with the production outbound policy, opened to one
+address (127.0.0.2, via GRAPHMESH_WEBHOOK_ALLOWED_NETWORKS) where a local receiver listens;
+127.0.0.1 stays refused, and a trap receiver there proves nothing reaches it.
+
+Deliveries are checked as a receiver would: the signature with the standardwebhooks
+library and the deployment's secret (the one the mesh generated), the body's JSON."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+import time
+
+import grpc
+import psycopg
+import pytest
+from standardwebhooks import Webhook
+
+from graphmesh.cli import main as cli_main
+from graphmesh.client import api_client, review_stub
+from graphmesh.rpc.errors import error_code
+from graphmesh.v1 import run_pb2, webhook_service_pb2_grpc
+from graphmesh.v1 import webhook_service_pb2 as wpb
+from helpers import (
+    COMPLETED,
+    WAITING,
+    create_run,
+    decide,
+    new_thread,
+    private_mesh,
+    wait_approvals,
+    wait_for,
+    wait_status,
+)
+
+RECEIVER_HOST = "127.0.0.2"
+BACKOFF = 0.4  # GRAPHMESH_WEBHOOK_BACKOFF_SECONDS: the n-th retry waits at least BACKOFF * 4^(n-1) / 2
+MAX_ATTEMPTS = 3
+DELIVERED = wpb.WEBHOOK_DELIVERY_STATUS_DELIVERED
+FAILED = wpb.WEBHOOK_DELIVERY_STATUS_FAILED
+
+
+class Receiver:
+    """An HTTP server on its own thread that records every request and answers each path
+    with its script of responses (the last one repeats): an int status, or ("redirect", url)."""
+
+    def __init__(self, host: str, port: int = 0) -> None:
+        self.requests: list[dict] = []
+        self.scripts: dict[str, list] = {}
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (http.server's name)
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                receiver.requests.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
+                                          "body": body,
+                                          "at": time.monotonic()})
+                script = receiver.scripts.get(self.path, [200])
+                answer = script.pop(0) if len(script) > 1 else script[0]
+                if isinstance(answer, tuple):
+                    self.send_response(302)
+                    self.send_header("location", answer[1])
+                else:
+                    self.send_response(answer)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer((host, port), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://{self.server.server_address[0]}:{self.port}{path}"
+
+    def at(self, path: str) -> list[dict]:
+        return [r for r in self.requests if r["path"] == path]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def receiver():
+    r = Receiver(RECEIVER_HOST)
+    yield r
+    r.close()
+
+
+@pytest.fixture(scope="module")
+def trap(receiver):
+    """On 127.0.0.1, which the policy refuses, at the receiver's (allowed) port: only the
+    address rule stands between it and a webhook. It must never be asked anything."""
+    r = Receiver("127.0.0.1", receiver.port)
+    yield r
+    r.close()
+
+
+@pytest.fixture(scope="module")
+def mesh(receiver):
+    env = {
+        "GRAPHMESH_WEBHOOK_ALLOWED_NETWORKS": f"{RECEIVER_HOST}/32",
+        "GRAPHMESH_WEBHOOK_ALLOWED_PORTS": f"80,443,{receiver.port}",
+        "GRAPHMESH_WEBHOOK_MAX_ATTEMPTS": str(MAX_ATTEMPTS),
+        "GRAPHMESH_WEBHOOK_BACKOFF_SECONDS": str(BACKOFF),
+        "GRAPHMESH_WEBHOOK_SECONDS": "0.1",
+    }
+    with private_mesh("webhooks", workers=1, webhook_local_targets=False, extra_env=env) as m:
+        yield m
+
+
+@pytest.fixture(scope="module")
+def client(mesh):
+    c = api_client(mesh.api_address)
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="module")
+def hooks(mesh):
+    return webhook_service_pb2_grpc.WebhookServiceStub(grpc.insecure_channel(mesh.api_address))
+
+
+@pytest.fixture(scope="module")
+def secret(mesh):
+    return (mesh.data_dir / "webhook-secret").read_text().strip()
+
+
+def webhook_run(client, receiver, path: str, graph: str = "tiny", inputs: dict | None = None, **webhook):
+    return create_run(client, graph, inputs if inputs is not None else {"text": "hello webhooks"},
+                      thread_id=new_thread("wh"), webhook=run_pb2.Webhook(url=receiver.url(path), **webhook))
+
+
+def deliveries(hooks, run_id: str) -> list:
+    return list(hooks.ListWebhookDeliveries(wpb.ListWebhookDeliveriesRequest(run_id=run_id), timeout=10).deliveries)
+
+
+def wait_delivery(hooks, run_id: str, status: int, count: int = 1):
+    def check():
+        found = [d for d in deliveries(hooks, run_id) if d.status == status]
+        return found if len(found) >= count else None
+    return wait_for(check, 60, interval=0.1, message=lambda: f"{count} deliveries of run {run_id} in "
+                    f"{wpb.WebhookDeliveryStatus.Name(status)}: {deliveries(hooks, run_id)}")
+
+
+def verified(secret: str, request: dict) -> dict:
+    """The body as a receiver reads it, after Standard Webhooks verification (raises if invalid)."""
+    return Webhook(secret).verify(request["body"], request["headers"])
+
+
+def test_a_completed_run_is_delivered_signed_with_its_output(client, hooks, receiver, secret):
+    run = webhook_run(client, receiver, "/ok")
+    wait_status(client, run.run_id, COMPLETED)
+    [delivery] = wait_delivery(hooks, run.run_id, DELIVERED)
+    [request] = wait_for(lambda: receiver.at("/ok"), 30)
+    body = verified(secret, request)
+    assert request["headers"]["webhook-id"] == delivery.delivery_id
+    assert request["headers"]["host"] == f"{RECEIVER_HOST}:{receiver.port}"
+    assert body["type"] == "run.completed"
+    assert body["data"]["status"] == "COMPLETED"
+    assert body["data"]["run"]["run_id"] == run.run_id
+    assert body["data"]["run"]["webhook"]["url"] == receiver.url("/ok")
+    assert body["data"]["output"]["summary"]  # the tiny graph's output values
+    assert body["data"]["timings"]["finished_at"] and body["data"]["timings"]["run_seconds"] >= 0
+    assert delivery.attempts == 1 and delivery.last_status_code == 200 and delivery.run_status == COMPLETED
+    assert delivery.graph == "tiny" and delivery.HasField("delivered_at")
+
+
+def test_500s_are_retried_with_growing_backoff(client, hooks, receiver, secret):
+    receiver.scripts["/flaky"] = [500, 503, 200]
+    run = webhook_run(client, receiver, "/flaky")
+    [delivery] = wait_delivery(hooks, run.run_id, DELIVERED)
+    tries = receiver.at("/flaky")
+    assert len(tries) == 3 and delivery.attempts == 3
+    # The retries wait at least the fixed half of each backoff (the random half on top):
+    # BACKOFF/2 after the first failure, BACKOFF*4/2 after the second.
+    assert tries[1]["at"] - tries[0]["at"] >= BACKOFF / 2
+    assert tries[2]["at"] - tries[1]["at"] >= BACKOFF * 4 / 2
+    # Every attempt sends the same bytes under the same id, each signed anew.
+    assert len({t["body"] for t in tries}) == 1 and len({t["headers"]["webhook-id"] for t in tries}) == 1
+    for t in tries:
+        verified(secret, t)
+
+
+def test_failed_after_the_last_attempt_then_listed_and_replayed(client, hooks, receiver, secret, mesh, capsys):
+    receiver.scripts["/down"] = [500]
+    run = webhook_run(client, receiver, "/down")
+    [delivery] = wait_delivery(hooks, run.run_id, FAILED)
+    assert delivery.attempts == MAX_ATTEMPTS and len(receiver.at("/down")) == MAX_ATTEMPTS
+    assert delivery.last_status_code == 500 and f"gave up after {MAX_ATTEMPTS} attempts" in delivery.last_error
+
+    assert cli_main(["--api", mesh.api_address, "--json", "webhooks", "list", "--status", "failed"]) == 0
+    listed = json.loads(capsys.readouterr().out)["deliveries"]
+    assert delivery.delivery_id in [d["delivery_id"] for d in listed]
+    assert {d["status"] for d in listed} == {"WEBHOOK_DELIVERY_STATUS_FAILED"}
+
+    receiver.scripts["/down"] = [200]
+    assert cli_main(["--api", mesh.api_address, "webhooks", "replay", delivery.delivery_id,
+                     "--reason", "receiver fixed"]) == 0
+    assert "PENDING again" in capsys.readouterr().out
+    [replayed] = wait_delivery(hooks, run.run_id, DELIVERED)
+    assert replayed.delivery_id == delivery.delivery_id and replayed.attempts == 1
+    tries = receiver.at("/down")
+    assert len(tries) == MAX_ATTEMPTS + 1 and tries[-1]["body"] == tries[0]["body"]
+    verified(secret, tries[-1])
+
+
+def _outbox_row(mesh, run_id: str, status: str):
+    with psycopg.connect(mesh.database_url) as conn:
+        return conn.execute("SELECT status, attempts FROM gm_webhook_deliveries WHERE run_id = %s AND run_status = %s",
+                            (run_id, status)).fetchone()
+
+
+def test_a_run_that_ends_while_the_api_is_down_is_still_delivered(client, hooks, receiver, secret, mesh):
+    review = review_stub(mesh.review_address)
+    run = webhook_run(client, receiver, "/crash", graph="approval_workflow",
+                      inputs={"action": "refund", "target": "cust-1", "amount": 5.0}, on_waiting=True)
+    wait_status(client, run.run_id, WAITING)
+    [approval] = wait_approvals(review, run.run_id, 1)
+    # Asked for: the wait for approval is posted too.
+    [waiting] = wait_for(lambda: receiver.at("/crash"), 30)
+    assert verified(secret, waiting)["type"] == "run.waiting_for_approval"
+    wait_for(lambda: _outbox_row(mesh, run.run_id, "WAITING_FOR_APPROVAL") == ("DELIVERED", 1), 30)
+
+    mesh.stop_service("api", kill=True)  # the only sender crashes
+    decide(review, approval.approval_id, "approve")
+    # The worker finishes the run; its delivery waits in the outbox, attempted by nobody.
+    assert wait_for(lambda: _outbox_row(mesh, run.run_id, "COMPLETED"), 60) == ("PENDING", 0)
+    assert len(receiver.at("/crash")) == 1
+
+    mesh.start_service("api")
+    [completed] = wait_for(lambda: receiver.at("/crash")[1:], 60)
+    body = verified(secret, completed)
+    assert body["type"] == "run.completed" and body["data"]["run"]["run_id"] == run.run_id
+    # The receiver answered before the sender recorded it: wait for the record.
+    wait_for(lambda: _outbox_row(mesh, run.run_id, "COMPLETED") == ("DELIVERED", 1), 30)
+
+
+@pytest.mark.parametrize("url, why", [
+    ("http://127.0.0.1:{port}/", "loopback"),
+    ("http://169.254.169.254/latest/meta-data/", "link-local"),
+    ("http://" + RECEIVER_HOST + ":1/", "port 1 is not allowed"),
+    ("http://localhost:{port}/", "loopback name"),
+])
+def test_refused_targets_are_refused_at_create(client, trap, url, why):
+    # {port}: the receiver's port, which the policy allows, so the address is what is refused.
+    with pytest.raises(grpc.RpcError) as err:
+        create_run(client, "tiny", {"text": "x"}, webhook=run_pb2.Webhook(url=url.format(port=trap.port)))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_code(err.value) == "WEBHOOK_TARGET_REFUSED" and why in err.value.details()
+
+
+def test_a_redirect_is_not_followed(client, hooks, receiver, trap):
+    receiver.scripts["/moved"] = [("redirect", trap.url("/trap"))]
+    run = webhook_run(client, receiver, "/moved")
+    [delivery] = wait_delivery(hooks, run.run_id, FAILED)
+    assert delivery.attempts == 1 and delivery.last_status_code == 302
+    assert "redirects are not followed" in delivery.last_error and trap.url("/trap") in delivery.last_error
+    assert trap.requests == []
+

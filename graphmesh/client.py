@@ -35,6 +35,7 @@ from graphmesh.v1 import (
     graph_service_pb2_grpc,
     review_service_pb2_grpc,
     run_service_pb2_grpc,
+    schedule_service_pb2_grpc,
     worker_service_pb2_grpc,
 )
 
@@ -507,6 +508,8 @@ class ApiClient:
     channel: grpc.Channel
     runs: run_service_pb2_grpc.RunServiceStub
     graphs: graph_service_pb2_grpc.GraphServiceStub
+    # Optional so that a client built by hand with the first two stubs still works.
+    schedules: schedule_service_pb2_grpc.ScheduleServiceStub | None = None
 
     def close(self) -> None:
         self.channel.close()
@@ -514,7 +517,8 @@ class ApiClient:
 
 def api_client(address: str, token: str | None = None) -> ApiClient:
     ch = channel(address, token)
-    return ApiClient(ch, run_service_pb2_grpc.RunServiceStub(ch), graph_service_pb2_grpc.GraphServiceStub(ch))
+    return ApiClient(ch, run_service_pb2_grpc.RunServiceStub(ch), graph_service_pb2_grpc.GraphServiceStub(ch),
+                     schedule_service_pb2_grpc.ScheduleServiceStub(ch))
 
 
 def aio_channel(address: str, token: str | None = None) -> grpc.aio.Channel:
@@ -529,7 +533,8 @@ def aio_channel(address: str, token: str | None = None) -> grpc.aio.Channel:
 
 def async_api_client(address: str, token: str | None = None) -> ApiClient:
     ch = aio_channel(address, token)
-    return ApiClient(ch, run_service_pb2_grpc.RunServiceStub(ch), graph_service_pb2_grpc.GraphServiceStub(ch))
+    return ApiClient(ch, run_service_pb2_grpc.RunServiceStub(ch), graph_service_pb2_grpc.GraphServiceStub(ch),
+                     schedule_service_pb2_grpc.ScheduleServiceStub(ch))
 
 
 def worker_stub(address: str, token: str | None = None) -> worker_service_pb2_grpc.WorkerServiceStub:

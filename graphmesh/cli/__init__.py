@@ -26,11 +26,13 @@ from graphmesh.cli import (
     graphs,
     migrate,
     runs,
+    schedules,
     serve,
     threads,
     tokens,
     trace,
     up,
+    webhooks,
     workers,
 )
 from graphmesh.client import (
@@ -69,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     up.add_parser(sub)
     runs.add_parser(sub)
+    schedules.add_parser(sub)
     approvals.add_parser(sub)
     graphs.add_parser(sub)
     workers.add_parser(sub)
@@ -78,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     trace.add_parser(sub)
     doctor.add_parser(sub)
     certs.add_parser(sub)
+    webhooks.add_parser(sub)
     tokens.add_parser(sub)
     threads.add_parser(sub)
     deployments.add_parser(sub)

@@ -14,6 +14,7 @@ from graphmesh.registry import Registry
 from graphmesh.retention.schedule import sweep_forever
 from graphmesh.routing import VersionRouter
 from graphmesh.rpc.host import ServiceHost, log_registry, process_settings
+from graphmesh.schedules.scheduler import Scheduler
 from graphmesh.store import ControlStore, RunStore
 from graphmesh.store.rollouts import RolloutStore
 from graphmesh.submission import RunSubmitter
@@ -25,11 +26,18 @@ from graphmesh.v1 import (
     graph_service_pb2_grpc,
     run_service_pb2,
     run_service_pb2_grpc,
+    schedule_service_pb2,
+    schedule_service_pb2_grpc,
+    webhook_service_pb2,
+    webhook_service_pb2_grpc,
 )
+from graphmesh.webhooks.dispatcher import WebhookDispatcher
 from graphmesh.webhooks.targets import OutboundPolicy
 from services.api.auth import AuthServicer
 from services.api.graphs import GraphServicer
 from services.api.runs import RunServicer
+from services.api.schedules import ScheduleServicer
+from services.api.webhooks import WebhookServicer
 
 
 async def main() -> int:
@@ -54,17 +62,28 @@ async def main() -> int:
     # Webhooks need the deployment's signing secret; without it, runs may not ask for one.
     webhook_policy = OutboundPolicy.from_settings(settings) if settings.webhook_secret else None
     submitter = RunSubmitter(store=store, nc=nc, registry=registry, router=router, webhook_policy=webhook_policy)
+    # Every api replica sends (claims in Postgres share the outbox); built before serving so
+    # a malformed secret stops the process at start.
+    dispatcher = None if webhook_policy is None else WebhookDispatcher(
+        store=store, registry=registry, pool=pool, policy=webhook_policy, secret=settings.webhook_secret,
+        timeout_seconds=settings.webhook_timeout_seconds, max_attempts=settings.webhook_max_attempts,
+        backoff_seconds=settings.webhook_backoff_seconds, backoff_max_seconds=settings.webhook_backoff_max_seconds)
 
     host.listen([run_service_pb2.DESCRIPTOR.services_by_name["RunService"].full_name,
                  graph_service_pb2.DESCRIPTOR.services_by_name["GraphService"].full_name,
-                 auth_service_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name],
+                 auth_service_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
+                 webhook_service_pb2.DESCRIPTOR.services_by_name["WebhookService"].full_name,
+                 schedule_service_pb2.DESCRIPTOR.services_by_name["ScheduleService"].full_name],
                 auth=make_authenticator(settings, store, tokens))
     run_service_pb2_grpc.add_RunServiceServicer_to_server(
         RunServicer(store=store, nc=nc, hub=hub, registry=registry, pool=pool, sync_runner=sync_runner,
                     submitter=submitter, stopping=host.stopping), host.grpc)
     auth_service_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(tokens), host.grpc)
+    schedule_service_pb2_grpc.add_ScheduleServiceServicer_to_server(
+        ScheduleServicer(store=store, registry=registry, submitter=submitter), host.grpc)
     graph_service_pb2_grpc.add_GraphServiceServicer_to_server(
         GraphServicer(registry, control, rollouts, router, nc), host.grpc)
+    webhook_service_pb2_grpc.add_WebhookServiceServicer_to_server(WebhookServicer(store), host.grpc)
 
     # The synchronous path runs graphs here, under the same node guards as the workers.
     host.supervise("disabled nodes refresh", await DisabledNodes(control).start(nc))
@@ -74,6 +93,12 @@ async def main() -> int:
         store, js, executor, every_seconds=settings.reconcile_seconds, quiet_seconds=settings.orphan_quiet_seconds))
     if settings.metrics_listen:
         host.supervise("run metrics poller", poll_forever(poll_runs, store, js))
+    if dispatcher is not None:
+        host.supervise("webhook sender", dispatcher.run(settings.webhook_seconds))
     if settings.retention_seconds:
         host.supervise("retention sweep", sweep_forever(pool, js, registry, every_seconds=settings.retention_seconds))
+    if settings.scheduler_seconds:
+        scheduler = Scheduler(runs=store, submitter=submitter, pool=pool, js=js,
+                              missed_after_seconds=settings.schedule_missed_after_seconds)
+        host.supervise("scheduler", scheduler.run_forever(settings.scheduler_seconds))
     return await host.run()

@@ -268,7 +268,7 @@ MIGRATIONS: list[str] = [
     CREATE INDEX gm_audit_thread_erased ON gm_audit ((details->>'thread_id')) WHERE run_id IS NULL;
     """,
     """
-    -- Schedules (crons) and webhooks (docs/schedules-and-webhooks.md). A run records the
+    -- Schedules (crons) and webhooks (docs/schedules.md, docs/webhooks.md). A run records the
     -- schedule and the fire time that made it, and the webhook it notifies.
     ALTER TABLE gm_runs ADD COLUMN schedule_id uuid, ADD COLUMN scheduled_for timestamptz,
         ADD COLUMN webhook jsonb;

@@ -18,7 +18,7 @@ from psycopg.types.json import Jsonb
 from graphmesh.errors import FailedPrecondition, InvalidArgument, NotFound
 from graphmesh.resume import check_decision
 from graphmesh.store.audit import record_audit
-from graphmesh.store.paging import keyset_page, parse_uuid
+from graphmesh.store.paging import filters, keyset_page, parse_uuid
 from graphmesh.store.records import (
     DECISION_STATUS,
     ApprovalRecord,
@@ -212,21 +212,11 @@ class ApprovalStore:
                    created_before: datetime | None = None) -> tuple[list[ApprovalRecord], str]:
         """A page of approvals, newest first; `graphs` narrows it to what a reviewer covers.
         Created in [created_after, created_before) when given."""
-        where, args = [], []
-        if graphs is not None:
-            where.append("graph = ANY(%s)")
-            args.append(graphs)
-        if statuses:
-            where.append("status = ANY(%s)")
-            args.append(statuses)
-        conditions = [("graph = %s", graph), ("run_id = %s", run_id and parse_uuid(run_id, "run")),
-                      ("thread_id = %s", thread_id), ("required_role = %s", required_role),
-                      ("reviewer = %s", reviewer), ("created_at >= %s", created_after),
-                      ("created_at < %s", created_before)]
-        for condition, value in conditions:
-            if value:  # "" and None: no filter
-                where.append(condition)
-                args.append(value)
+        where, args = filters(("graph = ANY(%s)", graphs), ("status = ANY(%s)", statuses or None),
+                              ("graph = %s", graph), ("run_id = %s", run_id and parse_uuid(run_id, "run")),
+                              ("thread_id = %s", thread_id), ("required_role = %s", required_role),
+                              ("reviewer = %s", reviewer), ("created_at >= %s", created_after),
+                              ("created_at < %s", created_before))
         return await keyset_page(self._runs.connection, "gm_approvals", "approval_id", where, args,
                                  page_size=page_size, page_token=page_token, from_row=ApprovalRecord.from_row)
 

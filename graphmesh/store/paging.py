@@ -17,6 +17,14 @@ KEYSET_AFTER = "(created_at, {key}) < (%s, %s)"
 KEYSET_ORDER = " ORDER BY created_at DESC, {key} DESC LIMIT %s"
 
 
+def filters(*conditions: tuple[str, Any]) -> tuple[list[str], list[Any]]:
+    """WHERE terms and their arguments, one per (term, value) whose value is given. None and
+    "" mean "no filter"; an empty list is a filter that matches nothing (a caller who may
+    see no graph sees no row), so pass `x or None` for a list where empty means "any"."""
+    given = [(term, value) for term, value in conditions if value is not None and value != ""]
+    return [term for term, _ in given], [value for _, value in given]
+
+
 def encode_page_token(created_at: datetime, row_id: str) -> str:
     raw = json.dumps([created_at.isoformat(), row_id]).encode()
     return base64.urlsafe_b64encode(raw).decode()

@@ -19,7 +19,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from graphmesh.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
-from graphmesh.store.paging import keyset_page, parse_uuid
+from graphmesh.store.paging import filters, keyset_page, parse_uuid
 from graphmesh.store.records import (
     VERSION_FIELDS,
     Claim,
@@ -341,22 +341,9 @@ class RunStore:
         graphs: list[str] | None = None,
     ) -> tuple[list[RunRecord], str]:
         """A page of runs, newest first. `owner` and `graphs` narrow it to what a caller may see."""
-        where, args = [], []
-        if owner is not None:
-            where.append("owner = %s")
-            args.append(owner)
-        if graphs is not None:
-            where.append("graph = ANY(%s)")
-            args.append(graphs)
-        if statuses:
-            where.append("status = ANY(%s)")
-            args.append([s.value for s in statuses])
-        if graph:
-            where.append("graph = %s")
-            args.append(graph)
-        if thread_id:
-            where.append("thread_id = %s")
-            args.append(thread_id)
+        where, args = filters(("owner = %s", owner), ("graph = ANY(%s)", graphs),
+                              ("status = ANY(%s)", [s.value for s in statuses] if statuses else None),
+                              ("graph = %s", graph), ("thread_id = %s", thread_id))
         return await keyset_page(self.connection, "gm_runs", "run_id", where, args, page_size=page_size,
                                  page_token=page_token, from_row=RunRecord.from_row)
 

@@ -18,7 +18,7 @@ from typing import Any, AsyncIterator
 from psycopg.types.json import Jsonb
 
 from graphmesh.errors import NotFound
-from graphmesh.store.paging import decode_page_token, encode_page_token, keyset_page, parse_uuid
+from graphmesh.store.paging import decode_page_token, encode_page_token, filters, keyset_page, parse_uuid
 from graphmesh.store.runs import RunStore
 from graphmesh.store.statuses import TERMINAL, sql_set
 
@@ -205,16 +205,7 @@ class ScheduleStore:
                    page_size: int, page_token: str) -> tuple[list[ScheduleRecord], str]:
         """Newest first. `owner`: only its schedules; `graphs`: only schedules of these graphs
         (None: no restriction). `state`: ACTIVE, PAUSED or ENDED."""
-        where, args = [], []
-        if owner is not None:
-            where.append("owner = %s")
-            args.append(owner)
-        if graphs is not None:
-            where.append("graph = ANY(%s)")
-            args.append(graphs)
-        if graph:
-            where.append("graph = %s")
-            args.append(graph)
+        where, args = filters(("owner = %s", owner), ("graph = ANY(%s)", graphs), ("graph = %s", graph))
         where += {"": [], "ENDED": ["next_fire_at IS NULL"], "PAUSED": ["paused AND next_fire_at IS NOT NULL"],
                   "ACTIVE": ["NOT paused AND next_fire_at IS NOT NULL"]}[state]
         return await keyset_page(self.connection, "gm_schedules", "schedule_id", where, args,

@@ -21,7 +21,7 @@ from psycopg.types.json import Jsonb
 
 from graphmesh.errors import FailedPrecondition, NotFound
 from graphmesh.store.audit import record_audit
-from graphmesh.store.paging import keyset_page, parse_uuid
+from graphmesh.store.paging import filters, keyset_page, parse_uuid
 
 PENDING, DELIVERED, FAILED = "PENDING", "DELIVERED", "FAILED"
 STATUSES = (PENDING, DELIVERED, FAILED)
@@ -160,17 +160,8 @@ class DeliveryStore:
                    page_size: int, page_token: str = "") -> tuple[list[Delivery], str]:
         """Newest first. `graphs`: only deliveries of runs of these graphs (None: all,
         including those whose run was purged)."""
-        where: list[str] = []
-        args: list[Any] = []
-        if status:
-            where.append("status = %s")
-            args.append(status)
-        if run_id:
-            where.append("run_id = %s")
-            args.append(parse_uuid(run_id, "run"))
-        if graphs is not None:
-            where.append("graph = ANY(%s)")
-            args.append(graphs)
+        where, args = filters(("status = %s", status), ("run_id = %s", run_id and parse_uuid(run_id, "run")),
+                              ("graph = ANY(%s)", graphs))
         return await keyset_page(self._store.connection, WITH_GRAPH, "delivery_id", where, args,
                                  page_size=page_size, page_token=page_token, from_row=Delivery.from_row)
 

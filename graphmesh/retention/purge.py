@@ -1,6 +1,6 @@
 """Purging one thread from every store (RunService.PurgeThread, a deletion request; the
 sweeper's expired threads). One Postgres transaction removes the thread's runs, approvals,
-their audit records, outbox rows, dead letters, spans, checkpoints, blobs and writes and
+their audit records, outbox rows, webhook deliveries, dead letters, spans, checkpoints, blobs and writes and
 the thread row; before it commits, the runs' JetStream event subjects are purged and the
 approvals' events deleted, so if NATS fails the whole purge rolls back and can be asked
 again. It leaves one audit record holding ids and counts only."""

@@ -34,6 +34,8 @@ DELETE_RUN_AUDIT = "DELETE FROM gm_audit WHERE run_id = ANY(%s)"
 # Outbox messages are keyed "<approval or run id>:<kind>".
 DELETE_OUTBOX_OF = "DELETE FROM gm_outbox WHERE split_part(msg_id, ':', 1) = ANY(%s)"
 DELETE_RUN_DEAD_LETTERS = "DELETE FROM gm_dead_letters WHERE run_id = ANY(%s)"
+# A delivery's stored body holds the run's output: it goes with the thread.
+DELETE_RUN_WEBHOOK_DELIVERIES = "DELETE FROM gm_webhook_deliveries WHERE run_id = ANY(%s)"
 DELETE_APPROVALS = "DELETE FROM gm_approvals WHERE approval_id = ANY(%s)"
 # The runs' spans, and the spans of their traces that name no run (e.g. the CreateRun
 # call) unless they name another thread: a client may have created several runs in one trace.
@@ -62,6 +64,7 @@ async def delete_thread_rows(conn: Any, thread_id: str, *, run_ids: list, approv
     deleted["audit_records"] = await count_rows(conn, DELETE_RUN_AUDIT, (run_ids,))
     deleted["outbox"] = await count_rows(conn, DELETE_OUTBOX_OF, (ids_text,))
     deleted["dead_letters"] = await count_rows(conn, DELETE_RUN_DEAD_LETTERS, (run_ids,))
+    deleted["webhook_deliveries"] = await count_rows(conn, DELETE_RUN_WEBHOOK_DELIVERIES, (run_ids,))
     deleted["approvals"] = await count_rows(conn, DELETE_APPROVALS, (approval_ids,))
     deleted["spans"] = await delete_thread_spans(conn, thread_id, run_texts, trace_ids)
     deleted["checkpoint_writes"] = await count_rows(conn, DELETE_THREAD_CHECKPOINT_WRITES, (thread_id,))

@@ -64,6 +64,9 @@ ENDED_FIRE_THREADS = f"""
 SELECT DISTINCT r.thread_id, s.schedule_id FROM gm_runs r JOIN gm_schedules s ON s.schedule_id = r.schedule_id
 WHERE s.thread_id IS NULL AND s.on_run_completed = 'delete' AND r.status IN {sql_set(TERMINAL)}
   AND NOT EXISTS (SELECT 1 FROM gm_runs o WHERE o.thread_id = r.thread_id AND o.status NOT IN {sql_set(TERMINAL)})
+  -- Its webhook goes out first: the delivery's body is built from the run, which the purge deletes.
+  AND NOT EXISTS (SELECT 1 FROM gm_runs o JOIN gm_webhook_deliveries d ON d.run_id = o.run_id
+                  WHERE o.thread_id = r.thread_id AND d.status = 'PENDING')
 LIMIT %s
 """
 POSTGRES_NOW = "SELECT clock_timestamp() AS now"

@@ -263,3 +263,13 @@ def test_a_redirect_is_not_followed(client, hooks, receiver, trap):
     assert "redirects are not followed" in delivery.last_error and trap.url("/trap") in delivery.last_error
     assert trap.requests == []
 
+
+
+def test_purging_a_thread_deletes_its_runs_deliveries(client, hooks, receiver):
+    """A delivery's stored body holds the run's output: an erasure request takes it too."""
+    from graphmesh.v1 import run_service_pb2 as rpb
+
+    run = webhook_run(client, receiver, "/purged")
+    wait_delivery(hooks, run.run_id, DELIVERED)
+    client.runs.PurgeThread(rpb.PurgeThreadRequest(thread_id=run.thread_id, reason="erasure request"), timeout=30)
+    assert deliveries(hooks, run.run_id) == []

@@ -10,15 +10,11 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import psycopg
+from psycopg_pool import PoolTimeout
+
 from graphmesh.auth.principals import Principal, set_current
-from graphmesh.errors import (
-    AlreadyExists,
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
-    PermissionDenied,
-    ResourceExhausted,
-)
+from graphmesh.errors import AlreadyExists, GraphmeshError, Unavailable
 from graphmesh.jsonvalues import to_struct
 from graphmesh.messages import STRATEGY_VALUES
 from graphmesh.store import RunRecord, RunStore
@@ -26,14 +22,28 @@ from graphmesh.store.schedules import ScheduleRecord
 from graphmesh.submission import RunSubmitter
 from graphmesh.v1 import run_service_pb2
 
-# What a refused run is (recorded FAILED, with the reason), as opposed to an outage (the
-# fire is tried again on the next pass, and the missed policy applies if that is too late).
-REFUSALS = (InvalidArgument, NotFound, PermissionDenied, ResourceExhausted, FailedPrecondition)
+# An outage: NATS or Postgres cannot serve us right now (the fire is tried again on the
+# next pass, and the missed policy applies if that is too late). Anything else that stops a
+# fire (a refusal, a deadline, a bug, a value Postgres rejects) is recorded FAILED with its
+# reason: retrying it every pass would only hide the cause.
+OUTAGES = (Unavailable, psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout, ConnectionError)
+
+
+def is_outage(exc: BaseException) -> bool:
+    return isinstance(exc, OUTAGES)
+
+
+def failure_detail(exc: BaseException) -> str:
+    """"CODE: message" for a graphmesh error, "ExceptionClass: message" for anything else."""
+    if isinstance(exc, GraphmeshError):
+        return f"{exc.code}: {exc.message}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 class FireRefused(Exception):
     """The run was refused (admission limits, the graph or version gone, a busy thread with
-    multitask_strategy=reject, ...): `detail` is "CODE: message"."""
+    multitask_strategy=reject, ...) or could not be made for a reason other than an outage
+    (a deadline, a bug): `detail` is "CODE: message" (see failure_detail)."""
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
@@ -61,7 +71,8 @@ def run_request(schedule: ScheduleRecord, fire_time: datetime) -> run_service_pb
 async def fire_run(submitter: RunSubmitter, runs: RunStore, schedule: ScheduleRecord,
                    fire_time: datetime) -> RunRecord:
     """The run for `fire_time` (created now, or the one an earlier attempt created).
-    FireRefused when the run is refused; an outage (UNAVAILABLE) propagates."""
+    FireRefused when the run is refused or fails for any reason but an outage (is_outage),
+    which propagates."""
     request = run_request(schedule, fire_time)
     token = set_current(owner_principal(schedule))
     try:
@@ -73,9 +84,11 @@ async def fire_run(submitter: RunSubmitter, runs: RunStore, schedule: ScheduleRe
         # version or thread changed since): that run is this fire's.
         existing = await runs.run_by_idempotency_key(schedule.owner, request.idempotency_key)
         if existing is None:
-            raise FireRefused(f"{exc.code}: {exc.message}") from exc
+            raise FireRefused(failure_detail(exc)) from exc
         return existing
-    except REFUSALS as exc:
-        raise FireRefused(f"{exc.code}: {exc.message}") from exc
+    except Exception as exc:
+        if is_outage(exc):
+            raise
+        raise FireRefused(failure_detail(exc)) from exc
     finally:
         token.var.reset(token)

@@ -13,9 +13,10 @@ times and gets the runs already made back through their keys.
 A time handled more than `missed_after_seconds` after it (an outage, every replica down)
 is late, and the schedule's missed_policy applies: `skip` records it MISSED; `catch_up`
 fires the latest `catch_up_limit` late times and records the earlier ones MISSED. A run
-refused (admission limits, the graph gone, a busy thread under `reject`) is recorded FAILED
-with the reason; an outage (NATS or Postgres away) rolls the pass back for that schedule,
-to be tried again on the next.
+refused (admission limits, the graph gone, a busy thread under `reject`) or failed for any
+other reason but an outage (a deadline, a bug, a value Postgres rejects) is recorded FAILED
+with the reason, and logged as a warning; only an outage (NATS or Postgres away) rolls the
+pass back for that schedule, to be tried again on the next.
 
 The clock is injectable: by default each pass reads Postgres' clock, so replicas with
 drifting host clocks still agree on what is due; tests pass `now` themselves.
@@ -24,6 +25,7 @@ drifting host clocks still agree on what is due; tests pass `now` themselves.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Callable
@@ -32,11 +34,13 @@ from graphmesh.errors import GraphmeshError, InvalidArgument
 from graphmesh.loops import run_periodically
 from graphmesh.retention import purge_thread
 from graphmesh.schedules.cron import parse_cron
-from graphmesh.schedules.firing import FireRefused, fire_run
+from graphmesh.schedules.firing import FireRefused, failure_detail, fire_run, is_outage
+from graphmesh.schedules.spec import MAX_CATCH_UP, next_fire
 from graphmesh.store import RunStore
 from graphmesh.store.schedules import ScheduleRecord, ScheduleStore
 from graphmesh.submission import RunSubmitter
-from graphmesh.telemetry.metrics import _seconds_histogram, meter
+from graphmesh.telemetry.metrics import meter
+from graphmesh.telemetry.metrics import seconds_histogram as _seconds_histogram
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +56,9 @@ SCHEDULES_PER_PASS = 200
 # Passes run back to back while a backlog remains, before the loop sleeps again.
 BACKLOG_PASSES = 20
 DELETE_BATCH = 20
+# A per-fire thread whose purge failed is not tried again by this process for this long, so
+# it cannot keep the batch from the others.
+PURGE_RETRY_SECONDS = 300.0
 EPSILON = timedelta(microseconds=1)
 
 
@@ -66,6 +73,10 @@ class TickReport:
 class Scheduler:
     def __init__(self, *, runs: RunStore, submitter: RunSubmitter, missed_after_seconds: float,
                  pool=None, js=None, clock: Callable[[], datetime] | None = None, batch: int = BATCH) -> None:
+        if batch <= MAX_CATCH_UP:
+            # A pass keeps the latest catch_up_limit late times for the pass that decides
+            # them, so it must handle more than that many.
+            raise ValueError(f"batch must be more than the largest catch_up_limit ({MAX_CATCH_UP}), not {batch}")
         self._runs = runs
         self._schedules = ScheduleStore(runs)
         self._submitter = submitter
@@ -74,6 +85,7 @@ class Scheduler:
         self._js = js
         self._clock = clock
         self._batch = batch
+        self._purge_failed: dict[str, float] = {}  # thread id -> monotonic time to try again
 
     async def now(self) -> datetime:
         return self._clock() if self._clock is not None else await self._schedules.now()
@@ -81,13 +93,15 @@ class Scheduler:
     async def tick(self, now: datetime | None = None) -> TickReport:
         """One pass over the schedules due at `now` (default: the clock). A schedule whose
         pass failed for an outage is left for the next pass; the first such failure is
-        raised once every other due schedule has had its turn."""
+        raised once every other due schedule has had its turn. A pass that failed for
+        anything else records its scheduled time FAILED with the error (see _fail_pass)."""
         now = now or await self.now()
         report = TickReport()
         done: list[str] = []
         failure: Exception | None = None
         for _ in range(SCHEDULES_PER_PASS):
             claimed: list[ScheduleRecord] = []
+            sizes = (len(report.fired), len(report.missed), len(report.failed))
             try:
                 async with self._schedules.claim_due(now, done) as (conn, schedule):
                     if schedule is None:
@@ -98,11 +112,41 @@ class Scheduler:
             except Exception as exc:
                 if not claimed:  # the claim itself failed: Postgres is away
                     raise
-                log.debug("schedule %s: pass rolled back: %s", claimed[0].schedule_id, exc)
-                failure = failure or exc
+                # What the rolled-back pass reported did not happen.
+                del report.fired[sizes[0]:], report.missed[sizes[1]:], report.failed[sizes[2]:]
+                if is_outage(exc):
+                    log.info("schedule %s: pass rolled back for an outage, retried next pass: %s",
+                             claimed[0].schedule_id, exc)
+                    failure = failure or exc
+                    continue
+                log.warning("schedule %s: pass failed: %s", claimed[0].schedule_id, failure_detail(exc),
+                            exc_info=exc)
+                try:
+                    await self._fail_pass(claimed[0], exc, now, report)
+                except Exception as again:
+                    log.warning("schedule %s: the failure could not be recorded either: %s",
+                                claimed[0].schedule_id, failure_detail(again))
+                    failure = failure or again
         if failure is not None:
             raise failure
         return report
+
+    async def _fail_pass(self, claimed: ScheduleRecord, exc: Exception, now: datetime, report: TickReport) -> None:
+        """A pass rolled back for something other than an outage (a bug, a value Postgres
+        rejects): its first scheduled time is recorded FAILED with the error and the
+        schedule moves past it, so the cause is visible and the schedule is not stuck
+        retrying it every second."""
+        async with self._schedules.locked(claimed.schedule_id) as (conn, schedule):
+            t = schedule.next_fire_at
+            if schedule.paused or t is None or t != claimed.next_fire_at:
+                return  # changed meanwhile (another replica, an update): nothing of ours to record
+            try:
+                following = next_fire(parse_cron(schedule.cron, schedule.timezone), t, schedule.end_time)
+            except InvalidArgument:
+                following = None
+            await self._record(conn, schedule, t, "FAILED", now, report,
+                               detail=f"the pass failed: {failure_detail(exc)}")
+            await self._schedules.advance(conn, schedule.schedule_id, following, t)
 
     async def _handle(self, conn, schedule: ScheduleRecord, now: datetime, report: TickReport) -> None:
         sid = schedule.schedule_id
@@ -117,7 +161,8 @@ class Scheduler:
         start = schedule.next_fire_at
         cut = now - self._missed_after  # a time before this is late
         late, more_late = cron.times(start, cut - EPSILON, limit=self._batch, end=schedule.end_time)
-        keep = schedule.catch_up_limit if schedule.missed_policy == "catch_up" else 0
+        # At most MAX_CATCH_UP (< batch, checked in __init__), so `handled` below is never empty.
+        keep = min(schedule.catch_up_limit, MAX_CATCH_UP) if schedule.missed_policy == "catch_up" else 0
         if more_late:
             # More late times follow; at least `keep` of them remain after those recorded
             # MISSED here, so none of these is among the latest `keep` that catch up.
@@ -140,17 +185,15 @@ class Scheduler:
         handled = late + on_time
         report.backlog = report.backlog or more
         last = handled[-1] if handled else None
-        following = cron.next_after(last or now)
-        if following is not None and schedule.end_time is not None and following > schedule.end_time:
-            following = None  # ended
+        following = next_fire(cron, last or now, schedule.end_time)  # None: ended
         await self._schedules.advance(conn, sid, following, last)
 
     async def _fire(self, conn, schedule: ScheduleRecord, t: datetime, now: datetime, report: TickReport) -> None:
         try:
             run = await fire_run(self._submitter, self._runs, schedule, t)
         except FireRefused as refused:
-            log.warning("schedule %s: the run for %s was refused: %s", schedule.schedule_id, t.isoformat(),
-                        refused.detail)
+            log.warning("schedule %s: the run for %s was refused or failed: %s", schedule.schedule_id,
+                        t.isoformat(), refused.detail)
             await self._record(conn, schedule, t, "FAILED", now, report, detail=refused.detail)
             return
         await self._record(conn, schedule, t, "FIRED", now, report, run_id=run.run_id)
@@ -173,18 +216,26 @@ class Scheduler:
 
     async def delete_ended_threads(self) -> int:
         """Purges the threads made for one fire of schedules with on_run_completed=delete,
-        once their run has ended. Another replica purging the same thread wins quietly."""
+        once their run has ended and its fire is recorded. The threads picked stay locked
+        (their fire rows) until this batch is done, so other replicas pick others; a thread
+        that failed to purge waits PURGE_RETRY_SECONDS in this process."""
         if self._pool is None:
             return 0
+        clock = time.monotonic()
+        self._purge_failed = {t: at for t, at in self._purge_failed.items() if at > clock}
         deleted = 0
-        for thread_id, schedule_id in await self._schedules.ended_fire_threads(DELETE_BATCH):
-            try:
-                await purge_thread(self._pool, self._js, thread_id, actor=f"schedule:{schedule_id}",
-                                   reason="the schedule deletes each fire's thread once its run has ended "
-                                          "(on_run_completed=delete)")
-                deleted += 1
-            except GraphmeshError as exc:  # gone already, or a run started on it meanwhile
-                log.debug("schedule %s: thread %s not purged: %s", schedule_id, thread_id, exc)
+        async with self._schedules.ended_fire_threads(DELETE_BATCH, skip=list(self._purge_failed)) as threads:
+            for thread_id, schedule_id in threads:
+                try:
+                    await purge_thread(self._pool, self._js, thread_id, actor=f"schedule:{schedule_id}",
+                                       reason="the schedule deletes each fire's thread once its run has ended "
+                                              "(on_run_completed=delete)")
+                    deleted += 1
+                except Exception as exc:  # gone already, a run started on it meanwhile, an outage, a bug
+                    (log.info if isinstance(exc, GraphmeshError) else log.warning)(
+                        "schedule %s: thread %s not purged (tried again later): %s", schedule_id, thread_id,
+                        failure_detail(exc))
+                    self._purge_failed[thread_id] = time.monotonic() + PURGE_RETRY_SECONDS
         return deleted
 
     async def step(self) -> None:

@@ -8,22 +8,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from graphmesh.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from graphmesh.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 from graphmesh.schedules.cron import Cron, parse_cron
+from graphmesh.store.schedules import ScheduleStore
 from graphmesh.submission import MAX_METADATA_BYTES
 
-STRATEGIES = ("reject", "enqueue", "interrupt", "rollback")
-ON_RUN_COMPLETED = ("keep", "delete")
-MISSED_POLICIES = ("skip", "catch_up")
 DEFAULT_CATCH_UP = 10
 MAX_CATCH_UP = 100
-
-
-def check_choice(value: str, allowed: tuple[str, ...], field: str) -> str:
-    if value not in allowed:
-        raise InvalidArgument(f"{field} must be one of {', '.join(allowed)}, not {value!r}",
-                              code="INVALID_SCHEDULE")
-    return value
 
 
 def catch_up_limit(value: int) -> int:
@@ -57,21 +48,21 @@ def next_fire(cron: Cron, now: datetime, end_time: datetime | None) -> datetime 
 class ScheduleChecker:
     """Checks schedule values against the registry, the caller and the webhook policy."""
 
-    def __init__(self, *, registry, submitter, runs) -> None:
+    def __init__(self, *, registry, submitter) -> None:
         self._registry = registry
         self._submitter = submitter
-        self._runs = runs
 
     def graph_input(self, graph: str, version: str, value: dict[str, Any]) -> dict[str, Any]:
         """NOT_FOUND for an unknown graph or version; the input checked against the pinned
-        version, or the version new runs use now."""
-        if not graph:
-            raise InvalidArgument("graph is required", code="INVALID_SCHEDULE")
+        version, or the version new runs use now. `graph`: a known graph's name (the
+        caller checked it is given and exists)."""
         spec = self._registry.get(graph, version or None)
         return self._registry.validate_input(spec, value)
 
     @staticmethod
     def metadata(value: dict[str, str]) -> dict[str, str]:
+        # The limit (and the measure) every run's metadata passes in graphmesh/submission.py:
+        # checked here too, so that a schedule whose every fire would fail is never stored.
         if sum(len(k) + len(v) for k, v in value.items()) > MAX_METADATA_BYTES:
             raise InvalidArgument(f"metadata exceeds the limit of {MAX_METADATA_BYTES} bytes")
         return dict(value)
@@ -79,19 +70,19 @@ class ScheduleChecker:
     def webhook(self, url: str, on_waiting: bool) -> dict[str, Any] | None:
         return self._submitter.webhook(url, on_waiting) if url else None
 
-    async def thread(self, me, graph: str, thread_id: str) -> str | None:
-        """A fixed thread the owner may run on, of the same graph; None: a new thread per fire."""
+    @staticmethod
+    async def thread(conn, me, graph: str, thread_id: str) -> str | None:
+        """A fixed thread the owner may run on, of the same graph; None: a new thread per fire.
+        Looked up on `conn` (the caller's, which may hold the schedule's row lock)."""
         if not thread_id:
             return None
-        try:
-            thread_graph, _ = await self._runs.thread_graph(thread_id)
-        except NotFound:
+        thread_graph, owner = await ScheduleStore.thread_facts(conn, thread_id)
+        if thread_graph is None:
             return thread_id  # the first fire creates it
         if thread_graph != graph:
             raise FailedPrecondition(f"thread '{thread_id}' belongs to graph '{thread_graph}', not '{graph}'",
                                      code="THREAD_GRAPH_MISMATCH")
         if not (me.has("operator") and me.covers(graph)):
-            owner = await self._runs.thread_owner(thread_id)
             if owner and owner != me.name:
                 raise PermissionDenied(f"{me.name} may not schedule runs on thread {thread_id}: it belongs to "
                                        "another owner", code="NOT_YOUR_THREAD")

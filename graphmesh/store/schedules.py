@@ -22,10 +22,11 @@ from graphmesh.store.paging import decode_page_token, encode_page_token, filters
 from graphmesh.store.runs import RunStore
 from graphmesh.store.statuses import TERMINAL, sql_set
 
-# Columns a client may change (UpdateSchedule), besides those the scheduler writes.
+# Columns a client may change: UpdateSchedule's field mask paths (services/api/schedules.py).
 EDITABLE = ("graph_version", "cron", "timezone", "input", "metadata", "end_time", "thread_id",
-            "multitask_strategy", "on_run_completed", "missed_policy", "catch_up_limit", "webhook",
-            "next_fire_at")
+            "multitask_strategy", "on_run_completed", "missed_policy", "catch_up_limit", "webhook")
+# What `update` sets: those, and the next time a new cron, time zone or end time gives.
+UPDATED_COLUMNS = frozenset(EDITABLE) | {"next_fire_at"}
 JSON_COLUMNS = ("input", "metadata", "webhook")
 
 INSERT_SCHEDULE = """
@@ -59,17 +60,32 @@ UPDATE gm_schedules SET next_fire_at = %s, last_fire_at = coalesce(%s, last_fire
 WHERE schedule_id = %s
 """
 SELECT_FIRES = "SELECT * FROM gm_schedule_fires WHERE schedule_id = %s"
-# Threads made for one fire whose run has ended, of schedules that delete them.
+# Threads made for one fire whose run has ended, of schedules that delete them. Only runs
+# whose fire is recorded: a run created by a pass that died before committing its fire row
+# is found again through its idempotency key by the next pass, which the purge (deleting
+# the run and its key) would turn into a second run. The fire rows are locked, skipping
+# those another replica holds, so replicas purge different threads (the purge itself
+# never touches gm_schedule_fires, so it does not wait on these locks).
 ENDED_FIRE_THREADS = f"""
-SELECT DISTINCT r.thread_id, s.schedule_id FROM gm_runs r JOIN gm_schedules s ON s.schedule_id = r.schedule_id
+SELECT r.thread_id, s.schedule_id FROM gm_schedule_fires f
+  JOIN gm_runs r ON r.run_id = f.run_id
+  JOIN gm_schedules s ON s.schedule_id = f.schedule_id AND s.schedule_id = r.schedule_id
 WHERE s.thread_id IS NULL AND s.on_run_completed = 'delete' AND r.status IN {sql_set(TERMINAL)}
+  AND NOT (r.thread_id = ANY(%s::text[]))
   AND NOT EXISTS (SELECT 1 FROM gm_runs o WHERE o.thread_id = r.thread_id AND o.status NOT IN {sql_set(TERMINAL)})
   -- Its webhook goes out first: the delivery's body is built from the run, which the purge deletes.
   AND NOT EXISTS (SELECT 1 FROM gm_runs o JOIN gm_webhook_deliveries d ON d.run_id = o.run_id
                   WHERE o.thread_id = r.thread_id AND d.status = 'PENDING')
 LIMIT %s
+FOR UPDATE OF f SKIP LOCKED
 """
 POSTGRES_NOW = "SELECT clock_timestamp() AS now"
+# A thread's graph (NULL: no such thread yet) and the owner of its latest run ('' if none).
+THREAD_FACTS = """
+SELECT t.graph, coalesce((SELECT owner FROM gm_runs WHERE thread_id = t.thread_id ORDER BY created_at DESC LIMIT 1),
+                         '') AS owner
+FROM gm_threads t WHERE t.thread_id = %s
+"""
 
 
 @dataclass(frozen=True)
@@ -152,17 +168,36 @@ class ScheduleStore:
     def connection(self):
         return self._runs.connection()
 
-    async def now(self) -> datetime:
-        """Postgres' clock: one clock for every replica, so no host's drift moves a fire."""
+    async def now(self, conn=None) -> datetime:
+        """Postgres' clock: one clock for every replica, so no host's drift moves a fire.
+        On `conn` when given (a caller holding a connection asks on it)."""
+        if conn is not None:
+            return (await (await conn.execute(POSTGRES_NOW)).fetchone())["now"]
         async with self.connection() as conn:
             return (await (await conn.execute(POSTGRES_NOW)).fetchone())["now"]
 
-    async def create(self, values: dict[str, Any]) -> ScheduleRecord:
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Any]:
+        """A connection in a transaction: what the block writes commits together, or not at all."""
+        async with self.connection() as conn, conn.transaction():
+            yield conn
+
+    @staticmethod
+    async def insert(conn, values: dict[str, Any]) -> ScheduleRecord:
         """`values`: every INSERT_SCHEDULE column but schedule_id (chosen here)."""
         params = _params({**values, "schedule_id": str(uuid.uuid4())})
-        async with self.connection() as conn:
-            row = await (await conn.execute(INSERT_SCHEDULE, params)).fetchone()
+        row = await (await conn.execute(INSERT_SCHEDULE, params)).fetchone()
         return ScheduleRecord.from_row(row)
+
+    async def create(self, values: dict[str, Any]) -> ScheduleRecord:
+        async with self.connection() as conn:
+            return await self.insert(conn, values)
+
+    @staticmethod
+    async def thread_facts(conn, thread_id: str) -> tuple[str | None, str]:
+        """(the thread's graph, None if there is no such thread yet; its latest run's owner)."""
+        row = await (await conn.execute(THREAD_FACTS, (thread_id,))).fetchone()
+        return (row["graph"], row["owner"]) if row else (None, "")
 
     async def get(self, schedule_id: str) -> ScheduleRecord:
         schedule_id = parse_schedule_id(schedule_id)
@@ -185,11 +220,11 @@ class ScheduleStore:
 
     @staticmethod
     async def update(conn, schedule_id: str, changes: dict[str, Any]) -> ScheduleRecord:
-        """Sets EDITABLE columns (inside `locked`'s transaction)."""
-        unknown = set(changes) - set(EDITABLE)
+        """Sets UPDATED_COLUMNS (inside `locked`'s transaction)."""
+        unknown = set(changes) - UPDATED_COLUMNS
         if unknown:
             raise ValueError(f"not editable: {sorted(unknown)}")
-        assignments = ", ".join(f"{column} = %({column})s" for column in changes)  # names from EDITABLE only
+        assignments = ", ".join(f"{column} = %({column})s" for column in changes)  # names from UPDATED_COLUMNS only
         sql = f"UPDATE gm_schedules SET {assignments}, updated_at = now() WHERE schedule_id = %(schedule_id)s " \
               "RETURNING *"
         row = await (await conn.execute(sql, _params({**changes, "schedule_id": schedule_id}))).fetchone()
@@ -255,8 +290,11 @@ class ScheduleStore:
     async def advance(conn, schedule_id: str, next_fire_at: datetime | None, last_fire_at: datetime | None) -> None:
         await conn.execute(ADVANCE, (next_fire_at, last_fire_at, schedule_id))
 
-    async def ended_fire_threads(self, limit: int) -> list[tuple[str, str]]:
-        """(thread id, schedule id) of per-fire threads to delete: every run on them ended."""
-        async with self.connection() as conn:
-            rows = await (await conn.execute(ENDED_FIRE_THREADS, (limit,))).fetchall()
-        return [(r["thread_id"], str(r["schedule_id"])) for r in rows]
+    @asynccontextmanager
+    async def ended_fire_threads(self, limit: int, *, skip: list[str] = ()) -> AsyncIterator[list[tuple[str, str]]]:
+        """(thread id, schedule id) of per-fire threads to delete: every run on them ended
+        and recorded as a fire; none in `skip`. Their fire rows stay locked for the block
+        (on this connection: purge them on others), so other replicas pick other threads."""
+        async with self.connection() as conn, conn.transaction():
+            rows = await (await conn.execute(ENDED_FIRE_THREADS, (list(skip), limit))).fetchall()
+            yield list(dict.fromkeys((r["thread_id"], str(r["schedule_id"])) for r in rows))

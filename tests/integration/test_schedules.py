@@ -121,6 +121,18 @@ class Rig:
     async def tick_both(self, now: datetime):
         return await asyncio.gather(*(s.tick(now) for s in self.schedulers))
 
+    async def delete(self, schedule) -> None:
+        """Deletes a schedule a test made, so that later tests' ticks (at later simulated
+        times) do not work through its backlog."""
+        async with self.store.locked(schedule.schedule_id) as (conn, _):
+            await ScheduleStore.delete(conn, schedule.schedule_id)
+
+
+def audit_of(mesh, schedule_id: str) -> list[dict]:
+    with psycopg.connect(mesh.database_url, row_factory=dict_row) as conn:
+        return conn.execute("SELECT actor, action, details FROM gm_audit WHERE details->>'schedule_id' = %s "
+                            "ORDER BY record_id", (schedule_id,)).fetchall()
+
 
 def test_every_minute_fires_exactly_once_per_minute_across_two_schedulers(mesh, users):
     start = FAR
@@ -198,6 +210,82 @@ def test_a_refused_run_is_recorded_failed_with_the_reason(mesh, users):
     assert fire.outcome == pb.FIRE_OUTCOME_FAILED and "GRAPH_NOT_FOUND" in fire.detail and not fire.run_id
 
 
+def test_a_pass_failing_for_something_other_than_an_outage_records_failed_and_moves_on(mesh, users):
+    # A bug's KeyError (a strategy the code has no value for) is not an outage: it must be
+    # recorded FAILED with its cause, not rolled back (and retried) on every pass.
+    start = FAR + timedelta(days=90)
+
+    async def scenario():
+        async with Rig(mesh) as rig:
+            broken = await rig.schedule(start, thread_id=f"t-broken-{start.timestamp()}",
+                                        multitask_strategy="no_such_strategy")
+            report = await rig.schedulers[0].tick(start)
+            again = await rig.schedulers[0].tick(start + timedelta(seconds=1))  # nothing due: not retried
+            got = await rig.store.get(broken.schedule_id)
+            await rig.delete(broken)
+            return broken, report, again, got
+
+    broken, report, again, got = asyncio.run(scenario())
+    failed = [f for f in report.failed if f[0] == broken.schedule_id]
+    assert [(t, "KeyError" in detail) for _, t, detail in failed] == [(start, True)], report.failed
+    assert not [f for f in again.failed if f[0] == broken.schedule_id]
+    assert got.next_fire_at == start + timedelta(minutes=1) and got.last_fire_at == start
+
+
+def test_catch_up_limit_at_or_over_the_batch_does_not_break_a_backlogged_pass(mesh):
+    start = FAR + timedelta(days=120)
+    now = start + timedelta(seconds=700)  # 640 per-second times over a minute late: more than a batch
+
+    async def scenario():
+        async with Rig(mesh) as rig:
+            # Stored directly: larger than the api allows (MAX_CATCH_UP), and than the batch.
+            big = await rig.schedule(start, cron="* * * * * *", missed_policy="catch_up", catch_up_limit=1000)
+            report = await rig.schedulers[0].tick(now)
+            got = await rig.store.get(big.schedule_id)
+            await rig.delete(big)
+            return big, report, got
+
+    big, report, got = asyncio.run(scenario())
+    missed = [t for sid, t in report.missed if sid == big.schedule_id]
+    # 500 late times in the batch, the latest 100 (MAX_CATCH_UP) kept for the pass that decides them.
+    assert missed == [start + timedelta(seconds=i) for i in range(400)] and report.backlog
+    assert not [f for f in report.failed if f[0] == big.schedule_id]
+    assert got.next_fire_at == start + timedelta(seconds=400)
+
+
+def test_a_per_fire_thread_is_not_purged_before_its_fire_is_recorded(mesh, users):
+    # The crash window: a pass created the run (committed) and died before committing its
+    # fire row. Purging the thread then would delete the run and its idempotency key, and the
+    # next pass would create a second run for the same time.
+    start = FAR + timedelta(days=150)
+    alice = users["alice"]
+
+    def run_exists(run_id: str) -> bool:
+        with psycopg.connect(mesh.database_url) as conn:
+            return conn.execute("SELECT 1 FROM gm_runs WHERE run_id = %s", (run_id,)).fetchone() is not None
+
+    async def scenario():
+        async with Rig(mesh) as rig:
+            schedule = await rig.schedule(start, on_run_completed="delete")
+            purger = Scheduler(runs=RunStore(rig.pools[0]), submitter=rig.submitter, missed_after_seconds=60,
+                               pool=rig.pools[0])
+            early = await fire_run(rig.submitter, RunStore(rig.pools[1]), schedule, start)  # no fire row
+            await asyncio.to_thread(wait_status, alice, early.run_id, COMPLETED)
+            await purger.delete_ended_threads()  # (the replicas' schedulers purge too, every 0.2 s)
+            kept = run_exists(early.run_id)
+            report = await purger.tick(start)  # the next pass: the same run, through its key
+            fired = [f for f in report.fired if f[0] == schedule.schedule_id]
+            await asyncio.to_thread(wait_for, lambda: not run_exists(early.run_id), 60, interval=0.2,
+                                    message="the fire's thread to be purged once its fire is recorded")
+            await rig.delete(schedule)
+            return schedule, early, kept, fired
+
+    schedule, early, kept, fired = asyncio.run(scenario())
+    assert kept, "the thread was purged before its fire was recorded"
+    assert fired == [(schedule.schedule_id, start, early.run_id)]
+    assert [r["run_id"] for r in scheduled_runs(mesh, schedule.schedule_id)] == []  # purged, and never doubled
+
+
 # -- through the api replicas ------------------------------------------------------------
 
 
@@ -264,6 +352,14 @@ def test_run_now_pause_resume_update_delete(mesh, users):
         alice.schedules.GetSchedule(pb.GetScheduleRequest(schedule_id=sid), timeout=10)
     wait_status(alice, run.run_id, COMPLETED)  # its runs stay
 
+    audit = audit_of(mesh, sid)
+    assert [(a["actor"], a["action"]) for a in audit] == [
+        ("alice", "schedule_created"), ("alice", "schedule_run_now"), ("alice", "schedule_paused"),
+        ("alice", "schedule_resumed"), ("alice", "schedule_updated"), ("alice", "schedule_deleted")]
+    assert all(a["details"]["graph"] == "tiny" and "by_other" not in a["details"] for a in audit)
+    assert audit[1]["details"]["run_id"] == run.run_id
+    assert audit[4]["details"]["changed"] == ["cron", "end_time", "timezone"]
+
 
 def test_a_new_thread_per_fire_is_deleted_once_its_run_ended(mesh, users):
     alice = users["alice"]
@@ -306,6 +402,9 @@ def test_only_the_owner_and_operators_see_and_change_a_schedule(mesh, users):
                    .schedules}
     paused = ops.schedules.PauseSchedule(pb.PauseScheduleRequest(schedule_id=sid), timeout=10).schedule
     assert paused.state == pb.SCHEDULE_STATE_PAUSED and paused.owner == "alice"
+    audit = audit_of(mesh, sid)  # bob's refused attempts left none
+    assert [(a["actor"], a["action"]) for a in audit] == [("alice", "schedule_created"), ("ops", "schedule_paused")]
+    assert audit[1]["details"]["owner"] == "alice" and "ops acted on alice's schedule" in audit[1]["details"]["by_other"]
     with rpc_error(grpc.StatusCode.PERMISSION_DENIED, "ROLE_REQUIRED"):
         create(rita, cron="0 0 1 1 *")
 
@@ -333,6 +432,16 @@ def _ts(when: datetime) -> timestamp_pb2.Timestamp:
      grpc.StatusCode.INVALID_ARGUMENT, "INVALID_SCHEDULE", "fixed thread_id"),
     (dict(cron="* * * * *", missed_policy=pb.MISSED_POLICY_CATCH_UP, catch_up_limit=500),
      grpc.StatusCode.INVALID_ARGUMENT, "INVALID_SCHEDULE", "catch_up_limit"),
+    (dict(cron="* * * * *", end_time=timestamp_pb2.Timestamp(seconds=10**12)), grpc.StatusCode.INVALID_ARGUMENT,
+     "INVALID_END_TIME", "end_time"),
+    (dict(cron="* * * * *", end_time=timestamp_pb2.Timestamp(seconds=2**40, nanos=-1)),
+     grpc.StatusCode.INVALID_ARGUMENT, "INVALID_END_TIME", "end_time"),
+    (dict(cron="* * * * *", timezone="UTC\x00"), grpc.StatusCode.INVALID_ARGUMENT, "NUL_CHARACTER", "timezone"),
+    (dict(cron="* " * 5000), grpc.StatusCode.INVALID_ARGUMENT, "FIELD_TOO_LONG", "cron"),
+    (dict(cron="* * * * *", missed_policy=pb.MISSED_POLICY_CATCH_UP, catch_up_limit=2**32 - 1),
+     grpc.StatusCode.INVALID_ARGUMENT, "INVALID_SCHEDULE", "catch_up_limit"),
+    (dict(cron="* * * * *", metadata={"k": "v" * 4000, "l": "v" * 4000, "m": "v" * 4000, "n": "v" * 4000,
+                                      "o": "v" * 4000}), grpc.StatusCode.INVALID_ARGUMENT, None, "metadata"),
     (dict(cron="* * * * *", webhook=run_pb2.Webhook(url="ftp://example.com/hook")),
      grpc.StatusCode.INVALID_ARGUMENT, "WEBHOOK_TARGET_REFUSED", "ftp"),
 ])
@@ -362,6 +471,17 @@ def test_bad_updates_and_ids(mesh, users):
         alice.schedules.ListSchedules(pb.ListSchedulesRequest(page_size=5000), timeout=10)
     with rpc_error(grpc.StatusCode.INVALID_ARGUMENT):
         alice.schedules.ListSchedules(pb.ListSchedulesRequest(page_token="garbage"), timeout=10)
+    with rpc_error(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_END_TIME"):
+        alice.schedules.UpdateSchedule(pb.UpdateScheduleRequest(
+            schedule=pb.Schedule(schedule_id=sid, end_time=timestamp_pb2.Timestamp(seconds=10**12)),
+            update_mask=field_mask_pb2.FieldMask(paths=["end_time"])), timeout=10)
+    tokens = ["garbage", "W10=", "WzEsIDJd", "eyJhIjogMX0=", "WyJub3QgYSB0aW1lIiwgIngiXQ==", "\u00e9\u00e9"]
+    for token in tokens:  # [], [1, 2], {"a": 1}, ["not a time", "x"], non-ASCII
+        for call in (lambda: alice.schedules.ListSchedules(pb.ListSchedulesRequest(page_token=token), timeout=10),
+                     lambda: alice.schedules.ListScheduleFires(pb.ListScheduleFiresRequest(
+                         schedule_id=sid, page_token=token), timeout=10)):
+            with rpc_error(grpc.StatusCode.INVALID_ARGUMENT):
+                call()
 
 
 def test_list_pages_through_every_schedule(mesh, users):

@@ -1,16 +1,20 @@
 """Cron parsing, validation and scheduled times: time zones and DST as croniter defines them
-(graphmesh/schedules/cron.py), and the end-time checks of a new schedule."""
+(graphmesh/schedules/cron.py), the end-time checks of a new schedule, and which errors the scheduler
+records FAILED rather than retrying."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import psycopg
 import pytest
+from psycopg_pool import PoolTimeout
 
-from graphmesh.errors import InvalidArgument
+from graphmesh.errors import DeadlineExceeded, InvalidArgument, Unavailable
 from graphmesh.schedules.cron import parse_cron, parse_timezone
-from graphmesh.schedules.firing import idempotency_key
-from graphmesh.schedules.spec import catch_up_limit, first_fire, next_fire
+from graphmesh.schedules.firing import failure_detail, idempotency_key, is_outage
+from graphmesh.schedules.scheduler import Scheduler
+from graphmesh.schedules.spec import MAX_CATCH_UP, catch_up_limit, first_fire, next_fire
 
 UTC = timezone.utc
 
@@ -133,3 +137,32 @@ def test_idempotency_key_names_the_schedule_and_the_utc_fire_time():
     same = datetime(2030, 1, 1, 1, 0, tzinfo=berlin)
     assert idempotency_key("s1", same) == idempotency_key("s1", utc(2030, 1, 1, 0, 0)) \
         == "schedule:s1:2030-01-01T00:00:00+00:00"
+
+
+@pytest.mark.parametrize("exc, outage", [
+    (Unavailable("NATS is away"), True),
+    (psycopg.OperationalError("connection refused"), True),
+    (psycopg.errors.SerializationFailure("conflict"), True),
+    (psycopg.InterfaceError("the connection is closed"), True),
+    (PoolTimeout("no connection"), True),
+    (DeadlineExceeded("too slow"), False),
+    (KeyError("bug"), False),
+    (ValueError("bug"), False),
+    (psycopg.DataError("invalid input"), False),
+])
+def test_only_outages_roll_a_pass_back_anything_else_is_recorded_failed(exc, outage):
+    assert is_outage(exc) is outage
+    assert failure_detail(exc)  # what a FAILED fire records
+
+
+def test_failure_detail_names_the_code_or_the_exception_class():
+    assert failure_detail(DeadlineExceeded("too slow", code="SLOW")) == "SLOW: too slow"
+    assert failure_detail(KeyError("x")) == "KeyError: 'x'"
+
+
+def test_a_batch_not_over_the_largest_catch_up_limit_is_refused():
+    # A backlogged pass keeps the latest catch_up_limit late times: with a batch no larger,
+    # it would handle none of them.
+    with pytest.raises(ValueError):
+        Scheduler(runs=None, submitter=None, missed_after_seconds=60, batch=MAX_CATCH_UP)
+    Scheduler(runs=None, submitter=None, missed_after_seconds=60, batch=MAX_CATCH_UP + 1)

@@ -7,7 +7,9 @@ loses a delivery. Senders in any number of api replicas share the work: a claim 
 rows with FOR UPDATE SKIP LOCKED and leases them (locked_until) for one attempt, counting
 the attempt as it claims, so a sender that dies mid-post leaves a lease that lapses and
 another sender retries it (the receiver may see it twice: delivery is at least once, and
-the webhook-id header lets it deduplicate). The attempt number a claim returned fences its
+the webhook-id header lets it deduplicate), up to the attempt limit: a row that used its
+last attempt is never claimed again but marked FAILED. A sender that stops cleanly gives
+its claims back (release) without using an attempt. The attempt number a claim returned fences its
 outcome: a sender whose lease lapsed and was re-claimed cannot overwrite the newer attempt.
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from psycopg.types.json import Jsonb
 
@@ -26,16 +29,33 @@ from graphmesh.store.paging import filters, keyset_page, parse_uuid
 PENDING, DELIVERED, FAILED = "PENDING", "DELIVERED", "FAILED"
 STATUSES = (PENDING, DELIVERED, FAILED)
 
+# Due, unleased rows, oldest first. A row whose attempts already reached the limit (its last
+# attempt was claimed but never recorded: the sender died, or it lost its lease) is never
+# claimed again: it is marked FAILED in the same statement and returned with gave_up set.
 CLAIM_DUE = """
-UPDATE gm_webhook_deliveries
-SET locked_until = now() + make_interval(secs => %(lease)s), attempts = attempts + 1, updated_at = now()
-WHERE delivery_id IN (
-    SELECT delivery_id FROM gm_webhook_deliveries
+WITH due AS (
+    SELECT delivery_id, attempts FROM gm_webhook_deliveries
     WHERE status = 'PENDING' AND next_attempt_at <= now() AND (locked_until IS NULL OR locked_until < now())
     ORDER BY next_attempt_at
     FOR UPDATE SKIP LOCKED
-    LIMIT %(limit)s)
-RETURNING *, NULL::text AS graph
+    LIMIT %(limit)s
+), gave_up AS (
+    UPDATE gm_webhook_deliveries d
+    SET status = 'FAILED', locked_until = NULL, updated_at = now(),
+        last_error = 'gave up after ' || d.attempts || ' attempts'
+            || CASE WHEN d.last_error = '' THEN '; the last was never recorded'
+                    ELSE '; the last recorded: ' || d.last_error END
+    FROM due WHERE d.delivery_id = due.delivery_id AND due.attempts >= %(max_attempts)s
+    RETURNING d.*
+), claimed AS (
+    UPDATE gm_webhook_deliveries d
+    SET locked_until = now() + make_interval(secs => %(lease)s), attempts = d.attempts + 1, updated_at = now()
+    FROM due WHERE d.delivery_id = due.delivery_id AND due.attempts < %(max_attempts)s
+    RETURNING d.*
+)
+SELECT *, NULL::text AS graph, false AS gave_up FROM claimed
+UNION ALL
+SELECT *, NULL::text AS graph, true AS gave_up FROM gave_up
 """
 
 # Built once, at the first attempt: every later attempt (and a replay) sends these bytes.
@@ -66,6 +86,13 @@ SET status = 'FAILED', locked_until = NULL, last_error = %(error)s, last_status_
     updated_at = now()
 {_FENCE}
 """
+# A claim given back unused (the sender stopped before the attempt's outcome): the attempt
+# is uncounted and the row due again at once, so a deploy costs a delivery no attempt.
+RELEASE = f"""
+UPDATE gm_webhook_deliveries
+SET attempts = attempts - 1, locked_until = NULL, updated_at = now()
+{_FENCE}
+"""
 
 # Deliveries with their run's graph (NULL once the run was purged), for listing and roles.
 # `graph` comes from the run, never from a caller's text.
@@ -79,6 +106,19 @@ SET status = 'PENDING', attempts = 0, next_attempt_at = now(), locked_until = NU
     last_status_code = NULL, delivered_at = NULL, updated_at = now()
 WHERE delivery_id = %s
 """
+
+
+def redacted_url(url: str) -> str:
+    """scheme://host[:port] of `url`: what logs and audit records show of a webhook URL,
+    whose path or query often carries the receiver's token (Slack-style)."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname or "", parts.port
+    except ValueError:
+        return "<unreadable url>"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}" + (f":{port}" if port else "")
 
 
 @dataclass(frozen=True)
@@ -118,12 +158,17 @@ class DeliveryStore:
     def __init__(self, store) -> None:
         self._store = store
 
-    async def claim_due(self, *, limit: int, lease_seconds: float) -> list[Delivery]:
-        """Up to `limit` due deliveries, leased to the caller for `lease_seconds`, each
-        with its attempt counted (Delivery.attempts is this attempt's number)."""
+    async def claim_due(self, *, limit: int, lease_seconds: float,
+                        max_attempts: int) -> tuple[list[Delivery], list[Delivery]]:
+        """(claimed, gave_up). Claimed: up to `limit` due deliveries, leased to the caller
+        for `lease_seconds`, each with its attempt counted (Delivery.attempts is this
+        attempt's number). Gave up: due deliveries that had already used `max_attempts`,
+        now FAILED instead of claimed (they count against `limit`)."""
         async with self._store.connection() as conn:
-            rows = await (await conn.execute(CLAIM_DUE, {"lease": lease_seconds, "limit": limit})).fetchall()
-        return [Delivery.from_row(r) for r in rows]
+            rows = await (await conn.execute(CLAIM_DUE, {"lease": lease_seconds, "limit": limit,
+                                                         "max_attempts": max_attempts})).fetchall()
+        return ([Delivery.from_row(r) for r in rows if not r["gave_up"]],
+                [Delivery.from_row(r) for r in rows if r["gave_up"]])
 
     async def keep_payload(self, delivery_id: str, payload: dict[str, Any]) -> Any:
         """Stores `payload` unless the delivery already has one; returns the stored one."""
@@ -147,6 +192,10 @@ class DeliveryStore:
     async def failed(self, d: Delivery, *, error: str, status_code: int | None) -> bool:
         return await self._record(RECORD_FAILED, {"delivery_id": d.delivery_id, "attempt": d.attempts,
                                                   "error": error, "status_code": status_code})
+
+    async def release(self, d: Delivery) -> bool:
+        """Gives back the claim of an attempt that was stopped before its outcome."""
+        return await self._record(RELEASE, {"delivery_id": d.delivery_id, "attempt": d.attempts})
 
     async def get(self, delivery_id: str) -> Delivery:
         delivery_id = parse_uuid(delivery_id, "webhook delivery")
@@ -183,5 +232,5 @@ class DeliveryStore:
                 await conn.execute(REPLAY, (delivery_id,))
                 await record_audit(conn, actor, "webhook_replayed", run_id=str(before["run_id"]), details={
                     "delivery_id": delivery_id, "previous_status": row["status"], "attempts": row["attempts"],
-                    "last_error": row["last_error"], "url": before["url"], "reason": reason})
+                    "last_error": row["last_error"], "url": redacted_url(before["url"]), "reason": reason})
         return await self.get(delivery_id)

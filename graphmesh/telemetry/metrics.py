@@ -31,16 +31,16 @@ SECONDS_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 
                                       60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 4 * 3600.0, 24 * 3600.0)
 
 
-def _seconds_histogram(name: str, description: str):
+def seconds_histogram(name: str, description: str):
     # The advisory reaches the SDK through the API's proxy meter; metric_views() says the
     # same for any histogram in seconds, whichever way it was created.
     return meter.create_histogram(name, unit="s", description=description,
                                   explicit_bucket_boundaries_advisory=SECONDS_BUCKETS)
 
 
-RUN_DURATION = _seconds_histogram("graphmesh.run.duration", "Wall time of one execution of a run, until it rests")
-NODE_DURATION = _seconds_histogram("graphmesh.node.duration", "Wall time of one node execution")
-DECISION_LATENCY = _seconds_histogram("graphmesh.approval.decision_latency", "From approval request to decision")
+RUN_DURATION = seconds_histogram("graphmesh.run.duration", "Wall time of one execution of a run, until it rests")
+NODE_DURATION = seconds_histogram("graphmesh.node.duration", "Wall time of one node execution")
+DECISION_LATENCY = seconds_histogram("graphmesh.approval.decision_latency", "From approval request to decision")
 LOOP_FAILURES = meter.create_counter("graphmesh.loop.failures", unit="{failure}",
                                      description="Failed passes of a periodic background loop (graphmesh/loops.py)")
 JOBS_TERMINATED = meter.create_counter(

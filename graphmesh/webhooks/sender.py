@@ -6,6 +6,7 @@ address itself, with the URL's host name in the Host header and, for https, as t
 server name (SNI and the certificate's name check): a second DNS answer cannot swap the
 target (DNS rebinding). Redirects are never followed. The whole attempt, resolution
 included, has one deadline, and at most MAX_RESPONSE_BYTES of the answer are read.
+Connections are not kept alive between attempts (see HttpSender).
 """
 
 from __future__ import annotations
@@ -37,8 +38,14 @@ class HttpSender:
         self._policy = policy
         self._timeout = timeout_seconds
         # follow_redirects=False is httpx's default; said here because it is a safety rule.
+        # No keep-alive: requests go to the checked address with the host name only as SNI,
+        # and httpcore picks a pooled connection by scheme, address and port alone
+        # (sni_hostname plays no part), so two webhook hosts behind one IP would share a TLS
+        # connection whose certificate was checked for the first host only. A fresh
+        # connection per attempt checks each host's certificate.
         self._client = client or httpx.AsyncClient(follow_redirects=False, timeout=timeout_seconds,
-                                                   trust_env=False)
+                                                   trust_env=False,
+                                                   limits=httpx.Limits(max_keepalive_connections=0))
 
     async def aclose(self) -> None:
         await self._client.aclose()

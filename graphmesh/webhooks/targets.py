@@ -9,8 +9,10 @@ operator allows it (GRAPHMESH_WEBHOOK_ALLOW_PRIVATE, for local development):
 - only the allowed ports (GRAPHMESH_WEBHOOK_ALLOWED_PORTS, default 80 and 443);
 - only the allowed domains and their subdomains, when a list is set
   (GRAPHMESH_WEBHOOK_ALLOWED_DOMAINS);
+- host names only of letters, digits, '-' and '.' once converted with IDNA (so
+  "bücher.example" is sent as "xn--bcher-kva.example", and a host with spaces is refused);
 - never an address that is loopback, private, link-local (169.254.0.0/16: cloud metadata),
-  shared, multicast, reserved or unspecified, nor an IPv6 address that embeds one
+  IPv6 site-local (fec0::/10), shared, multicast, reserved or unspecified, nor an IPv6 address that embeds one
   (IPv4-mapped, IPv4-compatible, 6to4, Teredo, NAT64), unless it lies in an allowed
   network (GRAPHMESH_WEBHOOK_ALLOWED_NETWORKS): checked on the URL when it is registered,
   and again on every address the host name resolves to when a delivery is sent (the
@@ -36,6 +38,8 @@ MAX_URL_LENGTH = 2048  # graphmesh/rpc/validation.py MAX_URL_CHARS refuses longe
 _NUMERIC_HOST = re.compile(r"^(0x[0-9a-f]*|[0-9]+)(\.(0x[0-9a-f]*|[0-9]+)){0,3}$")
 # NAT64's well-known prefix: the last 32 bits are the IPv4 address it reaches.
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# What a host name may hold once converted to ASCII (IDNA): DNS letters, digits, '-' and '.'.
+_HOST_NAME = re.compile(r"^[a-z0-9.-]+$")
 
 
 class RefusedTarget(InvalidArgument):
@@ -64,7 +68,10 @@ def _refused_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str |
         if embedded is not None:
             kind = _refused_address(embedded)
             return f"{kind} (embedded in {ip})" if kind else None
+    # fec0::/10 (site-local, deprecated but still routed inside some networks) is "global"
+    # to Python's ipaddress: named here.
     for kind, flag in (("loopback", ip.is_loopback), ("link-local", ip.is_link_local),
+                       ("site-local", getattr(ip, "is_site_local", False)),
                        ("unspecified", ip.is_unspecified), ("multicast", ip.is_multicast),
                        ("private", ip.is_private), ("reserved", ip.is_reserved)):
         if flag:
@@ -97,7 +104,11 @@ class OutboundPolicy:
     def from_settings(cls, settings) -> "OutboundPolicy":
         """The policy the settings describe; ValueError naming the variable for a bad list
         (a process refuses to start rather than run with a policy it misread)."""
-        domains = tuple(d.strip().lower().strip(".") for d in settings.webhook_allowed_domains.split(",") if d.strip())
+        try:
+            domains = tuple(d.strip().lower().strip(".").encode("idna").decode("ascii")
+                            for d in settings.webhook_allowed_domains.split(",") if d.strip())
+        except UnicodeError as exc:
+            raise ValueError(f"GRAPHMESH_WEBHOOK_ALLOWED_DOMAINS holds a name IDNA cannot convert: {exc}") from None
         ports_text = settings.webhook_allowed_ports.strip()
         try:
             ports = None if ports_text == "*" else tuple(int(p) for p in ports_text.split(",") if p.strip())
@@ -138,6 +149,8 @@ class OutboundPolicy:
             raise RefusedTarget(f"webhook port {port} is not allowed (allowed: "
                                 f"{', '.join(map(str, self.allowed_ports))}; GRAPHMESH_WEBHOOK_ALLOWED_PORTS)")
         literal = _ip_literal(host)
+        if literal is None:
+            host = _ascii_host(host)
         if literal is None and (host == "localhost" or host.endswith(".localhost")) and not self.allow_private:
             raise RefusedTarget(f"webhook host {host} is a loopback name; set GRAPHMESH_WEBHOOK_ALLOW_PRIVATE=1 "
                                 "to allow such targets")
@@ -178,6 +191,18 @@ class OutboundPolicy:
         for ip in addresses:
             self.check_address(ip, target.host)
         return str(addresses[0])
+
+
+def _ascii_host(host: str) -> str:
+    """The host name as DNS and TLS see it (IDNA: "bücher.example" -> "xn--bcher-kva.example");
+    RefusedTarget when it cannot be converted or holds other than letters, digits, '-', '.'."""
+    try:
+        ascii_host = host.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        raise RefusedTarget(f"webhook host {host!r} is not a valid host name (IDNA)") from None
+    if not _HOST_NAME.match(ascii_host) or ".." in ascii_host:
+        raise RefusedTarget(f"webhook host {host!r} is not a valid host name: only letters, digits, '-' and '.'")
+    return ascii_host
 
 
 def _ip_literal(host: str):

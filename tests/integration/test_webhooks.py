@@ -43,7 +43,8 @@ FAILED = wpb.WEBHOOK_DELIVERY_STATUS_FAILED
 
 class Receiver:
     """An HTTP server on its own thread that records every request and answers each path
-    with its script of responses (the last one repeats): an int status, or ("redirect", url)."""
+    with its script of responses (the last one repeats): an int status, ("redirect", url),
+    or ("hang", seconds): no answer for that long."""
 
     def __init__(self, host: str, port: int = 0) -> None:
         self.requests: list[dict] = []
@@ -58,6 +59,10 @@ class Receiver:
                                           "at": time.monotonic()})
                 script = receiver.scripts.get(self.path, [200])
                 answer = script.pop(0) if len(script) > 1 else script[0]
+                if isinstance(answer, tuple) and answer[0] == "hang":
+                    time.sleep(answer[1])
+                    self.close_connection = True
+                    return
                 if isinstance(answer, tuple):
                     self.send_response(302)
                     self.send_header("location", answer[1])
@@ -188,10 +193,11 @@ def test_500s_are_retried_with_growing_backoff(client, hooks, receiver, secret):
 
 
 def test_failed_after_the_last_attempt_then_listed_and_replayed(client, hooks, receiver, secret, mesh, capsys):
-    receiver.scripts["/down"] = [500]
-    run = webhook_run(client, receiver, "/down")
+    down = "/down?token=s3cret"  # Slack-style: the URL carries the receiver's token
+    receiver.scripts[down] = [500]
+    run = webhook_run(client, receiver, down)
     [delivery] = wait_delivery(hooks, run.run_id, FAILED)
-    assert delivery.attempts == MAX_ATTEMPTS and len(receiver.at("/down")) == MAX_ATTEMPTS
+    assert delivery.attempts == MAX_ATTEMPTS and len(receiver.at(down)) == MAX_ATTEMPTS
     assert delivery.last_status_code == 500 and f"gave up after {MAX_ATTEMPTS} attempts" in delivery.last_error
 
     assert cli_main(["--api", mesh.api_address, "--json", "webhooks", "list", "--status", "failed"]) == 0
@@ -199,15 +205,67 @@ def test_failed_after_the_last_attempt_then_listed_and_replayed(client, hooks, r
     assert delivery.delivery_id in [d["delivery_id"] for d in listed]
     assert {d["status"] for d in listed} == {"WEBHOOK_DELIVERY_STATUS_FAILED"}
 
-    receiver.scripts["/down"] = [200]
+    receiver.scripts[down] = [200]
     assert cli_main(["--api", mesh.api_address, "webhooks", "replay", delivery.delivery_id,
                      "--reason", "receiver fixed"]) == 0
     assert "PENDING again" in capsys.readouterr().out
     [replayed] = wait_delivery(hooks, run.run_id, DELIVERED)
     assert replayed.delivery_id == delivery.delivery_id and replayed.attempts == 1
-    tries = receiver.at("/down")
+    # The audit record names the receiver, not its token.
+    with psycopg.connect(mesh.database_url) as conn:
+        [(details,)] = conn.execute("SELECT details FROM gm_audit WHERE action = 'webhook_replayed' AND "
+                                    "details->>'delivery_id' = %s", (delivery.delivery_id,)).fetchall()
+    assert details["url"] == f"http://{RECEIVER_HOST}:{receiver.port}" and details["reason"] == "receiver fixed"
+    assert "s3cret" not in json.dumps(details)
+    tries = receiver.at(down)
     assert len(tries) == MAX_ATTEMPTS + 1 and tries[-1]["body"] == tries[0]["body"]
     verified(secret, tries[-1])
+
+
+def _outbox(mesh, sql: str, args=()):
+    with psycopg.connect(mesh.database_url, autocommit=True) as conn:
+        return conn.execute(sql, args).fetchall()
+
+
+def _add_delivery(mesh, run_id: str, url: str, *, attempts: int = 0) -> str:
+    """A delivery written straight into the outbox for an existing run, as the trigger would
+    (with `attempts` already used, and a lapsed lease when there were any)."""
+    [(delivery_id,)] = _outbox(mesh, """
+        INSERT INTO gm_webhook_deliveries (run_id, event_seq, run_status, url, attempts, locked_until)
+        VALUES (%s, (SELECT coalesce(max(event_seq), 0) + 1000 FROM gm_webhook_deliveries WHERE run_id = %s),
+                'COMPLETED', %s, %s, CASE WHEN %s > 0 THEN now() - interval '1 second' END)
+        RETURNING delivery_id""", (run_id, run_id, url, attempts, attempts))
+    return str(delivery_id)
+
+
+def _delivery(hooks, run_id: str, delivery_id: str, status: int):
+    return wait_for(lambda: next((d for d in deliveries(hooks, run_id)
+                                  if d.delivery_id == delivery_id and d.status == status), None), 60,
+                    interval=0.1, message=lambda: f"delivery {delivery_id} in {wpb.WebhookDeliveryStatus.Name(status)}: "
+                                                  f"{deliveries(hooks, run_id)}")
+
+
+def test_an_attempt_that_raises_is_a_failed_attempt_and_ends_failed(client, hooks, receiver, mesh):
+    """An error the sender does not expect (here httpx refusing a URL with a control
+    character) is recorded like any failed attempt: retried, then FAILED at the limit, never
+    retried forever on a lapsing lease."""
+    run = webhook_run(client, receiver, "/base")
+    wait_delivery(hooks, run.run_id, DELIVERED)
+    delivery_id = _add_delivery(mesh, run.run_id, receiver.url("/bad\x7fpath"))
+    failed = _delivery(hooks, run.run_id, delivery_id, FAILED)
+    assert failed.attempts == MAX_ATTEMPTS
+    assert failed.last_error.startswith(f"gave up after {MAX_ATTEMPTS} attempts; the last: InvalidURL")
+    assert not [r for r in receiver.requests if r["path"].startswith("/bad")]
+
+
+def test_a_delivery_out_of_attempts_is_failed_not_claimed(client, hooks, receiver, mesh):
+    """Its last attempt was claimed but never recorded (the sender died): it is not sent again."""
+    run = webhook_run(client, receiver, "/base2")
+    wait_delivery(hooks, run.run_id, DELIVERED)
+    delivery_id = _add_delivery(mesh, run.run_id, receiver.url("/exhausted"), attempts=MAX_ATTEMPTS)
+    failed = _delivery(hooks, run.run_id, delivery_id, FAILED)
+    assert failed.attempts == MAX_ATTEMPTS and f"gave up after {MAX_ATTEMPTS} attempts" in failed.last_error
+    assert receiver.at("/exhausted") == []
 
 
 def _outbox_row(mesh, run_id: str, status: str):
@@ -239,6 +297,21 @@ def test_a_run_that_ends_while_the_api_is_down_is_still_delivered(client, hooks,
     assert body["type"] == "run.completed" and body["data"]["run"]["run_id"] == run.run_id
     # The receiver answered before the sender recorded it: wait for the record.
     wait_for(lambda: _outbox_row(mesh, run.run_id, "COMPLETED") == ("DELIVERED", 1), 30)
+
+
+def test_a_graceful_stop_gives_the_claims_in_flight_back(client, hooks, receiver, secret, mesh):
+    """A deploy (SIGTERM) cancels the attempts in flight: their claims are released with the
+    attempt uncounted and no lease to wait out, and the next sender posts them again."""
+    receiver.scripts["/slow"] = [("hang", 5), 200]
+    run = webhook_run(client, receiver, "/slow")
+    wait_for(lambda: receiver.at("/slow"), 30)  # the attempt is in flight
+    mesh.stop_service("api")
+    assert _outbox(mesh, "SELECT status, attempts, locked_until FROM gm_webhook_deliveries WHERE run_id = %s",
+                   (run.run_id,)) == [("PENDING", 0, None)]
+    mesh.start_service("api")
+    [delivery] = wait_delivery(hooks, run.run_id, DELIVERED)
+    assert delivery.attempts == 1 and len(receiver.at("/slow")) == 2
+    verified(secret, receiver.at("/slow")[1])
 
 
 @pytest.mark.parametrize("url, why", [

@@ -4,6 +4,7 @@ signature (checked with the standardwebhooks library, as a receiver would), the 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
@@ -13,6 +14,7 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from graphmesh.config import Settings
+from graphmesh.store.webhooks import redacted_url
 from graphmesh.webhooks import payload
 from graphmesh.webhooks.retry import DELIVERED, FAILED, RETRY, Result, backoff, classify, parse_retry_after
 from graphmesh.webhooks.signing import Signer, check_secret, new_secret
@@ -39,6 +41,13 @@ STRICT = OutboundPolicy()
     ("http://[::ffff:169.254.169.254]/hook", "link-local (embedded"),
     ("http://[64:ff9b::a9fe:a9fe]/hook", "link-local (embedded"),
     ("http://[2002:a00:1::]/hook", "private (embedded"),
+    ("http://[fec0::1]/hook", "site-local"),
+    ("http://[fec0:1:2::3]/hook", "site-local"),
+    ("http://a b.example/hook", "not a valid host name"),
+    ("http://hooks.example.com%20/hook", "not a valid host name"),
+    ("http://under_score.example/hook", "not a valid host name"),
+    ("http://a..b.example/hook", "not a valid host name"),
+    ("http://x" + "a" * 70 + ".example/hook", "not a valid host name"),
     ("http://2130706433/hook", "loopback"),
     ("http://0x7f.1/hook", "loopback"),
     ("http://0177.0.0.1/hook", "loopback"),
@@ -68,6 +77,20 @@ def test_allowed_targets(url):
 def test_target_split_keeps_the_query():
     t = STRICT.check_url("https://Hooks.Example.com./in/x?a=1&b=2")
     assert (t.scheme, t.host, t.port, t.path) == ("https", "hooks.example.com", 443, "/in/x?a=1&b=2")
+
+
+def test_unicode_hosts_are_sent_as_idna():
+    t = STRICT.check_url("https://Bücher.example/x?y=1")
+    assert (t.host, t.path) == ("xn--bcher-kva.example", "/x?y=1")
+    domains = OutboundPolicy(allowed_domains=("xn--bcher-kva.example",))
+    assert domains.check_url("https://hooks.bücher.example/").host == "hooks.xn--bcher-kva.example"
+    assert _policy(WEBHOOK_ALLOWED_DOMAINS="bücher.example").allowed_domains == ("xn--bcher-kva.example",)
+
+
+def test_redacted_url_keeps_only_scheme_host_and_port():
+    assert redacted_url("https://hooks.slack.com/services/T0/B0/s3cret?token=abc#x") == "https://hooks.slack.com"
+    assert redacted_url("http://user:pw@Example.com:8080/a/b") == "http://example.com:8080"
+    assert redacted_url("http://[2606:2800:220:1::1]:443/t") == "http://[2606:2800:220:1::1]:443"
 
 
 def _policy(**env) -> OutboundPolicy:
@@ -217,3 +240,185 @@ def test_payload_leaves_out_output_the_run_did_not_write_or_too_big():
     assert "read it with GetThreadState" in payload.build(_delivery("COMPLETED"), run, big)["data"]["output_unavailable"]
     broken = payload.build(_delivery("WAITING_FOR_APPROVAL"), run, RuntimeError("graph not served"))
     assert broken["type"] == "run.waiting_for_approval" and "graph not served" in broken["data"]["output_unavailable"]
+
+
+# The sender (graphmesh/webhooks/sender.py) against a local HTTP/1.1 server.
+
+def test_no_connection_is_reused_between_attempts():
+    """A pooled connection is picked by address alone (not by TLS server name), so two hosts
+    on one IP would share one certificate check: every attempt opens its own connection."""
+    from graphmesh.webhooks.sender import HttpSender
+
+    async def main():
+        connections = []
+
+        async def serve(reader, writer):
+            connections.append(writer)
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:")), 0)
+                await reader.readexactly(length)
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: keep-alive\r\n\r\n")
+                await writer.drain()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        sender = HttpSender(OutboundPolicy(allow_private=True, allowed_ports=None), timeout_seconds=5)
+        try:
+            for _ in range(3):
+                result = await sender.post(f"http://127.0.0.1:{port}/hook", b"{}", {})
+                assert result.status_code == 200, result
+        finally:
+            await sender.aclose()
+            server.close()
+            for w in connections:
+                w.close()
+        return len(connections)
+
+    assert asyncio.run(main()) == 3
+
+
+# The dispatcher (graphmesh/webhooks/dispatcher.py) with a fake outbox and a fake sender.
+
+class FakeOutbox:
+    """DeliveryStore's interface over a list of due deliveries; records every call."""
+
+    def __init__(self, due=(), gave_up=()):
+        self.due = list(due)
+        self.gave_up = list(gave_up)
+        self.calls: list[tuple] = []
+        self.claims: list[int] = []
+
+    async def claim_due(self, *, limit, lease_seconds, max_attempts):
+        self.claims.append(limit)
+        gave_up, self.gave_up = self.gave_up[:limit], self.gave_up[limit:]
+        n = limit - len(gave_up)
+        claimed, self.due = self.due[:n], self.due[n:]
+        return claimed, gave_up
+
+    async def delivered(self, d, status_code):
+        self.calls.append(("delivered", d.delivery_id, status_code))
+        return True
+
+    async def retry(self, d, *, delay, error, status_code):
+        self.calls.append(("retry", d.delivery_id, error))
+        return True
+
+    async def failed(self, d, *, error, status_code):
+        self.calls.append(("failed", d.delivery_id, error))
+        return True
+
+    async def release(self, d):
+        self.calls.append(("release", d.delivery_id, d.attempts))
+        return True
+
+
+class FakeHttp:
+    def __init__(self, post):
+        self.post = post
+
+    async def aclose(self):
+        pass
+
+
+TOKEN_URL = "https://hooks.example.com/services/T0/B0/s3cret-token?token=s3cret-token"
+
+
+def _claimed(n: int = 1, attempts: int = 1, url: str = TOKEN_URL):
+    from graphmesh.store.webhooks import Delivery
+
+    t = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    return Delivery(delivery_id=f"d-{n}", run_id="r-1", event_seq=1, run_status="COMPLETED", url=url,
+                    status="PENDING", attempts=attempts, next_attempt_at=t, locked_until=t,
+                    payload={"type": "run.completed"}, last_error="",
+                    last_status_code=None, created_at=t, updated_at=t, delivered_at=None, graph="")
+
+
+def _dispatcher(outbox, post, *, store=None, concurrency=16, max_attempts=3):
+    from graphmesh.webhooks.dispatcher import WebhookDispatcher
+
+    d = WebhookDispatcher(store=store, registry=None, pool=None, policy=STRICT, secret=new_secret(),
+                          timeout_seconds=5, max_attempts=max_attempts, backoff_seconds=0.1,
+                          backoff_max_seconds=1.0, concurrency=concurrency)
+    d._deliveries, d._http = outbox, FakeHttp(post)
+    return d
+
+
+async def _raises_unicode(url, body, headers):
+    return "bücher".encode("ascii")  # what httpx raised for a non-ASCII host
+
+
+def test_an_attempt_that_raises_is_a_recorded_failed_attempt(caplog):
+    outbox = FakeOutbox()
+    dispatcher = _dispatcher(outbox, _raises_unicode)
+    asyncio.run(dispatcher._attempt(_claimed(1, attempts=1)))
+    asyncio.run(dispatcher._attempt(_claimed(2, attempts=3)))
+    [(kind1, _, error1), (kind2, _, error2)] = outbox.calls
+    assert kind1 == "retry" and error1.startswith("UnicodeEncodeError: ")
+    assert kind2 == "failed" and error2.startswith("gave up after 3 attempts; the last: UnicodeEncodeError")
+    # The log names the receiver by scheme and host only: its URL's path holds a token.
+    assert "hooks.example.com" in caplog.text and "s3cret" not in caplog.text
+
+
+def test_building_the_body_that_raises_is_a_recorded_failed_attempt():
+    class BrokenStore:
+        async def get_run(self, run_id):
+            raise KeyError("no such column")
+
+    outbox = FakeOutbox()
+    unbuilt = dataclasses.replace(_claimed(), payload=None)  # its first attempt builds the body
+    asyncio.run(_dispatcher(outbox, _raises_unicode, store=BrokenStore())._attempt(unbuilt))
+    assert outbox.calls == [("retry", "d-1", "KeyError: 'no such column'")]
+
+
+def test_an_outage_leaves_the_attempt_unrecorded_for_its_lease_to_lapse():
+    from graphmesh.errors import Unavailable
+
+    async def outage(url, body, headers):
+        raise Unavailable("Postgres is unreachable; retry shortly")
+
+    outbox = FakeOutbox()
+    asyncio.run(_dispatcher(outbox, outage)._attempt(_claimed()))
+    assert outbox.calls == []
+
+
+def test_cancelling_an_attempt_in_flight_gives_its_claim_back():
+    async def main():
+        outbox = FakeOutbox()
+        started = asyncio.Event()
+
+        async def hang(url, body, headers):
+            started.set()
+            await asyncio.sleep(60)
+
+        task = asyncio.create_task(_dispatcher(outbox, hang)._attempt(_claimed(attempts=2)))
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return outbox.calls
+
+    assert asyncio.run(main()) == [("release", "d-1", 2)]
+
+
+def test_a_step_claims_again_while_claims_fill_every_slot(caplog):
+    from graphmesh.webhooks.retry import Result
+
+    async def ok(url, body, headers):
+        await asyncio.sleep(0.01)
+        return Result(status_code=204)
+
+    async def main():
+        outbox = FakeOutbox(due=[_claimed(i) for i in range(7)], gave_up=[_claimed(99, attempts=3)])
+        dispatcher = _dispatcher(outbox, ok, concurrency=2)
+        claimed = await dispatcher.step()
+        await asyncio.gather(*dispatcher._in_flight)
+        return claimed, outbox
+
+    claimed, outbox = asyncio.run(main())
+    assert claimed == 7  # one step, not one claim of 2 per poll
+    assert sorted(c[1] for c in outbox.calls) == sorted(f"d-{i}" for i in range(7))
+    assert {c[0] for c in outbox.calls} == {"delivered"}
+    assert outbox.claims[-1] > len(outbox.due)  # it stopped once a claim came back short
+    assert "d-99" in caplog.text and "gave up after 3 attempts" in caplog.text and "s3cret" not in caplog.text

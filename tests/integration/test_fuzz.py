@@ -44,6 +44,8 @@ from graphmesh.v1 import (
     review_service_pb2,
     review_service_pb2_grpc,
     run_service_pb2,
+    schedule_service_pb2,
+    webhook_service_pb2,
     worker_service_pb2,
 )
 from graphmesh.v1 import graph_service_pb2 as gpb
@@ -81,7 +83,8 @@ FUZZ_SETTINGS = dict(deadline=None, database=None, derandomize=False, print_blob
 def _rpcs() -> dict[str, object]:
     """'Service/Method' -> method descriptor, for every service of graphmesh.v1."""
     out = {}
-    for module in (run_service_pb2, graph_service_pb2, review_service_pb2, worker_service_pb2, auth_service_pb2):
+    for module in (run_service_pb2, graph_service_pb2, review_service_pb2, worker_service_pb2, auth_service_pb2,
+                   schedule_service_pb2, webhook_service_pb2):
         for service in module.DESCRIPTOR.services_by_name.values():
             for m in service.methods:
                 out[f"{service.name}/{m.name}"] = m

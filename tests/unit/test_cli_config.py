@@ -169,3 +169,14 @@ def test_records_on_disk_are_owner_only_and_merge(tmp_path):
     assert load_cli_config(tmp_path / "missing.json") == CliConfig()
     (tmp_path / "bad.json").write_text("{not json")
     assert load_cli_config(tmp_path / "bad.json") == CliConfig()
+
+
+def test_the_cli_starts_without_loading_graphs():
+    """Every CLI call is a process: LangGraph and LangChain (about 0.6 s of imports) load only
+    for the commands that load graphs, not for `runs get` or `--help`."""
+    import subprocess
+    import sys
+
+    probe = "import sys, graphmesh.cli; print(sorted(m for m in ('langgraph', 'langchain_core') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]"

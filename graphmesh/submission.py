@@ -35,6 +35,13 @@ log = logging.getLogger(__name__)
 MAX_METADATA_BYTES = 16 * 1024
 
 
+def check_metadata(metadata) -> dict[str, str]:
+    """A run's metadata within its limit (keys and values counted in characters)."""
+    if sum(len(k) + len(v) for k, v in metadata.items()) > MAX_METADATA_BYTES:
+        raise InvalidArgument(f"metadata exceeds the limit of {MAX_METADATA_BYTES} bytes")
+    return dict(metadata)
+
+
 class RunSubmitter:
     def __init__(self, *, store: RunStore, nc, registry, router: VersionRouter,
                  webhook_policy: OutboundPolicy | None) -> None:
@@ -81,8 +88,7 @@ class RunSubmitter:
         if request.multitask_strategy not in STRATEGY_NAMES:
             raise InvalidArgument(f"unknown multitask_strategy {request.multitask_strategy}")
         graph_input = self._registry.validate_input(spec, raw_input)
-        if sum(len(k) + len(v) for k, v in request.metadata.items()) > MAX_METADATA_BYTES:
-            raise InvalidArgument(f"metadata exceeds the limit of {MAX_METADATA_BYTES} bytes")
+        metadata = check_metadata(request.metadata)
         if webhook is None and getattr(request, "webhook", None) is not None and request.webhook.url:
             webhook = self.webhook(request.webhook.url, request.webhook.on_waiting)
         return NewRun(
@@ -91,7 +97,7 @@ class RunSubmitter:
             thread_id=thread_id,
             input=graph_input,
             idempotency_key=request.idempotency_key,
-            metadata=dict(request.metadata),
+            metadata=metadata,
             multitask_strategy=STRATEGY_NAMES[request.multitask_strategy],
             sync=sync,
             # Idempotency keys are scoped to their owner.

@@ -11,7 +11,7 @@ from typing import Any
 from graphmesh.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 from graphmesh.schedules.cron import Cron, parse_cron
 from graphmesh.store.schedules import ScheduleStore
-from graphmesh.submission import MAX_METADATA_BYTES
+from graphmesh.submission import check_metadata
 
 DEFAULT_CATCH_UP = 10
 MAX_CATCH_UP = 100
@@ -61,11 +61,8 @@ class ScheduleChecker:
 
     @staticmethod
     def metadata(value: dict[str, str]) -> dict[str, str]:
-        # The limit (and the measure) every run's metadata passes in graphmesh/submission.py:
-        # checked here too, so that a schedule whose every fire would fail is never stored.
-        if sum(len(k) + len(v) for k, v in value.items()) > MAX_METADATA_BYTES:
-            raise InvalidArgument(f"metadata exceeds the limit of {MAX_METADATA_BYTES} bytes")
-        return dict(value)
+        # Checked here too, so that a schedule whose every fire would fail is never stored.
+        return check_metadata(value)
 
     def webhook(self, url: str, on_waiting: bool) -> dict[str, Any] | None:
         return self._submitter.webhook(url, on_waiting) if url else None

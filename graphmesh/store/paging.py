@@ -17,6 +17,17 @@ KEYSET_AFTER = "(created_at, {key}) < (%s, %s)"
 KEYSET_ORDER = " ORDER BY created_at DESC, {key} DESC LIMIT %s"
 
 
+# The most rows a listing RPC returns at once.
+MAX_PAGE_SIZE = 1000
+
+
+def page_size(requested: int, default: int = 50) -> int:
+    """A listing's page size: the caller's, or `default` when it asked for none."""
+    if requested > MAX_PAGE_SIZE:
+        raise InvalidArgument(f"page_size may be at most {MAX_PAGE_SIZE}")
+    return requested or default
+
+
 def filters(*conditions: tuple[str, Any]) -> tuple[list[str], list[Any]]:
     """WHERE terms and their arguments, one per (term, value) whose value is given. None and
     "" mean "no filter"; an empty list is a filter that matches nothing (a caller who may

@@ -22,6 +22,7 @@ from graphmesh.retention import purge_thread
 from graphmesh.rpc.errors import end_stream_for_shutdown
 from graphmesh.rpc.principal import caller, principal
 from graphmesh.store import TERMINAL, ControlStore, RunRecord, RunStore
+from graphmesh.store.paging import page_size
 from graphmesh.store.runs import parse_run_id
 from graphmesh.submission import RunSubmitter
 from graphmesh.sync_runs import SyncRunner
@@ -34,7 +35,6 @@ from graphmesh.v1 import run_service_pb2 as pb
 
 log = logging.getLogger(__name__)
 
-MAX_PAGE_SIZE = 1000
 # How long a stream waits for the terminal event of a run Postgres says has ended, and
 # for an event missing from the log (a gap) while the run's record is quiet. Both are
 # measured by Postgres' own clock (now() - updated_at in SQL), never against this host's.
@@ -84,9 +84,7 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
         return pb.GetRunResponse(run=run_to_proto(await self._visible_run(request.run_id)))
 
     async def ListRuns(self, request, context):
-        page_size = request.page_size or 50
-        if page_size > MAX_PAGE_SIZE:
-            raise InvalidArgument(f"page_size may be at most {MAX_PAGE_SIZE}")
+        size = page_size(request.page_size)
         statuses = []
         for value in request.statuses:
             if value not in run_pb2.RunStatus.values() or value == run_pb2.RUN_STATUS_UNSPECIFIED:
@@ -97,7 +95,7 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
         wide = me.has("operator", "reviewer")
         runs, token = await self._store.list_runs(
             statuses=statuses, graph=request.graph, thread_id=request.thread_id,
-            page_size=page_size, page_token=request.page_token,
+            page_size=size, page_token=request.page_token,
             owner=None if wide else me.name,
             graphs=None if not wide or me.covers(ALL_GRAPHS) else sorted(me.graphs),
         )

@@ -21,12 +21,12 @@ from graphmesh.schedules.scheduler import FIRES
 from graphmesh.schedules.spec import ScheduleChecker, catch_up_limit, first_fire, next_fire
 from graphmesh.store import RunStore
 from graphmesh.store.audit import record_audit
+from graphmesh.store.paging import page_size
 from graphmesh.store.schedules import EDITABLE, FireRecord, ScheduleRecord, ScheduleStore
 from graphmesh.submission import RunSubmitter
 from graphmesh.v1 import schedule_service_pb2 as pb
 from graphmesh.v1 import schedule_service_pb2_grpc
 
-MAX_PAGE_SIZE = 1000
 # A new cron, time zone or end time restarts the schedule from now.
 RETIMING = frozenset({"cron", "timezone", "end_time"})
 
@@ -56,12 +56,6 @@ async def _audit(conn, me, action: str, schedule: ScheduleRecord, **details: Any
         record["by_other"] = f"{me.name} acted on {schedule.owner}'s schedule as an operator of graph " \
                              f"'{schedule.graph}'"
     await record_audit(conn, me.name, action, details=record)
-
-
-def _page_size(value: int) -> int:
-    if value > MAX_PAGE_SIZE:
-        raise InvalidArgument(f"page_size may be at most {MAX_PAGE_SIZE}")
-    return value or 50
 
 
 class ScheduleServicer(schedule_service_pb2_grpc.ScheduleServiceServicer):
@@ -107,13 +101,13 @@ class ScheduleServicer(schedule_service_pb2_grpc.ScheduleServiceServicer):
         return pb.GetScheduleResponse(schedule=protos.schedule_to_proto(await self._visible(request.schedule_id)))
 
     async def ListSchedules(self, request, context):
-        page_size = _page_size(request.page_size)
+        size = page_size(request.page_size)
         me = caller()
         operator = me.has("operator")
         schedules, token = await self._schedules.list_schedules(
             owner=None if operator else me.name,
             graphs=None if not operator or me.covers("*") else sorted(me.graphs),
-            graph=request.graph, state=protos.state_filter(request.state), page_size=page_size,
+            graph=request.graph, state=protos.state_filter(request.state), page_size=size,
             page_token=request.page_token)
         return pb.ListSchedulesResponse(schedules=[protos.schedule_to_proto(s) for s in schedules],
                                         next_page_token=token)
@@ -218,10 +212,10 @@ class ScheduleServicer(schedule_service_pb2_grpc.ScheduleServiceServicer):
         return pb.RunScheduleNowResponse(run=run_to_proto(run), fire=protos.fire_to_proto(fire))
 
     async def ListScheduleFires(self, request, context):
-        page_size = _page_size(request.page_size)
+        size = page_size(request.page_size)
         schedule = await self._visible(request.schedule_id)
         fires, token = await self._schedules.fires(schedule.schedule_id, outcome=protos.outcome_filter(request.outcome),
-                                                   page_size=page_size, page_token=request.page_token)
+                                                   page_size=size, page_token=request.page_token)
         return pb.ListScheduleFiresResponse(fires=[protos.fire_to_proto(f) for f in fires], next_page_token=token)
 
 

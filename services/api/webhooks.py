@@ -7,11 +7,10 @@ from graphmesh.errors import InvalidArgument, PermissionDenied
 from graphmesh.messages import status_to_proto, timestamp
 from graphmesh.rpc.principal import caller
 from graphmesh.store import RunStatus
+from graphmesh.store.paging import page_size
 from graphmesh.store.webhooks import STATUSES, Delivery, DeliveryStore
 from graphmesh.v1 import webhook_service_pb2 as pb
 from graphmesh.v1 import webhook_service_pb2_grpc
-
-MAX_PAGE_SIZE = 1000
 
 
 def delivery_to_proto(d: Delivery) -> pb.WebhookDelivery:
@@ -34,9 +33,7 @@ class WebhookServicer(webhook_service_pb2_grpc.WebhookServiceServicer):
     async def ListWebhookDeliveries(self, request, context):
         me = caller()
         me.require("operator", action="list webhook deliveries")
-        page_size = request.page_size or 50
-        if page_size > MAX_PAGE_SIZE:
-            raise InvalidArgument(f"page_size may be at most {MAX_PAGE_SIZE}")
+        size = page_size(request.page_size)
         status = ""
         if request.status:
             if request.status not in pb.WebhookDeliveryStatus.values():
@@ -44,7 +41,7 @@ class WebhookServicer(webhook_service_pb2_grpc.WebhookServiceServicer):
             status = pb.WebhookDeliveryStatus.Name(request.status).removeprefix("WEBHOOK_DELIVERY_STATUS_")
             assert status in STATUSES
         deliveries, token = await self._deliveries.list(
-            status=status, run_id=request.run_id, page_size=page_size, page_token=request.page_token,
+            status=status, run_id=request.run_id, page_size=size, page_token=request.page_token,
             # An operator of some graphs sees their runs' deliveries only (not those of purged runs).
             graphs=None if me.covers(ALL_GRAPHS) else sorted(me.graphs))
         return pb.ListWebhookDeliveriesResponse(deliveries=[delivery_to_proto(d) for d in deliveries],

@@ -19,6 +19,7 @@ from graphmesh.messages import DECISION_KINDS, approval_to_proto, timestamp
 from graphmesh.rpc.errors import end_stream_for_shutdown
 from graphmesh.rpc.principal import caller, principal
 from graphmesh.store import ApprovalStore
+from graphmesh.store.paging import page_size
 from graphmesh.telemetry.metrics import DECISION_LATENCY
 from graphmesh.telemetry.tracing import Link, run_span
 from graphmesh.v1 import review_service_pb2 as pb
@@ -26,16 +27,9 @@ from graphmesh.v1 import review_service_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-MAX_PAGE_SIZE = 1000
 APPROVAL_STATUS_NAMES = {
     value: name.removeprefix("APPROVAL_STATUS_") for name, value in pb.ApprovalStatus.items() if value
 }
-
-
-def _page_size(value: int, default: int) -> int:
-    if value > MAX_PAGE_SIZE:
-        raise InvalidArgument(f"page_size may be at most {MAX_PAGE_SIZE}")
-    return value or default
 
 
 def _time(request, field: str) -> datetime | None:
@@ -77,7 +71,7 @@ class ReviewServicer(review_service_pb2_grpc.ReviewServiceServicer):
         created_after, created_before = _time_range(request, "created_after", "created_before")
         records, token = await self._approvals.list(
             statuses=statuses, graph=request.graph, run_id=request.run_id,
-            page_size=_page_size(request.page_size, 50), page_token=request.page_token,
+            page_size=page_size(request.page_size, 50), page_token=request.page_token,
             graphs=_covered(caller()), thread_id=request.thread_id, required_role=request.required_role,
             reviewer=request.reviewer, created_after=created_after, created_before=created_before)
         return pb.ListApprovalsResponse(approvals=[approval_to_proto(a) for a in records], next_page_token=token)
@@ -162,7 +156,7 @@ class ReviewServicer(review_service_pb2_grpc.ReviewServiceServicer):
         time_after, time_before = _time_range(request, "time_after", "time_before")
         records, token = await self._approvals.audit_records(
             run_id=request.run_id, approval_id=request.approval_id,
-            page_size=_page_size(request.page_size, 100), page_token=request.page_token,
+            page_size=page_size(request.page_size, 100), page_token=request.page_token,
             actor=request.actor, thread_id=request.thread_id, time_after=time_after, time_before=time_before,
             newest_first=request.newest_first)
         return pb.ListAuditRecordsResponse(

@@ -55,8 +55,7 @@ class Receiver:
             def do_POST(self):  # noqa: N802 (http.server's name)
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 receiver.requests.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
-                                          "body": body,
-                                          "at": time.monotonic()})
+                                          "body": body})
                 script = receiver.scripts.get(self.path, [200])
                 answer = script.pop(0) if len(script) > 1 else script[0]
                 if isinstance(answer, tuple) and answer[0] == "hang":
@@ -176,16 +175,14 @@ def test_a_completed_run_is_delivered_signed_with_its_output(client, hooks, rece
     assert delivery.graph == "tiny" and delivery.HasField("delivered_at")
 
 
-def test_500s_are_retried_with_growing_backoff(client, hooks, receiver, secret):
+def test_500s_are_retried_until_delivered(client, hooks, receiver, secret):
+    """How long each retry waits is the backoff's (tests/unit/test_webhook_parts.py); here:
+    a 500 and a 503 are retried, and the third attempt delivers."""
     receiver.scripts["/flaky"] = [500, 503, 200]
     run = webhook_run(client, receiver, "/flaky")
     [delivery] = wait_delivery(hooks, run.run_id, DELIVERED)
     tries = receiver.at("/flaky")
-    assert len(tries) == 3 and delivery.attempts == 3
-    # The retries wait at least the fixed half of each backoff (the random half on top):
-    # BACKOFF/2 after the first failure, BACKOFF*4/2 after the second.
-    assert tries[1]["at"] - tries[0]["at"] >= BACKOFF / 2
-    assert tries[2]["at"] - tries[1]["at"] >= BACKOFF * 4 / 2
+    assert len(tries) == 3 and delivery.attempts == 3 and delivery.last_status_code == 200
     # Every attempt sends the same bytes under the same id, each signed anew.
     assert len({t["body"] for t in tries}) == 1 and len({t["headers"]["webhook-id"] for t in tries}) == 1
     for t in tries:

@@ -107,10 +107,12 @@ def test_migrate_cli_applies_the_replica_count(cluster, cmesh):
     assert {i.config.num_replicas for i in _stream_infos(cluster.url).values()} == {1}
     # Scaling down finishes in the background; scale up again once it has (operators do not
     # flip a stream's replicas within seconds, and NATS takes a while to settle if they do).
-    wait_for(lambda: all(not i.cluster.replicas for i in _stream_infos(cluster.url).values()),
+    # A stream's cluster info is missing while it elects a leader: not settled yet.
+    wait_for(lambda: all(i.cluster is not None and not i.cluster.replicas for i in _stream_infos(cluster.url).values()),
              timeout=60, message="streams down to one replica")
     migrate(3)
-    wait_for(lambda: all(len(i.cluster.replicas or []) == 2 for i in _stream_infos(cluster.url).values()),
+    wait_for(lambda: all(i.cluster is not None and len(i.cluster.replicas or []) == 2
+                         for i in _stream_infos(cluster.url).values()),
              timeout=60, message="streams back at three replicas")
 
 

@@ -355,6 +355,42 @@ MIGRATIONS: list[str] = [
         WHEN (NEW.webhook IS NOT NULL AND NEW.status IS DISTINCT FROM OLD.status)
         EXECUTE FUNCTION gm_enqueue_webhook();
     """,
+    """
+    -- The LangGraph HTTP API (docs/langgraph-api.md). Threads exist before their first run,
+    -- with no graph yet, and carry the client's metadata (agent-chat-ui lists threads by
+    -- metadata.graph_id); their status is derived from their latest run, not stored.
+    ALTER TABLE gm_threads ALTER COLUMN graph DROP NOT NULL;
+    ALTER TABLE gm_threads ADD COLUMN metadata jsonb NOT NULL DEFAULT '{}';
+    ALTER TABLE gm_threads ADD COLUMN owner text NOT NULL DEFAULT '';
+    CREATE INDEX gm_threads_metadata ON gm_threads USING gin (metadata jsonb_path_ops);
+    CREATE INDEX gm_threads_created ON gm_threads (created_at DESC);
+    -- A run's LangGraph options (RunOptions as JSON: stream modes, config, context, static
+    -- interrupts, a checkpoint to branch from, a Command). NULL: none.
+    ALTER TABLE gm_runs ADD COLUMN options jsonb;
+    -- A raw resume value (a RESPOND decision: what Command(resume=...) passes to interrupt()).
+    ALTER TABLE gm_approvals DROP CONSTRAINT gm_approvals_status_check;
+    ALTER TABLE gm_approvals ADD CONSTRAINT gm_approvals_status_check CHECK (status IN ('PENDING',
+        'APPROVED', 'REJECTED', 'EDITED', 'EXPIRED', 'CANCELLED', 'RESPONDED'));
+    ALTER TABLE gm_approvals ADD COLUMN resume_value jsonb;
+    -- Assistants: a graph with a stored configuration. One system assistant per declared
+    -- graph (uuid5 of its name, as LangGraph's server makes it) is upserted by every api.
+    CREATE TABLE gm_assistants (
+        assistant_id uuid PRIMARY KEY,
+        graph text NOT NULL,
+        name text NOT NULL,
+        description text NOT NULL DEFAULT '',
+        config jsonb NOT NULL DEFAULT '{}',
+        context jsonb NOT NULL DEFAULT '{}',
+        metadata jsonb NOT NULL DEFAULT '{}',
+        version integer NOT NULL DEFAULT 1,
+        system boolean NOT NULL DEFAULT false,
+        owner text NOT NULL DEFAULT '',
+        created_at timestamptz NOT NULL DEFAULT now(),
+        updated_at timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE INDEX gm_assistants_graph ON gm_assistants (graph, created_at DESC);
+    CREATE INDEX gm_assistants_metadata ON gm_assistants USING gin (metadata jsonb_path_ops);
+    """,
 ]
 
 

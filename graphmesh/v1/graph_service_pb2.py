@@ -22,58 +22,69 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from graphmesh.v1 import run_pb2 as graphmesh_dot_v1_dot_run__pb2
 from graphmesh.v1 import worker_service_pb2 as graphmesh_dot_v1_dot_worker__service__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n graphmesh/v1/graph_service.proto\x12\x0cgraphmesh.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16graphmesh/v1/run.proto\x1a!graphmesh/v1/worker_service.proto\"\xe9\x01\n\x0cGraphVersion\x12(\n\x08versions\x18\x01 \x01(\x0b\x32\x16.graphmesh.v1.Versions\x12\x0e\n\x06weight\x18\x02 \x01(\r\x12\x15\n\rsync_eligible\x18\x03 \x01(\x08\x12\r\n\x05nodes\x18\x04 \x03(\t\x12\x0f\n\x07workers\x18\x05 \x03(\t\x12\x13\n\x0bruns_queued\x18\x06 \x01(\r\x12\x14\n\x0cruns_running\x18\x07 \x01(\r\x12\x14\n\x0cruns_waiting\x18\x08 \x01(\r\x12\x13\n\x0bruns_paused\x18\t \x01(\r\x12\x12\n\nundeclared\x18\n \x01(\x08\"r\n\x0c\x44isabledNode\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x13\n\x0b\x64isabled_by\x18\x03 \x01(\t\x12/\n\x0b\x64isabled_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8c\x01\n\x05Graph\x12\x0c\n\x04name\x18\x01 \x01(\t\x12,\n\x08versions\x18\x02 \x03(\x0b\x32\x1a.graphmesh.v1.GraphVersion\x12\x32\n\x0e\x64isabled_nodes\x18\x03 \x03(\x0b\x32\x1a.graphmesh.v1.DisabledNode\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\"\x13\n\x11ListGraphsRequest\"9\n\x12ListGraphsResponse\x12#\n\x06graphs\x18\x01 \x03(\x0b\x32\x13.graphmesh.v1.Graph\" \n\x0fGetGraphRequest\x12\r\n\x05graph\x18\x01 \x01(\t\"6\n\x10GetGraphResponse\x12\"\n\x05graph\x18\x01 \x01(\x0b\x32\x13.graphmesh.v1.Graph\"\xa1\x01\n\x11SetRolloutRequest\x12\r\n\x05graph\x18\x01 \x01(\t\x12=\n\x07weights\x18\x02 \x03(\x0b\x32,.graphmesh.v1.SetRolloutRequest.WeightsEntry\x12\x0e\n\x06reason\x18\x03 \x01(\t\x1a.\n\x0cWeightsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\"8\n\x12SetRolloutResponse\x12\"\n\x05graph\x18\x01 \x01(\x0b\x32\x13.graphmesh.v1.Graph\"5\n\x14RollbackGraphRequest\x12\r\n\x05graph\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\";\n\x15RollbackGraphResponse\x12\"\n\x05graph\x18\x01 \x01(\x0b\x32\x13.graphmesh.v1.Graph\"A\n\x12\x44isableNodeRequest\x12\r\n\x05graph\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"9\n\x13\x44isableNodeResponse\x12\"\n\x05graph\x18\x01 \x01(\x0b\x32\x13.graphmesh.v1.Graph\"0\n\x11\x45nableNodeRequest\x12\r\n\x05graph\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\"8\n\x12\x45nableNodeResponse\x12\"\n\x05graph\x18\x01 \x01(\x0b\x32\x13.graphmesh.v1.Graph\"\xf3\x01\n\nWorkerInfo\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61pacity\x18\x03 \x01(\r\x12\x13\n\x0b\x61\x63tive_runs\x18\x04 \x01(\r\x12\x10\n\x08\x64raining\x18\x05 \x01(\x08\x12)\n\x06graphs\x18\x06 \x03(\x0b\x32\x19.graphmesh.v1.LoadedGraph\x12.\n\nstarted_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tlast_seen\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x14\n\x12ListWorkersRequest\"@\n\x13ListWorkersResponse\x12)\n\x07workers\x18\x01 \x03(\x0b\x32\x18.graphmesh.v1.WorkerInfo2\xce\x04\n\x0cGraphService\x12O\n\nListGraphs\x12\x1f.graphmesh.v1.ListGraphsRequest\x1a .graphmesh.v1.ListGraphsResponse\x12I\n\x08GetGraph\x12\x1d.graphmesh.v1.GetGraphRequest\x1a\x1e.graphmesh.v1.GetGraphResponse\x12O\n\nSetRollout\x12\x1f.graphmesh.v1.SetRolloutRequest\x1a .graphmesh.v1.SetRolloutResponse\x12X\n\rRollbackGraph\x12\".graphmesh.v1.RollbackGraphRequest\x1a#.graphmesh.v1.RollbackGraphResponse\x12R\n\x0b\x44isableNode\x12 .graphmesh.v1.DisableNodeRequest\x1a!.graphmesh.v1.DisableNodeResponse\x12O\n\nEnableNode\x12\x1f.graphmesh.v1.EnableNodeRequest\x1a .graphmesh.v1.EnableNodeResponse\x12R\n\x0bListWorkers\x12 .graphmesh.v1.ListWorkersRequest\x1a!.graphmesh.v1.ListWorkersResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n graphmesh/v1/graph_service.proto\x12\x0cgraphmesh.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16graphmesh/v1/run.proto\x1a!graphmesh/v1/worker_service.proto\"w\n\x14\x44\x65scribeGraphRequest\x12\r\n\x05graph\x18\x01 \x01(\t\x12\x15\n\rgraph_version\x18\x02 \x01(\t\x12\x0c\n\x04xray\x18\x03 \x01(\x05\x12\x1a\n\x12subgraph_namespace\x18\x04 \x01(\t\x12\x0f\n\x07recurse\x18\x05 \x01(\x08\"\xf8\x01\n\x0cGraphSchemas\x12,\n\x0cinput_schema\x18\x01 \x01(\x0b\x32\x16.google.protobuf.Value\x12-\n\routput_schema\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value\x12,\n\x0cstate_schema\x18\x03 \x01(\x0b\x32\x16.google.protobuf.Value\x12-\n\rconfig_schema\x18\x04 \x01(\x0b\x32\x16.google.protobuf.Value\x12.\n\x0e\x63ontext_schema\x18\x05 \x01(\x0b\x32\x16.google.protobuf.Value\"\xaa\x02\n\x15\x44\x65scribeGraphResponse\x12\r\n\x05graph\x18\x01 \x01(\t\x12\x15\n\rgraph_version\x18\x02 \x01(\t\x12)\n\x08\x64rawable\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12+\n\x07schemas\x18\x04 \x01(\x0b\x32\x1a.graphmesh.v1.GraphSchemas\x12\x45\n\tsubgraphs\x18\x05 \x03(\x0b\x32\x32.graphmesh.v1.DescribeGraphResponse.SubgraphsEntry\x1aL\n\x0eSubgraphsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12)\n\x05value\x18\x02 \x01(\x0b\x32\x1a.graphmesh.v1.GraphSchemas:\x02\x38\x01\"\xe9\x01\n\x0cGraphVersion\x12(\n\x08versions\x18\x01 \x01(\x0b\x32\x16.graphmesh.v1.Versions\x12\x0e\n\x06weight\x18\x02 \x01(\r\x12\x15\n\rsync_eligible\x18\x03 \x01(\x08\x12\r\n\x05nodes\x18\x04 \x03(\t\x12\x0f\n\x07workers\x18\x05 \x03(\t\x12\x13\n\x0bruns_queued\x18\x06 \x01(\r\x12\x14\n\x0cruns_running\x18\x07 \x01(\r\x12\x14\n\x0cruns_waiting\x18\x08 \x01(\r\x12\x13\n\x0bruns_paused\x18\t \x01(\r\x12\x12\n\nundeclared\x18\n \x01(\x08\"r\n\x0c\x44isabledNode\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x13\n\x0b\x64isabled_by\x18\x03 \x01(\t\x12/\n\x0b\x64isabled_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8c\x01\n\x05Graph\x12\x0c\n\x04name\x18\x01 \x01(\t\x12,\n\x08versions\x18\x02 \x03(\x0b\x32\x1a.graphmesh.v1.GraphVersion\x12\x32\n\x0e\x64isabled_nodes\x18\x03 \x03(\x0b\x32\x1a.graphmesh.v1.DisabledNode\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\"\x13\n\x11ListGraphsRequest\"9\n\x12ListGraphsResponse\x12#\n\x06graphs\x18\x01 \x03(\x0b\x32\x13.graphmesh.v1.Graph\" \n\x0fGetGraphRequest\x12\r\n\x05graph\x18\x01 \x01(\t\"6\n\x10GetGraphResponse\x12\"\n\x05graph\x18\x01 \x01(\x0b\x32\x13.graphmesh.v1.Graph\"\xa1\x01\n\x11SetRolloutRequest\x12\r\n\x05graph\x18\x01 \x01(\t\x12=\n\x07weights\x18\x02 \x03(\x0b\x32,.graphmesh.v1.SetRolloutRequest.WeightsEntry\x12\x0e\n\x06reason\x18\x03 \x01(\t\x1a.\n\x0cWeightsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\"8\n\x12SetRolloutResponse\x12\"\n\x05graph\x18\x01 \x01(\x0b\x32\x13.graphmesh.v1.Graph\"5\n\x14RollbackGraphRequest\x12\r\n\x05graph\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\";\n\x15RollbackGraphResponse\x12\"\n\x05graph\x18\x01 \x01(\x0b\x32\x13.graphmesh.v1.Graph\"A\n\x12\x44isableNodeRequest\x12\r\n\x05graph\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"9\n\x13\x44isableNodeResponse\x12\"\n\x05graph\x18\x01 \x01(\x0b\x32\x13.graphmesh.v1.Graph\"0\n\x11\x45nableNodeRequest\x12\r\n\x05graph\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\"8\n\x12\x45nableNodeResponse\x12\"\n\x05graph\x18\x01 \x01(\x0b\x32\x13.graphmesh.v1.Graph\"\xf3\x01\n\nWorkerInfo\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61pacity\x18\x03 \x01(\r\x12\x13\n\x0b\x61\x63tive_runs\x18\x04 \x01(\r\x12\x10\n\x08\x64raining\x18\x05 \x01(\x08\x12)\n\x06graphs\x18\x06 \x03(\x0b\x32\x19.graphmesh.v1.LoadedGraph\x12.\n\nstarted_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tlast_seen\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x14\n\x12ListWorkersRequest\"@\n\x13ListWorkersResponse\x12)\n\x07workers\x18\x01 \x03(\x0b\x32\x18.graphmesh.v1.WorkerInfo2\xa8\x05\n\x0cGraphService\x12O\n\nListGraphs\x12\x1f.graphmesh.v1.ListGraphsRequest\x1a .graphmesh.v1.ListGraphsResponse\x12I\n\x08GetGraph\x12\x1d.graphmesh.v1.GetGraphRequest\x1a\x1e.graphmesh.v1.GetGraphResponse\x12O\n\nSetRollout\x12\x1f.graphmesh.v1.SetRolloutRequest\x1a .graphmesh.v1.SetRolloutResponse\x12X\n\rRollbackGraph\x12\".graphmesh.v1.RollbackGraphRequest\x1a#.graphmesh.v1.RollbackGraphResponse\x12R\n\x0b\x44isableNode\x12 .graphmesh.v1.DisableNodeRequest\x1a!.graphmesh.v1.DisableNodeResponse\x12O\n\nEnableNode\x12\x1f.graphmesh.v1.EnableNodeRequest\x1a .graphmesh.v1.EnableNodeResponse\x12R\n\x0bListWorkers\x12 .graphmesh.v1.ListWorkersRequest\x1a!.graphmesh.v1.ListWorkersResponse\x12X\n\rDescribeGraph\x12\".graphmesh.v1.DescribeGraphRequest\x1a#.graphmesh.v1.DescribeGraphResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'graphmesh.v1.graph_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_DESCRIBEGRAPHRESPONSE_SUBGRAPHSENTRY']._loaded_options = None
+  _globals['_DESCRIBEGRAPHRESPONSE_SUBGRAPHSENTRY']._serialized_options = b'8\001'
   _globals['_SETROLLOUTREQUEST_WEIGHTSENTRY']._loaded_options = None
   _globals['_SETROLLOUTREQUEST_WEIGHTSENTRY']._serialized_options = b'8\001'
-  _globals['_GRAPHVERSION']._serialized_start=143
-  _globals['_GRAPHVERSION']._serialized_end=376
-  _globals['_DISABLEDNODE']._serialized_start=378
-  _globals['_DISABLEDNODE']._serialized_end=492
-  _globals['_GRAPH']._serialized_start=495
-  _globals['_GRAPH']._serialized_end=635
-  _globals['_LISTGRAPHSREQUEST']._serialized_start=637
-  _globals['_LISTGRAPHSREQUEST']._serialized_end=656
-  _globals['_LISTGRAPHSRESPONSE']._serialized_start=658
-  _globals['_LISTGRAPHSRESPONSE']._serialized_end=715
-  _globals['_GETGRAPHREQUEST']._serialized_start=717
-  _globals['_GETGRAPHREQUEST']._serialized_end=749
-  _globals['_GETGRAPHRESPONSE']._serialized_start=751
-  _globals['_GETGRAPHRESPONSE']._serialized_end=805
-  _globals['_SETROLLOUTREQUEST']._serialized_start=808
-  _globals['_SETROLLOUTREQUEST']._serialized_end=969
-  _globals['_SETROLLOUTREQUEST_WEIGHTSENTRY']._serialized_start=923
-  _globals['_SETROLLOUTREQUEST_WEIGHTSENTRY']._serialized_end=969
-  _globals['_SETROLLOUTRESPONSE']._serialized_start=971
-  _globals['_SETROLLOUTRESPONSE']._serialized_end=1027
-  _globals['_ROLLBACKGRAPHREQUEST']._serialized_start=1029
-  _globals['_ROLLBACKGRAPHREQUEST']._serialized_end=1082
-  _globals['_ROLLBACKGRAPHRESPONSE']._serialized_start=1084
-  _globals['_ROLLBACKGRAPHRESPONSE']._serialized_end=1143
-  _globals['_DISABLENODEREQUEST']._serialized_start=1145
-  _globals['_DISABLENODEREQUEST']._serialized_end=1210
-  _globals['_DISABLENODERESPONSE']._serialized_start=1212
-  _globals['_DISABLENODERESPONSE']._serialized_end=1269
-  _globals['_ENABLENODEREQUEST']._serialized_start=1271
-  _globals['_ENABLENODEREQUEST']._serialized_end=1319
-  _globals['_ENABLENODERESPONSE']._serialized_start=1321
-  _globals['_ENABLENODERESPONSE']._serialized_end=1377
-  _globals['_WORKERINFO']._serialized_start=1380
-  _globals['_WORKERINFO']._serialized_end=1623
-  _globals['_LISTWORKERSREQUEST']._serialized_start=1625
-  _globals['_LISTWORKERSREQUEST']._serialized_end=1645
-  _globals['_LISTWORKERSRESPONSE']._serialized_start=1647
-  _globals['_LISTWORKERSRESPONSE']._serialized_end=1711
-  _globals['_GRAPHSERVICE']._serialized_start=1714
-  _globals['_GRAPHSERVICE']._serialized_end=2304
+  _globals['_DESCRIBEGRAPHREQUEST']._serialized_start=172
+  _globals['_DESCRIBEGRAPHREQUEST']._serialized_end=291
+  _globals['_GRAPHSCHEMAS']._serialized_start=294
+  _globals['_GRAPHSCHEMAS']._serialized_end=542
+  _globals['_DESCRIBEGRAPHRESPONSE']._serialized_start=545
+  _globals['_DESCRIBEGRAPHRESPONSE']._serialized_end=843
+  _globals['_DESCRIBEGRAPHRESPONSE_SUBGRAPHSENTRY']._serialized_start=767
+  _globals['_DESCRIBEGRAPHRESPONSE_SUBGRAPHSENTRY']._serialized_end=843
+  _globals['_GRAPHVERSION']._serialized_start=846
+  _globals['_GRAPHVERSION']._serialized_end=1079
+  _globals['_DISABLEDNODE']._serialized_start=1081
+  _globals['_DISABLEDNODE']._serialized_end=1195
+  _globals['_GRAPH']._serialized_start=1198
+  _globals['_GRAPH']._serialized_end=1338
+  _globals['_LISTGRAPHSREQUEST']._serialized_start=1340
+  _globals['_LISTGRAPHSREQUEST']._serialized_end=1359
+  _globals['_LISTGRAPHSRESPONSE']._serialized_start=1361
+  _globals['_LISTGRAPHSRESPONSE']._serialized_end=1418
+  _globals['_GETGRAPHREQUEST']._serialized_start=1420
+  _globals['_GETGRAPHREQUEST']._serialized_end=1452
+  _globals['_GETGRAPHRESPONSE']._serialized_start=1454
+  _globals['_GETGRAPHRESPONSE']._serialized_end=1508
+  _globals['_SETROLLOUTREQUEST']._serialized_start=1511
+  _globals['_SETROLLOUTREQUEST']._serialized_end=1672
+  _globals['_SETROLLOUTREQUEST_WEIGHTSENTRY']._serialized_start=1626
+  _globals['_SETROLLOUTREQUEST_WEIGHTSENTRY']._serialized_end=1672
+  _globals['_SETROLLOUTRESPONSE']._serialized_start=1674
+  _globals['_SETROLLOUTRESPONSE']._serialized_end=1730
+  _globals['_ROLLBACKGRAPHREQUEST']._serialized_start=1732
+  _globals['_ROLLBACKGRAPHREQUEST']._serialized_end=1785
+  _globals['_ROLLBACKGRAPHRESPONSE']._serialized_start=1787
+  _globals['_ROLLBACKGRAPHRESPONSE']._serialized_end=1846
+  _globals['_DISABLENODEREQUEST']._serialized_start=1848
+  _globals['_DISABLENODEREQUEST']._serialized_end=1913
+  _globals['_DISABLENODERESPONSE']._serialized_start=1915
+  _globals['_DISABLENODERESPONSE']._serialized_end=1972
+  _globals['_ENABLENODEREQUEST']._serialized_start=1974
+  _globals['_ENABLENODEREQUEST']._serialized_end=2022
+  _globals['_ENABLENODERESPONSE']._serialized_start=2024
+  _globals['_ENABLENODERESPONSE']._serialized_end=2080
+  _globals['_WORKERINFO']._serialized_start=2083
+  _globals['_WORKERINFO']._serialized_end=2326
+  _globals['_LISTWORKERSREQUEST']._serialized_start=2328
+  _globals['_LISTWORKERSREQUEST']._serialized_end=2348
+  _globals['_LISTWORKERSRESPONSE']._serialized_start=2350
+  _globals['_LISTWORKERSRESPONSE']._serialized_end=2414
+  _globals['_GRAPHSERVICE']._serialized_start=2417
+  _globals['_GRAPHSERVICE']._serialized_end=3097
 # @@protoc_insertion_point(module_scope)

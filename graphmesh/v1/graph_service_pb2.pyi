@@ -1,5 +1,6 @@
 import datetime
 
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from graphmesh.v1 import run_pb2 as _run_pb2
 from graphmesh.v1 import worker_service_pb2 as _worker_service_pb2
@@ -10,6 +11,55 @@ from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class DescribeGraphRequest(_message.Message):
+    __slots__ = ("graph", "graph_version", "xray", "subgraph_namespace", "recurse")
+    GRAPH_FIELD_NUMBER: _ClassVar[int]
+    GRAPH_VERSION_FIELD_NUMBER: _ClassVar[int]
+    XRAY_FIELD_NUMBER: _ClassVar[int]
+    SUBGRAPH_NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    RECURSE_FIELD_NUMBER: _ClassVar[int]
+    graph: str
+    graph_version: str
+    xray: int
+    subgraph_namespace: str
+    recurse: bool
+    def __init__(self, graph: _Optional[str] = ..., graph_version: _Optional[str] = ..., xray: _Optional[int] = ..., subgraph_namespace: _Optional[str] = ..., recurse: _Optional[bool] = ...) -> None: ...
+
+class GraphSchemas(_message.Message):
+    __slots__ = ("input_schema", "output_schema", "state_schema", "config_schema", "context_schema")
+    INPUT_SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    STATE_SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    input_schema: _struct_pb2.Value
+    output_schema: _struct_pb2.Value
+    state_schema: _struct_pb2.Value
+    config_schema: _struct_pb2.Value
+    context_schema: _struct_pb2.Value
+    def __init__(self, input_schema: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., output_schema: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., state_schema: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., config_schema: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., context_schema: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ...) -> None: ...
+
+class DescribeGraphResponse(_message.Message):
+    __slots__ = ("graph", "graph_version", "drawable", "schemas", "subgraphs")
+    class SubgraphsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: GraphSchemas
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[GraphSchemas, _Mapping]] = ...) -> None: ...
+    GRAPH_FIELD_NUMBER: _ClassVar[int]
+    GRAPH_VERSION_FIELD_NUMBER: _ClassVar[int]
+    DRAWABLE_FIELD_NUMBER: _ClassVar[int]
+    SCHEMAS_FIELD_NUMBER: _ClassVar[int]
+    SUBGRAPHS_FIELD_NUMBER: _ClassVar[int]
+    graph: str
+    graph_version: str
+    drawable: _struct_pb2.Struct
+    schemas: GraphSchemas
+    subgraphs: _containers.MessageMap[str, GraphSchemas]
+    def __init__(self, graph: _Optional[str] = ..., graph_version: _Optional[str] = ..., drawable: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., schemas: _Optional[_Union[GraphSchemas, _Mapping]] = ..., subgraphs: _Optional[_Mapping[str, GraphSchemas]] = ...) -> None: ...
 
 class GraphVersion(_message.Message):
     __slots__ = ("versions", "weight", "sync_eligible", "nodes", "workers", "runs_queued", "runs_running", "runs_waiting", "runs_paused", "undeclared")

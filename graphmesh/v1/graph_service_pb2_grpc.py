@@ -70,6 +70,11 @@ class GraphServiceStub:
                 request_serializer=graphmesh_dot_v1_dot_graph__service__pb2.ListWorkersRequest.SerializeToString,
                 response_deserializer=graphmesh_dot_v1_dot_graph__service__pb2.ListWorkersResponse.FromString,
                 _registered_method=True)
+        self.DescribeGraph = channel.unary_unary(
+                '/graphmesh.v1.GraphService/DescribeGraph',
+                request_serializer=graphmesh_dot_v1_dot_graph__service__pb2.DescribeGraphRequest.SerializeToString,
+                response_deserializer=graphmesh_dot_v1_dot_graph__service__pb2.DescribeGraphResponse.FromString,
+                _registered_method=True)
 
 
 class GraphServiceServicer:
@@ -119,6 +124,15 @@ class GraphServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DescribeGraph(self, request, context):
+        """A graph version's shape and schemas, as LangGraph's assistant endpoints show them:
+        the drawable graph (nodes and edges), the JSON schemas of its input, output, state,
+        config and context, and its subgraphs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GraphServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -156,6 +170,11 @@ def add_GraphServiceServicer_to_server(servicer, server):
                     servicer.ListWorkers,
                     request_deserializer=graphmesh_dot_v1_dot_graph__service__pb2.ListWorkersRequest.FromString,
                     response_serializer=graphmesh_dot_v1_dot_graph__service__pb2.ListWorkersResponse.SerializeToString,
+            ),
+            'DescribeGraph': grpc.unary_unary_rpc_method_handler(
+                    servicer.DescribeGraph,
+                    request_deserializer=graphmesh_dot_v1_dot_graph__service__pb2.DescribeGraphRequest.FromString,
+                    response_serializer=graphmesh_dot_v1_dot_graph__service__pb2.DescribeGraphResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -348,6 +367,33 @@ class GraphService:
             '/graphmesh.v1.GraphService/ListWorkers',
             graphmesh_dot_v1_dot_graph__service__pb2.ListWorkersRequest.SerializeToString,
             graphmesh_dot_v1_dot_graph__service__pb2.ListWorkersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DescribeGraph(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/graphmesh.v1.GraphService/DescribeGraph',
+            graphmesh_dot_v1_dot_graph__service__pb2.DescribeGraphRequest.SerializeToString,
+            graphmesh_dot_v1_dot_graph__service__pb2.DescribeGraphResponse.FromString,
             options,
             channel_credentials,
             insecure,

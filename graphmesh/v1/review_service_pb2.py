@@ -26,45 +26,45 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!graphmesh/v1/review_service.proto\x12\x0cgraphmesh.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb6\x01\n\x08\x44\x65\x63ision\x12(\n\x04kind\x18\x01 \x01(\x0e\x32\x1a.graphmesh.v1.DecisionKind\x12-\n\x0c\x65\x64ited_value\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0f\n\x07\x63omment\x18\x03 \x01(\t\x12\x10\n\x08reviewer\x18\x04 \x01(\t\x12.\n\ndecided_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x9b\x03\n\x08\x41pproval\x12\x13\n\x0b\x61pproval_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x11\n\tthread_id\x18\x03 \x01(\t\x12\r\n\x05graph\x18\x04 \x01(\t\x12\x15\n\rgraph_version\x18\x05 \x01(\t\x12\x0c\n\x04node\x18\x06 \x01(\t\x12\x14\n\x0cinterrupt_id\x18\x07 \x01(\t\x12(\n\x07payload\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x15\n\rrequired_role\x18\t \x01(\t\x12,\n\x06status\x18\n \x01(\x0e\x32\x1c.graphmesh.v1.ApprovalStatus\x12.\n\ncreated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x08\x64\x65\x63ision\x18\r \x01(\x0b\x32\x16.graphmesh.v1.Decision\x12\x14\n\x0cresume_shape\x18\x0e \x01(\t\"\xaf\x01\n\rApprovalEvent\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12(\n\x08\x61pproval\x18\x02 \x01(\x0b\x32\x16.graphmesh.v1.Approval\x12\x13\n\trequested\x18\n \x01(\x08H\x00\x12\x11\n\x07\x64\x65\x63ided\x18\x0b \x01(\x08H\x00\x12\x1a\n\x10pending_snapshot\x18\x0c \x01(\x08H\x00\x12\x16\n\x0csnapshot_end\x18\r \x01(\x08H\x00\x42\x06\n\x04kind\"\xaf\x02\n\x14ListApprovalsRequest\x12.\n\x08statuses\x18\x01 \x03(\x0e\x32\x1c.graphmesh.v1.ApprovalStatus\x12\r\n\x05graph\x18\x02 \x01(\t\x12\x0e\n\x06run_id\x18\x03 \x01(\t\x12\x11\n\tpage_size\x18\x04 \x01(\r\x12\x12\n\npage_token\x18\x05 \x01(\t\x12\x11\n\tthread_id\x18\x06 \x01(\t\x12\x15\n\rrequired_role\x18\x07 \x01(\t\x12\x10\n\x08reviewer\x18\x08 \x01(\t\x12\x31\n\rcreated_after\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x63reated_before\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"[\n\x15ListApprovalsResponse\x12)\n\tapprovals\x18\x01 \x03(\x0b\x32\x16.graphmesh.v1.Approval\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\")\n\x12GetApprovalRequest\x12\x13\n\x0b\x61pproval_id\x18\x01 \x01(\t\"?\n\x13GetApprovalResponse\x12(\n\x08\x61pproval\x18\x01 \x01(\x0b\x32\x16.graphmesh.v1.Approval\"r\n\x15WatchApprovalsRequest\x12\x17\n\x0finclude_pending\x18\x01 \x01(\x08\x12\r\n\x05graph\x18\x02 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x03 \x01(\x04\x12\x19\n\x11mark_snapshot_end\x18\x04 \x01(\x08\"D\n\x16WatchApprovalsResponse\x12*\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1b.graphmesh.v1.ApprovalEvent\"\x8e\x01\n\rDecideRequest\x12\x13\n\x0b\x61pproval_id\x18\x01 \x01(\t\x12(\n\x04kind\x18\x02 \x01(\x0e\x32\x1a.graphmesh.v1.DecisionKind\x12-\n\x0c\x65\x64ited_value\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0f\n\x07\x63omment\x18\x04 \x01(\t\":\n\x0e\x44\x65\x63ideResponse\x12(\n\x08\x61pproval\x18\x01 \x01(\x0b\x32\x16.graphmesh.v1.Approval\"\xb8\x01\n\x0b\x41uditRecord\x12\x11\n\trecord_id\x18\x01 \x01(\t\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12\x13\n\x0b\x61pproval_id\x18\x05 \x01(\t\x12\x0e\n\x06run_id\x18\x06 \x01(\t\x12(\n\x07\x64\x65tails\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xfe\x01\n\x17ListAuditRecordsRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x13\n\x0b\x61pproval_id\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\r\x12\x12\n\npage_token\x18\x04 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x05 \x01(\t\x12\x11\n\tthread_id\x18\x06 \x01(\t\x12.\n\ntime_after\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0btime_before\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cnewest_first\x18\t \x01(\x08\"_\n\x18ListAuditRecordsResponse\x12*\n\x07records\x18\x01 \x03(\x0b\x32\x19.graphmesh.v1.AuditRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\xe2\x01\n\x0e\x41pprovalStatus\x12\x1f\n\x1b\x41PPROVAL_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x41PPROVAL_STATUS_PENDING\x10\x01\x12\x1c\n\x18\x41PPROVAL_STATUS_APPROVED\x10\x02\x12\x1c\n\x18\x41PPROVAL_STATUS_REJECTED\x10\x03\x12\x1a\n\x16\x41PPROVAL_STATUS_EDITED\x10\x04\x12\x1b\n\x17\x41PPROVAL_STATUS_EXPIRED\x10\x05\x12\x1d\n\x19\x41PPROVAL_STATUS_CANCELLED\x10\x06*z\n\x0c\x44\x65\x63isionKind\x12\x1d\n\x19\x44\x45\x43ISION_KIND_UNSPECIFIED\x10\x00\x12\x19\n\x15\x44\x45\x43ISION_KIND_APPROVE\x10\x01\x12\x18\n\x14\x44\x45\x43ISION_KIND_REJECT\x10\x02\x12\x16\n\x12\x44\x45\x43ISION_KIND_EDIT\x10\x03\x32\xc4\x03\n\rReviewService\x12X\n\rListApprovals\x12\".graphmesh.v1.ListApprovalsRequest\x1a#.graphmesh.v1.ListApprovalsResponse\x12R\n\x0bGetApproval\x12 .graphmesh.v1.GetApprovalRequest\x1a!.graphmesh.v1.GetApprovalResponse\x12]\n\x0eWatchApprovals\x12#.graphmesh.v1.WatchApprovalsRequest\x1a$.graphmesh.v1.WatchApprovalsResponse0\x01\x12\x43\n\x06\x44\x65\x63ide\x12\x1b.graphmesh.v1.DecideRequest\x1a\x1c.graphmesh.v1.DecideResponse\x12\x61\n\x10ListAuditRecords\x12%.graphmesh.v1.ListAuditRecordsRequest\x1a&.graphmesh.v1.ListAuditRecordsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!graphmesh/v1/review_service.proto\x12\x0cgraphmesh.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdd\x01\n\x08\x44\x65\x63ision\x12(\n\x04kind\x18\x01 \x01(\x0e\x32\x1a.graphmesh.v1.DecisionKind\x12-\n\x0c\x65\x64ited_value\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0f\n\x07\x63omment\x18\x03 \x01(\t\x12\x10\n\x08reviewer\x18\x04 \x01(\t\x12.\n\ndecided_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x05value\x18\x06 \x01(\x0b\x32\x16.google.protobuf.Value\"\x9b\x03\n\x08\x41pproval\x12\x13\n\x0b\x61pproval_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x11\n\tthread_id\x18\x03 \x01(\t\x12\r\n\x05graph\x18\x04 \x01(\t\x12\x15\n\rgraph_version\x18\x05 \x01(\t\x12\x0c\n\x04node\x18\x06 \x01(\t\x12\x14\n\x0cinterrupt_id\x18\x07 \x01(\t\x12(\n\x07payload\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x15\n\rrequired_role\x18\t \x01(\t\x12,\n\x06status\x18\n \x01(\x0e\x32\x1c.graphmesh.v1.ApprovalStatus\x12.\n\ncreated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x08\x64\x65\x63ision\x18\r \x01(\x0b\x32\x16.graphmesh.v1.Decision\x12\x14\n\x0cresume_shape\x18\x0e \x01(\t\"\xaf\x01\n\rApprovalEvent\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12(\n\x08\x61pproval\x18\x02 \x01(\x0b\x32\x16.graphmesh.v1.Approval\x12\x13\n\trequested\x18\n \x01(\x08H\x00\x12\x11\n\x07\x64\x65\x63ided\x18\x0b \x01(\x08H\x00\x12\x1a\n\x10pending_snapshot\x18\x0c \x01(\x08H\x00\x12\x16\n\x0csnapshot_end\x18\r \x01(\x08H\x00\x42\x06\n\x04kind\"\xaf\x02\n\x14ListApprovalsRequest\x12.\n\x08statuses\x18\x01 \x03(\x0e\x32\x1c.graphmesh.v1.ApprovalStatus\x12\r\n\x05graph\x18\x02 \x01(\t\x12\x0e\n\x06run_id\x18\x03 \x01(\t\x12\x11\n\tpage_size\x18\x04 \x01(\r\x12\x12\n\npage_token\x18\x05 \x01(\t\x12\x11\n\tthread_id\x18\x06 \x01(\t\x12\x15\n\rrequired_role\x18\x07 \x01(\t\x12\x10\n\x08reviewer\x18\x08 \x01(\t\x12\x31\n\rcreated_after\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x63reated_before\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"[\n\x15ListApprovalsResponse\x12)\n\tapprovals\x18\x01 \x03(\x0b\x32\x16.graphmesh.v1.Approval\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\")\n\x12GetApprovalRequest\x12\x13\n\x0b\x61pproval_id\x18\x01 \x01(\t\"?\n\x13GetApprovalResponse\x12(\n\x08\x61pproval\x18\x01 \x01(\x0b\x32\x16.graphmesh.v1.Approval\"r\n\x15WatchApprovalsRequest\x12\x17\n\x0finclude_pending\x18\x01 \x01(\x08\x12\r\n\x05graph\x18\x02 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x03 \x01(\x04\x12\x19\n\x11mark_snapshot_end\x18\x04 \x01(\x08\"D\n\x16WatchApprovalsResponse\x12*\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1b.graphmesh.v1.ApprovalEvent\"\xb5\x01\n\rDecideRequest\x12\x13\n\x0b\x61pproval_id\x18\x01 \x01(\t\x12(\n\x04kind\x18\x02 \x01(\x0e\x32\x1a.graphmesh.v1.DecisionKind\x12-\n\x0c\x65\x64ited_value\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0f\n\x07\x63omment\x18\x04 \x01(\t\x12%\n\x05value\x18\x05 \x01(\x0b\x32\x16.google.protobuf.Value\":\n\x0e\x44\x65\x63ideResponse\x12(\n\x08\x61pproval\x18\x01 \x01(\x0b\x32\x16.graphmesh.v1.Approval\"\xb8\x01\n\x0b\x41uditRecord\x12\x11\n\trecord_id\x18\x01 \x01(\t\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12\x13\n\x0b\x61pproval_id\x18\x05 \x01(\t\x12\x0e\n\x06run_id\x18\x06 \x01(\t\x12(\n\x07\x64\x65tails\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xfe\x01\n\x17ListAuditRecordsRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x13\n\x0b\x61pproval_id\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\r\x12\x12\n\npage_token\x18\x04 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x05 \x01(\t\x12\x11\n\tthread_id\x18\x06 \x01(\t\x12.\n\ntime_after\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0btime_before\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cnewest_first\x18\t \x01(\x08\"_\n\x18ListAuditRecordsResponse\x12*\n\x07records\x18\x01 \x03(\x0b\x32\x19.graphmesh.v1.AuditRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\x81\x02\n\x0e\x41pprovalStatus\x12\x1f\n\x1b\x41PPROVAL_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x41PPROVAL_STATUS_PENDING\x10\x01\x12\x1c\n\x18\x41PPROVAL_STATUS_APPROVED\x10\x02\x12\x1c\n\x18\x41PPROVAL_STATUS_REJECTED\x10\x03\x12\x1a\n\x16\x41PPROVAL_STATUS_EDITED\x10\x04\x12\x1b\n\x17\x41PPROVAL_STATUS_EXPIRED\x10\x05\x12\x1d\n\x19\x41PPROVAL_STATUS_CANCELLED\x10\x06\x12\x1d\n\x19\x41PPROVAL_STATUS_RESPONDED\x10\x07*\x95\x01\n\x0c\x44\x65\x63isionKind\x12\x1d\n\x19\x44\x45\x43ISION_KIND_UNSPECIFIED\x10\x00\x12\x19\n\x15\x44\x45\x43ISION_KIND_APPROVE\x10\x01\x12\x18\n\x14\x44\x45\x43ISION_KIND_REJECT\x10\x02\x12\x16\n\x12\x44\x45\x43ISION_KIND_EDIT\x10\x03\x12\x19\n\x15\x44\x45\x43ISION_KIND_RESPOND\x10\x04\x32\xc4\x03\n\rReviewService\x12X\n\rListApprovals\x12\".graphmesh.v1.ListApprovalsRequest\x1a#.graphmesh.v1.ListApprovalsResponse\x12R\n\x0bGetApproval\x12 .graphmesh.v1.GetApprovalRequest\x1a!.graphmesh.v1.GetApprovalResponse\x12]\n\x0eWatchApprovals\x12#.graphmesh.v1.WatchApprovalsRequest\x1a$.graphmesh.v1.WatchApprovalsResponse0\x01\x12\x43\n\x06\x44\x65\x63ide\x12\x1b.graphmesh.v1.DecideRequest\x1a\x1c.graphmesh.v1.DecideResponse\x12\x61\n\x10ListAuditRecords\x12%.graphmesh.v1.ListAuditRecordsRequest\x1a&.graphmesh.v1.ListAuditRecordsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'graphmesh.v1.review_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_APPROVALSTATUS']._serialized_start=2331
-  _globals['_APPROVALSTATUS']._serialized_end=2557
-  _globals['_DECISIONKIND']._serialized_start=2559
-  _globals['_DECISIONKIND']._serialized_end=2681
+  _globals['_APPROVALSTATUS']._serialized_start=2409
+  _globals['_APPROVALSTATUS']._serialized_end=2666
+  _globals['_DECISIONKIND']._serialized_start=2669
+  _globals['_DECISIONKIND']._serialized_end=2818
   _globals['_DECISION']._serialized_start=115
-  _globals['_DECISION']._serialized_end=297
-  _globals['_APPROVAL']._serialized_start=300
-  _globals['_APPROVAL']._serialized_end=711
-  _globals['_APPROVALEVENT']._serialized_start=714
-  _globals['_APPROVALEVENT']._serialized_end=889
-  _globals['_LISTAPPROVALSREQUEST']._serialized_start=892
-  _globals['_LISTAPPROVALSREQUEST']._serialized_end=1195
-  _globals['_LISTAPPROVALSRESPONSE']._serialized_start=1197
-  _globals['_LISTAPPROVALSRESPONSE']._serialized_end=1288
-  _globals['_GETAPPROVALREQUEST']._serialized_start=1290
-  _globals['_GETAPPROVALREQUEST']._serialized_end=1331
-  _globals['_GETAPPROVALRESPONSE']._serialized_start=1333
-  _globals['_GETAPPROVALRESPONSE']._serialized_end=1396
-  _globals['_WATCHAPPROVALSREQUEST']._serialized_start=1398
-  _globals['_WATCHAPPROVALSREQUEST']._serialized_end=1512
-  _globals['_WATCHAPPROVALSRESPONSE']._serialized_start=1514
-  _globals['_WATCHAPPROVALSRESPONSE']._serialized_end=1582
-  _globals['_DECIDEREQUEST']._serialized_start=1585
-  _globals['_DECIDEREQUEST']._serialized_end=1727
-  _globals['_DECIDERESPONSE']._serialized_start=1729
-  _globals['_DECIDERESPONSE']._serialized_end=1787
-  _globals['_AUDITRECORD']._serialized_start=1790
-  _globals['_AUDITRECORD']._serialized_end=1974
-  _globals['_LISTAUDITRECORDSREQUEST']._serialized_start=1977
-  _globals['_LISTAUDITRECORDSREQUEST']._serialized_end=2231
-  _globals['_LISTAUDITRECORDSRESPONSE']._serialized_start=2233
-  _globals['_LISTAUDITRECORDSRESPONSE']._serialized_end=2328
-  _globals['_REVIEWSERVICE']._serialized_start=2684
-  _globals['_REVIEWSERVICE']._serialized_end=3136
+  _globals['_DECISION']._serialized_end=336
+  _globals['_APPROVAL']._serialized_start=339
+  _globals['_APPROVAL']._serialized_end=750
+  _globals['_APPROVALEVENT']._serialized_start=753
+  _globals['_APPROVALEVENT']._serialized_end=928
+  _globals['_LISTAPPROVALSREQUEST']._serialized_start=931
+  _globals['_LISTAPPROVALSREQUEST']._serialized_end=1234
+  _globals['_LISTAPPROVALSRESPONSE']._serialized_start=1236
+  _globals['_LISTAPPROVALSRESPONSE']._serialized_end=1327
+  _globals['_GETAPPROVALREQUEST']._serialized_start=1329
+  _globals['_GETAPPROVALREQUEST']._serialized_end=1370
+  _globals['_GETAPPROVALRESPONSE']._serialized_start=1372
+  _globals['_GETAPPROVALRESPONSE']._serialized_end=1435
+  _globals['_WATCHAPPROVALSREQUEST']._serialized_start=1437
+  _globals['_WATCHAPPROVALSREQUEST']._serialized_end=1551
+  _globals['_WATCHAPPROVALSRESPONSE']._serialized_start=1553
+  _globals['_WATCHAPPROVALSRESPONSE']._serialized_end=1621
+  _globals['_DECIDEREQUEST']._serialized_start=1624
+  _globals['_DECIDEREQUEST']._serialized_end=1805
+  _globals['_DECIDERESPONSE']._serialized_start=1807
+  _globals['_DECIDERESPONSE']._serialized_end=1865
+  _globals['_AUDITRECORD']._serialized_start=1868
+  _globals['_AUDITRECORD']._serialized_end=2052
+  _globals['_LISTAUDITRECORDSREQUEST']._serialized_start=2055
+  _globals['_LISTAUDITRECORDSREQUEST']._serialized_end=2309
+  _globals['_LISTAUDITRECORDSRESPONSE']._serialized_start=2311
+  _globals['_LISTAUDITRECORDSRESPONSE']._serialized_end=2406
+  _globals['_REVIEWSERVICE']._serialized_start=2821
+  _globals['_REVIEWSERVICE']._serialized_end=3273
 # @@protoc_insertion_point(module_scope)

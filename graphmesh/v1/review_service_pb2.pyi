@@ -20,6 +20,7 @@ class ApprovalStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     APPROVAL_STATUS_EDITED: _ClassVar[ApprovalStatus]
     APPROVAL_STATUS_EXPIRED: _ClassVar[ApprovalStatus]
     APPROVAL_STATUS_CANCELLED: _ClassVar[ApprovalStatus]
+    APPROVAL_STATUS_RESPONDED: _ClassVar[ApprovalStatus]
 
 class DecisionKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -27,6 +28,7 @@ class DecisionKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DECISION_KIND_APPROVE: _ClassVar[DecisionKind]
     DECISION_KIND_REJECT: _ClassVar[DecisionKind]
     DECISION_KIND_EDIT: _ClassVar[DecisionKind]
+    DECISION_KIND_RESPOND: _ClassVar[DecisionKind]
 APPROVAL_STATUS_UNSPECIFIED: ApprovalStatus
 APPROVAL_STATUS_PENDING: ApprovalStatus
 APPROVAL_STATUS_APPROVED: ApprovalStatus
@@ -34,24 +36,28 @@ APPROVAL_STATUS_REJECTED: ApprovalStatus
 APPROVAL_STATUS_EDITED: ApprovalStatus
 APPROVAL_STATUS_EXPIRED: ApprovalStatus
 APPROVAL_STATUS_CANCELLED: ApprovalStatus
+APPROVAL_STATUS_RESPONDED: ApprovalStatus
 DECISION_KIND_UNSPECIFIED: DecisionKind
 DECISION_KIND_APPROVE: DecisionKind
 DECISION_KIND_REJECT: DecisionKind
 DECISION_KIND_EDIT: DecisionKind
+DECISION_KIND_RESPOND: DecisionKind
 
 class Decision(_message.Message):
-    __slots__ = ("kind", "edited_value", "comment", "reviewer", "decided_at")
+    __slots__ = ("kind", "edited_value", "comment", "reviewer", "decided_at", "value")
     KIND_FIELD_NUMBER: _ClassVar[int]
     EDITED_VALUE_FIELD_NUMBER: _ClassVar[int]
     COMMENT_FIELD_NUMBER: _ClassVar[int]
     REVIEWER_FIELD_NUMBER: _ClassVar[int]
     DECIDED_AT_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
     kind: DecisionKind
     edited_value: _struct_pb2.Struct
     comment: str
     reviewer: str
     decided_at: _timestamp_pb2.Timestamp
-    def __init__(self, kind: _Optional[_Union[DecisionKind, str]] = ..., edited_value: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., comment: _Optional[str] = ..., reviewer: _Optional[str] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    value: _struct_pb2.Value
+    def __init__(self, kind: _Optional[_Union[DecisionKind, str]] = ..., edited_value: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., comment: _Optional[str] = ..., reviewer: _Optional[str] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., value: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ...) -> None: ...
 
 class Approval(_message.Message):
     __slots__ = ("approval_id", "run_id", "thread_id", "graph", "graph_version", "node", "interrupt_id", "payload", "required_role", "status", "created_at", "expires_at", "decision", "resume_shape")
@@ -164,16 +170,18 @@ class WatchApprovalsResponse(_message.Message):
     def __init__(self, event: _Optional[_Union[ApprovalEvent, _Mapping]] = ...) -> None: ...
 
 class DecideRequest(_message.Message):
-    __slots__ = ("approval_id", "kind", "edited_value", "comment")
+    __slots__ = ("approval_id", "kind", "edited_value", "comment", "value")
     APPROVAL_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     EDITED_VALUE_FIELD_NUMBER: _ClassVar[int]
     COMMENT_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
     approval_id: str
     kind: DecisionKind
     edited_value: _struct_pb2.Struct
     comment: str
-    def __init__(self, approval_id: _Optional[str] = ..., kind: _Optional[_Union[DecisionKind, str]] = ..., edited_value: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., comment: _Optional[str] = ...) -> None: ...
+    value: _struct_pb2.Value
+    def __init__(self, approval_id: _Optional[str] = ..., kind: _Optional[_Union[DecisionKind, str]] = ..., edited_value: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., comment: _Optional[str] = ..., value: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ...) -> None: ...
 
 class DecideResponse(_message.Message):
     __slots__ = ("approval",)

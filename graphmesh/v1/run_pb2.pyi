@@ -68,7 +68,7 @@ class RunError(_message.Message):
     def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ..., node: _Optional[str] = ...) -> None: ...
 
 class Run(_message.Message):
-    __slots__ = ("run_id", "thread_id", "graph", "versions", "status", "attempt", "error", "owner", "idempotency_key", "metadata", "created_at", "started_at", "updated_at", "finished_at", "multitask_strategy", "previous_errors", "migrations", "schedule_id", "scheduled_for", "webhook")
+    __slots__ = ("run_id", "thread_id", "graph", "versions", "status", "attempt", "error", "owner", "idempotency_key", "metadata", "created_at", "started_at", "updated_at", "finished_at", "multitask_strategy", "previous_errors", "migrations", "schedule_id", "scheduled_for", "webhook", "options")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -96,6 +96,7 @@ class Run(_message.Message):
     SCHEDULE_ID_FIELD_NUMBER: _ClassVar[int]
     SCHEDULED_FOR_FIELD_NUMBER: _ClassVar[int]
     WEBHOOK_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     thread_id: str
     graph: str
@@ -116,7 +117,44 @@ class Run(_message.Message):
     schedule_id: str
     scheduled_for: _timestamp_pb2.Timestamp
     webhook: Webhook
-    def __init__(self, run_id: _Optional[str] = ..., thread_id: _Optional[str] = ..., graph: _Optional[str] = ..., versions: _Optional[_Union[Versions, _Mapping]] = ..., status: _Optional[_Union[RunStatus, str]] = ..., attempt: _Optional[int] = ..., error: _Optional[_Union[RunError, _Mapping]] = ..., owner: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., multitask_strategy: _Optional[_Union[MultitaskStrategy, str]] = ..., previous_errors: _Optional[_Iterable[_Union[RunError, _Mapping]]] = ..., migrations: _Optional[_Iterable[_Union[CheckpointMigration, _Mapping]]] = ..., schedule_id: _Optional[str] = ..., scheduled_for: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., webhook: _Optional[_Union[Webhook, _Mapping]] = ...) -> None: ...
+    options: RunOptions
+    def __init__(self, run_id: _Optional[str] = ..., thread_id: _Optional[str] = ..., graph: _Optional[str] = ..., versions: _Optional[_Union[Versions, _Mapping]] = ..., status: _Optional[_Union[RunStatus, str]] = ..., attempt: _Optional[int] = ..., error: _Optional[_Union[RunError, _Mapping]] = ..., owner: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., multitask_strategy: _Optional[_Union[MultitaskStrategy, str]] = ..., previous_errors: _Optional[_Iterable[_Union[RunError, _Mapping]]] = ..., migrations: _Optional[_Iterable[_Union[CheckpointMigration, _Mapping]]] = ..., schedule_id: _Optional[str] = ..., scheduled_for: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., webhook: _Optional[_Union[Webhook, _Mapping]] = ..., options: _Optional[_Union[RunOptions, _Mapping]] = ...) -> None: ...
+
+class RunOptions(_message.Message):
+    __slots__ = ("stream_modes", "stream_subgraphs", "configurable", "context", "interrupt_before", "interrupt_after", "checkpoint_id", "command_update", "command_goto", "recursion_limit", "tags")
+    STREAM_MODES_FIELD_NUMBER: _ClassVar[int]
+    STREAM_SUBGRAPHS_FIELD_NUMBER: _ClassVar[int]
+    CONFIGURABLE_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    INTERRUPT_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    INTERRUPT_AFTER_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_ID_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_UPDATE_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_GOTO_FIELD_NUMBER: _ClassVar[int]
+    RECURSION_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    stream_modes: _containers.RepeatedScalarFieldContainer[str]
+    stream_subgraphs: bool
+    configurable: _struct_pb2.Struct
+    context: _struct_pb2.Struct
+    interrupt_before: _containers.RepeatedScalarFieldContainer[str]
+    interrupt_after: _containers.RepeatedScalarFieldContainer[str]
+    checkpoint_id: str
+    command_update: _struct_pb2.Value
+    command_goto: _containers.RepeatedScalarFieldContainer[str]
+    recursion_limit: int
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, stream_modes: _Optional[_Iterable[str]] = ..., stream_subgraphs: _Optional[bool] = ..., configurable: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., interrupt_before: _Optional[_Iterable[str]] = ..., interrupt_after: _Optional[_Iterable[str]] = ..., checkpoint_id: _Optional[str] = ..., command_update: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., command_goto: _Optional[_Iterable[str]] = ..., recursion_limit: _Optional[int] = ..., tags: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class StreamChunk(_message.Message):
+    __slots__ = ("mode", "namespace", "data")
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    mode: str
+    namespace: _containers.RepeatedScalarFieldContainer[str]
+    data: _struct_pb2.Value
+    def __init__(self, mode: _Optional[str] = ..., namespace: _Optional[_Iterable[str]] = ..., data: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ...) -> None: ...
 
 class Webhook(_message.Message):
     __slots__ = ("url", "on_waiting")
@@ -205,7 +243,7 @@ class ApprovalDecided(_message.Message):
     def __init__(self, approval_id: _Optional[str] = ..., decision: _Optional[str] = ..., reviewer: _Optional[str] = ...) -> None: ...
 
 class RunEvent(_message.Message):
-    __slots__ = ("run_id", "sequence", "time", "trace_id", "status_changed", "node_started", "node_finished", "custom", "approval_requested", "approval_decided", "error", "checkpoint_migrated")
+    __slots__ = ("run_id", "sequence", "time", "trace_id", "status_changed", "node_started", "node_finished", "custom", "approval_requested", "approval_decided", "error", "checkpoint_migrated", "stream_chunk")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
@@ -218,6 +256,7 @@ class RunEvent(_message.Message):
     APPROVAL_DECIDED_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_MIGRATED_FIELD_NUMBER: _ClassVar[int]
+    STREAM_CHUNK_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     sequence: int
     time: _timestamp_pb2.Timestamp
@@ -230,7 +269,8 @@ class RunEvent(_message.Message):
     approval_decided: ApprovalDecided
     error: RunError
     checkpoint_migrated: CheckpointMigration
-    def __init__(self, run_id: _Optional[str] = ..., sequence: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trace_id: _Optional[str] = ..., status_changed: _Optional[_Union[StatusChanged, _Mapping]] = ..., node_started: _Optional[_Union[NodeStarted, _Mapping]] = ..., node_finished: _Optional[_Union[NodeFinished, _Mapping]] = ..., custom: _Optional[_Union[CustomProgress, _Mapping]] = ..., approval_requested: _Optional[_Union[ApprovalRequested, _Mapping]] = ..., approval_decided: _Optional[_Union[ApprovalDecided, _Mapping]] = ..., error: _Optional[_Union[RunError, _Mapping]] = ..., checkpoint_migrated: _Optional[_Union[CheckpointMigration, _Mapping]] = ...) -> None: ...
+    stream_chunk: StreamChunk
+    def __init__(self, run_id: _Optional[str] = ..., sequence: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trace_id: _Optional[str] = ..., status_changed: _Optional[_Union[StatusChanged, _Mapping]] = ..., node_started: _Optional[_Union[NodeStarted, _Mapping]] = ..., node_finished: _Optional[_Union[NodeFinished, _Mapping]] = ..., custom: _Optional[_Union[CustomProgress, _Mapping]] = ..., approval_requested: _Optional[_Union[ApprovalRequested, _Mapping]] = ..., approval_decided: _Optional[_Union[ApprovalDecided, _Mapping]] = ..., error: _Optional[_Union[RunError, _Mapping]] = ..., checkpoint_migrated: _Optional[_Union[CheckpointMigration, _Mapping]] = ..., stream_chunk: _Optional[_Union[StreamChunk, _Mapping]] = ...) -> None: ...
 
 class RunJob(_message.Message):
     __slots__ = ("run_id", "attempt", "graph", "graph_version")

@@ -1,5 +1,6 @@
 from google.protobuf import struct_pb2 as _struct_pb2
 from graphmesh.v1 import run_pb2 as _run_pb2
+from graphmesh.v1 import thread_pb2 as _thread_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -19,7 +20,7 @@ CANCEL_ACTION_INTERRUPT: CancelAction
 CANCEL_ACTION_ROLLBACK: CancelAction
 
 class CreateRunRequest(_message.Message):
-    __slots__ = ("graph", "graph_version", "thread_id", "input", "metadata", "idempotency_key", "multitask_strategy", "webhook")
+    __slots__ = ("graph", "graph_version", "thread_id", "input", "metadata", "idempotency_key", "multitask_strategy", "webhook", "options")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -35,6 +36,7 @@ class CreateRunRequest(_message.Message):
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     MULTITASK_STRATEGY_FIELD_NUMBER: _ClassVar[int]
     WEBHOOK_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
     graph: str
     graph_version: str
     thread_id: str
@@ -43,7 +45,8 @@ class CreateRunRequest(_message.Message):
     idempotency_key: str
     multitask_strategy: _run_pb2.MultitaskStrategy
     webhook: _run_pb2.Webhook
-    def __init__(self, graph: _Optional[str] = ..., graph_version: _Optional[str] = ..., thread_id: _Optional[str] = ..., input: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., idempotency_key: _Optional[str] = ..., multitask_strategy: _Optional[_Union[_run_pb2.MultitaskStrategy, str]] = ..., webhook: _Optional[_Union[_run_pb2.Webhook, _Mapping]] = ...) -> None: ...
+    options: _run_pb2.RunOptions
+    def __init__(self, graph: _Optional[str] = ..., graph_version: _Optional[str] = ..., thread_id: _Optional[str] = ..., input: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., idempotency_key: _Optional[str] = ..., multitask_strategy: _Optional[_Union[_run_pb2.MultitaskStrategy, str]] = ..., webhook: _Optional[_Union[_run_pb2.Webhook, _Mapping]] = ..., options: _Optional[_Union[_run_pb2.RunOptions, _Mapping]] = ...) -> None: ...
 
 class CreateRunResponse(_message.Message):
     __slots__ = ("run",)
@@ -171,26 +174,30 @@ class ResumeRunResponse(_message.Message):
     def __init__(self, run: _Optional[_Union[_run_pb2.Run, _Mapping]] = ...) -> None: ...
 
 class GetThreadStateRequest(_message.Message):
-    __slots__ = ("thread_id",)
+    __slots__ = ("thread_id", "checkpoint_id")
     THREAD_ID_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_ID_FIELD_NUMBER: _ClassVar[int]
     thread_id: str
-    def __init__(self, thread_id: _Optional[str] = ...) -> None: ...
+    checkpoint_id: str
+    def __init__(self, thread_id: _Optional[str] = ..., checkpoint_id: _Optional[str] = ...) -> None: ...
 
 class GetThreadStateResponse(_message.Message):
-    __slots__ = ("thread_id", "values", "next", "checkpoint_id", "checkpoint_metadata", "active_run_id")
+    __slots__ = ("thread_id", "values", "next", "checkpoint_id", "checkpoint_metadata", "active_run_id", "snapshot")
     THREAD_ID_FIELD_NUMBER: _ClassVar[int]
     VALUES_FIELD_NUMBER: _ClassVar[int]
     NEXT_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_ID_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_METADATA_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
     thread_id: str
     values: _struct_pb2.Struct
     next: _containers.RepeatedScalarFieldContainer[str]
     checkpoint_id: str
     checkpoint_metadata: _struct_pb2.Struct
     active_run_id: str
-    def __init__(self, thread_id: _Optional[str] = ..., values: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., next: _Optional[_Iterable[str]] = ..., checkpoint_id: _Optional[str] = ..., checkpoint_metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., active_run_id: _Optional[str] = ...) -> None: ...
+    snapshot: _thread_pb2.ThreadSnapshot
+    def __init__(self, thread_id: _Optional[str] = ..., values: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., next: _Optional[_Iterable[str]] = ..., checkpoint_id: _Optional[str] = ..., checkpoint_metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., active_run_id: _Optional[str] = ..., snapshot: _Optional[_Union[_thread_pb2.ThreadSnapshot, _Mapping]] = ...) -> None: ...
 
 class GetRunTraceRequest(_message.Message):
     __slots__ = ("run_id",)

@@ -119,6 +119,17 @@ class Settings:
     webhook_seconds: float = 1.0
     webhook_backoff_seconds: float = 5.0
     webhook_backoff_max_seconds: float = 3600.0
+    # The LangGraph HTTP API gateway (services/gateway): where it listens (host:port), the
+    # review tier it decides interrupts through (the api is api_address), the SSE heartbeat
+    # period, and the browser origins CORS allows (comma-separated, * for any).
+    gateway_listen: str = "127.0.0.1:2024"
+    review_address: str = ""
+    gateway_heartbeat_seconds: float = 10.0
+    gateway_cors_origins: str = "*"
+    # Long-term memory (LangGraph's Postgres store): the default time to live of an item put
+    # without one (0: items live until deleted), and how often expired items are swept.
+    store_default_ttl_minutes: float = 0.0
+    store_sweep_minutes: float = 5.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -171,4 +182,12 @@ class Settings:
                                                str(defaults.webhook_backoff_seconds))),
             webhook_backoff_max_seconds=float(_env(environ, "WEBHOOK_BACKOFF_MAX_SECONDS",
                                                    str(defaults.webhook_backoff_max_seconds))),
+            gateway_listen=_env(environ, "GATEWAY_LISTEN", defaults.gateway_listen),
+            review_address=_env(environ, "REVIEW_ADDRESS", ""),
+            gateway_heartbeat_seconds=float(_env(environ, "GATEWAY_HEARTBEAT_SECONDS",
+                                                 str(defaults.gateway_heartbeat_seconds))),
+            gateway_cors_origins=_env(environ, "GATEWAY_CORS_ORIGINS", defaults.gateway_cors_origins),
+            store_default_ttl_minutes=float(_env(environ, "STORE_DEFAULT_TTL_MINUTES",
+                                                 str(defaults.store_default_ttl_minutes))),
+            store_sweep_minutes=float(_env(environ, "STORE_SWEEP_MINUTES", str(defaults.store_sweep_minutes))),
         )

@@ -81,6 +81,7 @@ class Registry:
         self._specs = list(specs)
         self._compiled: dict[tuple[str, str], _Loaded] = {}
         self._lock = threading.Lock()  # one import/compile per version, even under a thread pool
+        self._store: Any = None  # the long-term store graphs get (use_store); None: their own, if any
 
     # -- loading -------------------------------------------------------------------------
     @classmethod
@@ -130,25 +131,36 @@ class Registry:
         raise NotFound(f"graph '{name}' has no version '{version}' (known: {known})", code="GRAPH_VERSION_NOT_FOUND")
 
     # -- code ----------------------------------------------------------------------------
+    def use_store(self, store: Any) -> None:
+        """The LangGraph store (graphmesh/memory.py) that every graph bound by compiled() or
+        graph_for_run() gets as its `store`, in place of one the graph was compiled with (as
+        LangGraph's server does): nodes reach it as `store: BaseStore`, get_store() or runtime.store."""
+        self._store = store
+
+    def _bound(self, graph: Any, checkpointer: Any) -> Any:
+        update = {"checkpointer": checkpointer}
+        if self._store is not None:
+            update["store"] = self._store
+        return graph.copy(update=update)
+
     def compiled(self, name: str, version: str, *, checkpointer: Any = None) -> Any:
         """The compiled graph (cached). With a checkpointer, a cheap copy bound to it. For a
         per-run factory this is the graph made at load time: right for reading state and
         structure; runs use graph_for_run."""
         graph = self._load(self.get(name, version)).graph
-        return graph if checkpointer is None else graph.copy(update={"checkpointer": checkpointer})
+        return graph if checkpointer is None else self._bound(graph, checkpointer)
 
     @asynccontextmanager
     async def graph_for_run(self, name: str, version: str, config: dict, *, checkpointer: Any):
-        """The graph one run executes, bound to its checkpointer: the cached one, or what the
-        version's factory makes from the run's config (held open for the run)."""
+        """The graph one run executes, bound to its checkpointer (and the store): the cached
+        one, or what the version's factory makes from the run's config (held open for the run)."""
         spec = self.get(name, version)
         loaded = self._load(spec)
         if loaded.factory is None:
-            yield loaded.graph.copy(update={"checkpointer": checkpointer})
+            yield self._bound(loaded.graph, checkpointer)
             return
         async with _made(loaded.factory, config, spec) as obj:
-            graph = _compile(obj, spec)
-            yield graph.copy(update={"checkpointer": checkpointer})
+            yield self._bound(_compile(obj, spec), checkpointer)
 
     @property
     def notices(self) -> list[str]:

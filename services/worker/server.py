@@ -11,6 +11,7 @@ from graphmesh.auth.setup import make_authenticator
 from graphmesh.bus.control import on_cancel
 from graphmesh.disabled_nodes import DisabledNodes
 from graphmesh.execution import RunExecutor
+from graphmesh.memory import open_store
 from graphmesh.registry import Registry
 from graphmesh.rpc.host import ServiceHost, log_registry, process_settings
 from graphmesh.store import ControlStore, RunStore
@@ -34,6 +35,8 @@ async def main() -> int:
     js = nc.jetstream()
     store = RunStore(pool)
     control = ControlStore(store)
+    # Long-term memory: graphs get LangGraph's Postgres store over the same pool.
+    registry.use_store(open_store(pool, settings))
     executor = RunExecutor(store=store, js=js, pool=pool, registry=registry,
                            lease_seconds=settings.lease_seconds, ack_wait_seconds=settings.ack_wait_seconds)
     consumer = JobConsumer(js=js, store=store, executor=executor, worker_id=settings.worker_id,

@@ -1,9 +1,20 @@
-"""GraphService: the registered graphs and their versions, node switches, the workers."""
+"""GraphService: the registered graphs and their versions, node switches, the workers, and
+a version's shape and schemas (DescribeGraph, what LangGraph's /assistants/{id}/graph,
+/schemas and /subgraphs show)."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import warnings
+from typing import Any
+
+from langchain_core.runnables.utils import create_model
+from pydantic import TypeAdapter
+
 from graphmesh.bus.control import publish_nodes_changed, publish_rollout_changed
 from graphmesh.errors import FailedPrecondition, InvalidArgument, NotFound
+from graphmesh.jsonvalues import jsonable, to_struct, to_value
 from graphmesh.messages import timestamp
 from graphmesh.routing import VersionRouter
 from graphmesh.rpc.principal import caller, principal
@@ -12,8 +23,12 @@ from graphmesh.store.rollouts import RolloutStore
 from graphmesh.v1 import graph_service_pb2 as pb
 from graphmesh.v1 import graph_service_pb2_grpc, run_pb2, worker_service_pb2
 
+log = logging.getLogger(__name__)
+
 # A worker that has not announced itself for this long is presumed gone.
 WORKER_SEEN_SECONDS = 10.0
+# Configurable keys LangGraph fills itself: not part of a graph's config schema.
+INTERNAL_CONFIG_KEYS = ("__pregel_checkpointer", "__pregel_store", "checkpoint_id", "checkpoint_ns", "thread_id")
 
 
 class GraphServicer(graph_service_pb2_grpc.GraphServiceServicer):
@@ -145,6 +160,23 @@ class GraphServicer(graph_service_pb2_grpc.GraphServiceServicer):
                           "rollback")
         return pb.RollbackGraphResponse(graph=await self._graph(graph))
 
+    async def DescribeGraph(self, request, context):
+        name = self._registry.get(request.graph).name  # NOT_FOUND for an unknown graph
+        version = request.graph_version
+        if version:
+            version = self._registry.get(name, version).version
+        else:  # the version new runs go to: the heaviest weight (ties: the latest)
+            weights = self._router.weights(name)
+            version = max(reversed(list(weights)), key=weights.get)
+        if request.xray < -1:
+            raise InvalidArgument("xray is a depth: 0 (none), -1 (all levels) or a positive number of levels")
+        graph = self._registry.compiled(name, version)
+        xray: bool | int = True if request.xray == -1 else request.xray
+        drawable, schemas, subgraphs = await asyncio.to_thread(
+            _describe, graph, xray, request.subgraph_namespace or None, request.recurse)
+        return pb.DescribeGraphResponse(graph=name, graph_version=version, drawable=to_struct(drawable),
+                                        schemas=schemas, subgraphs=subgraphs)
+
     async def _apply(self, graph: str, weights: dict[str, int], context, reason: str, action: str) -> None:
         await self._rollouts.set(graph, weights, actor=principal(context), reason=reason, action=action,
                                  previous=self._router.weights(graph))
@@ -155,3 +187,65 @@ class GraphServicer(graph_service_pb2_grpc.GraphServiceServicer):
 def _disabled_to_proto(d: DisabledNode) -> pb.DisabledNode:
     return pb.DisabledNode(node=d.node, reason=d.reason, disabled_by=d.disabled_by,
                            disabled_at=timestamp(d.disabled_at))
+
+
+# -- DescribeGraph: the shapes LangGraph's assistant endpoints return ------------------------
+
+def _describe(graph, xray: bool | int, namespace: str | None, recurse: bool):
+    """(drawable graph JSON, schemas, namespace -> subgraph schemas) of a compiled graph."""
+    try:
+        drawable = jsonable(graph.get_graph(xray=xray).to_json())
+    except NotImplementedError:
+        raise FailedPrecondition("this graph cannot be drawn", code="GRAPH_NOT_DRAWABLE") from None
+    for node in drawable.get("nodes", []):
+        if isinstance(node.get("data"), dict):
+            node["data"].pop("id", None)  # the node's Python class path, as LangGraph's server drops it
+    subgraphs = {ns: _schemas(sub) for ns, sub in graph.get_subgraphs(namespace=namespace, recurse=recurse)}
+    return drawable, _schemas(graph), subgraphs
+
+
+def _schemas(graph) -> pb.GraphSchemas:
+    return pb.GraphSchemas(**{field: to_value(_schema(graph, field, make)) for field, make in (
+        ("input_schema", lambda g: g.get_input_jsonschema()),
+        ("output_schema", lambda g: g.get_output_jsonschema()),
+        ("state_schema", _state_schema),
+        ("config_schema", _config_schema),
+        ("context_schema", lambda g: g.get_context_jsonschema()))})
+
+
+def _schema(graph, field: str, make) -> Any:
+    """One schema, or None where the graph cannot give it (logged, as LangGraph's server does)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # config_schema() is deprecated, and still what it takes
+            return jsonable(make(graph))
+    except Exception as exc:
+        log.warning("graph %s: no %s: %s: %s", getattr(graph, "name", "?"), field, type(exc).__name__, exc)
+        return None
+
+
+def _state_schema(graph) -> dict:
+    """The state's channels (those a client sees) with the type each takes updates of."""
+    fields: dict[str, Any] = {}
+    for key in graph.stream_channels_list:
+        kind = graph.channels[key].UpdateType
+        try:
+            create_model(key, __root__=(kind, None)).model_json_schema()
+            fields[key] = (kind, None)
+        except Exception:
+            fields[key] = (Any, None)
+    return create_model(graph.get_name("State"), **fields).model_json_schema()
+
+
+def _config_schema(graph) -> dict:
+    """The `configurable` part of the graph's config schema, without LangGraph's own keys."""
+    config = graph.config_schema()
+    fields = getattr(config, "model_fields", None) or {}
+    if "configurable" not in fields:
+        return {}
+    schema = TypeAdapter(fields["configurable"].annotation).json_schema()
+    for key in INTERNAL_CONFIG_KEYS:
+        schema.get("properties", {}).pop(key, None)
+    if getattr(graph, "config_type", None) is not None and hasattr(graph.config_type, "__name__"):
+        schema["title"] = graph.config_type.__name__
+    return schema

@@ -20,6 +20,8 @@ from graphmesh.store.rollouts import RolloutStore
 from graphmesh.submission import RunSubmitter
 from graphmesh.sync_runs import SyncRunner
 from graphmesh.v1 import (
+    assistant_service_pb2,
+    assistant_service_pb2_grpc,
     auth_service_pb2,
     auth_service_pb2_grpc,
     graph_service_pb2,
@@ -28,15 +30,19 @@ from graphmesh.v1 import (
     run_service_pb2_grpc,
     schedule_service_pb2,
     schedule_service_pb2_grpc,
+    thread_service_pb2,
+    thread_service_pb2_grpc,
     webhook_service_pb2,
     webhook_service_pb2_grpc,
 )
 from graphmesh.webhooks.dispatcher import WebhookDispatcher
 from graphmesh.webhooks.targets import OutboundPolicy
+from services.api.assistants import AssistantServicer
 from services.api.auth import AuthServicer
 from services.api.graphs import GraphServicer
 from services.api.runs import RunServicer
 from services.api.schedules import ScheduleServicer
+from services.api.threads import ThreadServicer
 from services.api.webhooks import WebhookServicer
 
 
@@ -73,7 +79,9 @@ async def main() -> int:
                  graph_service_pb2.DESCRIPTOR.services_by_name["GraphService"].full_name,
                  auth_service_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
                  webhook_service_pb2.DESCRIPTOR.services_by_name["WebhookService"].full_name,
-                 schedule_service_pb2.DESCRIPTOR.services_by_name["ScheduleService"].full_name],
+                 schedule_service_pb2.DESCRIPTOR.services_by_name["ScheduleService"].full_name,
+                 thread_service_pb2.DESCRIPTOR.services_by_name["ThreadService"].full_name,
+                 assistant_service_pb2.DESCRIPTOR.services_by_name["AssistantService"].full_name],
                 auth=make_authenticator(settings, store, tokens))
     run_service_pb2_grpc.add_RunServiceServicer_to_server(
         RunServicer(store=store, nc=nc, hub=hub, registry=registry, pool=pool, sync_runner=sync_runner,
@@ -84,6 +92,10 @@ async def main() -> int:
     graph_service_pb2_grpc.add_GraphServiceServicer_to_server(
         GraphServicer(registry, control, rollouts, router, nc), host.grpc)
     webhook_service_pb2_grpc.add_WebhookServiceServicer_to_server(WebhookServicer(store), host.grpc)
+    thread_service_pb2_grpc.add_ThreadServiceServicer_to_server(
+        ThreadServicer(store=store, registry=registry, pool=pool, router=router), host.grpc)
+    assistant_service_pb2_grpc.add_AssistantServiceServicer_to_server(
+        AssistantServicer(store=store, registry=registry), host.grpc)
 
     # The synchronous path runs graphs here, under the same node guards as the workers.
     host.supervise("disabled nodes refresh", await DisabledNodes(control).start(nc))

@@ -7,7 +7,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from google.protobuf import timestamp_pb2
+from google.protobuf import json_format, timestamp_pb2
 
 from graphmesh.jsonvalues import to_struct
 from graphmesh.store import ApprovalRecord, RunError, RunRecord, RunStatus
@@ -79,6 +79,9 @@ def run_to_proto(run: RunRecord) -> run_pb2.Run:
         msg.schedule_id = run.schedule_id
     if run.webhook:
         msg.webhook.CopyFrom(run_pb2.Webhook(url=run.webhook["url"], on_waiting=bool(run.webhook.get("on_waiting"))))
+    if run.options:
+        # Stored as the proto's own JSON (graphmesh/execution/run_options.py), so it parses back.
+        json_format.ParseDict(run.options, msg.options, ignore_unknown_fields=True)
     for field in ("created_at", "started_at", "updated_at", "finished_at", "scheduled_for"):
         ts = timestamp(getattr(run, field))
         if ts is not None:

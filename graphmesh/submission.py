@@ -3,7 +3,9 @@
 Whoever asks (a client's RPC, or a schedule firing as its owner), a new run passes the
 same checks in the same order: the caller's role and graph, the thread's owner, version
 routing, admission limits (skipped for a retry of an idempotent request), the multitask
-strategy, the graph's input schema, the metadata limit and the webhook's outbound policy.
+strategy, the LangGraph run options (graphmesh/execution/run_options.py), the graph's input
+schema (a run without input must have a thread to continue, a checkpoint to branch from or
+a command), the metadata limit and the webhook's outbound policy.
 The caller is the principal of the current context (graphmesh.auth.principals).
 """
 
@@ -19,7 +21,8 @@ from google.protobuf import json_format
 from graphmesh.admission import admit
 from graphmesh.bus import require_connected
 from graphmesh.cancel import Canceller
-from graphmesh.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from graphmesh.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from graphmesh.execution.run_options import RunOptions, parse_options
 from graphmesh.lifecycle import RunLifecycle
 from graphmesh.messages import STRATEGY_NAMES
 from graphmesh.routing import VersionRouter
@@ -40,6 +43,13 @@ def check_metadata(metadata) -> dict[str, str]:
     if sum(len(k) + len(v) for k, v in metadata.items()) > MAX_METADATA_BYTES:
         raise InvalidArgument(f"metadata exceeds the limit of {MAX_METADATA_BYTES} bytes")
     return dict(metadata)
+
+
+def _options_of(request):
+    """A CreateRunRequest's options, None when it has none (InvokeRunRequest has no field)."""
+    if "options" not in request.DESCRIPTOR.fields_by_name or not request.HasField("options"):
+        return None
+    return request.options
 
 
 class RunSubmitter:
@@ -74,10 +84,14 @@ class RunSubmitter:
             if owner and owner != me.name:
                 raise PermissionDenied(f"{me.name} may not run on thread {request.thread_id}: it belongs to "
                                        "another owner", code="NOT_YOUR_THREAD")
-        raw_input = json_format.MessageToDict(request.input) if request.HasField("input") else {}
+        # No input: the run continues its thread (LangGraph's astream(None)), or runs a command.
+        raw_input = json_format.MessageToDict(request.input) if request.HasField("input") else None
+        asked_options = _options_of(request)
         # What makes a retry "the same request" for its idempotency key (as the caller sent it).
-        fingerprint = request_fingerprint(graph=graph, graph_version=getattr(request, "graph_version", ""),
-                                          thread_id=request.thread_id, graph_input=raw_input)
+        fingerprint = request_fingerprint(
+            graph=graph, graph_version=getattr(request, "graph_version", ""), thread_id=request.thread_id,
+            graph_input=raw_input,
+            options=json_format.MessageToDict(asked_options, preserving_proto_field_name=True) if asked_options else None)
         thread_id = request.thread_id or str(uuid.uuid4())
         version = await self._router.choose(graph, thread_id, pinned=getattr(request, "graph_version", ""),
                                             new_thread=not request.thread_id)
@@ -87,7 +101,15 @@ class RunSubmitter:
             await admit(self._store, spec, me.name)
         if request.multitask_strategy not in STRATEGY_NAMES:
             raise InvalidArgument(f"unknown multitask_strategy {request.multitask_strategy}")
-        graph_input = self._registry.validate_input(spec, raw_input)
+        options = parse_options(asked_options, nodes=lambda: self._registry.node_names(spec.name, spec.version),
+                                max_steps=spec.limits.max_steps)
+        if raw_input is None:
+            await self._check_continuation(request.thread_id, options)
+            graph_input = None
+        else:
+            graph_input = self._registry.validate_input(spec, raw_input)
+        if options.checkpoint_id:
+            await self._check_checkpoint(request.thread_id, options.checkpoint_id)
         metadata = check_metadata(request.metadata)
         if webhook is None and getattr(request, "webhook", None) is not None and request.webhook.url:
             webhook = self.webhook(request.webhook.url, request.webhook.on_waiting)
@@ -108,7 +130,24 @@ class RunSubmitter:
             schedule_id=schedule_id,
             scheduled_for=scheduled_for,
             webhook=webhook,
+            options=options.to_json(),
         )
+
+    async def _check_continuation(self, thread_id: str, options: RunOptions) -> None:
+        """A run without input continues a thread: it needs one with state (or a run queued
+        to write it), a checkpoint to branch from, or a command."""
+        if options.has_command or options.checkpoint_id:
+            return
+        if not thread_id or not await self._store.thread_can_continue(thread_id):
+            where = f"thread '{thread_id}' has no state" if thread_id else "a new thread has no state"
+            raise InvalidArgument(f"input is required: {where} for a run without input to continue",
+                                  code="INPUT_REQUIRED")
+
+    async def _check_checkpoint(self, thread_id: str, checkpoint_id: str) -> None:
+        if not thread_id:
+            raise InvalidArgument("checkpoint_id needs the thread_id whose checkpoint it is", code="THREAD_REQUIRED")
+        if not await self._store.thread_has_checkpoint(thread_id, checkpoint_id):
+            raise NotFound(f"thread '{thread_id}' has no checkpoint '{checkpoint_id}'", code="CHECKPOINT_NOT_FOUND")
 
     async def create(self, request, **scheduled) -> tuple[RunRecord, bool]:
         """Records and dispatches the run a CreateRunRequest asks for: (run, created). A

@@ -31,6 +31,7 @@ from graphmesh.execution.interrupts import approval_requests, carry_decisions, r
 from graphmesh.execution.migration import Applied, MigrationFailed, migrate_thread
 from graphmesh.execution.policies import ACTOR as POLICY_ACTOR
 from graphmesh.execution.policies import PolicyGate, PolicyViolation, audit_details
+from graphmesh.execution.run_options import INTERNAL_MODES, RunOptions, stopped_at
 from graphmesh.execution.saver import StateTooLarge, saver_for
 from graphmesh.execution.sink import EventSink
 from graphmesh.guard import NodeDisabled, gate_nodes
@@ -56,6 +57,10 @@ from graphmesh.v1 import run_pb2
 log = logging.getLogger(__name__)
 
 Heartbeat = Callable[[], Awaitable[None]]
+
+# What _input returns for a re-execution whose run already stopped at one of its static
+# interrupts (the crash came before the run was recorded COMPLETED).
+_ALREADY_STOPPED = object()
 
 
 def refusal(metadata: dict, run: RunRecord, spec, detail: str) -> str:
@@ -240,6 +245,10 @@ class RunExecutor:
                          "gm_attempt": run.attempt},
             "recursion_limit": spec.limits.max_steps,
         }
+        # The client's LangGraph options (configurable, tags, recursion limit; the rest below).
+        options = RunOptions.from_json(run.options)
+        if run.options:
+            options.apply_config(config, spec.limits.max_steps)
         timeout = asyncio.timeout(spec.limits.run_timeout_seconds)
         # The graph's serializer (allow-listed types, no secrets) and state size limit; every
         # checkpoint write is fenced by this claim's lease (a stale execution cannot write).
@@ -262,7 +271,7 @@ class RunExecutor:
                 return RunStatus.FAILED, RunError("GRAPH_LOAD_FAILED", exc.message), []
             try:
                 with secret_scope(spec.name, spec.secrets), gate_nodes(gate):
-                    return await self._run_stream(graph, config, claim, spec, events, control, timeout)
+                    return await self._run_stream(graph, config, claim, spec, events, control, timeout, options)
             except PolicyViolation as exc:
                 log.warning("run %s: node %s refused by its %s policy", run.run_id, exc.node, exc.policy)
                 execution.audit = AuditEntry(POLICY_ACTOR, "policy_violation", audit_details(exc, run))
@@ -271,16 +280,19 @@ class RunExecutor:
                 return RunStatus.FAILED, RunError("STATE_TOO_LARGE", f"run {run.run_id}: {exc}"), []
 
     async def _run_stream(self, graph, config, claim: Claim, spec, events: EventSink, control: RunControl,
-                          timeout) -> tuple[RunStatus, RunError | None, list]:
+                          timeout, options: RunOptions) -> tuple[RunStatus, RunError | None, list]:
         run = claim.run
         try:
-            graph_input, decided = await self._input(graph, config, claim, spec, events)
+            graph_input, decided = await self._input(graph, config, claim, spec, events, options)
+            if graph_input is _ALREADY_STOPPED:
+                return RunStatus.COMPLETED, None, []
             async with timeout:
-                interrupts = await self._stream(graph, graph_input, config, events, control, spec.durability)
+                interrupts = await self._stream(graph, graph_input, config, events, control, spec.durability, options)
                 if decided and (carried := carry_decisions(decided, interrupts)):
                     # The migrated checkpoint raised its interrupts again, under new ids.
+                    config["configurable"].pop("checkpoint_id", None)  # from the thread's latest checkpoint
                     interrupts = await self._stream(graph, Command(resume=carried), config, events, control,
-                                                    spec.durability)
+                                                    spec.durability, options)
         except GraphDrained:
             return RunStatus.QUEUED, None, []  # stopped at a step boundary: hand it back
         except IncompatibleCheckpoint as exc:
@@ -290,7 +302,7 @@ class RunExecutor:
                 "NODE_DISABLED", f"paused before node '{exc.node}': {exc.reason}", exc.node), []
         except GraphRecursionError:
             return RunStatus.FAILED, RunError(
-                "STEP_LIMIT_EXCEEDED", f"run exceeded its limit of {spec.limits.max_steps} steps"), []
+                "STEP_LIMIT_EXCEEDED", f"run exceeded its limit of {options.step_limit(spec.limits.max_steps)} steps"), []
         except TimeoutError:
             if not timeout.expired():
                 raise Unavailable(f"a dependency timed out during run {run.run_id}") from None
@@ -315,21 +327,28 @@ class RunExecutor:
             return RunStatus.WAITING_FOR_APPROVAL, None, interrupts
         return RunStatus.COMPLETED, None, []
 
-    async def _input(self, graph, config, claim: Claim, spec, events: EventSink) -> tuple[Any, list]:
-        """What to stream: the run's input on a first execution; after approvals, the
+    async def _input(self, graph, config, claim: Claim, spec, events: EventSink,
+                     options: RunOptions) -> tuple[Any, list]:
+        """What to stream: the run's input on a first execution (its command in place of it,
+        if it has one; from its checkpoint_id, if it branches); after approvals, the
         decisions for the interrupts the checkpoint waits on; after a crash or hand-back,
-        None, to continue from this run's own last checkpoint. A thread last checkpointed
-        under another state schema is migrated first, or refused (IncompatibleCheckpoint).
-        Second: decisions (node, value) to give again to interrupts a migration re-raises."""
+        None, to continue from this run's own last checkpoint (or _ALREADY_STOPPED when that
+        checkpoint is where one of its static interrupts stops it). A thread last
+        checkpointed under another state schema is migrated first, or refused
+        (IncompatibleCheckpoint). Second: decisions (node, value) to give again to
+        interrupts a migration re-raises."""
         run = claim.run
-        thread = {"configurable": config["configurable"]}
+        thread = {"configurable": {"thread_id": run.thread_id}}
         if not claim.resumed:
+            if options.checkpoint_id:
+                await self._branch_from(graph, config, run, spec, options.checkpoint_id)
+                return options.graph_input(run.input), []
             # Only the latest checkpoint's metadata is needed (its schema version): reading
             # the tuple spares building a whole StateSnapshot on every run's hot path.
             latest = await graph.checkpointer.aget_tuple(thread)
             await self._migrate_if_needed((latest.metadata if latest else None) or {}, claim, spec,
                                           graph.checkpointer, events)
-            return run.input, []
+            return options.graph_input(run.input), []
         state = await graph.aget_state(thread)
         migrated = await self._migrate_if_needed(state.metadata or {}, claim, spec, graph.checkpointer, events)
         if migrated is not None:
@@ -339,7 +358,42 @@ class RunExecutor:
             if migrated is not None:
                 return None, await self._decided_nodes(run, migrated)
             return resume_input(run.resume_with, {i.id for i in state.interrupts}), []
-        return (None if own else run.input), []
+        if own:
+            if await self._stopped_statically(graph, state, options):
+                return _ALREADY_STOPPED, []
+            return None, []
+        if options.checkpoint_id:  # the branch has no checkpoint of its own yet: start it again
+            await self._branch_from(graph, config, run, spec, options.checkpoint_id)
+        return options.graph_input(run.input), []
+
+    async def _branch_from(self, graph, config, run: RunRecord, spec, checkpoint_id: str) -> None:
+        """Starts the run from one of its thread's checkpoints (LangGraph's time travel: a new
+        branch of the thread). A past checkpoint is never migrated: one written under another
+        state schema is refused."""
+        at = {"configurable": {"thread_id": run.thread_id, "checkpoint_ns": "", "checkpoint_id": checkpoint_id}}
+        found = await graph.checkpointer.aget_tuple(at)
+        if found is None:  # it existed when the run was created: pruned since
+            raise IncompatibleCheckpoint(f"thread {run.thread_id} no longer has checkpoint {checkpoint_id} to start "
+                                         "from (the retention sweeper may have pruned it)")
+        metadata = found.metadata or {}
+        written = metadata.get("state_schema_version")
+        if written is not None and written != spec.state_schema_version:
+            raise IncompatibleCheckpoint(refusal(metadata, run, spec, (
+                f"checkpoint {checkpoint_id} is a past one: only a thread's latest checkpoint is migrated")))
+        config["configurable"].update(checkpoint_ns="", checkpoint_id=checkpoint_id)
+
+    async def _stopped_statically(self, graph, state, options: RunOptions) -> bool:
+        """Whether the run's own latest checkpoint is where one of its static interrupts stops
+        it: before a node about to run, or after one the step that wrote it ran. (Continuing
+        with None would run past it: LangGraph treats that as the client's resume.)"""
+        if not (options.interrupt_before or options.interrupt_after) or not state.next:
+            return False
+        if options.interrupt_before and stopped_at(options.interrupt_before, state.next):
+            return True
+        if options.interrupt_after and (state.metadata or {}).get("source") == "loop" and state.parent_config:
+            ran = (await graph.aget_state(state.parent_config)).next
+            return stopped_at(options.interrupt_after, ran)
+        return False
 
     async def _migrate_if_needed(self, metadata: dict, claim: Claim, spec, saver, events: EventSink) -> Applied | None:
         """Continue (same schema), migrate (a declared path) or refuse (IncompatibleCheckpoint)."""
@@ -372,22 +426,37 @@ class RunExecutor:
         return [(migrated.node_renames.get(a.node, a.node), run.resume_with[a.interrupt_id])
                 for a in reversed(approvals) if a.interrupt_id in (run.resume_with or {})]
 
-    async def _stream(self, graph, graph_input, config, events: EventSink,
-                      control: RunControl, durability: str) -> list[tuple[str, Any]]:
-        """Streams the graph, publishing its events; returns the interrupts it stopped at."""
+    async def _stream(self, graph, graph_input, config, events: EventSink, control: RunControl, durability: str,
+                      options: RunOptions) -> list[tuple[str, Any]]:
+        """Streams the graph, publishing its events (and the stream chunks the run asked
+        for); returns the interrupts it stopped at."""
         interrupts: list[tuple[str, Any]] = []
         saver = graph.checkpointer
+        # Chunks of the modes the client asked for go out as they are; graphmesh's own events
+        # still come from the root graph's tasks and custom modes alone. A run that asked for
+        # none streams exactly as before (no subgraphs, two modes, no per-chunk work).
+        requested = options.stream_modes
+        subgraphs = bool(requested) and options.stream_subgraphs
+        modes = [*INTERNAL_MODES, *(m for m in requested if m not in INTERNAL_MODES)]
         # Closed (awaited) before this returns or raises: LangGraph's checkpoint writes under way
         # finish while the run is still RUNNING under this lease, not after its status changed
         # (the lease fence would refuse them then, and the next execution would redo the step).
-        stream = graph.astream(graph_input, config, stream_mode=["tasks", "custom"], control=control,
-                               durability=durability)
+        stream = graph.astream(graph_input, config, stream_mode=modes, control=control, durability=durability,
+                               subgraphs=subgraphs, **options.stream_kwargs(graph))
         active: dict[str, str] = {}  # task id -> node, to attribute custom writes
         step = 0
         async with contextlib.aclosing(stream):
-            async for mode, chunk in stream:
+            async for item in stream:
                 if getattr(saver, "too_large", None) is not None:
                     raise saver.too_large  # a step's checkpoint was refused: stop before anything else runs
+                if requested:
+                    namespace, mode, chunk = item if subgraphs else ((), *item)
+                    if mode in requested:
+                        await events.emit_chunk(mode, namespace, chunk)
+                    if namespace or mode not in INTERNAL_MODES:
+                        continue
+                else:
+                    mode, chunk = item
                 if mode == "custom":
                     node = next(iter(active.values())) if len(active) == 1 else ""
                     await events.emit(custom=run_pb2.CustomProgress(node=node, data=to_value(secrets.redact_value(chunk))))

@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+from typing import Any, Sequence
 
+from google.protobuf import json_format, struct_pb2
 from nats.js import JetStreamContext
 
+from graphmesh import secrets
 from graphmesh.bus import make_event, publish_event, publish_event_pipelined
 from graphmesh.bus.events import status_changed
 from graphmesh.errors import Unavailable
+from graphmesh.jsonvalues import jsonable
 from graphmesh.loops import retry_for
 from graphmesh.store import RunStatus
 from graphmesh.v1 import run_pb2
+
+log = logging.getLogger(__name__)
+
+# A stream chunk's data over this many bytes is left out of its event (NATS refuses messages
+# over its max_payload, 1 MiB by default, and the event carries more than the data).
+MAX_CHUNK_BYTES = 768 * 1024
 
 
 class EventSink:
@@ -40,6 +51,21 @@ class EventSink:
         self.next_seq += 1
         if len(self._in_flight) >= self.MAX_IN_FLIGHT:
             await self.flush()
+
+    async def emit_chunk(self, mode: str, namespace: Sequence[str], chunk: Any) -> None:
+        """One chunk of a LangGraph stream mode the run asked for, as JSON: LangChain messages
+        as their dicts (a "messages" chunk is a [message, metadata] pair), known secrets
+        redacted. A chunk too large for an event goes out as {"__graphmesh_omitted__":
+        {"bytes": size, "limit": MAX_CHUNK_BYTES}} (the thread's state still has it)."""
+        data = struct_pb2.Value()
+        json_format.ParseDict(secrets.redact_value(jsonable(chunk)), data)
+        size = data.ByteSize()
+        if size > MAX_CHUNK_BYTES:
+            log.warning("run %s: a %s chunk of %d bytes is over the event limit; its data is left out",
+                        self._run_id, mode, size)
+            data = struct_pb2.Value()
+            json_format.ParseDict({"__graphmesh_omitted__": {"bytes": size, "limit": MAX_CHUNK_BYTES}}, data)
+        await self.emit(stream_chunk=run_pb2.StreamChunk(mode=mode, namespace=list(namespace), data=data))
 
     async def emit_status(self, status: RunStatus, previous: RunStatus) -> None:
         await self.emit(status_changed=status_changed(status, previous))

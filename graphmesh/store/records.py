@@ -67,6 +67,8 @@ class RunRecord:
     scheduled_for: datetime | None = None
     # {"url": ..., "on_waiting": bool}: where its status changes are posted (None: nowhere).
     webhook: dict[str, Any] | None = None
+    # LangGraph run options as RunOptions JSON (graphmesh/execution/run_options.py); None: none.
+    options: dict[str, Any] | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> "RunRecord":
@@ -105,6 +107,7 @@ class RunRecord:
             schedule_id=str(row["schedule_id"]) if row.get("schedule_id") else None,
             scheduled_for=row.get("scheduled_for"),
             webhook=row.get("webhook"),
+            options=row.get("options"),
         )
 
 
@@ -129,6 +132,8 @@ class NewRun:
     schedule_id: str | None = None
     scheduled_for: datetime | None = None
     webhook: dict[str, Any] | None = None
+    # RunOptions JSON (None: none); `input` None continues the thread from its checkpoint.
+    options: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -54,29 +54,44 @@ SELECT *, extract(epoch FROM now() - updated_at)::float8 AS quiet_seconds FROM g
 RELEASE_IDEMPOTENCY_KEY = "UPDATE gm_runs SET idempotency_key = NULL WHERE run_id = %s"
 # One statement, one round trip: take (or find busy) the thread under its row lock and
 # insert the run. The thread row is created with this run holding it, or, if it exists
-# and is idle, taken by this run; RETURNING shows who holds it afterwards.
+# and is idle, taken by this run; RETURNING shows who holds it afterwards. A thread created
+# before any run (ThreadService: no graph yet) becomes its first run's graph's.
 CREATE_RUN = f"""
 WITH thread AS (
-    INSERT INTO gm_threads AS t (thread_id, graph, active_run_id)
-    VALUES (%(thread_id)s, %(graph)s, %(run_id)s)
-    ON CONFLICT (thread_id) DO UPDATE SET updated_at = now(),
-        active_run_id = CASE WHEN t.active_run_id IS NULL AND t.graph = EXCLUDED.graph
+    INSERT INTO gm_threads AS t (thread_id, graph, active_run_id, owner)
+    VALUES (%(thread_id)s, %(graph)s, %(run_id)s, %(owner)s)
+    ON CONFLICT (thread_id) DO UPDATE SET updated_at = now(), graph = coalesce(t.graph, EXCLUDED.graph),
+        active_run_id = CASE WHEN t.active_run_id IS NULL AND coalesce(t.graph, EXCLUDED.graph) = EXCLUDED.graph
                              THEN EXCLUDED.active_run_id ELSE t.active_run_id END
     RETURNING t.graph, t.active_run_id
 ), run AS (
     INSERT INTO gm_runs (run_id, thread_id, graph, {", ".join(VERSION_FIELDS)}, status, owner,
         idempotency_key, metadata, input, multitask_strategy, sync, event_seq, trace_context, owner_roles,
-        request_fingerprint, schedule_id, scheduled_for, webhook)
+        request_fingerprint, schedule_id, scheduled_for, webhook, options)
     SELECT %(run_id)s, %(thread_id)s, %(graph)s, {", ".join(f"%({f})s" for f in VERSION_FIELDS)},
         'QUEUED', %(owner)s, %(idempotency_key)s, %(metadata)s, %(input)s, %(multitask_strategy)s,
         %(sync)s, 1, %(trace_context)s, %(owner_roles)s, %(fingerprint)s, %(schedule_id)s, %(scheduled_for)s,
-        %(webhook)s
+        %(webhook)s, %(options)s
     FROM thread WHERE thread.graph = %(graph)s
       AND (thread.active_run_id = %(run_id)s OR %(multitask_strategy)s IN ('enqueue', 'interrupt', 'rollback'))
     RETURNING *
 )
 SELECT thread.graph AS thread_graph, thread.active_run_id AS thread_active_run_id, run.*
 FROM thread LEFT JOIN run ON true
+"""
+# Whether a run with no input has something to continue: a checkpoint of the thread's root
+# graph, or a run on the thread (queued ahead of it, perhaps not yet started).
+THREAD_CAN_CONTINUE = """
+SELECT EXISTS (SELECT 1 FROM checkpoints WHERE thread_id = %(thread_id)s AND checkpoint_ns = '')
+    OR EXISTS (SELECT 1 FROM gm_runs WHERE thread_id = %(thread_id)s) AS can_continue
+"""
+THREAD_HAS_CHECKPOINT = """
+SELECT 1 FROM checkpoints WHERE thread_id = %s AND checkpoint_ns = '' AND checkpoint_id = %s
+"""
+# The owner of the thread's latest run; a thread with no run yet is its creator's.
+THREAD_OWNER = """
+SELECT coalesce((SELECT owner FROM gm_runs WHERE thread_id = %(thread_id)s ORDER BY created_at DESC LIMIT 1),
+                (SELECT owner FROM gm_threads WHERE thread_id = %(thread_id)s), '') AS owner
 """
 
 # A claimable status (statuses.CLAIMABLE); a RUNNING run only once its holder's lease ran out.
@@ -155,14 +170,18 @@ ORDER BY r.updated_at LIMIT %(limit)s
 
 
 # The fields of a CreateRun that make it "the same request" for its idempotency key.
-FINGERPRINT_FIELDS = ("graph", "graph_version", "thread_id", "input")
+FINGERPRINT_FIELDS = ("graph", "graph_version", "thread_id", "input", "options")
 
 
-def request_fingerprint(*, graph: str, graph_version: str, thread_id: str, graph_input) -> dict[str, str]:
+def request_fingerprint(*, graph: str, graph_version: str, thread_id: str, graph_input,
+                        options: dict[str, Any] | None = None) -> dict[str, str]:
     """Field -> SHA-256 (hex, 16 characters) of the field as the caller sent it: the pinned
     version ('' when routed), the thread id ('' when a new thread was asked for), the input
-    as canonical JSON. Metadata and the multitask strategy are not part of it."""
-    values = {"graph": graph, "graph_version": graph_version, "thread_id": thread_id, "input": graph_input}
+    (None when none) and the run options as canonical JSON. Metadata and the multitask
+    strategy are not part of it. Runs recorded before options existed have no "options"
+    digest, and fingerprint_differences compares only the fields both have."""
+    values = {"graph": graph, "graph_version": graph_version, "thread_id": thread_id, "input": graph_input,
+              "options": options}
     return {name: hashlib.sha256(json.dumps(values[name], sort_keys=True, separators=(",", ":"),
                                             default=str).encode()).hexdigest()[:16]
             for name in FINGERPRINT_FIELDS}
@@ -243,6 +262,7 @@ class RunStore:
             "schedule_id": new.schedule_id,
             "scheduled_for": new.scheduled_for,
             "webhook": Jsonb(new.webhook) if new.webhook else None,
+            "options": Jsonb(new.options) if new.options else None,
             **{f: new.versions.get(f, "") for f in VERSION_FIELDS},
         }
         async with self.connection() as conn:
@@ -501,15 +521,28 @@ class RunStore:
         return dict(row)
 
     async def thread_owner(self, thread_id: str) -> str:
-        """The owner of the thread's latest run ('' if it has none)."""
+        """The owner of the thread's latest run; with no run yet, the thread's creator ('' if
+        neither: an unknown thread, or one created without an owner)."""
         async with self.connection() as conn:
-            row = await (await conn.execute(
-                "SELECT owner FROM gm_runs WHERE thread_id = %s ORDER BY created_at DESC LIMIT 1",
-                (thread_id,))).fetchone()
-        return row["owner"] if row else ""
+            row = await (await conn.execute(THREAD_OWNER, {"thread_id": thread_id})).fetchone()
+        return row["owner"]
 
-    async def thread_graph(self, thread_id: str) -> tuple[str, str | None]:
-        """The graph a thread belongs to and its active run id."""
+    async def thread_can_continue(self, thread_id: str) -> bool:
+        """Whether the thread has state a run without input continues: a checkpoint, or a run
+        recorded on it (which will write one first)."""
+        async with self.connection() as conn:
+            row = await (await conn.execute(THREAD_CAN_CONTINUE, {"thread_id": thread_id})).fetchone()
+        return bool(row["can_continue"])
+
+    async def thread_has_checkpoint(self, thread_id: str, checkpoint_id: str) -> bool:
+        """Whether the thread's root graph has that checkpoint (one a run may branch from)."""
+        async with self.connection() as conn:
+            row = await (await conn.execute(THREAD_HAS_CHECKPOINT, (thread_id, checkpoint_id))).fetchone()
+        return row is not None
+
+    async def thread_graph(self, thread_id: str) -> tuple[str | None, str | None]:
+        """The graph a thread belongs to (None: created before any run, no graph yet) and its
+        active run id."""
         async with self.connection() as conn:
             row = await (
                 await conn.execute("SELECT graph, active_run_id FROM gm_threads WHERE thread_id = %s", (thread_id,))

@@ -1,6 +1,7 @@
 """Postgres run store: the source of truth for runs and threads."""
 
 from graphmesh.store.approvals import ApprovalStore, DecideResult
+from graphmesh.store.assistants import AssistantFilter, AssistantRecord, AssistantStore
 from graphmesh.store.control import ControlStore, DisabledNode, WorkerInfo, cancel_error
 from graphmesh.store.records import (
     ApprovalRecord,
@@ -16,10 +17,14 @@ from graphmesh.store.records import (
 from graphmesh.store.runs import LeaseLost, RunStore
 from graphmesh.store.schema import migrate
 from graphmesh.store.statuses import TERMINAL, RunStatus
+from graphmesh.store.threads import ThreadFilter, ThreadRecord, ThreadStore
 
 __all__ = [
     "ApprovalRecord",
     "ApprovalStore",
+    "AssistantFilter",
+    "AssistantRecord",
+    "AssistantStore",
     "AuditRecord",
     "DecideResult",
     "NewApproval",
@@ -36,6 +41,9 @@ __all__ = [
     "RunStatus",
     "RunStore",
     "TERMINAL",
+    "ThreadFilter",
+    "ThreadRecord",
+    "ThreadStore",
     "TransitionResult",
     "migrate",
 ]

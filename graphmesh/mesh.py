@@ -55,6 +55,7 @@ DEFAULT_COMMANDS: dict[str, list[str]] = {
     "api": [sys.executable, "-P", "-m", "services.api"],
     "review": [sys.executable, "-P", "-m", "services.review"],
     "worker": [sys.executable, "-P", "-m", "services.worker"],
+    "gateway": [sys.executable, "-P", "-m", "services.gateway"],
     "preflight": [sys.executable, "-P", "-m", "graphmesh.preflight"],
 }
 
@@ -69,6 +70,13 @@ class MeshConfig:
     api_replicas: int = 1
     review_port: int = 50052
     review_web_port: int | None = 0  # the review page (HTTP); 0 = free port, None = not served
+    # The LangGraph HTTP API gateway (services/gateway): its HTTP port (0 = free port, None =
+    # not run). Off by default here (tests that want it ask); `graphmesh up` serves it on 2024,
+    # the port `langgraph dev` uses, so existing clients need no new URL.
+    gateway_port: int | None = None
+    # More than one: gateway, gateway-2, ...; the first on gateway_port, the others each on a
+    # free port of its own (Mesh.gateway_urls), so a client can be moved from one to another.
+    gateway_replicas: int = 1
     worker_base_port: int = 50061  # worker-1 listens on base, worker-2 on base+1, ...; 0 = free ports
     workers: int = 2
     worker_concurrency: int = 8
@@ -173,10 +181,13 @@ class Mesh:
         # Ports are fixed once so restarts keep every address stable.
         if c.api_replicas < 1:
             raise ValueError("api_replicas must be at least 1")
+        if c.gateway_replicas < 1:
+            raise ValueError("gateway_replicas must be at least 1")
         replicas = c.api_replicas > 1
+        gateways = 0 if c.gateway_port is None else c.gateway_replicas
         wanted = [0 if replicas else c.api_port, c.review_port] + [
             c.worker_base_port + i if c.worker_base_port else 0 for i in range(c.workers)
-        ] + [0] * (c.api_replicas - 1)
+        ] + [0] * (c.api_replicas - 1) + ([c.gateway_port or 0] + [0] * (gateways - 1) if gateways else [])
         # One free_ports call for every port we pick (gRPC and metrics): two calls could hand
         # out the same port twice, since neither keeps its ports bound.
         metrics = len(wanted) if c.metrics else 0
@@ -191,6 +202,9 @@ class Mesh:
         services += [_Service(f"worker-{i}", "worker", ports[1 + i]) for i in range(1, c.workers + 1)]
         services += [_Service(f"api-{i}", "api", ports[c.workers + i], shared_port=self.shared_api_port)
                      for i in range(2, c.api_replicas + 1)]
+        first_gateway = 2 + c.workers + c.api_replicas - 1
+        services += [_Service("gateway" if i == 1 else f"gateway-{i}", "gateway", ports[first_gateway + i - 1])
+                     for i in range(1, gateways + 1)]
         for s in services[:metrics]:
             s.metrics_port = next(spare)
         return {s.name: s for s in services}
@@ -215,6 +229,28 @@ class Mesh:
     @property
     def review_address(self) -> str:
         return self.address("review")
+
+    @property
+    def gateway_names(self) -> list[str]:
+        return [n for n, s in self._services.items() if s.kind == "gateway"]
+
+    def gateway_url_of(self, name: str) -> str:
+        """A gateway replica's base URL (https when the mesh serves TLS)."""
+        s = self._service(name)
+        if s.kind != "gateway":
+            raise KeyError(f"{name} is not a gateway")
+        return f"{'https' if self.config.tls_dir else 'http'}://{self.config.host}:{s.port}"
+
+    @property
+    def gateway_urls(self) -> list[str]:
+        """Every gateway replica's URL, the first on gateway_port; [] when none runs."""
+        return [self.gateway_url_of(n) for n in self.gateway_names]
+
+    @property
+    def gateway_url(self) -> str:
+        """The LangGraph HTTP API's URL (the first replica); '' when the gateway is off."""
+        urls = self.gateway_urls
+        return urls[0] if urls else ""
 
     @property
     def review_page_url(self) -> str:
@@ -458,6 +494,7 @@ class Mesh:
             "api": self.api_address,
             "review": self.address("review"),
             "review_page": self.review_page_url,
+            "gateways": self.gateway_urls,
             "workers": [n for n, s in self._services.items() if s.kind == "worker"],
             "supervised": self.config.supervise,
         }
@@ -594,6 +631,13 @@ class Mesh:
             env["GRAPHMESH_SHARED_LISTEN"] = f"{c.host}:{s.shared_port}"
         if s.kind == "api":
             self._webhook_env(env)
+        if s.kind == "gateway":
+            # A stateless HTTP process: it only dials the api and the review tier.
+            env["GRAPHMESH_GATEWAY_LISTEN"] = f"{c.host}:{s.port}"
+            env["GRAPHMESH_API_ADDRESS"] = self.api_address
+            env["GRAPHMESH_REVIEW_ADDRESS"] = self.review_address
+            if c.tls_dir:  # HTTPS with the mesh's server certificate; dials the others as a client
+                env.update(client_env(Path(c.tls_dir)))
         if s.kind == "worker":
             env["GRAPHMESH_WORKER_ID"] = s.name
             env["GRAPHMESH_WORKER_CONCURRENCY"] = str(c.worker_concurrency)
@@ -641,7 +685,10 @@ class Mesh:
                     f"{name} exited (code {code}) before serving on {address}; "
                     f"log {self.log_path(name)}:\n{log_tail(self.log_path(name))}"
                 )
-            last = _health_status(address, tls_dir=self.config.tls_dir)
+            if s.kind == "gateway":
+                last = _http_status(self.gateway_url_of(name), tls_dir=self.config.tls_dir)
+            else:
+                last = _health_status(address, tls_dir=self.config.tls_dir)
             if last == "SERVING":
                 return
             time.sleep(0.1)
@@ -662,6 +709,22 @@ def _health_status(address: str, timeout: float = 1.0, tls_dir: Path | None = No
                if tls_dir else grpc.insecure_channel(address))
     with channel:
         return serving_status(channel, timeout)
+
+
+def _http_status(base_url: str, timeout: float = 1.0, tls_dir: Path | None = None) -> str:
+    """SERVING when an HTTP service (the gateway) answers GET /ok with 200."""
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    context = ssl.create_default_context(cafile=str(tls_dir / "ca.pem")) if tls_dir else None
+    try:
+        with urllib.request.urlopen(f"{base_url}/ok", timeout=timeout, context=context) as reply:
+            return "SERVING" if reply.status == 200 else f"HTTP {reply.status}"
+    except urllib.error.HTTPError as exc:
+        return f"HTTP {exc.code}"
+    except (OSError, ValueError) as exc:
+        return str(exc) or type(exc).__name__
 
 
 def _without_credentials(url: str) -> str:

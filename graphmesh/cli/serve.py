@@ -1,4 +1,4 @@
-"""`graphmesh serve api|worker|review`: run one service in the foreground, as a container or a
+"""`graphmesh serve api|worker|review|gateway`: run one service in the foreground, as a container or a
 systemd unit does. Configured by GRAPHMESH_* environment variables only (README:
 "Configuration"); the process becomes the service (exec), so it receives the signals."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-SERVICES = ("api", "worker", "review")
+SERVICES = ("api", "worker", "review", "gateway")
 
 
 def add_parser(subparsers) -> None:

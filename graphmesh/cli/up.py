@@ -9,6 +9,9 @@ import threading
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+# The port `langgraph dev` serves on: clients written against it find graphmesh there.
+GATEWAY_PORT = 2024
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("up", help="run a whole mesh locally (embedded Postgres and NATS)")
@@ -18,6 +21,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("--review-port", type=int, default=50052, help="0 = any free port")
     p.add_argument("--review-web-port", type=int, default=50053,
                    help="the review page (HTTP; 0 = any free port, -1 = not served)")
+    p.add_argument("--gateway-port", type=int, default=GATEWAY_PORT,
+                   help=f"the LangGraph HTTP API (langgraph-sdk, RemoteGraph, agent-chat-ui; default {GATEWAY_PORT}, "
+                        "the port `langgraph dev` uses, or a free port when it is taken; 0 = any free port, "
+                        "-1 = not served)")
+    p.add_argument("--gateway-replicas", type=int, default=1,
+                   help="gateway processes; the first on --gateway-port, the others each on a free port")
     p.add_argument("--worker-base-port", type=int, default=50061, help="worker-1 listens here, worker-2 on the next port, ...; 0 = free ports")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--api-replicas", type=int, default=1,
@@ -55,6 +64,8 @@ def _config(args):
         api_port=args.api_port,
         review_port=args.review_port,
         review_web_port=None if args.review_web_port < 0 else args.review_web_port,
+        gateway_port=_gateway_port(args),
+        gateway_replicas=getattr(args, "gateway_replicas", 1),
         worker_base_port=args.worker_base_port,
         workers=args.workers,
         api_replicas=args.api_replicas,
@@ -67,6 +78,22 @@ def _config(args):
         supervise=getattr(args, "supervise", True),
         webhook_local_targets=getattr(args, "webhook_local_targets", True),
     )
+
+
+def _gateway_port(args) -> int | None:
+    """The gateway's port: -1 none; the default 2024 falls back to a free port when taken
+    (another `langgraph dev` or mesh); a port asked for explicitly must be free."""
+    port = getattr(args, "gateway_port", GATEWAY_PORT)
+    if port < 0:
+        return None
+    if port == GATEWAY_PORT:
+        from graphmesh.embedded import port_open
+
+        if port_open(args.host if args.host not in ("0.0.0.0", "::") else "127.0.0.1", port):
+            print(f"  port {port} is taken: the LangGraph HTTP API gateway gets a free port instead "
+                  "(--gateway-port to choose)", flush=True)
+            return 0
+    return port
 
 
 def redact(url: str) -> str:
@@ -93,6 +120,8 @@ def _table(mesh) -> str:
         rows.append((name, mesh.address(name) + (f"  metrics {metrics}" if metrics else "")))
         if name == "review" and mesh.review_page_url:
             rows.append(("review page", mesh.review_page_url))
+    for name, url in zip(mesh.gateway_names, mesh.gateway_urls):
+        rows.append((f"{name} url", f"{url}  (LangGraph HTTP API)"))
     rows.append(("logs", str(mesh.log_dir)))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"  {k.ljust(width)}  {v}" for k, v in rows)
@@ -156,9 +185,21 @@ def _record(mesh, args, token: str) -> None:
     print(f"  recorded as deployment '{deployment.name}' in {config}: `graphmesh runs list` talks to this mesh{where}\n"
           f"  until another `up` starts; `graphmesh --deployment {deployment.name} ...` always does "
           f"(`graphmesh deployments` lists them)", flush=True)
+    if mesh.gateway_url:
+        print(_gateway_help(mesh.gateway_url, token), flush=True)
     local = "loopback and private targets on any port allowed (development; --no-webhook-local-targets " \
         "for the production policy)" if mesh.config.webhook_local_targets else "production outbound policy"
     print(f"  webhooks signed with the secret in {mesh.data_dir / 'webhook-secret'}; {local}", flush=True)
+
+
+def _gateway_help(url: str, token: str) -> str:
+    """How existing LangGraph clients reach this mesh (docs/langgraph-api.md)."""
+    key = ', api_key="<admin token>"' if token else ""
+    ui_key = "the admin token as its LangSmith API key" if token else "no API key (auth is off)"
+    return (f"  LangGraph HTTP API at {url}: existing LangGraph clients work unchanged, e.g.\n"
+            f"    langgraph_sdk.get_client(url=\"{url}\"{key})\n"
+            f"    RemoteGraph(\"<graph name>\", url=\"{url}\"{key})\n"
+            f"    agent-chat-ui / agent-inbox: deployment URL {url}, {ui_key}")
 
 
 def run(args) -> int:

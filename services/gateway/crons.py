@@ -1,9 +1,287 @@
-"""Placeholder: routes follow."""
+"""Crons: /runs/crons (a new thread per fire) and /threads/{thread_id}/runs/crons, search,
+count, get, patch and delete, over graphmesh's ScheduleService (exactly once per
+scheduled time across api replicas; docs/schedules.md).
+
+What a graphmesh schedule holds is narrower than a LangGraph cron: the graph (the
+assistant's), an input object, string metadata, a webhook, the thread and its
+multitask strategy, on_run_completed, the time zone and the end time. A cron that asks
+for more (config, context, static interrupts, or an assistant with a stored config) is
+refused with 422 rather than run without it. The assistant is kept in the schedule's
+metadata under `assistant_id`, as the reference server tags its runs."""
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute
+import json
+from datetime import datetime
+from typing import Any
+
+from google.protobuf import field_mask_pb2, timestamp_pb2
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from graphmesh.assistants import system_assistant_id
+from graphmesh.v1 import run_pb2
+from graphmesh.v1 import schedule_service_pb2 as pb
+from services.gateway.errors import HTTPError
+from services.gateway.jsonio import (
+    get_bool,
+    get_dict,
+    get_enum,
+    get_int,
+    get_str,
+    get_str_list,
+    json_response,
+    pagination_headers,
+    read_json,
+    to_struct,
+)
+from services.gateway.lookups import CALL_TIMEOUT, gateway_of, get_assistant, get_thread
+from services.gateway.shapes import CRON_ASSISTANT_KEY, CRON_FIELDS, cron_json, select_fields
+
+ON_RUN_COMPLETED = {"delete": pb.ON_RUN_COMPLETED_DELETE, "keep": pb.ON_RUN_COMPLETED_KEEP}
+MULTITASK = {"reject": run_pb2.MULTITASK_STRATEGY_REJECT, "interrupt": run_pb2.MULTITASK_STRATEGY_INTERRUPT,
+             "rollback": run_pb2.MULTITASK_STRATEGY_ROLLBACK, "enqueue": run_pb2.MULTITASK_STRATEGY_ENQUEUE}
+SORT_BY = ("cron_id", "assistant_id", "thread_id", "next_run_date", "end_time", "created_at", "updated_at")
+# Run options a LangGraph cron may carry that a graphmesh schedule cannot.
+UNSUPPORTED = ("config", "context", "interrupt_before", "interrupt_after", "checkpoint_during", "durability")
+LIST_PAGE = 1000
+
+
+def _unsupported(body: dict) -> None:
+    for field in UNSUPPORTED:
+        if body.get(field) not in (None, {}, [], False):
+            raise HTTPError(422, f"'{field}' is not supported on crons: graphmesh schedules run the graph with its "
+                                 "input only (docs/langgraph-api.md)")
+
+
+def _metadata(value: dict | None) -> dict[str, str]:
+    """Schedule metadata is strings: a string stays as it is, any other JSON value is kept
+    as its JSON text (as the gateway stores run metadata)."""
+    out: dict[str, str] = {}
+    for key, v in (value or {}).items():
+        if key == CRON_ASSISTANT_KEY:
+            raise HTTPError(422, f"metadata key '{key}' is reserved: the cron's assistant is recorded there")
+        out[key] = v if isinstance(v, str) else json.dumps(v)
+    return out
+
+
+def _end_time(body: dict) -> timestamp_pb2.Timestamp | None:
+    text = get_str(body, "end_time")
+    if text is None:
+        return None
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise HTTPError(422, f"'end_time' must be an ISO 8601 date-time, got {text!r}") from None
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(when)
+    return ts
+
+
+def _input(body: dict):
+    value = body.get("input")
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise HTTPError(422, "'input' must be an object on crons (a graphmesh schedule's input is a JSON object)")
+    return to_struct(value, "input")
+
+
+async def _assistant_graph(request: Request, assistant_ref: str) -> tuple[str, str]:
+    """(graph, assistant id) of the cron's assistant; one with a stored config or context is
+    refused (a schedule could not apply it)."""
+    assistant = await get_assistant(request, assistant_ref)
+    for field in ("config", "context"):
+        if assistant.HasField(field) and any(assistant_field_values(getattr(assistant, field))):
+            raise HTTPError(422, f"assistant {assistant.assistant_id} has a {field}, which graphmesh schedules cannot "
+                                 "apply to their runs; create the cron on the graph's own assistant "
+                                 f"('{assistant.graph}')")
+    return assistant.graph, assistant.assistant_id
+
+
+def assistant_field_values(struct) -> list:
+    """The non-empty values of a config/context Struct (an empty configurable is nothing)."""
+    return [v for v in struct.fields.values() if not (v.HasField("struct_value") and not v.struct_value.fields)]
+
+
+async def _create(request: Request, thread_id: str | None):
+    body = await read_json(request, required=("assistant_id", "schedule"))
+    _unsupported(body)
+    graph, assistant_id = await _assistant_graph(request, get_str(body, "assistant_id"))
+    metadata = _metadata(get_dict(body, "metadata"))
+    if assistant_id != system_assistant_id(graph):
+        metadata[CRON_ASSISTANT_KEY] = assistant_id
+    message = pb.CreateScheduleRequest(graph=graph, cron=get_str(body, "schedule"),
+                                       timezone=get_str(body, "timezone", ""), metadata=metadata)
+    if (value := _input(body)) is not None:
+        message.input.CopyFrom(value)
+    if (end := _end_time(body)) is not None:
+        message.end_time.CopyFrom(end)
+    if webhook := get_str(body, "webhook"):
+        message.webhook.url = webhook
+    if thread_id is not None:
+        await get_thread(request, thread_id)  # 404 for an unknown thread, as the reference
+        message.thread_id = thread_id
+        message.multitask_strategy = MULTITASK[get_enum(body, "multitask_strategy", tuple(MULTITASK), "enqueue")]
+    else:
+        message.on_run_completed = ON_RUN_COMPLETED[get_enum(body, "on_run_completed", tuple(ON_RUN_COMPLETED),
+                                                             "delete")]
+    gw = gateway_of(request)
+    md = gw.call_metadata(request)
+    schedule = (await gw.schedules.CreateSchedule(message, timeout=CALL_TIMEOUT, metadata=md)).schedule
+    if get_bool(body, "enabled", True) is False:
+        schedule = (await gw.schedules.PauseSchedule(pb.PauseScheduleRequest(schedule_id=schedule.schedule_id),
+                                                     timeout=CALL_TIMEOUT, metadata=md)).schedule
+    return json_response(_cron(schedule))
+
+
+def _cron(schedule: pb.Schedule) -> dict[str, Any]:
+    return cron_json(schedule, assistant_id=system_assistant_id(schedule.graph))
+
+
+async def create_cron(request: Request):
+    return await _create(request, None)
+
+
+async def create_thread_cron(request: Request):
+    return await _create(request, request.path_params["thread_id"])
+
+
+async def _get_schedule(request: Request, cron_id: str) -> pb.Schedule:
+    gw = gateway_of(request)
+    return (await gw.schedules.GetSchedule(pb.GetScheduleRequest(schedule_id=cron_id), timeout=CALL_TIMEOUT,
+                                           metadata=gw.call_metadata(request))).schedule
+
+
+async def read_cron(request: Request):
+    return json_response(_cron(await _get_schedule(request, request.path_params["cron_id"])))
+
+
+async def patch_cron(request: Request):
+    cron_id = request.path_params["cron_id"]
+    body = await read_json(request)
+    if not body:
+        raise HTTPError(400, "Request body cannot be empty")
+    _unsupported(body)
+    current = await _get_schedule(request, cron_id)
+    changes = pb.Schedule(schedule_id=cron_id)
+    paths: list[str] = []
+    if (cron := get_str(body, "schedule")) is not None:
+        changes.cron, paths = cron, [*paths, "cron"]
+    if (timezone := get_str(body, "timezone")) is not None:
+        changes.timezone, paths = timezone, [*paths, "timezone"]
+    if "end_time" in body:  # null clears it
+        if (end := _end_time(body)) is not None:
+            changes.end_time.CopyFrom(end)
+        paths.append("end_time")
+    if (value := _input(body)) is not None:
+        changes.input.CopyFrom(value)
+        paths.append("input")
+    if (metadata := get_dict(body, "metadata")) is not None:  # merged, as the reference
+        changes.metadata.update({**dict(current.metadata), **_metadata(metadata)})
+        paths.append("metadata")
+    if (webhook := get_str(body, "webhook")) is not None:
+        changes.webhook.url = webhook
+        paths.append("webhook")
+    if (completed := get_enum(body, "on_run_completed", tuple(ON_RUN_COMPLETED))) is not None:
+        if current.thread_id:
+            raise HTTPError(422, "'on_run_completed' applies to crons that make a new thread per run, not a thread's")
+        changes.on_run_completed = ON_RUN_COMPLETED[completed]
+        paths.append("on_run_completed")
+    if (strategy := get_enum(body, "multitask_strategy", tuple(MULTITASK))) is not None:
+        changes.multitask_strategy = MULTITASK[strategy]
+        paths.append("multitask_strategy")
+    gw = gateway_of(request)
+    md = gw.call_metadata(request)
+    schedule = current
+    if paths:
+        schedule = (await gw.schedules.UpdateSchedule(
+            pb.UpdateScheduleRequest(schedule=changes, update_mask=field_mask_pb2.FieldMask(paths=paths)),
+            timeout=CALL_TIMEOUT, metadata=md)).schedule
+    enabled = get_bool(body, "enabled")
+    paused = schedule.state == pb.SCHEDULE_STATE_PAUSED
+    if enabled is False and not paused:
+        schedule = (await gw.schedules.PauseSchedule(pb.PauseScheduleRequest(schedule_id=cron_id),
+                                                     timeout=CALL_TIMEOUT, metadata=md)).schedule
+    elif enabled is True and paused:
+        schedule = (await gw.schedules.ResumeSchedule(pb.ResumeScheduleRequest(schedule_id=cron_id),
+                                                      timeout=CALL_TIMEOUT, metadata=md)).schedule
+    return json_response(_cron(schedule))
+
+
+async def delete_cron(request: Request):
+    gw = gateway_of(request)
+    await gw.schedules.DeleteSchedule(pb.DeleteScheduleRequest(schedule_id=request.path_params["cron_id"]),
+                                      timeout=CALL_TIMEOUT, metadata=gw.call_metadata(request))
+    return Response(status_code=204)
+
+
+async def _matching(request: Request, body: dict) -> list[dict[str, Any]]:
+    """Every cron the caller may see that matches the search filters, as Cron JSON.
+    ScheduleService filters by graph only: the rest is filtered here."""
+    graph, assistant_id = "", None
+    if ref := get_str(body, "assistant_id"):
+        assistant = await get_assistant(request, ref)
+        graph, assistant_id = assistant.graph, assistant.assistant_id
+    thread_id = get_str(body, "thread_id")
+    enabled = get_bool(body, "enabled")
+    metadata = get_dict(body, "metadata") or {}
+    wanted = {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
+    gw = gateway_of(request)
+    md = gw.call_metadata(request)
+    found: list[dict[str, Any]] = []
+    token = ""
+    while True:
+        reply = await gw.schedules.ListSchedules(pb.ListSchedulesRequest(graph=graph, page_size=LIST_PAGE,
+                                                                         page_token=token),
+                                                 timeout=CALL_TIMEOUT, metadata=md)
+        for schedule in reply.schedules:
+            cron = _cron(schedule)
+            if assistant_id is not None and cron["assistant_id"] != assistant_id:
+                continue
+            if thread_id is not None and cron["thread_id"] != thread_id:
+                continue
+            if enabled is not None and cron["enabled"] != enabled:
+                continue
+            if any(schedule.metadata.get(k) != v for k, v in wanted.items()):
+                continue
+            found.append(cron)
+        token = reply.next_page_token
+        if not token:
+            return found
+
+
+async def search_crons(request: Request):
+    body = await read_json(request)
+    limit = get_int(body, "limit", 10, minimum=1, maximum=1000)
+    offset = get_int(body, "offset", 0, minimum=0)
+    sort_by = get_enum(body, "sort_by", SORT_BY, "created_at")
+    descending = get_enum(body, "sort_order", ("asc", "desc"), "desc") == "desc"
+    select = get_str_list(body, "select")
+    for name in select or ():
+        if name not in CRON_FIELDS:
+            raise HTTPError(422, f"'select' names an unknown field {name!r}; fields: {', '.join(CRON_FIELDS)}")
+    crons = await _matching(request, body)
+    present = sorted((c for c in crons if c[sort_by] is not None), key=lambda c: c[sort_by], reverse=descending)
+    crons = present + [c for c in crons if c[sort_by] is None]  # nulls last either way
+    page = crons[offset:offset + limit]
+    headers = pagination_headers(len(page), offset, offset + limit if len(crons) > offset + limit else None)
+    return json_response([select_fields(c, select) for c in page], headers=headers)
+
+
+async def count_crons(request: Request):
+    body = await read_json(request)
+    return json_response(len(await _matching(request, body)))
 
 
 def routes() -> list[BaseRoute]:
-    return []
+    return [
+        Route("/runs/crons", create_cron, methods=["POST"]),
+        Route("/runs/crons/search", search_crons, methods=["POST"]),
+        Route("/runs/crons/count", count_crons, methods=["POST"]),
+        Route("/runs/crons/{cron_id}", read_cron, methods=["GET"]),
+        Route("/runs/crons/{cron_id}", patch_cron, methods=["PATCH"]),
+        Route("/runs/crons/{cron_id}", delete_cron, methods=["DELETE"]),
+        Route("/threads/{thread_id}/runs/crons", create_thread_cron, methods=["POST"]),
+    ]

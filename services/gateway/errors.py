@@ -29,6 +29,8 @@ HTTP_STATUS: dict[grpc.StatusCode, int] = {
     grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
     grpc.StatusCode.UNAVAILABLE: 503,
     grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+    # A valid request this release does not serve.
+    grpc.StatusCode.UNIMPLEMENTED: 501,
 }
 
 

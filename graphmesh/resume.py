@@ -15,6 +15,12 @@ falsy or an explicit refusal in the graph's own vocabulary, never something an
                       [approve, ..]}   (message: comment)]}    {name, args}]} (3)          message: comment]}
     record           {approved, decision, edited_value, comment, reviewer, expired}: the decision record
 
+A RESPOND decision (status RESPONDED) is the one exception to the table: the run resumes
+with the value the reviewer gave, exactly, whatever the shape (LangGraph's
+Command(resume=value), e.g. interrupt("question?") answered with a string, or a
+HumanResponse list a client built itself). Every shape takes it; its value is the caller's
+to get right, so it does not count as an approval for a node policy's requires_approval.
+
     [accept] is [{"type": "accept", "args": None}], [response comment] is
     [{"type": "response", "args": comment}], [edit X] is [{"type": "edit", "args": X}];
     a hitl decision is {"type": "approve"}, {"type": "reject", "message"?: comment} or
@@ -64,6 +70,9 @@ HUMAN_INTERRUPT = "human_interrupt"
 HITL = "hitl"
 RECORD = "record"
 SHAPES = (PLAIN, HUMAN_INTERRUPT, HITL, RECORD)
+# The decision kind that resumes with a value as given, and the approval status it records.
+RESPOND = "respond"
+RESPONDED = "RESPONDED"
 
 NOT_ALLOWED = "DECISION_NOT_ALLOWED"
 BAD_EDIT = "EDITED_VALUE_INVALID"
@@ -114,8 +123,9 @@ def _is_hitl_request(value: Any) -> bool:
 
 def check_decision(shape: str, payload: Any, kind: str, edited_value: Any, comment: str = "") -> None:
     """Raises InvalidArgument (code DECISION_NOT_ALLOWED or EDITED_VALUE_INVALID) for a
-    decision this interrupt does not allow, naming what it does allow."""
-    if kind == "expire":
+    decision this interrupt does not allow, naming what it does allow. A RESPOND is never
+    refused: the interrupt gets what the reviewer wrote."""
+    if kind in ("expire", RESPOND):
         return
     if kind == "edit" and not isinstance(edited_value, dict):
         raise InvalidArgument("an EDIT decision needs edited_value (an object)", code=BAD_EDIT)
@@ -241,9 +251,12 @@ def _is_action(value: Any) -> bool:
 # -- the value -------------------------------------------------------------------------------
 
 def resume_value(shape: str, payload: Any, *, status: str, decision_kind: str | None, edited_value: Any,
-                 comment: str, reviewer: str) -> Any:
-    """What interrupt() returns for a decided approval. Any kind other than approve or
-    edit (reject, expire, or one this code does not know) takes the reject branch."""
+                 comment: str, reviewer: str, responded: Any = None) -> Any:
+    """What interrupt() returns for a decided approval: `responded`, the RESPOND decision's
+    value, for a RESPONDED one. Any kind other than approve or edit (reject, expire, or one
+    this code does not know) takes the reject branch."""
+    if status == RESPONDED:
+        return responded
     kind = decision_kind if decision_kind in ("approve", "edit") else ("expire" if status == "EXPIRED" else "reject")
     if shape == RECORD:
         return {"approved": status in ("APPROVED", "EDITED"), "decision": decision_kind,

@@ -1,4 +1,4 @@
-"""`graphmesh approvals list|get|watch|approve|reject|edit` and `graphmesh audit`.
+"""`graphmesh approvals list|get|watch|approve|reject|edit|respond` and `graphmesh audit`.
 
 On a mesh with authentication (the default) a decision is recorded as the principal of the
 token the CLI sends. On a development mesh (`up --auth none`) the reviewer is named by `--as`
@@ -9,8 +9,11 @@ token is refused by the CLI (graphmesh/cli/__init__.py) rather than silently ign
 from __future__ import annotations
 
 import argparse
+import json
 import re
 from datetime import datetime, timedelta, timezone
+
+from google.protobuf import json_format, struct_pb2
 
 from graphmesh.cli.args import default_principal, json_object
 from graphmesh.cli.render import (
@@ -26,7 +29,8 @@ from graphmesh.v1 import review_service_pb2 as pb
 
 STATUSES = [name.removeprefix("APPROVAL_STATUS_").lower() for name in pb.ApprovalStatus.keys()
             if name != "APPROVAL_STATUS_UNSPECIFIED"]
-KINDS = {"approve": pb.DECISION_KIND_APPROVE, "reject": pb.DECISION_KIND_REJECT, "edit": pb.DECISION_KIND_EDIT}
+KINDS = {"approve": pb.DECISION_KIND_APPROVE, "reject": pb.DECISION_KIND_REJECT, "edit": pb.DECISION_KIND_EDIT,
+         "respond": pb.DECISION_KIND_RESPOND}
 # Unary calls are bounded; the watch stream is not.
 TIMEOUT = 30.0
 DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
@@ -136,6 +140,14 @@ def add_parser(subparsers) -> None:
     edit.add_argument("--value", required=True, help="the edited value as a JSON object (or @file.json)")
     edit.set_defaults(func=decide, kind="edit")
 
+    respond = approvals.add_parser(
+        "respond", help="resume the interrupt with a value as given (what Command(resume=...) passes)",
+        parents=[common, deciding])
+    respond.add_argument("approval_id")
+    respond.add_argument("--value", required=True,
+                         help='any JSON value interrupt() returns, e.g. \'"yes"\', 42, null, a list (or @file.json)')
+    respond.set_defaults(func=decide, kind="respond")
+
     # Its own options, not `common`: parents share their action objects, so a default set
     # here would leak into every approvals subcommand.
     audit = subparsers.add_parser("audit", help="the append-only audit trail of approvals, oldest first")
@@ -179,7 +191,7 @@ def list_approvals(args) -> int:
 def get_approval(args) -> int:
     approval = review_stub(args.review).GetApproval(
         pb.GetApprovalRequest(approval_id=args.approval_id), timeout=TIMEOUT).approval
-    print(as_json(approval) if args.json else approval_details(approval))
+    print(as_json(approval) if args.json else _details(approval))
     return 0
 
 
@@ -201,13 +213,37 @@ def watch_approvals(args) -> int:
     return 0
 
 
+def json_value(text: str, option: str) -> struct_pb2.Value:
+    """Any JSON value given inline or as @file, or a clean exit naming the option."""
+    try:
+        if text.startswith("@"):
+            with open(text[1:], encoding="utf-8") as f:
+                text = f.read()
+        return json_format.ParseDict(json.loads(text), struct_pb2.Value())
+    except OSError as exc:
+        raise SystemExit(f"error: cannot read {option} file: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"error: {option} is not valid JSON (a string needs its quotes: '\"yes\"'): {exc}") from None
+
+
+def _details(approval) -> str:
+    """approval_details, and a RESPOND decision's value."""
+    text = approval_details(approval)
+    if approval.HasField("decision") and approval.decision.HasField("value"):
+        value = json.dumps(json_format.MessageToDict(approval.decision.value), indent=2, sort_keys=True)
+        text += "\nvalue\n" + "\n".join("  " + line for line in value.splitlines())
+    return text
+
+
 def decide(args) -> int:
     request = pb.DecideRequest(approval_id=args.approval_id, kind=KINDS[args.kind], comment=args.comment)
-    if args.value is not None:
+    if args.kind == "respond":
+        request.value.CopyFrom(json_value(args.value, "--value"))
+    elif args.value is not None:
         request.edited_value.CopyFrom(json_object(args.value, "--value"))
     approval = review_stub(args.review).Decide(
         request, timeout=TIMEOUT, metadata=((PRINCIPAL_KEY, args.principal or default_principal()),)).approval
-    print(as_json(approval) if args.json else approval_details(approval))
+    print(as_json(approval) if args.json else _details(approval))
     return 0
 
 

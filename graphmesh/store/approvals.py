@@ -4,6 +4,10 @@ A decision, its audit record, the run's move back to QUEUED (when it was the las
 pending approval) and the bus messages announcing them commit in one transaction, under
 the run's row lock, so concurrent or repeated decisions resume a run exactly once.
 A decision the interrupt does not allow (graphmesh/resume.py) is refused before any of it.
+
+A RESPOND decision keeps its value in `resume_value` (JSON null included) and the run
+resumes with exactly that value for its interrupt; other decisions' values are computed
+from the shape (graphmesh/resume.py).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from graphmesh.errors import FailedPrecondition, InvalidArgument, NotFound
-from graphmesh.resume import check_decision
+from graphmesh.resume import RESPOND, RESPONDED, check_decision
 from graphmesh.store.audit import record_audit
 from graphmesh.store.paging import filters, keyset_page, parse_uuid
 from graphmesh.store.records import (
@@ -48,7 +52,7 @@ LOCK_RUN = "SELECT * FROM gm_runs WHERE run_id = %s FOR UPDATE"
 LOCK_APPROVAL = "SELECT * FROM gm_approvals WHERE approval_id = %s FOR UPDATE"
 RECORD_DECISION = """
 UPDATE gm_approvals SET status = %(status)s, decision_kind = %(kind)s, edited_value = %(edited)s,
-    comment = %(comment)s, reviewer = %(reviewer)s, decided_at = now()
+    resume_value = %(responded)s, comment = %(comment)s, reviewer = %(reviewer)s, decided_at = now()
 WHERE approval_id = %(approval_id)s AND status = 'PENDING'
 RETURNING *
 """
@@ -141,16 +145,22 @@ class ApprovalStore:
         self, approval_id: str, *, kind: str, edited_value: Any, comment: str, reviewer: str,
         announce: Announce,
     ) -> DecideResult:
+        """Records a decision; `edited_value` is the decision's value: the edited object of
+        an EDIT, the resume value itself of a RESPOND (any JSON value; None is null). The
+        same decision again answers as the first did; any other is FAILED_PRECONDITION."""
         approval_id = parse_uuid(approval_id, "approval")
+        responding = kind == RESPOND
         async with self._runs.transaction() as conn:
             found = await (await conn.execute(SELECT_APPROVAL, (approval_id,))).fetchone()
             if found is None:
                 raise NotFound(f"approval '{approval_id}' not found")
             # The run's row lock serialises every decision on the run's approvals.
             run = RunRecord.from_row(await (await conn.execute(LOCK_RUN, (found["run_id"],))).fetchone())
-            current = ApprovalRecord.from_row(await (await conn.execute(LOCK_APPROVAL, (approval_id,))).fetchone())
+            locked = await (await conn.execute(LOCK_APPROVAL, (approval_id,))).fetchone()
+            current = ApprovalRecord.from_row(locked)
             if current.status != "PENDING":
-                if current.decision_kind == kind and current.edited_value == edited_value:
+                given = locked["resume_value"] if current.status == RESPONDED else current.edited_value
+                if current.decision_kind == kind and _same_json(given, edited_value):
                     return DecideResult(current, replayed=True)
                 raise _already_decided(current)
             if run.status != RunStatus.WAITING_FOR_APPROVAL:
@@ -160,8 +170,9 @@ class ApprovalStore:
             # Only decisions the interrupt can take, before anything is recorded.
             check_decision(current.resume_shape, current.payload, kind, edited_value, comment)
             row = await (await conn.execute(RECORD_DECISION, {
-                "status": DECISION_STATUS[kind], "kind": kind,
-                "edited": Jsonb(edited_value) if edited_value is not None else None,
+                "status": RESPONDED if responding else DECISION_STATUS[kind], "kind": kind,
+                "edited": Jsonb(edited_value) if edited_value is not None and not responding else None,
+                "responded": Jsonb(edited_value) if responding else None,  # JSON null, not SQL NULL
                 "comment": comment, "reviewer": reviewer, "approval_id": approval_id,
             })).fetchone()
             if kind != "expire" and row["expires_at"] is not None and row["decided_at"] >= row["expires_at"]:
@@ -169,17 +180,18 @@ class ApprovalStore:
                     f"approval {approval_id} expired at {row['expires_at']:%Y-%m-%d %H:%M:%S} UTC",
                     code="APPROVAL_EXPIRED", run_id=run.run_id)
             approval = ApprovalRecord.from_row(row)
+            # As an EDIT's edited value, a RESPOND's value is kept whole in the audit record.
+            value = {"value": edited_value} if responding else {"edited_value": edited_value}
             await self._audit(conn, reviewer, "approval_decided", approval,
-                              {"decision": kind, "comment": comment, "edited_value": edited_value})
+                              {"decision": kind, "comment": comment, **value})
             seq = (await (await conn.execute(NEXT_EVENT_SEQ, (run.run_id,))).fetchone())["event_seq"]
             outbox = [await self._outbox(conn, announce(approval, "decided"))]
             resumed = None
             if (await (await conn.execute(COUNT_PENDING, (run.run_id,))).fetchone())["n"] == 0:
-                decided = [ApprovalRecord.from_row(r)
-                           for r in await (await conn.execute(CONSUME_DECISIONS, (run.run_id,))).fetchall()]
+                decided = await (await conn.execute(CONSUME_DECISIONS, (run.run_id,))).fetchall()
                 resumed = await self._runs.transition(
                     run.run_id, RunStatus.QUEUED, epoch=None, conn=conn,
-                    resume_with={a.interrupt_id: a.resume_value() for a in decided})
+                    resume_with={r["interrupt_id"]: resume_value_of(r) for r in decided})
         return DecideResult(approval, replayed=False, event_seq=seq, resumed=resumed, outbox_ids=tuple(outbox))
 
     async def cancel_open(self, conn: psycopg.AsyncConnection, run_id: str, *, actor: str, reason: str,
@@ -277,6 +289,27 @@ class ApprovalStore:
 
     async def _outbox(self, conn, message: tuple[str, str, bytes]) -> int:
         return (await (await conn.execute(INSERT_OUTBOX, message)).fetchone())["id"]
+
+
+def resume_value_of(row: dict[str, Any]) -> Any:
+    """What a decided approval's interrupt() returns: a RESPOND's stored value as given,
+    else the value its shape gives the decision."""
+    if row["status"] == RESPONDED:
+        return row["resume_value"]
+    return ApprovalRecord.from_row(row).resume_value()
+
+
+def _same_json(a: Any, b: Any) -> bool:
+    """Equal as JSON values: true is not 1, but 1.0 is 1 (Struct numbers are doubles)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same_json(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same_json(x, y) for x, y in zip(a, b))
+    return type(a) is type(b) and a == b
 
 
 async def approved_nodes(conn, run_id: str) -> frozenset[str]:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from datetime import datetime, timezone
+from typing import Any
 
 from google.protobuf import json_format
 from opentelemetry import trace
@@ -16,6 +17,7 @@ from graphmesh.errors import InvalidArgument, PermissionDenied
 from graphmesh.jsonvalues import to_struct
 from graphmesh.lifecycle import RunLifecycle
 from graphmesh.messages import DECISION_KINDS, approval_to_proto, timestamp
+from graphmesh.resume import RESPOND
 from graphmesh.rpc.errors import end_stream_for_shutdown
 from graphmesh.rpc.principal import caller, principal
 from graphmesh.store import ApprovalStore
@@ -48,6 +50,42 @@ def _time_range(request, after: str, before: str) -> tuple[datetime | None, date
         raise InvalidArgument(f"{after} ({start.isoformat()}) is later than {before} ({end.isoformat()}): "
                               "no record can match")
     return start, end
+
+
+def _plain(value) -> Any:
+    """A google.protobuf.Value as plain JSON; whole numbers as ints (Value keeps every
+    number as a double, and a graph asking "how many?" should get 3, not 3.0)."""
+    return _whole_numbers(json_format.MessageToDict(value))
+
+
+def _whole_numbers(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _whole_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_whole_numbers(v) for v in value]
+    return value
+
+
+def _decision_value(request, kind: str) -> Any:
+    """The decision's value: an EDIT's edited_value (an object), a RESPOND's value (any
+    JSON, null included), nothing for the others."""
+    edited = json_format.MessageToDict(request.edited_value) if request.HasField("edited_value") else None
+    if kind == "edit" and edited is None:
+        raise InvalidArgument("an EDIT decision needs edited_value")
+    if kind != "edit" and edited is not None:
+        raise InvalidArgument("edited_value is only for EDIT decisions")
+    given = request.HasField("value")
+    if kind == RESPOND:
+        if not given or request.value.WhichOneof("kind") is None:
+            raise InvalidArgument("a RESPOND decision needs value: what interrupt() returns, any JSON value "
+                                  "(null_value for null)", code="RESPOND_VALUE_REQUIRED")
+        return _plain(request.value)
+    if given:
+        raise InvalidArgument("value is only for RESPOND decisions (an EDIT's object is edited_value)",
+                              code="VALUE_ONLY_FOR_RESPOND")
+    return edited
 
 
 def _covered(principal) -> list[str] | None:
@@ -118,18 +156,15 @@ class ReviewServicer(review_service_pb2_grpc.ReviewServiceServicer):
                 yield record
 
     async def Decide(self, request, context):
-        kind = DECISION_KINDS.get(request.kind)
+        kind = RESPOND if request.kind == pb.DECISION_KIND_RESPOND else DECISION_KINDS.get(request.kind)
         if kind is None:
-            raise InvalidArgument("kind must be APPROVE, REJECT or EDIT")
-        edited = json_format.MessageToDict(request.edited_value) if request.HasField("edited_value") else None
-        if kind == "edit" and edited is None:
-            raise InvalidArgument("an EDIT decision needs edited_value")
-        if kind != "edit" and edited is not None:
-            raise InvalidArgument("edited_value is only for EDIT decisions")
+            raise InvalidArgument("kind must be APPROVE, REJECT, EDIT or RESPOND")
+        value = _decision_value(request, kind)
         started = time.time_ns()
         ensure_can_decide(caller(), await self._approvals.get(request.approval_id))
-        # The store refuses (INVALID_ARGUMENT) a decision the interrupt's shape does not allow.
-        result = await self._lifecycle.decide(request.approval_id, kind=kind, edited_value=edited,
+        # The store refuses (INVALID_ARGUMENT) a decision the interrupt's shape does not allow;
+        # `edited_value` carries a RESPOND's value too (graphmesh/store/approvals.py).
+        result = await self._lifecycle.decide(request.approval_id, kind=kind, edited_value=value,
                                               comment=request.comment, reviewer=principal(context))
         if not result.replayed:
             approval = result.approval

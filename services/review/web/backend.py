@@ -109,6 +109,8 @@ def approval_json(approval: review_service_pb2.Approval, reviewer: Reviewer) -> 
         d = approval.decision
         decision = {"kind": review_service_pb2.DecisionKind.Name(d.kind).removeprefix("DECISION_KIND_"),
                     "edited_value": _dict(d.edited_value) if d.HasField("edited_value") else None,
+                    # A RESPOND's resume value (any JSON; null too: RESPONDED says there is one).
+                    "value": _dict(d.value) if d.HasField("value") else None,
                     "comment": d.comment, "reviewer": d.reviewer, "decided_at": _iso(d.decided_at)}
     return {
         "approval_id": approval.approval_id, "run_id": approval.run_id, "thread_id": approval.thread_id,

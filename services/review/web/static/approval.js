@@ -50,6 +50,9 @@ function Decision({ approval, outcome, principal }) {
     ${d.edited_value !== undefined && d.edited_value !== null && html`<div>
       <p>Edited value:</p><${JsonTree} value=${d.edited_value} label="Edited value" />
     </div>`}
+    ${approval.status === 'RESPONDED' && html`<div>
+      <p>Resumed with this value, as given:</p><${JsonTree} value=${d.value ?? null} label="Resume value" />
+    </div>`}
   </div>`;
 }
 

@@ -9,7 +9,7 @@ import { paths } from './router.js';
 import { formatDateTime, localInputToIso } from './time.js';
 import { PageHeading, StatusBadge, usePageTitle } from './ui.js';
 
-export const CLOSED_STATUSES = ['APPROVED', 'REJECTED', 'EDITED', 'EXPIRED', 'CANCELLED'];
+export const CLOSED_STATUSES = ['APPROVED', 'REJECTED', 'EDITED', 'RESPONDED', 'EXPIRED', 'CANCELLED'];
 
 export function HistoryPage({ params }) {
   usePageTitle('History');

@@ -4,7 +4,7 @@ import { html, useEffect } from './vendor/htm-preact-standalone.mjs';
 import { Scalar } from './jsontree.js';
 import { formatDateTime, parseTime } from './time.js';
 
-const KNOWN_STATUSES = new Set(['PENDING', 'APPROVED', 'REJECTED', 'EDITED', 'EXPIRED', 'CANCELLED']);
+const KNOWN_STATUSES = new Set(['PENDING', 'APPROVED', 'REJECTED', 'EDITED', 'RESPONDED', 'EXPIRED', 'CANCELLED']);
 
 // The status as text (never colour alone); `testid` marks the approval page's badge.
 export function StatusBadge({ status, testid }) {

@@ -48,7 +48,8 @@ def gateway() -> Iterator[tuple[list[str], dict[str, str]]]:
     if reference:
         yield [reference.rstrip("/")], {}
         return
-    with private_mesh("gateway-js", manifest=PROJECT, auth="token", workers=1, gateway_replicas=2) as mesh:
+    with private_mesh("gateway-js", manifest=PROJECT, auth="token", workers=1, gateway_port=0,
+                      gateway_replicas=2) as mesh:
         token = mesh.create_token("js-client", ["admin"], created_by="test")[1]
         yield mesh.gateway_urls, {"LANGGRAPH_API_KEY": token}
 

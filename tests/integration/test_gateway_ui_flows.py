@@ -56,7 +56,7 @@ def server() -> Iterator[Server]:
     if reference:
         yield Server(reference.rstrip("/"), {}, None)
         return
-    with private_mesh("gateway-ui", manifest=PROJECT, auth="token", workers=1, gateway_replicas=1) as mesh:
+    with private_mesh("gateway-ui", manifest=PROJECT, auth="token", workers=1, gateway_port=0) as mesh:
         token = mesh.create_token("inbox-reviewer", ["admin"], created_by="test")[1]
         # Both apps send a LangSmith-style API key as X-Api-Key (the SDK's apiKey / agent-inbox's
         # defaultHeaders); the gateway takes graphmesh tokens there.

@@ -6,6 +6,8 @@ assistant's config and context into a run's options (graphmesh/assistants.py).""
 
 from __future__ import annotations
 
+import argparse
+import json
 import uuid
 
 import grpc
@@ -13,6 +15,7 @@ import pytest
 from google.protobuf import json_format
 
 from graphmesh.assistants import apply_assistant, merge_run_config, system_assistant_id
+from graphmesh.cli import assistants as assistants_cli
 from graphmesh.client import channel
 from graphmesh.v1 import assistant_service_pb2 as pb
 from graphmesh.v1 import assistant_service_pb2_grpc, run_pb2
@@ -212,3 +215,32 @@ def test_run_options_take_the_assistants_config_and_context_under_their_own():
 
     config, context = merge_run_config({"configurable": {"a": 1}, "other": True}, {"c": 1}, {"configurable": {"b": 2}})
     assert config == {"configurable": {"a": 1, "b": 2}, "other": True} and context == {"c": 1}
+
+
+# -- the CLI (`graphmesh assistants`, called in-process) -------------------------------------
+
+def cli(mesh, capsys, *argv: str) -> tuple[int, str]:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--json", action="store_true")
+    assistants_cli.add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(list(argv))
+    args.api = mesh.api_address
+    code = args.func(args)
+    return code, capsys.readouterr().out
+
+
+def test_cli_creates_shows_lists_and_deletes_assistants(mesh, capsys, team):
+    code, out = cli(mesh, capsys, "assistants", "create", "tiny", "--name", "From CLI", "--metadata",
+                    json.dumps({"team": team, "cli": True}), "--config", '{"tags": ["cli"]}', "--json")
+    made = json.loads(out)["assistant"]
+    assert code == 0 and made["name"] == "From CLI" and made["config"] == {"tags": ["cli"]}
+    code, out = cli(mesh, capsys, "assistants", "get", made["assistant_id"])
+    assert code == 0 and "name       From CLI" in out and '"cli"' in out
+    code, out = cli(mesh, capsys, "assistants", "get", "tiny")
+    assert code == 0 and "(system: the graph's own)" in out
+    code, out = cli(mesh, capsys, "assistants", "list", "--metadata", json.dumps({"team": team, "cli": True}))
+    assert code == 0 and out.split()[:3] == [made["assistant_id"], "tiny", "From"]
+    code, out = cli(mesh, capsys, "assistants", "delete", made["assistant_id"])
+    assert code == 0 and out.strip() == f"deleted assistant {made['assistant_id']}"
+    with rpc_error(grpc.StatusCode.FAILED_PRECONDITION, "SYSTEM_ASSISTANT"):
+        cli(mesh, capsys, "assistants", "delete", system_assistant_id("tiny"))

@@ -9,6 +9,7 @@ Tests share threads through module fixtures, in file order.
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import grpc
@@ -308,6 +309,21 @@ def test_purge_a_thread_that_never_ran(client, threads, suite):
         assert reply.deleted["threads"] == 1 and reply.deleted["runs"] == 0
         with rpc_error(grpc.StatusCode.NOT_FOUND, "THREAD_NOT_FOUND"):
             get_thread(threads, tid)
+
+
+def test_cli_creates_shows_and_lists_threads(gm, suite):
+    tid = str(uuid.uuid4())
+    mark = json.dumps({"suite": suite, "cli": True})
+    made = gm("threads", "create", tid, "--metadata", mark, "--as", "ann")
+    assert made.returncode == 0, made.stderr
+    assert "created" in made.stdout and tid in made.stdout and "owner      ann" in made.stdout
+    shown = gm("threads", "get", tid, "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["thread_id"] == tid and json.loads(shown.stdout)["status"] == "THREAD_STATUS_IDLE"
+    listed_out = gm("threads", "list", "--metadata", mark, "--status", "idle")
+    assert listed_out.returncode == 0 and listed_out.stdout.split()[:2] == [tid, "idle"]
+    taken = gm("threads", "create", tid)
+    assert taken.returncode == 1 and "ALREADY_EXISTS (THREAD_EXISTS)" in taken.stderr
 
 
 # -- who sees what (a token mesh of its own) -------------------------------------------------

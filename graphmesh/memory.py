@@ -41,6 +41,13 @@ log = logging.getLogger(__name__)
 MAX_LIMIT = 1000
 # A hundred years: Postgres' interval arithmetic is safe far beyond; this catches mistakes.
 MAX_TTL_MINUTES = 100 * 365 * 24 * 60.0
+# 60 ms. LangGraph writes the interval as f"{minutes * 60} seconds", which Postgres cannot
+# read once Python writes it with an exponent (below 1e-4 seconds).
+MIN_TTL_MINUTES = 0.001
+# LangGraph's filter: a field whose value is an object holds these operators.
+FILTER_OPERATORS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte")
+# ListNamespaces' max_depth goes to Postgres as an integer; deeper than any namespace anyway.
+MAX_DEPTH = 2**31 - 1
 # LangGraph keeps its own data under this root label (langgraph.store.base).
 RESERVED_ROOT = "langgraph"
 
@@ -86,6 +93,15 @@ def _limit(value: int, default: int, field: str) -> int:
     return value or default
 
 
+def _check_filter(filter: dict) -> None:
+    for field, value in filter.items():
+        if isinstance(value, dict) and (unknown := sorted(set(value) - set(FILTER_OPERATORS))):
+            raise InvalidArgument(
+                f"filter field {field!r}: an object there holds operators ({', '.join(FILTER_OPERATORS)}), not "
+                f"{', '.join(map(repr, unknown))}; to match an object value, write {{\"$eq\": {{...}}}}",
+                code="INVALID_FILTER")
+
+
 class Memory:
     """The store's operations as StoreService offers them: checked arguments, graphmesh
     errors (INVALID_ARGUMENT naming the field, NOT_FOUND, UNAVAILABLE when Postgres is away)."""
@@ -101,9 +117,9 @@ class Memory:
                                   code="INVALID_NAMESPACE")
         if not isinstance(value, dict):
             raise InvalidArgument("value is required: a JSON object (DeleteItem removes an item)", code="INVALID_VALUE")
-        if not 0 <= ttl_minutes <= MAX_TTL_MINUTES:
-            raise InvalidArgument(f"ttl_minutes must be between 0 (the default) and {MAX_TTL_MINUTES:g}, "
-                                  f"not {ttl_minutes:g}", code="INVALID_TTL")
+        if ttl_minutes != 0 and not MIN_TTL_MINUTES <= ttl_minutes <= MAX_TTL_MINUTES:
+            raise InvalidArgument(f"ttl_minutes must be 0 (the deployment's default) or between {MIN_TTL_MINUTES:g} "
+                                  f"and {MAX_TTL_MINUTES:g}, not {ttl_minutes:g}", code="INVALID_TTL")
         extra = {"ttl": ttl_minutes} if ttl_minutes else {}  # else the store's default_ttl
         await self._call(self.store.aput(path, _key(key), value, **extra))
 
@@ -121,6 +137,7 @@ class Memory:
     async def search(self, prefix: Any, *, filter: dict | None = None, limit: int = 0,
                      offset: int = 0) -> list[Item]:
         path = namespace(prefix, "namespace_prefix", empty_ok=True)
+        _check_filter(filter or {})
         return await self._call(self.store.asearch(path, filter=filter or None, limit=_limit(limit, 10, "limit"),
                                                    offset=offset))
 
@@ -129,7 +146,7 @@ class Memory:
         return await self._call(self.store.alist_namespaces(
             prefix=namespace(prefix, "prefix", empty_ok=True) or None,
             suffix=namespace(suffix, "suffix", empty_ok=True) or None,
-            max_depth=max_depth or None, limit=_limit(limit, 100, "limit"), offset=offset))
+            max_depth=min(max_depth, MAX_DEPTH) or None, limit=_limit(limit, 100, "limit"), offset=offset))
 
     async def sweep(self) -> int:
         """Deletes expired items now; returns how many."""

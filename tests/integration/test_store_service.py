@@ -97,6 +97,11 @@ def test_put_get_search_list_delete(stores):
     assert sorted(tuple(n.path) for n in listed) == [tuple(ns), tuple(ns + ["deep"])]
     cut = stores.ListNamespaces(pb.ListNamespacesRequest(prefix=ns, max_depth=2), timeout=10).namespaces
     assert [tuple(n.path) for n in cut] == [tuple(ns)]
+    whole = stores.ListNamespaces(pb.ListNamespacesRequest(prefix=ns, max_depth=2**32 - 1), timeout=10).namespaces
+    assert len(whole) == 2
+    nested = stores.SearchItems(pb.SearchItemsRequest(namespace_prefix=ns, filter=struct({"tags": {"$eq": ["x"]}})),
+                                timeout=10).items
+    assert nested == []
     by_suffix = stores.ListNamespaces(pb.ListNamespacesRequest(prefix=["test"], suffix=["deep"]), timeout=10)
     assert tuple(ns + ["deep"]) in [tuple(n.path) for n in by_suffix.namespaces]
 
@@ -114,9 +119,11 @@ def test_put_get_search_list_delete(stores):
     (pb.PutItemRequest(namespace=["a"], key="", value=struct({"a": 1})), "INVALID_KEY"),
     (pb.PutItemRequest(namespace=["a"], key="k"), "INVALID_VALUE"),
     (pb.PutItemRequest(namespace=["a"], key="k", value=struct({"a": 1}), ttl_minutes=-1), "INVALID_TTL"),
+    (pb.PutItemRequest(namespace=["a"], key="k", value=struct({"a": 1}), ttl_minutes=1e-9), "INVALID_TTL"),
     (pb.GetItemRequest(namespace=[], key="k"), "INVALID_NAMESPACE"),
     (pb.SearchItemsRequest(namespace_prefix=["x.y"]), "INVALID_NAMESPACE"),
     (pb.SearchItemsRequest(limit=1001), "INVALID_LIMIT"),
+    (pb.SearchItemsRequest(filter=struct({"prefs": {"theme": "dark"}})), "INVALID_FILTER"),
     (pb.ListNamespacesRequest(suffix=[""]), "INVALID_NAMESPACE"),
 ], ids=lambda v: type(v).__name__ if not isinstance(v, str) else v)
 def test_bad_requests_are_invalid_argument(stores, request_, code):

@@ -24,8 +24,8 @@ from langgraph.errors import InvalidUpdateError
 from langgraph.types import StateSnapshot
 from pydantic import ValidationError
 
-from graphmesh.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
-from graphmesh.execution.saver import StateTooLarge, saver_for
+from graphmesh.errors import FailedPrecondition, GraphmeshError, InvalidArgument, NotFound, ResourceExhausted
+from graphmesh.execution.saver import SecretInState, StateTooLarge, saver_for
 from graphmesh.jsonvalues import jsonable, to_struct, to_value
 from graphmesh.v1 import thread_pb2
 
@@ -272,12 +272,15 @@ async def update_state(registry: Any, pool: Any, graph_name: str, thread_id: str
     config["metadata"] = {**(metadata or {}), **spec.versions(), "graph": spec.name}
     try:
         written = await graph.aupdate_state(config, values, as_node=as_node or None)
-    except InvalidUpdateError as exc:
-        raise InvalidArgument(f"state update refused by graph '{spec.name}': {exc}",
-                              code="INVALID_STATE_UPDATE") from None
-    except ValidationError as exc:
-        raise InvalidArgument(f"state update does not fit graph '{spec.name}''s state: {exc}",
-                              code="INVALID_STATE_UPDATE") from None
     except StateTooLarge as exc:
         raise ResourceExhausted(f"state update refused: {exc}", code="STATE_TOO_LARGE") from None
+    except SecretInState as exc:
+        raise InvalidArgument(f"state update refused: {exc}", code="INVALID_STATE_UPDATE") from None
+    except GraphmeshError:
+        raise  # e.g. Postgres unreachable
+    except (InvalidUpdateError, ValidationError, ValueError, TypeError) as exc:
+        # The graph's own refusal: an unknown node, an ambiguous update, a value its state
+        # (or a reducer, e.g. add_messages) rejects.
+        raise InvalidArgument(f"state update refused by graph '{spec.name}': {type(exc).__name__}: {exc}",
+                              code="INVALID_STATE_UPDATE") from None
     return written["configurable"]["checkpoint_id"], spec

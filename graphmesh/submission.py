@@ -52,6 +52,13 @@ def _options_of(request):
     return request.options
 
 
+def _options_json(options) -> dict | None:
+    """The options as sent, for the fingerprint: None when there are none or all are defaults."""
+    if options is None:
+        return None
+    return json_format.MessageToDict(options, preserving_proto_field_name=True) or None
+
+
 class RunSubmitter:
     def __init__(self, *, store: RunStore, nc, registry, router: VersionRouter,
                  webhook_policy: OutboundPolicy | None) -> None:
@@ -91,7 +98,7 @@ class RunSubmitter:
         fingerprint = request_fingerprint(
             graph=graph, graph_version=getattr(request, "graph_version", ""), thread_id=request.thread_id,
             graph_input=raw_input,
-            options=json_format.MessageToDict(asked_options, preserving_proto_field_name=True) if asked_options else None)
+            options=_options_json(asked_options))
         thread_id = request.thread_id or str(uuid.uuid4())
         version = await self._router.choose(graph, thread_id, pinned=getattr(request, "graph_version", ""),
                                             new_thread=not request.thread_id)

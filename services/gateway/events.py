@@ -99,6 +99,8 @@ class StreamView:
     def _chunk(self, chunk: run_pb2.StreamChunk) -> list[tuple[str, Any]]:
         data = plain(chunk.data) if chunk.HasField("data") else None
         suffix = _suffix(chunk.namespace)
+        if chunk.mode == "debug" and isinstance(data, dict) and data.get("type") == "checkpoint":
+            data = {**data, "payload": debug_checkpoint(data.get("payload"))}
         if chunk.mode != "messages":
             return [(chunk.mode + suffix, data)] if self.wants(chunk.mode) else []
         out: list[tuple[str, Any]] = []
@@ -167,6 +169,28 @@ class StreamView:
             out.append(("events", _event("on_chain_end", finished.node, finished.task_id, {"output": update},
                                          {"langgraph_node": finished.node, "langgraph_step": finished.step})))
         return out
+
+
+def _checkpoint_of(config: Any) -> dict[str, Any] | None:
+    configurable = (config or {}).get("configurable") if isinstance(config, dict) else None
+    if not configurable:
+        return None
+    return {"thread_id": configurable.get("thread_id"), "checkpoint_ns": configurable.get("checkpoint_ns", ""),
+            "checkpoint_id": configurable.get("checkpoint_id"), "checkpoint_map": configurable.get("checkpoint_map")}
+
+
+def debug_checkpoint(payload: Any) -> Any:
+    """A debug checkpoint payload as the reference sends it: `checkpoint` and
+    `parent_checkpoint` beside its configs, and each task's state config as its checkpoint."""
+    if not isinstance(payload, dict):
+        return payload
+    tasks = []
+    for task in payload.get("tasks") or []:
+        if isinstance(task, dict) and isinstance(task.get("state"), dict) and task["state"].get("configurable"):
+            task = {**{k: v for k, v in task.items() if k != "state"}, "checkpoint": task["state"]["configurable"]}
+        tasks.append(task)
+    return {**payload, "checkpoint": _checkpoint_of(payload.get("config")),
+            "parent_checkpoint": _checkpoint_of(payload.get("parent_config")), "tasks": tasks}
 
 
 def _event(kind: str, name: str, run_id: str, data: dict, metadata: dict | None = None) -> dict[str, Any]:

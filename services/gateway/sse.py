@@ -89,7 +89,11 @@ class LongResponse(Response):
                  stopping: asyncio.Event | None = None, on_disconnect: Callable[[], Awaitable[None]] | None = None,
                  on_close: Callable[[], None] | None = None, end_on_stop: bool = True,
                  headers: Mapping[str, str] | None = None) -> None:
-        super().__init__(status_code=200, media_type=media_type, headers=dict(headers or {}))
+        # As StreamingResponse: no body attribute, so no Content-Length header.
+        self.status_code = 200
+        self.media_type = media_type
+        self.background = None
+        self.init_headers(dict(headers or {}))
         self._body = body
         self._heartbeat = heartbeat
         self._interval = max(0.05, interval)

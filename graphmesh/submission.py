@@ -109,7 +109,7 @@ class RunSubmitter:
         if request.multitask_strategy not in STRATEGY_NAMES:
             raise InvalidArgument(f"unknown multitask_strategy {request.multitask_strategy}")
         options = parse_options(asked_options, nodes=lambda: self._registry.node_names(spec.name, spec.version),
-                                max_steps=spec.limits.max_steps)
+                                max_steps=spec.limits.max_steps, max_bytes=spec.limits.max_input_bytes)
         if raw_input is None:
             await self._check_continuation(request.thread_id, options)
             graph_input = None

@@ -18,6 +18,7 @@ What each option becomes:
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
@@ -143,12 +144,17 @@ EMPTY = RunOptions()
 
 
 def parse_options(message: run_pb2.RunOptions | None, *, nodes: Callable[[], Iterable[str]],
-                  max_steps: int) -> RunOptions:
+                  max_steps: int, max_bytes: int = 0) -> RunOptions:
     """A CreateRun's options, checked (InvalidArgument with a code otherwise). `nodes`: the
-    routed graph version's node names, asked for only when an option names nodes."""
+    routed graph version's node names, asked for only when an option names nodes.
+    `max_bytes`: the most the options may take as JSON (the graph's max_input_bytes: a
+    command's update and the context are input by another name); 0: no limit."""
     options = RunOptions.from_proto(message)
     if options is EMPTY:
         return options
+    if max_bytes and (size := len(json.dumps(options.to_json(), separators=(",", ":")).encode())) > max_bytes:
+        raise InvalidArgument(f"options are {size} bytes as JSON, over this graph version's limit "
+                              f"max_input_bytes={max_bytes}", code="OPTIONS_TOO_LARGE")
     modes = []
     for mode in options.stream_modes:
         name = MODE_ALIASES.get(mode, mode)

@@ -73,6 +73,14 @@ def test_recursion_limit_may_lower_the_manifests_steps_never_raise_them():
     assert EMPTY.step_limit(25) == 25
 
 
+def test_options_are_held_to_the_input_size_limit():
+    message = json_format.ParseDict({"command_update": {"text": "x" * 200}}, run_pb2.RunOptions())
+    assert parse_options(message, nodes=lambda: NODES, max_steps=25, max_bytes=300).command_update
+    with pytest.raises(InvalidArgument) as err:
+        parse_options(message, nodes=lambda: NODES, max_steps=25, max_bytes=100)
+    assert err.value.code == "OPTIONS_TOO_LARGE" and "max_input_bytes=100" in err.value.message
+
+
 def test_checkpoint_id_must_look_like_one():
     assert _parse(checkpoint_id="1f1f288c-4862-6711-bfff-c5e3e7dea0e9").checkpoint_id
     assert _code(checkpoint_id="latest; drop table")[0] == "INVALID_CHECKPOINT_ID"

@@ -9,7 +9,7 @@ from typing import Any
 
 from google.protobuf import json_format, timestamp_pb2
 
-from graphmesh.jsonvalues import to_struct
+from graphmesh.jsonvalues import to_struct, to_value
 from graphmesh.store import ApprovalRecord, RunError, RunRecord, RunStatus
 from graphmesh.v1 import review_service_pb2, run_pb2, run_service_pb2
 
@@ -93,6 +93,7 @@ DECISION_KINDS = {
     review_service_pb2.DECISION_KIND_APPROVE: "approve",
     review_service_pb2.DECISION_KIND_REJECT: "reject",
     review_service_pb2.DECISION_KIND_EDIT: "edit",
+    review_service_pb2.DECISION_KIND_RESPOND: "respond",
 }
 DECISION_KIND_VALUES = {name: value for value, name in DECISION_KINDS.items()}
 
@@ -126,6 +127,8 @@ def approval_to_proto(approval: ApprovalRecord) -> review_service_pb2.Approval:
         decision.decided_at.CopyFrom(timestamp(approval.decided_at))
         if approval.edited_value is not None:
             decision.edited_value.CopyFrom(to_struct(approval.edited_value))
+        if approval.status == "RESPONDED":  # its value may be null: the status says it has one
+            decision.value.CopyFrom(to_value(approval.responded_value))
     return msg
 
 

@@ -11,6 +11,7 @@ from graphmesh.bus import connect_nats, ensure_streams
 from graphmesh.config import Settings
 from graphmesh.errors import Unavailable
 from graphmesh.loops import retry_for
+from graphmesh.memory import prepare_store
 from graphmesh.store import migrate
 
 # How long `graphmesh migrate` waits for JetStream to answer (a cluster electing its leader).
@@ -25,6 +26,7 @@ async def prepare(database_url: str, nats_url: str, *, settings: Settings | None
         await migrate(conn)
         # The checkpointer's own migrations; it takes no lock, so run it once, here.
         await AsyncPostgresSaver(conn).setup()
+        await prepare_store(conn)  # long-term memory's tables (graphmesh/memory.py): once, like the checkpointer's
     nc = await connect_nats(nats_url, name="graphmesh-setup")
     try:
         await retry_for(lambda: ensure_streams(nc.jetstream(), ack_wait_seconds=settings.ack_wait_seconds,

@@ -28,6 +28,7 @@ from graphmesh.cli import (
     runs,
     schedules,
     serve,
+    store,
     threads,
     tokens,
     trace,
@@ -84,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     webhooks.add_parser(sub)
     tokens.add_parser(sub)
     threads.add_parser(sub)
+    store.add_parser(sub)
     deployments.add_parser(sub)
     return parser
 

@@ -167,7 +167,8 @@ class TransitionResult:
 
 APPROVAL_STATUSES = ("PENDING", "APPROVED", "REJECTED", "EDITED", "EXPIRED", "CANCELLED")
 # decision kind -> the approval status it leads to
-DECISION_STATUS = {"approve": "APPROVED", "reject": "REJECTED", "edit": "EDITED", "expire": "EXPIRED"}
+DECISION_STATUS = {"approve": "APPROVED", "reject": "REJECTED", "edit": "EDITED", "expire": "EXPIRED",
+                   "respond": "RESPONDED"}
 
 
 @dataclass(frozen=True)
@@ -205,6 +206,8 @@ class ApprovalRecord:
     decided_at: datetime | None
     # Approvals requested before shapes existed resume with the decision record, as then.
     resume_shape: str = resume.RECORD
+    # A RESPOND decision's value, as given (None: JSON null, or not a RESPOND).
+    responded_value: Any = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> "ApprovalRecord":
@@ -227,13 +230,15 @@ class ApprovalRecord:
             reviewer=row["reviewer"] or "",
             decided_at=row["decided_at"],
             resume_shape=row.get("resume_shape") or resume.RECORD,
+            responded_value=row.get("resume_value"),
         )
 
     def resume_value(self) -> Any:
         """What the graph's interrupt() returns once this approval is decided."""
         return resume.resume_value(
             self.resume_shape, self.payload, status=self.status, decision_kind=self.decision_kind,
-            edited_value=self.edited_value, comment=self.comment, reviewer=self.reviewer)
+            edited_value=self.edited_value, comment=self.comment, reviewer=self.reviewer,
+            responded=self.responded_value)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from graphmesh.auth.tokens import TokenStore
 from graphmesh.bus.hub import EventHub
 from graphmesh.disabled_nodes import DisabledNodes
 from graphmesh.execution import RunExecutor
+from graphmesh.memory import Memory, open_store
 from graphmesh.pollers import poll_forever, poll_runs
 from graphmesh.reconcile import reconcile_forever
 from graphmesh.registry import Registry
@@ -30,6 +31,8 @@ from graphmesh.v1 import (
     run_service_pb2_grpc,
     schedule_service_pb2,
     schedule_service_pb2_grpc,
+    store_service_pb2,
+    store_service_pb2_grpc,
     thread_service_pb2,
     thread_service_pb2_grpc,
     webhook_service_pb2,
@@ -42,6 +45,7 @@ from services.api.auth import AuthServicer
 from services.api.graphs import GraphServicer
 from services.api.runs import RunServicer
 from services.api.schedules import ScheduleServicer
+from services.api.store import StoreServicer
 from services.api.threads import ThreadServicer
 from services.api.webhooks import WebhookServicer
 
@@ -57,6 +61,8 @@ async def main() -> int:
     store = RunStore(pool)
     control = ControlStore(store)
     rollouts = RolloutStore(store)
+    memory = Memory(open_store(pool, settings))
+    registry.use_store(memory.store)  # the synchronous path runs graphs here too
     router = VersionRouter(registry, rollouts, store)
     hub = EventHub(nc)
     await hub.start()
@@ -80,6 +86,7 @@ async def main() -> int:
                  auth_service_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
                  webhook_service_pb2.DESCRIPTOR.services_by_name["WebhookService"].full_name,
                  schedule_service_pb2.DESCRIPTOR.services_by_name["ScheduleService"].full_name,
+                 store_service_pb2.DESCRIPTOR.services_by_name["StoreService"].full_name,
                  thread_service_pb2.DESCRIPTOR.services_by_name["ThreadService"].full_name,
                  assistant_service_pb2.DESCRIPTOR.services_by_name["AssistantService"].full_name],
                 auth=make_authenticator(settings, store, tokens))
@@ -92,6 +99,7 @@ async def main() -> int:
     graph_service_pb2_grpc.add_GraphServiceServicer_to_server(
         GraphServicer(registry, control, rollouts, router, nc), host.grpc)
     webhook_service_pb2_grpc.add_WebhookServiceServicer_to_server(WebhookServicer(store), host.grpc)
+    store_service_pb2_grpc.add_StoreServiceServicer_to_server(StoreServicer(memory), host.grpc)
     thread_service_pb2_grpc.add_ThreadServiceServicer_to_server(
         ThreadServicer(store=store, registry=registry, pool=pool, router=router), host.grpc)
     assistant_service_pb2_grpc.add_AssistantServiceServicer_to_server(
@@ -113,4 +121,6 @@ async def main() -> int:
         scheduler = Scheduler(runs=store, submitter=submitter, pool=pool, js=js,
                               missed_after_seconds=settings.schedule_missed_after_seconds)
         host.supervise("scheduler", scheduler.run_forever(settings.scheduler_seconds))
+    if settings.store_sweep_minutes:
+        host.supervise("store ttl sweep", memory.sweep_forever(settings.store_sweep_minutes))
     return await host.run()

@@ -142,9 +142,10 @@ def test_interrupt_after_stops_after_the_node(client):
     stopped = state(client, thread)
     assert list(stopped.next) == ["count"] and to_dict(stopped.values) == {"text": "Two  Words",
                                                                          "normalized": "two words"}
-    second = client.runs.CreateRun(pb.CreateRunRequest(graph="tiny", thread_id=thread), timeout=30).run
-    wait_status(client, second.run_id, COMPLETED)
-    assert list(state(client, thread).next) == [] and thread_values(client, thread)["summary"] == "2 words: two words"
+    # a synchronous run without input continues it too (InvokeRun has no options of its own)
+    reply = client.runs.InvokeRun(pb.InvokeRunRequest(graph="tiny", thread_id=thread), timeout=30)
+    assert reply.run.status == COMPLETED and to_dict(reply.output)["summary"] == "2 words: two words"
+    assert list(state(client, thread).next) == []
 
 
 def test_a_run_branches_from_an_earlier_checkpoint(client):

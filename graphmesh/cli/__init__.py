@@ -19,6 +19,7 @@ import grpc  # noqa: E402
 
 from graphmesh.cli import (
     approvals,
+    assistants,
     certs,
     compat,
     deployments,
@@ -85,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     webhooks.add_parser(sub)
     tokens.add_parser(sub)
     threads.add_parser(sub)
+    assistants.add_parser(sub)
     store.add_parser(sub)
     deployments.add_parser(sub)
     return parser

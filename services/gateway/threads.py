@@ -1,18 +1,17 @@
 """Threads and their state: /threads create, get, patch, delete, search, count; a thread's
-state (latest, at a checkpoint), state updates and history. Over ThreadService and
-RunService (GetThreadState; a delete cancels the thread's runs, then PurgeThread).
+state (latest, at a checkpoint), state updates and history. Over ThreadService (a state is
+the first snapshot of the history from its checkpoint) and RunService (a delete cancels the
+thread's runs, then PurgeThread).
 
 Threads carry graphmesh's status (idle, busy, interrupted, error), kept in step with its
 runs and approvals by the api, and the interrupts its pending approvals wait on."""
 
 from __future__ import annotations
 
-import grpc
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from graphmesh.v1 import run_service_pb2, thread_pb2
 from graphmesh.v1 import thread_service_pb2 as pb
 from services.gateway.errors import HTTPError
 from services.gateway.jsonio import (
@@ -133,24 +132,19 @@ async def count_threads(request: Request):
 
 
 async def _state(request: Request, thread_id: str, checkpoint_id: str = "") -> dict:
+    """The thread's state at a checkpoint (the latest when none is named): the first snapshot
+    of its history from there, which ThreadService builds as LangGraph's StateSnapshot (with
+    the tasks' interrupts and their approvals)."""
     gw = gateway_of(request)
-    try:
-        reply = await gw.runs.GetThreadState(
-            run_service_pb2.GetThreadStateRequest(thread_id=thread_id, checkpoint_id=checkpoint_id),
-            timeout=CALL_TIMEOUT, metadata=gw.call_metadata(request))
-    except grpc.aio.AioRpcError as exc:
-        if exc.code() != grpc.StatusCode.NOT_FOUND or checkpoint_id:
-            raise
-        # A thread created but never run has no checkpoint: empty state, as the reference
-        # answers; an unknown thread stays a 404.
-        await get_thread(request, thread_id)
-        return state_json(thread_id, None)
-    if reply.HasField("snapshot"):
-        return state_json(thread_id, reply.snapshot)
-    # An api without snapshots: the parts GetThreadState has always answered.
-    snapshot = thread_pb2.ThreadSnapshot(values=reply.values, next=reply.next, checkpoint_id=reply.checkpoint_id,
-                                         metadata=reply.checkpoint_metadata)
-    return state_json(thread_id, snapshot)
+    history = await gw.threads.GetThreadHistory(
+        pb.GetThreadHistoryRequest(thread_id=thread_id, limit=1, checkpoint_id=checkpoint_id),
+        timeout=CALL_TIMEOUT, metadata=gw.call_metadata(request))
+    if history.snapshots:
+        return state_json(thread_id, history.snapshots[0])
+    if checkpoint_id:
+        raise HTTPError(404, f"thread {thread_id} has no checkpoint {checkpoint_id}")
+    # A thread created but never run has no checkpoint: empty state, as the reference answers.
+    return state_json(thread_id, None)
 
 
 def _checkpoint_id(body: dict, field: str = "checkpoint") -> str:
@@ -185,16 +179,11 @@ async def update_state(request: Request):
     thread_id = request.path_params["thread_id"]
     body = await read_json(request)
     checkpoint_id = get_str(body, "checkpoint_id", "") or _checkpoint_id(body)
-    thread = await get_thread(request, thread_id)
-    # A thread that never ran takes the update under the graph its metadata names (as the
-    # reference server reads graph_id from the thread's metadata).
-    graph = ""
-    if not thread.graph and "graph_id" in thread.metadata.fields:
-        graph = thread.metadata.fields["graph_id"].string_value
     gw = gateway_of(request)
+    # A thread that never ran takes the update under its metadata's graph_id (the api reads it).
     reply = await gw.threads.UpdateThreadState(
         pb.UpdateThreadStateRequest(thread_id=thread_id, values=to_value(body.get("values"), "values"),
-                                    as_node=get_str(body, "as_node", ""), checkpoint_id=checkpoint_id, graph=graph),
+                                    as_node=get_str(body, "as_node", ""), checkpoint_id=checkpoint_id),
         timeout=CALL_TIMEOUT, metadata=gw.call_metadata(request))
     checkpoint = {"thread_id": thread_id, "checkpoint_ns": "", "checkpoint_id": reply.checkpoint_id}
     # "configurable" and "checkpoint_id" are the reference's deprecated copies.

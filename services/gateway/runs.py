@@ -30,7 +30,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from graphmesh.rpc.errors import error_code
-from graphmesh.v1 import run_pb2, thread_pb2
+from graphmesh.v1 import run_pb2, thread_pb2, thread_service_pb2
 from graphmesh.v1 import run_service_pb2 as pb
 from services.gateway.errors import HTTPError
 from services.gateway.events import TERMINAL, Follower, StreamView, decision_sequence
@@ -97,6 +97,10 @@ async def start_run(request: Request, thread_id: str | None) -> Started:
                                  "resumed run continues as it was created (send the update as its own run)")
         await get_thread(request, thread_id)  # 404 for an unknown thread
         resumed = await resume(gw.review, gw.threads, md, thread_id, req.command.resume)
+        if resumed is None and await _settle_active_run(gw, md, thread_id):
+            # A client that read the interrupt off the stream can ask before the run has
+            # recorded it (RemoteGraph raises GraphInterrupt at the chunk): the run rests first.
+            resumed = await resume(gw.review, gw.threads, md, thread_id, req.command.resume)
         if resumed is not None:
             run = await _get_run(gw, md, resumed.run_id)
             after = await decision_sequence(gw.runs, md, run.run_id, set(resumed.approval_ids))
@@ -125,6 +129,20 @@ async def start_run(request: Request, thread_id: str | None) -> Started:
         else:
             started.temporary = Temporary(gw, md, run.run_id, thread_id)
     return started
+
+
+async def _settle_active_run(gw, md: tuple, thread_id: str) -> bool:
+    """Waits until the thread's queued or running run rests; False when it has none."""
+    thread = (await gw.threads.GetThread(thread_service_pb2.GetThreadRequest(thread_id=thread_id),
+                                         timeout=CALL_TIMEOUT, metadata=md)).thread
+    if not thread.active_run_id:
+        return False
+    run = await _get_run(gw, md, thread.active_run_id)
+    if run.status not in (run_pb2.RUN_STATUS_QUEUED, run_pb2.RUN_STATUS_RUNNING):
+        return False
+    async for _ in Follower(gw.runs, gw.threads, gw.review, md, run.run_id, thread_id).events():
+        pass
+    return True
 
 
 async def _supersede_waiting_run(gw, md: tuple, thread: thread_pb2.Thread) -> None:

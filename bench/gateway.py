@@ -8,6 +8,8 @@ One invocation runs the same graph with the same load against three systems, one
                  graphmesh's), serving bench/gateway-graph/langgraph.json
   graphmesh      a mesh started with graphmesh.mesh (Postgres fsync on, NATS, api, review,
                  workers, the gateway; auth on) on the same langgraph.json
+  graphmesh gRPC the same mesh through its own API (CreateRun, then StreamRun to the terminal
+                 event; bench/mesh_load.py), which shows what the HTTP gateway adds (tiny only)
 
 Per system: --warmup unmeasured runs, then --runs measured runs from --concurrency clients. Each
 client task has a LangGraph Python SDK client of its own (langgraph_sdk.get_client, httpx) and
@@ -49,7 +51,8 @@ from bench.stats import PhaseResult, Sample  # noqa: E402
 
 PROJECT = REPO_ROOT / "bench" / "gateway-graph" / "langgraph.json"
 DEFAULT_VENV = REPO_ROOT / "bench" / ".venv-langgraph-dev"
-SYSTEMS = (("inprocess", "in-process ainvoke"), ("langgraph_dev", "langgraph dev"), ("graphmesh", "graphmesh gateway"))
+SYSTEMS = (("inprocess", "in-process ainvoke"), ("langgraph_dev", "langgraph dev"), ("graphmesh", "graphmesh gateway"),
+           ("graphmesh_grpc", "graphmesh gRPC, same mesh"))
 HTTP_TIMEOUT = 120.0
 
 
@@ -223,8 +226,8 @@ def langgraph_dev(venv: Path, work: Path, n_jobs: int | None) -> Iterator[tuple[
 # -- graphmesh -----------------------------------------------------------------------------------
 
 @contextmanager
-def graphmesh_gateway(work: Path, args) -> Iterator[tuple[str, str, dict[str, int | None]]]:
-    """A mesh with the gateway on the project; yields (gateway url, API token, process groups)."""
+def graphmesh_gateway(work: Path, args) -> Iterator[tuple[str, str, str, dict[str, int | None]]]:
+    """A mesh with the gateway on the project; yields (gateway url, api address, API token, process groups)."""
     from graphmesh.mesh import Mesh, MeshConfig
 
     data = work / "mesh"
@@ -239,7 +242,7 @@ def graphmesh_gateway(work: Path, args) -> Iterator[tuple[str, str, dict[str, in
         groups = {name: mesh.pid(name) for name in mesh.service_names}
         groups.update(nats=mesh.nats.pid if mesh.nats else None, postgres=mesh.postgres.pid if mesh.postgres else None)
         say(f"graphmesh gateway up at {mesh.gateway_url}")
-        yield mesh.gateway_url, token, groups
+        yield mesh.gateway_url, mesh.api_address, token, groups
     finally:
         mesh.stop()
 
@@ -254,7 +257,8 @@ def ratios(phase: dict) -> dict:
     out = {}
     for name, (top, bottom) in {"graphmesh / langgraph dev": ("graphmesh", "langgraph_dev"),
                                 "graphmesh / in-process": ("graphmesh", "inprocess"),
-                                "langgraph dev / in-process": ("langgraph_dev", "inprocess")}.items():
+                                "langgraph dev / in-process": ("langgraph_dev", "inprocess"),
+                                "gateway / gRPC": ("graphmesh", "graphmesh_grpc")}.items():
         a, b = phase.get(top), phase.get(bottom)
         if a and b:
             out[name] = {"throughput": ratio(a["runs_per_s"], b["runs_per_s"]),
@@ -270,10 +274,13 @@ def render(report: dict) -> str:
              f"{cfg['runs']} runs per phase after {cfg['warmup']} warm-up",
              f"machine: {m['cpus_usable']} usable cores ({m['cpu_model'] or 'unknown cpu'}), Python {m['python']}; "
              f"load at start {m['loadavg_at_start']}; {report['date']}",
-             f"langgraph dev: langgraph-api {v.get('langgraph-api')}, runtime-inmem {v.get('langgraph-runtime-inmem')}, "
-             f"langgraph {v.get('langgraph')}; n-jobs-per-worker {cfg['n_jobs_per_worker'] or 'not set'}",
              f"graphmesh: {cfg['workers']} workers x {cfg['worker_concurrency']}, {cfg['gateway_replicas']} gateway "
-             f"replica(s), auth on, Postgres fsync on; langgraph {m['packages'].get('langgraph')}", ""]
+             f"replica(s), auth on, Postgres fsync on; langgraph {m['packages'].get('langgraph')}"]
+    if v:
+        lines.append(f"langgraph dev: langgraph-api {v['langgraph-api']}, runtime-inmem {v['langgraph-runtime-inmem']}, "
+                     f"langgraph {v['langgraph']}; in-memory, one process; n-jobs-per-worker "
+                     f"{cfg['n_jobs_per_worker'] or 'not set'}")
+    lines.append("")
     header = f"{'clients':<9}{'system':<30}{'runs/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/run':>12}{'failed':>8}"
     lines += [header, "-" * len(header)]
     for phase in report["phases"]:
@@ -349,12 +356,21 @@ def main(argv: list[str] | None = None) -> int:
                     say(f"langgraph dev: {args.warmup} warm-up + {args.runs} runs at {c} ...")
                     phases[c]["langgraph_dev"] = measure(sdk_phase, {"langgraph-dev": pid, "clients": os.getpid()},
                                                          url=url, api_key=None, concurrency=c, **load)
-        if "graphmesh" not in args.skip:
-            with graphmesh_gateway(work, args) as (url, token, groups):
+        if "graphmesh" not in args.skip or "graphmesh_grpc" not in args.skip:
+            with graphmesh_gateway(work, args) as (url, api, token, groups):
+                groups = {"clients": os.getpid(), **groups}
                 for c in concurrencies:
-                    say(f"graphmesh: {args.warmup} warm-up + {args.runs} runs at {c} ...")
-                    phases[c]["graphmesh"] = measure(sdk_phase, {"clients": os.getpid(), **groups},
-                                                     url=url, api_key=token, concurrency=c, **load)
+                    if "graphmesh" not in args.skip:
+                        say(f"graphmesh gateway: {args.warmup} warm-up + {args.runs} runs at {c} ...")
+                        phases[c]["graphmesh"] = measure(sdk_phase, groups, url=url, api_key=token, concurrency=c,
+                                                         **load)
+                    if "graphmesh_grpc" not in args.skip and args.graph == "tiny":
+                        from bench.mesh_load import mesh_phase
+
+                        say(f"graphmesh gRPC: {args.warmup} warm-up + {args.runs} runs at {c} ...")
+                        os.environ["GRAPHMESH_TOKEN"] = token  # graphmesh.client's default credentials
+                        phases[c]["graphmesh_grpc"] = measure(mesh_phase, groups, address=api,
+                                                              runs=args.runs, concurrency=c, warmup=args.warmup)
     finally:
         if args.keep:
             say(f"kept {work}")

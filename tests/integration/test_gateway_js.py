@@ -7,8 +7,9 @@ last event id, then reads the finished run again from the start. The two parts t
 that whole stream: the same events with the same ids, none missing, none twice.
 
 Needs Node.js (skips without it); scripts/js-tools installs the SDK from tests/js's lockfile
-(a failed install fails the test). GRAPHMESH_GATEWAY_TEST_REFERENCE=http://host:port runs the
-script against a reference server serving bench/gateway-graph instead of a mesh.
+(a failed install fails the test). GRAPHMESH_GATEWAY_TEST_URL=http://host:port (a comma list:
+stream through the first, rejoin through the last) and GRAPHMESH_GATEWAY_TEST_API_KEY run it
+against servers already serving bench/gateway-graph (`langgraph dev`, a running gateway) instead.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from helpers import private_mesh
 NODE = shutil.which("node")
 JS_DIR = REPO_ROOT / "tests" / "js"
 PROJECT = REPO_ROOT / "bench" / "gateway-graph" / "langgraph.json"
-REFERENCE_ENV = "GRAPHMESH_GATEWAY_TEST_REFERENCE"
+URL_ENV, KEY_ENV = "GRAPHMESH_GATEWAY_TEST_URL", "GRAPHMESH_GATEWAY_TEST_API_KEY"
 MESSAGE = "please tell me about resumable streams in a few words"
 
 
@@ -44,9 +45,9 @@ def js_sdk() -> None:
 @pytest.fixture(scope="module")
 def gateway() -> Iterator[tuple[list[str], dict[str, str]]]:
     """The URLs of the gateway's replicas and the environment that carries the API key."""
-    reference = os.environ.get(REFERENCE_ENV)
-    if reference:
-        yield [reference.rstrip("/")], {}
+    if os.environ.get(URL_ENV):
+        key = os.environ.get(KEY_ENV)
+        yield [u.strip().rstrip("/") for u in os.environ[URL_ENV].split(",")], {"LANGGRAPH_API_KEY": key} if key else {}
         return
     with private_mesh("gateway-js", manifest=PROJECT, auth="token", workers=1, gateway_port=0,
                       gateway_replicas=2) as mesh:

@@ -8,8 +8,10 @@ httpx so that every body, header and query is visible: what the SDK leaves undef
 
 The graphs are the LangGraph project in bench/gateway-graph (langgraph.json: `chat`, a chat model
 that streams tokens and a custom event; `inbox`, an agent-inbox HumanInterrupt), which
-`langgraph dev` serves too. GRAPHMESH_GATEWAY_TEST_REFERENCE=http://host:port runs the same calls
-against such a reference server instead of a mesh (the review-tier checks are then left out).
+`langgraph dev` serves too. GRAPHMESH_GATEWAY_TEST_URL=http://host:port (and, if it needs one,
+GRAPHMESH_GATEWAY_TEST_API_KEY) runs the same calls against a server already serving that project
+instead of a mesh of the module's own: `langgraph dev`, the reference, or a running gateway. The
+review-tier checks need the mesh and are then left out.
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ from graphmesh.v1 import review_service_pb2 as rpb
 from helpers import private_mesh, wait_for
 
 PROJECT = REPO_ROOT / "bench" / "gateway-graph" / "langgraph.json"
-REFERENCE_ENV = "GRAPHMESH_GATEWAY_TEST_REFERENCE"
+URL_ENV, KEY_ENV = "GRAPHMESH_GATEWAY_TEST_URL", "GRAPHMESH_GATEWAY_TEST_API_KEY"
 HTTP_TIMEOUT = 60.0  # bounds a hung call; not a timing assertion
+ORIGIN = "http://localhost:3000"  # both apps run in a browser (next dev's default port), the server elsewhere
 STREAM_MODES = ["values", "messages-tuple", "custom"]  # useStream: submit's ["values"] + messages + onCustomEvent
 
 
@@ -39,7 +42,7 @@ STREAM_MODES = ["values", "messages-tuple", "custom"]  # useStream: submit's ["v
 class Server:
     url: str
     headers: dict[str, str]
-    mesh: Mesh | None  # None: a reference server (no review tier to look at)
+    mesh: Mesh | None  # None: a server given by URL_ENV (no review tier to look at)
     token: str = ""
 
 
@@ -52,9 +55,9 @@ class Event:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
-    reference = os.environ.get(REFERENCE_ENV)
-    if reference:
-        yield Server(reference.rstrip("/"), {}, None)
+    if os.environ.get(URL_ENV):
+        key = os.environ.get(KEY_ENV)
+        yield Server(os.environ[URL_ENV].rstrip("/"), {"X-Api-Key": key} if key else {}, None)
         return
     with private_mesh("gateway-ui", manifest=PROJECT, auth="token", workers=1, gateway_port=0) as mesh:
         token = mesh.create_token("inbox-reviewer", ["admin"], created_by="test")[1]
@@ -65,8 +68,14 @@ def server() -> Iterator[Server]:
 
 @pytest.fixture(scope="module")
 def http(server) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, headers=server.headers, timeout=HTTP_TIMEOUT) as client:
+    headers = {**server.headers, "Origin": ORIGIN}
+    with httpx.Client(base_url=server.url, headers=headers, timeout=HTTP_TIMEOUT) as client:
         yield client
+
+
+def exposed(response: httpx.Response) -> set[str]:
+    """The response headers a browser lets the page's script read (besides the safelisted ones)."""
+    return {h.strip().lower() for h in response.headers.get("access-control-expose-headers", "").split(",")}
 
 
 def ok(response: httpx.Response) -> Any:
@@ -108,6 +117,9 @@ def stream_run(http: httpx.Client, thread_id: str, body: dict) -> tuple[str, lis
         assert response.headers["content-type"].startswith("text/event-stream")
         where = re.fullmatch(rf"/threads/{thread_id}/runs/([^/]+)", response.headers.get("content-location", ""))
         assert where, f"Content-Location: {response.headers.get('content-location')!r}"
+        # The SDK reads the run id from Content-Location: a browser shows it only if exposed.
+        assert response.headers.get("access-control-allow-origin") in ("*", ORIGIN)
+        assert "content-location" in exposed(response) or "*" in exposed(response), response.headers
         events = read_sse(response)
     errors = [e.data for e in events if e.event == "error"]
     assert not errors, f"error events: {errors}"
@@ -151,6 +163,29 @@ def check_chat_stream(events: list[Event]) -> dict:
     return final
 
 
+# -- the browser ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("method, path, request_headers", [
+    ("GET", "/info", "x-api-key"),
+    ("POST", "/threads/search", "content-type,x-api-key"),
+    ("POST", f"/threads/{uuid.uuid4()}/runs/stream", "content-type,x-api-key"),
+    ("POST", f"/threads/{uuid.uuid4()}/history", "content-type,x-api-key"),
+    ("POST", f"/threads/{uuid.uuid4()}/state", "content-type,x-api-key"),
+    # joinStream's reconnect sends Last-Event-ID.
+    ("GET", f"/threads/{uuid.uuid4()}/runs/{uuid.uuid4()}/stream", "last-event-id,x-api-key"),
+])
+def test_browser_preflight(server, method, path, request_headers):
+    """The CORS preflight a browser sends before each of the apps' calls: no credentials on it."""
+    response = httpx.options(server.url + path, timeout=HTTP_TIMEOUT, headers={
+        "Origin": ORIGIN, "Access-Control-Request-Method": method, "Access-Control-Request-Headers": request_headers})
+    assert response.status_code in (200, 204), f"preflight {method} {path} -> {response.status_code}: {response.text}"
+    assert response.headers.get("access-control-allow-origin") in ("*", ORIGIN), response.headers
+    methods = response.headers.get("access-control-allow-methods", "").upper()
+    assert method in methods or "*" in methods, response.headers
+    allowed = {h.strip().lower() for h in response.headers.get("access-control-allow-headers", "").split(",")}
+    assert "*" in allowed or set(request_headers.split(",")) <= allowed, response.headers
+
+
 # -- agent-chat-ui ------------------------------------------------------------------------------
 
 def test_agent_chat_ui_flow(http):
@@ -184,8 +219,8 @@ def test_agent_chat_ui_flow(http):
     assert history and history[0]["values"] == final and history[0]["next"] == []
     for newer, older in zip(history, history[1:]):
         assert newer["parent_checkpoint"]["checkpoint_id"] == older["checkpoint"]["checkpoint_id"]
-    state = ok(http.get(f"/threads/{tid}/state"))
-    assert state["checkpoint"]["checkpoint_id"] == history[0]["checkpoint"]["checkpoint_id"]
+    # GET /state (useStream with fetchStateHistory off, agent-inbox) is the head of the history.
+    assert ok(http.get(f"/threads/{tid}/state")) == history[0]
 
     # A second message on the same thread continues it.
     second = human("and again")
@@ -301,35 +336,31 @@ def test_agent_inbox_flow(http, server):
     assert set(threads.values()) <= set(idle)
 
     if server.mesh is not None:
-        check_review_tier(server, threads, answered, accepted, ignored, resolved)
+        check_review_tier(server, {
+            answered: [{"type": "response", "args": "Say hi to Ana from me"}],
+            accepted: [{"type": "accept", "args": action}],
+            ignored: [{"type": "ignore", "args": None}],
+        }, resolved)
 
 
-def check_review_tier(server: Server, threads: dict, answered: str, accepted: str, ignored: str,
-                      resolved: str) -> None:
-    """The review tier recorded each decision the inbox made, by the token's principal."""
+def check_review_tier(server: Server, resumed: dict[str, list], resolved: str) -> None:
+    """The review tier recorded each answer the inbox gave as a RESPOND decision by the token's
+    principal, with the resume value; the approval of the thread marked resolved is closed."""
+    from google.protobuf import json_format
+
     stub = review_stub(server.mesh.review_address, server.token)
 
     def approvals(tid: str) -> list[rpb.Approval]:
         return list(stub.ListApprovals(rpb.ListApprovalsRequest(thread_id=tid), timeout=10).approvals)
 
-    for tid in threads.values():
+    for tid in [*resumed, resolved]:
         wait_for(lambda: approvals(tid) and all(a.status != rpb.APPROVAL_STATUS_PENDING for a in approvals(tid)),
-                 30, message=f"thread {tid}'s approval to be decided")
-    (a,) = approvals(answered)
-    assert a.decision.reviewer == "inbox-reviewer", a
-    assert a.status == rpb.APPROVAL_STATUS_RESPONDED, rpb.ApprovalStatus.Name(a.status)
-    assert json.loads(_value_json(a.decision.value)) == [{"type": "response", "args": "Say hi to Ana from me"}]
-    (a,) = approvals(accepted)
-    assert a.decision.reviewer == "inbox-reviewer"
-    assert a.status in (rpb.APPROVAL_STATUS_RESPONDED, rpb.APPROVAL_STATUS_APPROVED), rpb.ApprovalStatus.Name(a.status)
-    (a,) = approvals(ignored)
-    assert a.decision.reviewer == "inbox-reviewer"
-    assert a.status in (rpb.APPROVAL_STATUS_RESPONDED, rpb.APPROVAL_STATUS_REJECTED), rpb.ApprovalStatus.Name(a.status)
+                 30, message=lambda: f"thread {tid}'s approval to be closed: {approvals(tid)}")
+    for tid, value in resumed.items():
+        (a,) = approvals(tid)
+        assert a.resume_shape == "human_interrupt", a
+        assert (rpb.ApprovalStatus.Name(a.status), rpb.DecisionKind.Name(a.decision.kind), a.decision.reviewer) == (
+            "APPROVAL_STATUS_RESPONDED", "DECISION_KIND_RESPOND", "inbox-reviewer"), a
+        assert json_format.MessageToDict(a.decision.value) == value, a
     (a,) = approvals(resolved)
     assert a.status == rpb.APPROVAL_STATUS_CANCELLED, rpb.ApprovalStatus.Name(a.status)
-
-
-def _value_json(value) -> str:
-    from google.protobuf import json_format
-
-    return json_format.MessageToJson(value)

@@ -36,40 +36,48 @@ const rejoin = new Client({ apiUrl: args["join-url"] ?? args.url, apiKey });
 const emit = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
 const line = (phase, part) => emit({ phase, event: part.event, id: part.id ?? null, data: part.data });
 
-const thread = await client.threads.create();
-const threadId = thread.thread_id;
-let runId;
-let lastEventId;
-let seen = 0;
-const stream = client.runs.stream(threadId, args.graph, {
-  input: { messages: [{ type: "human", content: args.message }] },
-  streamMode,
-  streamResumable: true, // the server keeps the run's events for joinStream
-  onDisconnect: "continue", // the run outlives this first connection
-  onRunCreated: (run) => { runId = run.run_id; },
+async function main() {
+  const thread = await client.threads.create();
+  const threadId = thread.thread_id;
+  let runId;
+  let lastEventId;
+  let seen = 0;
+  const stream = client.runs.stream(threadId, args.graph, {
+    input: { messages: [{ type: "human", content: args.message }] },
+    streamMode,
+    streamResumable: true, // the server keeps the run's events for joinStream
+    onDisconnect: "continue", // the run outlives this first connection
+    onRunCreated: (run) => { runId = run.run_id; },
+  });
+  for await (const part of stream) {
+    line("before", part);
+    if (part.event === "metadata") runId ??= part.data.run_id;
+    if (part.id != null) lastEventId = part.id;
+    seen += 1;
+    if (seen >= before) break; // leaving the loop aborts the request: the connection drops
+  }
+  if (!runId) throw new Error("no run id: neither Content-Location nor a metadata event named the run");
+  if (!lastEventId) throw new Error(`no event id in the first ${seen} events: the stream cannot be resumed`);
+
+  // Like useStream's reconnect: no stream_mode filter, the run's own modes come back.
+  for await (const part of rejoin.runs.joinStream(threadId, runId, { lastEventId })) {
+    line("after", part);
+  }
+
+  const run = await client.runs.get(threadId, runId);
+  emit({ phase: "run", thread_id: threadId, run_id: runId, last_event_id: lastEventId, status: run.status });
+
+  // "-1": from the start, as useStream rejoins a run it finds on load.
+  for await (const part of client.runs.joinStream(threadId, runId, { lastEventId: "-1" })) {
+    line("full", part);
+  }
+
+  const state = await client.threads.getState(threadId);
+  emit({ phase: "state", values: state.values });
+}
+
+// One line on stderr (the SDK's HTTPError message has the server's status and body), not a dump.
+main().catch((error) => {
+  process.stderr.write(`${error?.name ?? "Error"}: ${error?.message ?? error}\n`);
+  process.exit(1);
 });
-for await (const part of stream) {
-  line("before", part);
-  if (part.event === "metadata") runId ??= part.data.run_id;
-  if (part.id != null) lastEventId = part.id;
-  seen += 1;
-  if (seen >= before) break; // leaving the loop aborts the request: the connection drops
-}
-if (!runId) throw new Error("no run id: neither Content-Location nor a metadata event named the run");
-if (!lastEventId) throw new Error(`no event id in the first ${seen} events: the stream cannot be resumed`);
-
-// Like useStream's reconnect: no stream_mode filter, the run's own modes come back.
-for await (const part of rejoin.runs.joinStream(threadId, runId, { lastEventId })) {
-  line("after", part);
-}
-
-const run = await client.runs.get(threadId, runId);
-emit({ phase: "run", thread_id: threadId, run_id: runId, last_event_id: lastEventId, status: run.status });
-
-// "-1": from the start, as useStream rejoins a run it finds on load.
-for await (const part of client.runs.joinStream(threadId, runId, { lastEventId: "-1" })) {
-  line("full", part);
-}
-
-const state = await client.threads.getState(threadId);
-emit({ phase: "state", values: state.values });

@@ -251,9 +251,14 @@ async def sse_events(gw, md: tuple, run: run_pb2.Run, thread_id: str, view: Stre
 
 
 async def _state_at_rest(gw, md: tuple, thread_id: str, follower: Follower) -> Any:
-    state = await gw.runs.GetThreadState(pb.GetThreadStateRequest(thread_id=thread_id), timeout=CALL_TIMEOUT,
-                                         metadata=md)
-    values = plain(state.values) if state.HasField("values") else {}
+    try:
+        state = await gw.runs.GetThreadState(pb.GetThreadStateRequest(thread_id=thread_id), timeout=CALL_TIMEOUT,
+                                             metadata=md)
+        values = plain(state.values) if state.HasField("values") else {}
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() not in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION):
+            raise
+        values = {}  # a run that ended before its thread had any state
     if follower.resting == run_pb2.RUN_STATUS_WAITING_FOR_APPROVAL:
         interrupts = follower.interrupts or list((await follower.pending_interrupts()).values())
         values = {**(values if isinstance(values, dict) else {}), "__interrupt__": interrupts}
@@ -348,7 +353,10 @@ async def run_result(gw, md: tuple, run: run_pb2.Run, thread_id: str, after: int
 
 def _wait_body(gw, md: tuple, started: Started) -> AsyncIterator[bytes]:
     async def body() -> AsyncIterator[bytes]:
-        result = await run_result(gw, md, started.run, started.thread_id, started.after)
+        try:
+            result = await run_result(gw, md, started.run, started.thread_id, started.after)
+        except grpc.aio.AioRpcError as exc:  # the status line is sent: the failure goes in the body
+            result = {"__error__": {"error": exc.code().name, "message": exc.details() or "the wait failed"}}
         yield dumps(result).encode()
     return body()
 

@@ -27,11 +27,13 @@ from helpers import list_audit, private_mesh, wait_for
 HTTP_TIMEOUT = 60.0  # bounds a hung call; not a timing assertion
 RESEARCH = "research_assistant"
 CHAT_MODES = ["values", "updates", "messages-tuple", "custom"]
+HEARTBEAT_SECONDS = 0.2
 
 
 @pytest.fixture(scope="module")
 def mesh() -> Iterator[Mesh]:
-    with private_mesh("gateway-runs", workers=1, worker_concurrency=16, gateway_port=0, gateway_replicas=2) as m:
+    with private_mesh("gateway-runs", workers=1, worker_concurrency=16, gateway_port=0, gateway_replicas=2,
+                      extra_env={"GRAPHMESH_GATEWAY_HEARTBEAT_SECONDS": str(HEARTBEAT_SECONDS)}) as m:
         yield m
 
 
@@ -224,6 +226,7 @@ def test_multitask_reject_and_cancel(client):
         assert "already running" in caught.value.response.json()["detail"]
         queued = await client.runs.create(tid, RESEARCH, input={"question": "again", "delay_seconds": 0},
                                           multitask_strategy="enqueue")
+        assert queued["multitask_strategy"] == "enqueue"
         assert (await client.runs.get(tid, queued["run_id"]))["status"] == "pending"
 
         await client.runs.cancel(tid, slow["run_id"], wait=True)
@@ -233,6 +236,14 @@ def test_multitask_reject_and_cancel(client):
         with pytest.raises(httpx.HTTPStatusError) as caught:
             await client.runs.cancel(tid, queued["run_id"])  # already ended
         assert caught.value.response.status_code == 404
+
+        # multitask_strategy=interrupt: the new run cancels the one in progress.
+        busy = await client.runs.create(tid, RESEARCH, input={"question": "long", "delay_seconds": 30})
+        newer = await client.runs.create(tid, RESEARCH, input={"question": "now", "delay_seconds": 0},
+                                         multitask_strategy="interrupt")
+        await client.runs.join(tid, newer["run_id"])
+        assert [(await client.runs.get(tid, r["run_id"]))["status"] for r in (busy, newer)] == ["interrupted",
+                                                                                              "success"]
 
         # on_disconnect=cancel: the client leaving the stream cancels the run.
         parts = client.runs.stream(tid, RESEARCH, input={"question": "leave", "delay_seconds": 30},
@@ -355,11 +366,15 @@ def test_a_replica_killed_mid_stream_the_other_continues_it(mesh):
             before += read_events(lines)
         assert before[0][0] == "metadata" and len(before) >= 4
         last_id = before[-1][2]
+        heartbeats: list[str] = []
         with other.stream("GET", location, headers={"Last-Event-ID": last_id}) as response:
             assert response.status_code == 200
-            after = read_events(response.iter_lines())
+            after = read_events(line for line in response.iter_lines()
+                                if not (line.startswith(":") and heartbeats.append(line)))
         with other.stream("GET", location) as response:
             whole = read_events(response.iter_lines())
     assert whole[0][0] == "metadata"
     assert before[1:] + after == whole[1:], "events lost or repeated across the replicas"
     assert [e for e, _, _ in after].count("updates") >= 1
+    # The run sleeps seconds between its stages; the stream meanwhile says it is alive.
+    assert heartbeats and set(heartbeats) == {": heartbeat"}

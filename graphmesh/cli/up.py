@@ -21,10 +21,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--review-port", type=int, default=50052, help="0 = any free port")
     p.add_argument("--review-web-port", type=int, default=50053,
                    help="the review page (HTTP; 0 = any free port, -1 = not served)")
-    p.add_argument("--gateway-port", type=int, default=GATEWAY_PORT,
-                   help=f"the LangGraph HTTP API (langgraph-sdk, RemoteGraph, agent-chat-ui; default {GATEWAY_PORT}, "
-                        "the port `langgraph dev` uses, or a free port when it is taken; 0 = any free port, "
-                        "-1 = not served)")
+    p.add_argument("--gateway-port", type=int, default=None,
+                   help=f"the LangGraph HTTP API (langgraph-sdk, RemoteGraph, agent-chat-ui): default {GATEWAY_PORT}, "
+                        "the port `langgraph dev` uses (a free port when it is taken, or when --api-port is not "
+                        "the default: a second mesh does not contend for it); 0 = any free port, -1 = not served")
     p.add_argument("--gateway-replicas", type=int, default=1,
                    help="gateway processes; the first on --gateway-port, the others each on a free port")
     p.add_argument("--worker-base-port", type=int, default=50061, help="worker-1 listens here, worker-2 on the next port, ...; 0 = free ports")
@@ -81,12 +81,14 @@ def _config(args):
 
 
 def _gateway_port(args) -> int | None:
-    """The gateway's port: -1 none; the default 2024 falls back to a free port when taken
-    (another `langgraph dev` or mesh); a port asked for explicitly must be free."""
-    port = getattr(args, "gateway_port", GATEWAY_PORT)
-    if port < 0:
-        return None
-    if port == GATEWAY_PORT:
+    """The gateway's port: -1 none; by default 2024, falling back to a free port when taken
+    (another `langgraph dev` or mesh), and a free port for a mesh whose api is not on the
+    default port; a port asked for explicitly must be free."""
+    port = getattr(args, "gateway_port", None)
+    if port is not None:
+        return None if port < 0 else port
+    port = GATEWAY_PORT if args.api_port == 50051 else 0
+    if port:
         from graphmesh.embedded import port_open
 
         if port_open(args.host if args.host not in ("0.0.0.0", "::") else "127.0.0.1", port):

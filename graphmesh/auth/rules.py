@@ -24,7 +24,8 @@ METHOD_ROLES: dict[str, tuple[str, ...]] = {
     "/graphmesh.v1.RunService/CancelRun": OPERATE,
     "/graphmesh.v1.RunService/RetryRun": OPERATE,
     "/graphmesh.v1.RunService/ResumeRun": OPERATE,
-    "/graphmesh.v1.RunService/PurgeThread": OPERATE,
+    # A submitter its own threads (the servicer checks), an operator any of its graphs'.
+    "/graphmesh.v1.RunService/PurgeThread": SUBMIT,
     "/graphmesh.v1.GraphService/ListGraphs": ANYONE,
     "/graphmesh.v1.GraphService/GetGraph": ANYONE,
     "/graphmesh.v1.GraphService/SetRollout": OPERATE,

@@ -90,8 +90,9 @@ SELECT 1 FROM checkpoints WHERE thread_id = %s AND checkpoint_ns = '' AND checkp
 """
 # The owner of the thread's latest run; a thread with no run yet is its creator's.
 THREAD_OWNER = """
-SELECT coalesce((SELECT owner FROM gm_runs WHERE thread_id = %(thread_id)s ORDER BY created_at DESC LIMIT 1),
-                (SELECT owner FROM gm_threads WHERE thread_id = %(thread_id)s), '') AS owner
+SELECT coalesce(nullif((SELECT owner FROM gm_threads WHERE thread_id = %(thread_id)s), ''),
+                (SELECT owner FROM gm_runs WHERE thread_id = %(thread_id)s ORDER BY created_at DESC LIMIT 1),
+                '') AS owner
 """
 
 # A claimable status (statuses.CLAIMABLE); a RUNNING run only once its holder's lease ran out.
@@ -521,8 +522,8 @@ class RunStore:
         return dict(row)
 
     async def thread_owner(self, thread_id: str) -> str:
-        """The owner of the thread's latest run; with no run yet, the thread's creator ('' if
-        neither: an unknown thread, or one created without an owner)."""
+        """The thread's creator; for a thread recorded before creators were, the owner of its
+        latest run ('' if neither: an unknown thread)."""
         async with self.connection() as conn:
             row = await (await conn.execute(THREAD_OWNER, {"thread_id": thread_id})).fetchone()
         return row["owner"]

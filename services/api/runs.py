@@ -24,12 +24,13 @@ from graphmesh.rpc.principal import caller, principal
 from graphmesh.store import TERMINAL, ControlStore, RunRecord, RunStore
 from graphmesh.store.paging import page_size
 from graphmesh.store.runs import parse_run_id
+from graphmesh.store.threads import ThreadStore
 from graphmesh.submission import RunSubmitter
 from graphmesh.sync_runs import SyncRunner
 from graphmesh.telemetry.metrics import RUNS_CREATED
 from graphmesh.telemetry.span_store import trace_spans
 from graphmesh.telemetry.tracing import trace_id_of
-from graphmesh.thread_state import read_thread
+from graphmesh.thread_state import read_snapshot, snapshot_to_proto
 from graphmesh.v1 import run_pb2, run_service_pb2_grpc
 from graphmesh.v1 import run_service_pb2 as pb
 
@@ -46,6 +47,7 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
     def __init__(self, *, store: RunStore, nc, hub: EventHub, registry, pool, sync_runner: SyncRunner,
                  submitter: RunSubmitter, stopping: asyncio.Event) -> None:
         self._store = store
+        self._threads = ThreadStore(store)
         self._submitter = submitter
         self._control = ControlStore(store)
         self._canceller = Canceller(store, nc)
@@ -147,15 +149,20 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
             raise InvalidArgument("thread_id is required")
         graph_name, active_run = await self._store.thread_graph(request.thread_id)
         me = caller()
-        if not (me.has("operator", "reviewer") and me.covers(graph_name)) and \
+        if not (me.has("operator", "reviewer") and me.covers(graph_name or ALL_GRAPHS)) and \
                 await self._store.thread_owner(request.thread_id) != me.name:
             raise PermissionDenied(f"{me.name} may not read thread {request.thread_id}: its runs are not its own",
                                    code="NOT_YOUR_THREAD")
-        state = await read_thread(self._registry, self._pool, graph_name, request.thread_id)
+        if graph_name is None:  # created before any run (ThreadService): no state yet
+            return pb.GetThreadStateResponse(thread_id=request.thread_id, active_run_id=active_run or "")
+        snapshot = await read_snapshot(self._registry, self._pool, graph_name, request.thread_id,
+                                       request.checkpoint_id)
+        approvals = (await self._threads.pending_approvals([request.thread_id])).get(request.thread_id, [])
+        whole = snapshot_to_proto(snapshot, approvals)
         return pb.GetThreadStateResponse(
-            thread_id=request.thread_id, values=to_struct(state.values), next=state.next,
-            active_run_id=active_run or "", checkpoint_id=state.checkpoint_id,
-            checkpoint_metadata=to_struct(state.metadata) if state.metadata else None)
+            thread_id=request.thread_id, values=whole.values, next=whole.next, active_run_id=active_run or "",
+            checkpoint_id=whole.checkpoint_id, checkpoint_metadata=whole.metadata if snapshot and snapshot.metadata
+            else None, snapshot=whole)
 
     async def CancelRun(self, request, context):
         if request.action not in (pb.CANCEL_ACTION_UNSPECIFIED, pb.CANCEL_ACTION_INTERRUPT, pb.CANCEL_ACTION_ROLLBACK):
@@ -199,9 +206,16 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
         me = caller()
         if not self._nc.is_connected:  # its events go in the same purge: refuse now, not half-way
             raise Unavailable("NATS is unreachable; nothing was purged, retry shortly")
-        result = await purge_thread(
-            self._pool, self._js, request.thread_id, actor=me.name, reason=request.reason,
-            # An operator of the thread's graph; NOT_FOUND comes first for an unknown thread.
-            authorize=lambda graph: me.require("operator", graph=graph, action=f"purge thread '{request.thread_id}'"))
+        # A submitter may delete its own thread (LangGraph's DELETE /threads/{id}); otherwise an
+        # operator of the thread's graph (of every graph for a thread that never ran).
+        own = me.has("submitter") and await self._store.thread_owner(request.thread_id) == me.name
+
+        def authorize(graph: str | None) -> None:
+            if not own:
+                me.require("operator", graph=graph or ALL_GRAPHS, action=f"purge thread '{request.thread_id}'")
+
+        # NOT_FOUND comes first for an unknown thread.
+        result = await purge_thread(self._pool, self._js, request.thread_id, actor=me.name, reason=request.reason,
+                                    authorize=authorize)
         return pb.PurgeThreadResponse(thread_id=result.thread_id, deleted=result.deleted,
                                       audit_record_id=result.audit_record_id)

@@ -322,7 +322,7 @@ DOOR = {
     "RunService/CancelRun": (pb.CancelRunRequest(run_id=NOBODY), {"operator"}),
     "RunService/RetryRun": (pb.RetryRunRequest(run_id=NOBODY), {"operator"}),
     "RunService/ResumeRun": (pb.ResumeRunRequest(run_id=NOBODY), {"operator"}),
-    "RunService/PurgeThread": (None, {"operator"}),  # request built from the descriptor (newer RPC)
+    "RunService/PurgeThread": (None, {"submitter", "operator"}),  # request built from the descriptor (newer RPC)
     "GraphService/ListGraphs": (gpb.ListGraphsRequest(), {"submitter", "reviewer", "operator"}),
     "GraphService/GetGraph": (gpb.GetGraphRequest(graph="no_such_graph"), {"submitter", "reviewer", "operator"}),
     "GraphService/SetRollout": (gpb.SetRolloutRequest(graph="no_such_graph"), {"operator"}),

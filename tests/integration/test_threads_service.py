@@ -16,7 +16,7 @@ import grpc
 import pytest
 
 from graphmesh.client import channel, review_stub
-from graphmesh.v1 import run_pb2, thread_pb2, thread_service_pb2_grpc
+from graphmesh.v1 import run_pb2, run_service_pb2_grpc, thread_pb2, thread_service_pb2_grpc
 from graphmesh.v1 import run_service_pb2 as runpb
 from graphmesh.v1 import thread_service_pb2 as pb
 from helpers import (
@@ -374,6 +374,14 @@ def test_a_submitter_sees_and_changes_only_its_own_threads(token_mesh):
         stubs["olga"].UpdateThread(pb.UpdateThreadRequest(thread_id=sams.thread_id, metadata=struct({"by": "olga"})),
                                    timeout=10)
         assert stubs["rita"].GetThread(pb.GetThreadRequest(thread_id=sues.thread_id), timeout=10).thread.owner == "sue"
+
+        # Deleting (PurgeThread): a submitter its own thread only; an operator any.
+        runs = {name: run_service_pb2_grpc.RunServiceStub(ch) for name, ch in zip(stubs, channels)}
+        with rpc_error(grpc.StatusCode.PERMISSION_DENIED, "ROLE_REQUIRED"):
+            runs["sue"].PurgeThread(runpb.PurgeThreadRequest(thread_id=sams.thread_id, reason="not mine"), timeout=10)
+        runs["sue"].PurgeThread(runpb.PurgeThreadRequest(thread_id=sues.thread_id, reason="mine"), timeout=30)
+        runs["olga"].PurgeThread(runpb.PurgeThreadRequest(thread_id=sams.thread_id, reason="operator"), timeout=30)
+        assert ids("olga") == set()
     finally:
         for ch in channels:
             ch.close()

@@ -38,7 +38,7 @@ def cfg() -> dict:
 
 def test_default_manifest_declares_the_examples(registry):
     assert registry.names() == ["tiny", "research_assistant", "approval_workflow", "parallel_review",
-                                "approval_with_deadline"]
+                                "approval_with_deadline", "chat"]
     tiny = registry.get("tiny")
     assert tiny.sync_eligible and tiny.version == "1" and tiny.path == "graphs.tiny:graph"
     assert tiny.limits == Limits(max_steps=25, run_timeout_seconds=60, max_input_bytes=65536, max_concurrent_runs=0)

@@ -36,6 +36,7 @@ from graphmesh.v1 import review_service_pb2, run_pb2, thread_service_pb2
 from graphmesh.v1 import run_service_pb2 as pb
 from services.gateway.jsonio import plain
 from services.gateway.run_shapes import error_json
+from services.gateway.sse import Position, frame, frames
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ TERMINAL = frozenset({run_pb2.RUN_STATUS_COMPLETED, run_pb2.RUN_STATUS_FAILED, r
 RESTING = TERMINAL | {run_pb2.RUN_STATUS_WAITING_FOR_APPROVAL, run_pb2.RUN_STATUS_PAUSED}
 # A broken StreamRun (an api replica going away) is reopened after the last event this many times.
 STREAM_RETRIES = 5
+CALL_TIMEOUT = 30.0
 RETRY_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN})
 
 
@@ -318,6 +320,69 @@ class Follower:
         return found
 
 
+# -- what a stream or a wait shows ---------------------------------------------------------
+
+
+async def sse_events(gw, md: tuple, run: run_pb2.Run, thread_id: str, view: StreamView, position: Position, *,
+                     metadata_event: bool) -> AsyncIterator[bytes]:
+    """The run's events after `position` as SSE, `metadata` first when asked, ending where
+    the reference's stream would end (events.py)."""
+    if metadata_event:
+        yield frame("metadata", {"run_id": run.run_id, "attempt": run.attempt}, str(position.after))
+    follower = Follower(gw.runs, gw.threads, gw.review, md, run.run_id, thread_id, start=position.after)
+    skip = position.skip
+    try:
+        async for event in follower.events():
+            out = view.translate(event)
+            if follower.resting and view.values_at_rest and follower.resting != run_pb2.RUN_STATUS_FAILED:
+                out = [("values", await state_at_rest(gw, md, thread_id, follower)), *out]
+            if out:
+                chunk = frames(event.sequence, out, skip if event.sequence == position.after + 1 else 0)
+                if chunk:
+                    yield chunk
+    except grpc.aio.AioRpcError as exc:
+        yield frame("error", {"error": exc.code().name, "message": exc.details() or "the event stream failed"})
+
+
+async def state_at_rest(gw, md: tuple, thread_id: str, follower: Follower) -> Any:
+    """The thread's values where the run rests, with "__interrupt__" (LangGraph's
+    [{value, id}]) when it waits at an interrupt, as the reference's last values chunk."""
+    try:
+        state = await gw.runs.GetThreadState(pb.GetThreadStateRequest(thread_id=thread_id), timeout=CALL_TIMEOUT,
+                                             metadata=md)
+        values = plain(state.values) if state.HasField("values") else {}
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() not in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION):
+            raise
+        values = {}  # a run that ended before its thread had any state
+    if follower.resting == run_pb2.RUN_STATUS_WAITING_FOR_APPROVAL:
+        interrupts = follower.interrupts or list((await follower.pending_interrupts()).values())
+        values = {**(values if isinstance(values, dict) else {}), "__interrupt__": interrupts}
+    return values
+
+
+async def run_result(gw, md: tuple, run: run_pb2.Run, thread_id: str, after: int = 0) -> Any:
+    """What /wait and /join answer once the run rests: the thread's values (with
+    "__interrupt__" at an interrupt), or {"__error__": {error, message}} for a failed run."""
+    follower = Follower(gw.runs, gw.threads, gw.review, md, run.run_id, thread_id, start=after)
+    failed: run_pb2.RunError | None = None
+    if run.status in TERMINAL:
+        follower.resting = run.status
+        failed = run.error if run.status == run_pb2.RUN_STATUS_FAILED else None
+    else:
+        async for event in follower.events():
+            if event.WhichOneof("kind") == "status_changed" and event.status_changed.status == run_pb2.RUN_STATUS_FAILED:
+                failed = event.status_changed.error
+        if not follower.resting:  # the log ended without the rest being seen: ask the record
+            run = (await gw.runs.GetRun(pb.GetRunRequest(run_id=run.run_id), timeout=CALL_TIMEOUT,
+                                        metadata=md)).run
+            follower.resting = run.status
+            failed = run.error if run.status == run_pb2.RUN_STATUS_FAILED else None
+    if failed is not None:
+        return {"__error__": error_json(failed)}
+    return await state_at_rest(gw, md, thread_id, follower)
+
+
 async def decision_sequence(runs: Any, metadata: tuple, run_id: str, approval_ids: set[str]) -> int:
     """The sequence of the first approval_decided event of one of `approval_ids` (where the
     run resumed from them), or of the run leaving its wait when that event is missing."""
@@ -345,4 +410,5 @@ async def decision_sequence(runs: Any, metadata: tuple, run_id: str, approval_id
     return 0
 
 
-__all__ = ["Follower", "RESTING", "StreamView", "TERMINAL", "decision_sequence", "error_json", "interrupt_json"]
+__all__ = ["Follower", "RESTING", "StreamView", "TERMINAL", "decision_sequence", "interrupt_json", "run_result",
+           "sse_events", "state_at_rest"]

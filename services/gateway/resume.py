@@ -74,6 +74,8 @@ async def resume(review: Any, threads: Any, metadata: tuple, thread_id: str, val
         raise HTTPError(503, "resuming an interrupt needs the review tier, and this gateway has no review address "
                              "(GRAPHMESH_REVIEW_ADDRESS)")
     runs = {p.run_id for p in pending if p.run_id}
+    if not runs:
+        raise HTTPError(409, f"thread {thread_id} has interrupts but no run waiting on them")
     if len(runs) > 1:  # one run holds a thread: this would be a store inconsistency
         raise HTTPError(409, f"thread {thread_id} has interrupts of several runs ({', '.join(sorted(runs))})")
     decided: set[str] = set()
@@ -88,7 +90,7 @@ async def resume(review: Any, threads: Any, metadata: tuple, thread_id: str, val
                 continue
             raise
         decided.add(target.approval_id)
-    return Resumed(run_id=next(iter(runs)) if runs else "", approval_ids=frozenset(decided))
+    return Resumed(run_id=next(iter(runs)), approval_ids=frozenset(decided))
 
 
 __all__ = ["Pending", "Resumed", "answers", "pending_interrupts", "resume"]

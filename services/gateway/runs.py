@@ -33,14 +33,22 @@ from graphmesh.rpc.errors import error_code
 from graphmesh.v1 import run_pb2, thread_pb2, thread_service_pb2
 from graphmesh.v1 import run_service_pb2 as pb
 from services.gateway.errors import HTTPError
-from services.gateway.events import TERMINAL, Follower, StreamView, decision_sequence
-from services.gateway.jsonio import dumps, json_response, plain, query_bool, query_int, read_json
+from services.gateway.events import (
+    TERMINAL,
+    Follower,
+    StreamView,
+    decision_sequence,
+    run_result,
+    sse_events,
+    state_at_rest,
+)
+from services.gateway.jsonio import dumps, json_response, query_bool, query_int, read_json
 from services.gateway.lookups import ensure_run_thread, gateway_of, get_assistant, get_thread
 from services.gateway.resume import resume
 from services.gateway.run_requests import RunRequest, create_run_request, parse_run_request
-from services.gateway.run_shapes import STATUS_FILTER, TIMEOUT_CODES, error_json, run_json
+from services.gateway.run_shapes import STATUS_FILTER, TIMEOUT_CODES, run_json
 from services.gateway.shapes import select_fields
-from services.gateway.sse import Position, frame, frames, json_wait_response, parse_last_event_id, sse_response
+from services.gateway.sse import Position, json_wait_response, parse_last_event_id, sse_response
 
 log = logging.getLogger(__name__)
 
@@ -229,42 +237,6 @@ def _canceller(gw, md: tuple, run_id: str, why: str):
 # -- streams ------------------------------------------------------------------------------
 
 
-async def sse_events(gw, md: tuple, run: run_pb2.Run, thread_id: str, view: StreamView, position: Position, *,
-                     metadata_event: bool) -> AsyncIterator[bytes]:
-    """The run's events after `position` as SSE, `metadata` first when asked, ending where
-    the reference's stream would end (events.py)."""
-    if metadata_event:
-        yield frame("metadata", {"run_id": run.run_id, "attempt": run.attempt}, str(position.after))
-    follower = Follower(gw.runs, gw.threads, gw.review, md, run.run_id, thread_id, start=position.after)
-    skip = position.skip
-    try:
-        async for event in follower.events():
-            out = view.translate(event)
-            if follower.resting and view.values_at_rest and follower.resting != run_pb2.RUN_STATUS_FAILED:
-                out = [("values", await _state_at_rest(gw, md, thread_id, follower)), *out]
-            if out:
-                chunk = frames(event.sequence, out, skip if event.sequence == position.after + 1 else 0)
-                if chunk:
-                    yield chunk
-    except grpc.aio.AioRpcError as exc:
-        yield frame("error", {"error": exc.code().name, "message": exc.details() or "the event stream failed"})
-
-
-async def _state_at_rest(gw, md: tuple, thread_id: str, follower: Follower) -> Any:
-    try:
-        state = await gw.runs.GetThreadState(pb.GetThreadStateRequest(thread_id=thread_id), timeout=CALL_TIMEOUT,
-                                             metadata=md)
-        values = plain(state.values) if state.HasField("values") else {}
-    except grpc.aio.AioRpcError as exc:
-        if exc.code() not in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION):
-            raise
-        values = {}  # a run that ended before its thread had any state
-    if follower.resting == run_pb2.RUN_STATUS_WAITING_FOR_APPROVAL:
-        interrupts = follower.interrupts or list((await follower.pending_interrupts()).values())
-        values = {**(values if isinstance(values, dict) else {}), "__interrupt__": interrupts}
-    return values
-
-
 def _stream_response(request: Request, started: Started, stateless: bool) -> Response:
     gw = gateway_of(request)
     md = gw.call_metadata(request)
@@ -330,27 +302,6 @@ async def join_stream(request: Request) -> Response:
 # -- waits --------------------------------------------------------------------------------
 
 
-async def run_result(gw, md: tuple, run: run_pb2.Run, thread_id: str, after: int = 0) -> Any:
-    """What /wait and /join answer once the run rests: the thread's values (with
-    "__interrupt__" at an interrupt), or {"__error__": {error, message}} for a failed run."""
-    follower = Follower(gw.runs, gw.threads, gw.review, md, run.run_id, thread_id, start=after)
-    failed: run_pb2.RunError | None = None
-    if run.status in TERMINAL:
-        follower.resting = run.status
-        failed = run.error if run.status == run_pb2.RUN_STATUS_FAILED else None
-    else:
-        async for event in follower.events():
-            if event.WhichOneof("kind") == "status_changed" and event.status_changed.status == run_pb2.RUN_STATUS_FAILED:
-                failed = event.status_changed.error
-        if not follower.resting:  # the log ended without the rest being seen: ask the record
-            run = await _get_run(gw, md, run.run_id)
-            follower.resting = run.status
-            failed = run.error if run.status == run_pb2.RUN_STATUS_FAILED else None
-    if failed is not None:
-        return {"__error__": error_json(failed)}
-    return await _state_at_rest(gw, md, thread_id, follower)
-
-
 def _wait_body(gw, md: tuple, started: Started) -> AsyncIterator[bytes]:
     async def body() -> AsyncIterator[bytes]:
         try:
@@ -390,7 +341,7 @@ async def join(request: Request) -> Response:
         if run.status == run_pb2.RUN_STATUS_WAITING_FOR_APPROVAL:
             follower = Follower(gw.runs, gw.threads, gw.review, md, run.run_id, run.thread_id)
             follower.resting = run.status
-            yield dumps(await _state_at_rest(gw, md, run.thread_id, follower)).encode()
+            yield dumps(await state_at_rest(gw, md, run.thread_id, follower)).encode()
         else:
             yield dumps(await run_result(gw, md, run, run.thread_id)).encode()
 
@@ -571,4 +522,4 @@ def routes() -> list:
     ]
 
 
-__all__ = ["routes", "run_result", "sse_events", "start_run"]
+__all__ = ["routes", "start_run"]

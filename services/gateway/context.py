@@ -31,7 +31,9 @@ TRACE_HEADERS = ("traceparent", "tracestate")
 
 
 class Gateway:
-    """gRPC stubs shared by every request; each call passes call_metadata(request)."""
+    """gRPC stubs shared by every request; each call passes call_metadata(request).
+    Build it in the event loop that serves the app: grpc.aio channels belong to the loop
+    they are made in (services/gateway/server.py does)."""
 
     def __init__(self, settings: Settings, *, api_channel: grpc.aio.Channel | None = None,
                  review_channel: grpc.aio.Channel | None = None) -> None:

@@ -1,7 +1,6 @@
 """Threads and their state: /threads create, get, patch, delete, search, count; a thread's
-state (latest, at a checkpoint), state updates and history. Over ThreadService (a state is
-the first snapshot of the history from its checkpoint) and RunService (a delete cancels the
-thread's runs, then PurgeThread).
+state (latest, at a checkpoint), state updates and history. Over ThreadService and
+RunService (GetThreadState; a delete cancels the thread's runs, then PurgeThread).
 
 Threads carry graphmesh's status (idle, busy, interrupted, error), kept in step with its
 runs and approvals by the api, and the interrupts its pending approvals wait on."""
@@ -12,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from graphmesh.v1 import run_service_pb2
 from graphmesh.v1 import thread_service_pb2 as pb
 from services.gateway.errors import HTTPError
 from services.gateway.jsonio import (
@@ -132,19 +132,17 @@ async def count_threads(request: Request):
 
 
 async def _state(request: Request, thread_id: str, checkpoint_id: str = "") -> dict:
-    """The thread's state at a checkpoint (the latest when none is named): the first snapshot
-    of its history from there, which ThreadService builds as LangGraph's StateSnapshot (with
-    the tasks' interrupts and their approvals)."""
+    """The thread's state at a checkpoint (the latest when none is named), as LangGraph's
+    StateSnapshot: RunService.GetThreadState's snapshot (tasks with their interrupts and
+    approvals). A thread that never ran has none: empty state, as the reference answers."""
     gw = gateway_of(request)
-    history = await gw.threads.GetThreadHistory(
-        pb.GetThreadHistoryRequest(thread_id=thread_id, limit=1, checkpoint_id=checkpoint_id),
+    reply = await gw.runs.GetThreadState(
+        run_service_pb2.GetThreadStateRequest(thread_id=thread_id, checkpoint_id=checkpoint_id),
         timeout=CALL_TIMEOUT, metadata=gw.call_metadata(request))
-    if history.snapshots:
-        return state_json(thread_id, history.snapshots[0])
-    if checkpoint_id:
+    snapshot = reply.snapshot if reply.HasField("snapshot") and reply.snapshot.checkpoint_id else None
+    if snapshot is None and checkpoint_id:
         raise HTTPError(404, f"thread {thread_id} has no checkpoint {checkpoint_id}")
-    # A thread created but never run has no checkpoint: empty state, as the reference answers.
-    return state_json(thread_id, None)
+    return state_json(thread_id, snapshot)
 
 
 def _checkpoint_id(body: dict, field: str = "checkpoint") -> str:

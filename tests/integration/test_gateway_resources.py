@@ -234,6 +234,8 @@ def test_state_history_and_update_after_a_run(gw, sdk):
     at = sdk.threads.get_state(thread_id, checkpoint_id=first["checkpoint"]["checkpoint_id"])
     assert at["checkpoint"]["checkpoint_id"] == first["checkpoint"]["checkpoint_id"]
     at_post = sdk.threads.get_state(thread_id, checkpoint=first["checkpoint"])
+    with pytest.raises(NotFoundError):
+        sdk.threads.get_state(thread_id, checkpoint_id=str(uuid.uuid4()))
     assert at_post["checkpoint"]["checkpoint_id"] == first["checkpoint"]["checkpoint_id"]
 
     written = sdk.threads.update_state(thread_id, {"summary": "edited by hand"}, as_node="summarize")
@@ -281,6 +283,8 @@ def test_interrupted_threads_are_listed_with_their_interrupts(gw, sdk):
 
 def test_state_of_an_unknown_thread_is_404(http):
     assert http.get(f"/threads/{uuid.uuid4()}/state").status_code == 404
+    thread = http.post("/threads", json={}).json()
+    assert http.get(f"/threads/{thread['thread_id']}/state/{uuid.uuid4()}").status_code == 404
     assert http.post(f"/threads/{uuid.uuid4()}/history", json={}).status_code == 404
 
 

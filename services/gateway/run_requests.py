@@ -29,6 +29,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from graphmesh.assistants import apply_assistant
 from graphmesh.v1 import assistant_service_pb2, run_pb2
 from graphmesh.v1 import run_service_pb2 as pb
 from services.gateway.errors import HTTPError
@@ -38,7 +39,6 @@ from services.gateway.jsonio import (
     get_enum,
     get_str,
     get_str_list,
-    plain,
     to_struct,
     to_value,
 )
@@ -200,25 +200,51 @@ def _metadata(values: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
-def merged_config(request: RunRequest, assistant: assistant_service_pb2.Assistant) -> tuple[dict, dict | None, list,
-                                                                                            int]:
-    """(configurable, context, tags, recursion_limit): the assistant's under the run's own."""
-    stored = plain(assistant.config) if assistant.HasField("config") else {}
-    stored = stored if isinstance(stored, dict) else {}
-    configurable = {**(stored.get("configurable") or {}), **(request.config.get("configurable") or {})}
-    base_context = plain(assistant.context) if assistant.HasField("context") else None
+def _synced(assistant: assistant_service_pb2.Assistant) -> assistant_service_pb2.Assistant:
+    """The assistant with its configurable standing in for a context it lacks: the reference
+    keeps an assistant's config.configurable and context the same, so graphs reading their
+    runtime context see what the assistant was configured with."""
+    if assistant.HasField("context") and assistant.context.fields:
+        return assistant
+    configurable = assistant.config.fields.get("configurable") if assistant.HasField("config") else None
+    if configurable is None or not configurable.struct_value.fields:
+        return assistant
+    synced = assistant_service_pb2.Assistant()
+    synced.CopyFrom(assistant)
+    synced.context.CopyFrom(configurable.struct_value)
+    return synced
+
+
+def run_options(request: RunRequest, assistant: assistant_service_pb2.Assistant) -> run_pb2.RunOptions:
+    """The run's RunOptions: its own config, context and modes, under which the assistant's
+    apply (graphmesh.assistants.apply_assistant: the run's keys win, tags add up)."""
+    configurable = request.config.get("configurable") or {}
     context = request.context
-    if context is None and request.config.get("configurable"):
+    if context is None and configurable:
         # The reference mirrors configurable into the context when no context is given
         # (LangGraph 0.6 graphs read it there); the worker narrows it to the context schema.
-        context = dict(request.config["configurable"])
-    if base_context or context is not None:
-        context = {**(base_context or {}), **(context or {})}
-    tags = list(dict.fromkeys([*(stored.get("tags") or []), *(_tags(request.config))]))
-    limit = request.config.get("recursion_limit") or stored.get("recursion_limit") or 0
+        context = dict(configurable)
+    limit = request.config.get("recursion_limit") or 0
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
         raise HTTPError(422, "'config.recursion_limit' must be a positive integer")
-    return configurable, context, tags, limit
+    options = run_pb2.RunOptions(
+        stream_modes=request.worker_modes,
+        stream_subgraphs=request.stream_subgraphs,
+        interrupt_before=request.interrupt_before,
+        interrupt_after=request.interrupt_after,
+        checkpoint_id=request.checkpoint_id,
+        recursion_limit=limit,
+        tags=_tags(request.config),
+    )
+    if configurable:
+        options.configurable.CopyFrom(to_struct(configurable, "config.configurable"))
+    if context is not None:
+        options.context.CopyFrom(to_struct(context, "context"))
+    if request.command is not None:
+        if request.command.update is not None:
+            options.command_update.CopyFrom(to_value(request.command.update, "command.update"))
+        options.command_goto.extend(request.command.goto)
+    return apply_assistant(_synced(assistant), options)
 
 
 def _tags(config: dict) -> list[str]:
@@ -232,24 +258,7 @@ def create_run_request(request: RunRequest, assistant: assistant_service_pb2.Ass
                        continue_thread: bool = False) -> pb.CreateRunRequest:
     """graphmesh's CreateRunRequest for a LangGraph run request on `thread_id`.
     continue_thread: no input even if one was given (a static interrupt being continued)."""
-    configurable, context, tags, limit = merged_config(request, assistant)
-    options = run_pb2.RunOptions(
-        stream_modes=request.worker_modes,
-        stream_subgraphs=request.stream_subgraphs,
-        interrupt_before=request.interrupt_before,
-        interrupt_after=request.interrupt_after,
-        checkpoint_id=request.checkpoint_id,
-        recursion_limit=limit,
-        tags=tags,
-    )
-    if configurable:
-        options.configurable.CopyFrom(to_struct(configurable, "config.configurable"))
-    if context is not None:
-        options.context.CopyFrom(to_struct(context, "context"))
-    if request.command is not None:
-        if request.command.update is not None:
-            options.command_update.CopyFrom(to_value(request.command.update, "command.update"))
-        options.command_goto.extend(request.command.goto)
+    options = run_options(request, assistant)
     out = pb.CreateRunRequest(
         graph=assistant.graph,
         thread_id=thread_id,
@@ -266,11 +275,4 @@ def create_run_request(request: RunRequest, assistant: assistant_service_pb2.Ass
     return out
 
 
-def thread_metadata(assistant: assistant_service_pb2.Assistant) -> dict[str, Any]:
-    """What a run writes into its thread's metadata, as the reference: the graph and the
-    assistant (agent-chat-ui lists threads by them)."""
-    return {"graph_id": assistant.graph, "assistant_id": assistant.assistant_id}
-
-
-__all__ = ["CLIENT_MODES", "Command", "RunRequest", "create_run_request", "merged_config", "parse_run_request",
-           "thread_metadata"]
+__all__ = ["CLIENT_MODES", "Command", "RunRequest", "create_run_request", "parse_run_request", "run_options"]

@@ -157,6 +157,23 @@ def test_wait_on_a_thread_and_stateless(client, url):
                          message=f"stateless thread {tid} to be purged")
 
 
+def test_an_assistants_config_applies_under_the_runs_own(client):
+    async def go():
+        assistant = await client.assistants.create(
+            "chat", config={"configurable": {"reply_prefix": "[bot] ", "user_name": "Zed"}}, name="prefixed")
+        said = await client.runs.wait(None, assistant["assistant_id"], input=chat_input("yo"))
+        assert said["messages"][-1]["content"] == "[bot] Zed, you said: yo"
+        thread = await client.threads.create()
+        own = await client.runs.create(thread["thread_id"], assistant["assistant_id"], input=chat_input("yo"),
+                                       context={"user_name": "Amy"}, config={"tags": ["mine"]})
+        assert own["assistant_id"] == assistant["assistant_id"] and own["kwargs"]["config"]["tags"] == ["mine"]
+        said = await client.runs.join(thread["thread_id"], own["run_id"])
+        assert said["messages"][-1]["content"] == "[bot] Amy, you said: yo"  # the run's context key wins
+        metadata = (await client.threads.get(thread["thread_id"]))["metadata"]
+        assert metadata == {"graph_id": "chat", "assistant_id": assistant["assistant_id"]}
+    run(go())
+
+
 # -- streaming --------------------------------------------------------------------------------
 
 

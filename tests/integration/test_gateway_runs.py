@@ -157,6 +157,22 @@ def test_wait_on_a_thread_and_stateless(client, url):
                          message=f"stateless thread {tid} to be purged")
 
 
+def test_a_failed_run_is_an_error_event_and_an_error_result(client):
+    async def go():
+        thread = await client.threads.create()
+        tid = thread["thread_id"]
+        bad = {"action": "teleport", "target": "x"}  # prepare raises ValueError: the run fails
+        parts = await collect(client.runs.stream(tid, "approval_workflow", input=bad, stream_mode="updates"))
+        assert parts[-1].event == "error" and parts[-1].data["error"] == "NODE_FAILED", parts[-1]
+        assert "teleport" in parts[-1].data["message"]
+        result = await client.runs.wait(tid, "approval_workflow", input=bad, raise_error=False)
+        assert result["__error__"]["error"] == "NODE_FAILED"
+        with pytest.raises(Exception, match="NODE_FAILED"):
+            await client.runs.wait(tid, "approval_workflow", input=bad)
+        assert [r["status"] for r in await client.runs.list(tid)] == ["error"] * 3
+    run(go())
+
+
 def test_an_assistants_config_applies_under_the_runs_own(client):
     async def go():
         assistant = await client.assistants.create(

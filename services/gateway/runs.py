@@ -8,11 +8,17 @@ its event log (StreamRun) shown as the reference server's Server-Sent Events
 - A thread waiting at an interrupt holds a graphmesh run (WAITING_FOR_APPROVAL). New input
   on it (no command.resume) cancels that run first, as LangGraph drops an unanswered
   interrupt when new input comes; command.resume decides its approvals instead
-  (services/gateway/resume.py) and the response follows that same run from where it resumes.
+  (services/gateway/resume.py) and the response follows that same run from where it resumes,
+  with the stream modes it was created with (modes it lacks come from graphmesh's own
+  events: events.py). command.resume cannot be combined with update/goto (422).
+- A graphmesh thread belongs to one graph: a run of another graph's assistant on it is 409.
 - A stateless run's thread is purged once the run has ended and its response was read
   (on_completion=delete), by the gateway that created it; if that replica stops first, or the
   run waits at an interrupt, or has a webhook (whose delivery a purge would take), it stays.
 - DELETE of a single run is 501: graphmesh keeps run records (delete the thread instead).
+- after_seconds other than 0 is 422; Send packets in command.goto are 422.
+- A stateless stream's Location is its thread's /threads/{id}/runs/{id}/stream, so the SDK's
+  reconnect works (the reference names /runs/{id}/stream, which it does not serve).
 """
 
 from __future__ import annotations

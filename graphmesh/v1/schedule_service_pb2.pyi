@@ -54,7 +54,7 @@ FIRE_OUTCOME_MISSED: FireOutcome
 FIRE_OUTCOME_FAILED: FireOutcome
 
 class Schedule(_message.Message):
-    __slots__ = ("schedule_id", "graph", "graph_version", "cron", "timezone", "input", "metadata", "end_time", "thread_id", "multitask_strategy", "on_run_completed", "missed_policy", "catch_up_limit", "webhook", "owner", "state", "next_fire_at", "last_fire_at", "created_at", "updated_at")
+    __slots__ = ("schedule_id", "graph", "graph_version", "cron", "timezone", "input", "metadata", "end_time", "thread_id", "multitask_strategy", "on_run_completed", "missed_policy", "catch_up_limit", "webhook", "owner", "state", "next_fire_at", "last_fire_at", "created_at", "updated_at", "options")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -82,6 +82,7 @@ class Schedule(_message.Message):
     LAST_FIRE_AT_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
     schedule_id: str
     graph: str
     graph_version: str
@@ -102,7 +103,8 @@ class Schedule(_message.Message):
     last_fire_at: _timestamp_pb2.Timestamp
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, schedule_id: _Optional[str] = ..., graph: _Optional[str] = ..., graph_version: _Optional[str] = ..., cron: _Optional[str] = ..., timezone: _Optional[str] = ..., input: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., thread_id: _Optional[str] = ..., multitask_strategy: _Optional[_Union[_run_pb2.MultitaskStrategy, str]] = ..., on_run_completed: _Optional[_Union[OnRunCompleted, str]] = ..., missed_policy: _Optional[_Union[MissedPolicy, str]] = ..., catch_up_limit: _Optional[int] = ..., webhook: _Optional[_Union[_run_pb2.Webhook, _Mapping]] = ..., owner: _Optional[str] = ..., state: _Optional[_Union[ScheduleState, str]] = ..., next_fire_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_fire_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    options: _run_pb2.RunOptions
+    def __init__(self, schedule_id: _Optional[str] = ..., graph: _Optional[str] = ..., graph_version: _Optional[str] = ..., cron: _Optional[str] = ..., timezone: _Optional[str] = ..., input: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., thread_id: _Optional[str] = ..., multitask_strategy: _Optional[_Union[_run_pb2.MultitaskStrategy, str]] = ..., on_run_completed: _Optional[_Union[OnRunCompleted, str]] = ..., missed_policy: _Optional[_Union[MissedPolicy, str]] = ..., catch_up_limit: _Optional[int] = ..., webhook: _Optional[_Union[_run_pb2.Webhook, _Mapping]] = ..., owner: _Optional[str] = ..., state: _Optional[_Union[ScheduleState, str]] = ..., next_fire_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_fire_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., options: _Optional[_Union[_run_pb2.RunOptions, _Mapping]] = ...) -> None: ...
 
 class ScheduleFire(_message.Message):
     __slots__ = ("schedule_id", "fire_time", "outcome", "run_id", "manual", "detail", "recorded_at")
@@ -123,7 +125,7 @@ class ScheduleFire(_message.Message):
     def __init__(self, schedule_id: _Optional[str] = ..., fire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., outcome: _Optional[_Union[FireOutcome, str]] = ..., run_id: _Optional[str] = ..., manual: _Optional[bool] = ..., detail: _Optional[str] = ..., recorded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class CreateScheduleRequest(_message.Message):
-    __slots__ = ("graph", "graph_version", "cron", "timezone", "input", "metadata", "end_time", "thread_id", "multitask_strategy", "on_run_completed", "missed_policy", "catch_up_limit", "webhook")
+    __slots__ = ("graph", "graph_version", "cron", "timezone", "input", "metadata", "end_time", "thread_id", "multitask_strategy", "on_run_completed", "missed_policy", "catch_up_limit", "webhook", "options")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -144,6 +146,7 @@ class CreateScheduleRequest(_message.Message):
     MISSED_POLICY_FIELD_NUMBER: _ClassVar[int]
     CATCH_UP_LIMIT_FIELD_NUMBER: _ClassVar[int]
     WEBHOOK_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
     graph: str
     graph_version: str
     cron: str
@@ -157,7 +160,8 @@ class CreateScheduleRequest(_message.Message):
     missed_policy: MissedPolicy
     catch_up_limit: int
     webhook: _run_pb2.Webhook
-    def __init__(self, graph: _Optional[str] = ..., graph_version: _Optional[str] = ..., cron: _Optional[str] = ..., timezone: _Optional[str] = ..., input: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., thread_id: _Optional[str] = ..., multitask_strategy: _Optional[_Union[_run_pb2.MultitaskStrategy, str]] = ..., on_run_completed: _Optional[_Union[OnRunCompleted, str]] = ..., missed_policy: _Optional[_Union[MissedPolicy, str]] = ..., catch_up_limit: _Optional[int] = ..., webhook: _Optional[_Union[_run_pb2.Webhook, _Mapping]] = ...) -> None: ...
+    options: _run_pb2.RunOptions
+    def __init__(self, graph: _Optional[str] = ..., graph_version: _Optional[str] = ..., cron: _Optional[str] = ..., timezone: _Optional[str] = ..., input: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., thread_id: _Optional[str] = ..., multitask_strategy: _Optional[_Union[_run_pb2.MultitaskStrategy, str]] = ..., on_run_completed: _Optional[_Union[OnRunCompleted, str]] = ..., missed_policy: _Optional[_Union[MissedPolicy, str]] = ..., catch_up_limit: _Optional[int] = ..., webhook: _Optional[_Union[_run_pb2.Webhook, _Mapping]] = ..., options: _Optional[_Union[_run_pb2.RunOptions, _Mapping]] = ...) -> None: ...
 
 class CreateScheduleResponse(_message.Message):
     __slots__ = ("schedule",)

@@ -391,6 +391,12 @@ MIGRATIONS: list[str] = [
     CREATE INDEX gm_assistants_graph ON gm_assistants (graph, created_at DESC);
     CREATE INDEX gm_assistants_metadata ON gm_assistants USING gin (metadata jsonb_path_ops);
     """,
+    """
+    -- A schedule's LangGraph run options (RunOptions as JSON, as gm_runs.options keeps them),
+    -- given to every run it fires: LangGraph crons carry config, context and static interrupts.
+    -- NULL: none.
+    ALTER TABLE gm_schedules ADD COLUMN options jsonb;
+    """,
 ]
 
 

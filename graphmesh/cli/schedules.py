@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from datetime import datetime, timezone
 
-from google.protobuf import field_mask_pb2, timestamp_pb2
+from google.protobuf import field_mask_pb2, json_format, timestamp_pb2
 
 from graphmesh.cli.args import json_object
 from graphmesh.cli.render import as_json, run_details
@@ -40,6 +40,7 @@ def add_parser(subparsers) -> None:
     update.add_argument("--no-end", action="store_true", help="remove the end time")
     update.add_argument("--no-webhook", action="store_true", help="remove the webhook")
     update.add_argument("--new-thread-per-fire", action="store_true", help="drop the fixed thread")
+    update.add_argument("--no-options", action="store_true", help="remove the run options")
     update.set_defaults(func=update_schedule)
 
     ls = sched.add_parser("list", help="list schedules, newest first", parents=[common])
@@ -83,6 +84,16 @@ def _fields(parser, *, defaults: bool = True) -> None:
     parser.add_argument("--catch-up-limit", type=int, default=None, help="with --missed catch_up (default 10)")
     parser.add_argument("--webhook", default=None, metavar="URL", help="posted to when each run ends")
     parser.add_argument("--webhook-on-waiting", action="store_true", help="also when a run waits for approval")
+    parser.add_argument("--options", default=None, metavar="JSON",
+                        help="LangGraph run options for every fire's run, as RunOptions JSON (or @file.json), e.g. "
+                             "'{\"configurable\": {\"model\": \"small\"}, \"interrupt_before\": [\"review\"]}'")
+
+
+def _run_options(text: str) -> run_pb2.RunOptions:
+    try:
+        return json_format.ParseDict(json_format.MessageToDict(json_object(text, "--options")), run_pb2.RunOptions())
+    except json_format.ParseError as exc:
+        raise SystemExit(f"error: --options is not RunOptions JSON: {exc}") from None
 
 
 def _metadata(items: list[str]) -> dict[str, str]:
@@ -132,6 +143,9 @@ def _set(message, args, paths: list[str]) -> None:
     if args.webhook is not None:
         message.webhook.CopyFrom(run_pb2.Webhook(url=args.webhook, on_waiting=args.webhook_on_waiting))
         paths.append("webhook")
+    if args.options is not None:
+        message.options.CopyFrom(_run_options(args.options))
+        paths.append("options")
 
 
 def create_schedule(args) -> int:
@@ -146,7 +160,8 @@ def update_schedule(args) -> int:
     schedule = pb.Schedule(schedule_id=args.schedule_id)
     paths: list[str] = []
     _set(schedule, args, paths)
-    for flag, name in (("no_end", "end_time"), ("no_webhook", "webhook"), ("new_thread_per_fire", "thread_id")):
+    for flag, name in (("no_end", "end_time"), ("no_webhook", "webhook"), ("new_thread_per_fire", "thread_id"),
+                       ("no_options", "options")):
         if getattr(args, flag):
             paths.append(name)
     if not paths:
@@ -250,6 +265,9 @@ def schedule_details(s: pb.Schedule) -> str:
         lines.append(f"webhook    {s.webhook.url}" + ("  (also on waiting)" if s.webhook.on_waiting else ""))
     if s.metadata:
         lines.append("metadata   " + ", ".join(f"{k}={v}" for k, v in sorted(s.metadata.items())))
+    if s.HasField("options"):
+        lines.append("options    " + json_format.MessageToJson(s.options, preserving_proto_field_name=True,
+                                                                indent=None))
     return "\n".join(lines)
 
 

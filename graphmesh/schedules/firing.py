@@ -15,6 +15,7 @@ from psycopg_pool import PoolTimeout
 
 from graphmesh.auth.principals import Principal, set_current
 from graphmesh.errors import AlreadyExists, GraphmeshError, Unavailable
+from graphmesh.execution.run_options import RunOptions
 from graphmesh.jsonvalues import to_struct
 from graphmesh.messages import STRATEGY_VALUES
 from graphmesh.store import RunRecord, RunStore
@@ -61,11 +62,16 @@ def owner_principal(schedule: ScheduleRecord) -> Principal:
 
 
 def run_request(schedule: ScheduleRecord, fire_time: datetime) -> run_service_pb2.CreateRunRequest:
-    return run_service_pb2.CreateRunRequest(
+    """The CreateRunRequest of one fire: the schedule's input, metadata and run options
+    (checked again by the submitter, against the version the run is routed to)."""
+    request = run_service_pb2.CreateRunRequest(
         graph=schedule.graph, graph_version=schedule.graph_version, thread_id=schedule.thread_id or "",
         input=to_struct(schedule.input), metadata=schedule.metadata,
         idempotency_key=idempotency_key(schedule.schedule_id, fire_time),
         multitask_strategy=STRATEGY_VALUES[schedule.multitask_strategy] if schedule.thread_id else 0)
+    if schedule.options:
+        request.options.CopyFrom(RunOptions.from_json(schedule.options).to_proto())
+    return request
 
 
 async def fire_run(submitter: RunSubmitter, runs: RunStore, schedule: ScheduleRecord,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from google.protobuf import json_format
 
 from graphmesh.errors import InvalidArgument
+from graphmesh.execution.run_options import RunOptions
 from graphmesh.jsonvalues import to_struct
 from graphmesh.messages import STRATEGY_NAMES, STRATEGY_VALUES, timestamp
 from graphmesh.store.schedules import FireRecord, ScheduleRecord
@@ -51,6 +52,16 @@ def plain_input(message) -> dict:
     return json_format.MessageToDict(message.input) if message.HasField("input") else {}
 
 
+def options_of(message) -> run_pb2.RunOptions | None:
+    """A request's (or a Schedule's) options; None when unset."""
+    return message.options if message.HasField("options") else None
+
+
+def stored_options(options: dict | None) -> run_pb2.RunOptions | None:
+    """A schedule record's options as the proto (None: none)."""
+    return RunOptions.from_json(options).to_proto() if options else None
+
+
 def schedule_to_proto(s: ScheduleRecord) -> pb.Schedule:
     msg = pb.Schedule(
         schedule_id=s.schedule_id, graph=s.graph, graph_version=s.graph_version, cron=s.cron, timezone=s.timezone,
@@ -61,6 +72,8 @@ def schedule_to_proto(s: ScheduleRecord) -> pb.Schedule:
         owner=s.owner, state=STATE_VALUES[s.state])
     if s.webhook:
         msg.webhook.CopyFrom(run_pb2.Webhook(url=s.webhook["url"], on_waiting=bool(s.webhook.get("on_waiting"))))
+    if (options := stored_options(s.options)) is not None:
+        msg.options.CopyFrom(options)
     for name in ("end_time", "next_fire_at", "last_fire_at", "created_at", "updated_at"):
         ts = timestamp(getattr(s, name))
         if ts is not None:

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from graphmesh.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from graphmesh.execution.run_options import parse_options
 from graphmesh.schedules.cron import Cron, parse_cron
 from graphmesh.store.schedules import ScheduleStore
 from graphmesh.submission import check_metadata
@@ -58,6 +59,20 @@ class ScheduleChecker:
         caller checked it is given and exists)."""
         spec = self._registry.get(graph, version or None)
         return self._registry.validate_input(spec, value)
+
+    def options(self, graph: str, version: str, message) -> dict[str, Any] | None:
+        """The RunOptions every fire's run gets, checked as CreateRun checks a run's (stream
+        modes, node names, recursion limit, size) against the pinned version, or the version
+        new runs use now; as the record keeps them (None: none). A checkpoint or a command
+        is refused: every fire runs the schedule's input on its thread's latest state."""
+        spec = self._registry.get(graph, version or None)
+        options = parse_options(message, nodes=lambda: self._registry.node_names(spec.name, spec.version),
+                                max_steps=spec.limits.max_steps, max_bytes=spec.limits.max_input_bytes)
+        if options.checkpoint_id or options.has_command:
+            raise InvalidArgument("a schedule's options cannot carry checkpoint_id, command_update or command_goto: "
+                                  "every fire runs the schedule's input on its thread's latest state",
+                                  code="INVALID_SCHEDULE")
+        return options.to_json()
 
     @staticmethod
     def metadata(value: dict[str, str]) -> dict[str, str]:

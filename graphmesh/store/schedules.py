@@ -24,18 +24,18 @@ from graphmesh.store.statuses import TERMINAL, sql_set
 
 # Columns a client may change: UpdateSchedule's field mask paths (services/api/schedules.py).
 EDITABLE = ("graph_version", "cron", "timezone", "input", "metadata", "end_time", "thread_id",
-            "multitask_strategy", "on_run_completed", "missed_policy", "catch_up_limit", "webhook")
+            "multitask_strategy", "on_run_completed", "missed_policy", "catch_up_limit", "webhook", "options")
 # What `update` sets: those, and the next time a new cron, time zone or end time gives.
 UPDATED_COLUMNS = frozenset(EDITABLE) | {"next_fire_at"}
-JSON_COLUMNS = ("input", "metadata", "webhook")
+JSON_COLUMNS = ("input", "metadata", "webhook", "options")
 
 INSERT_SCHEDULE = """
 INSERT INTO gm_schedules (schedule_id, owner, owner_roles, owner_graphs, graph, graph_version, cron, timezone,
     input, metadata, end_time, thread_id, multitask_strategy, on_run_completed, missed_policy, catch_up_limit,
-    webhook, next_fire_at)
+    webhook, options, next_fire_at)
 VALUES (%(schedule_id)s, %(owner)s, %(owner_roles)s, %(owner_graphs)s, %(graph)s, %(graph_version)s, %(cron)s,
     %(timezone)s, %(input)s, %(metadata)s, %(end_time)s, %(thread_id)s, %(multitask_strategy)s,
-    %(on_run_completed)s, %(missed_policy)s, %(catch_up_limit)s, %(webhook)s, %(next_fire_at)s)
+    %(on_run_completed)s, %(missed_policy)s, %(catch_up_limit)s, %(webhook)s, %(options)s, %(next_fire_at)s)
 RETURNING *
 """
 SELECT_SCHEDULE = "SELECT * FROM gm_schedules WHERE schedule_id = %s"
@@ -107,6 +107,8 @@ class ScheduleRecord:
     missed_policy: str = "skip"
     catch_up_limit: int = 10
     webhook: dict[str, Any] | None = None
+    # RunOptions as JSON (graphmesh.execution.run_options), given to every fire's run; None: none.
+    options: dict[str, Any] | None = None
     paused: bool = False
     next_fire_at: datetime | None = None  # None: ended
     last_fire_at: datetime | None = None
@@ -129,7 +131,8 @@ class ScheduleRecord:
             input=dict(row["input"] or {}), metadata=dict(row["metadata"] or {}), end_time=row["end_time"],
             thread_id=row["thread_id"], multitask_strategy=row["multitask_strategy"],
             on_run_completed=row["on_run_completed"], missed_policy=row["missed_policy"],
-            catch_up_limit=row["catch_up_limit"], webhook=row["webhook"], paused=row["paused"],
+            catch_up_limit=row["catch_up_limit"], webhook=row["webhook"], options=row.get("options"),
+            paused=row["paused"],
             next_fire_at=row["next_fire_at"], last_fire_at=row["last_fire_at"], created_at=row["created_at"],
             updated_at=row["updated_at"])
 
@@ -184,8 +187,9 @@ class ScheduleStore:
 
     @staticmethod
     async def insert(conn, values: dict[str, Any]) -> ScheduleRecord:
-        """`values`: every INSERT_SCHEDULE column but schedule_id (chosen here)."""
-        params = _params({**values, "schedule_id": str(uuid.uuid4())})
+        """`values`: every INSERT_SCHEDULE column but schedule_id (chosen here); options may
+        be left out (none)."""
+        params = _params({"options": None, **values, "schedule_id": str(uuid.uuid4())})
         row = await (await conn.execute(INSERT_SCHEDULE, params)).fetchone()
         return ScheduleRecord.from_row(row)
 

@@ -83,7 +83,8 @@ class ScheduleServicer(schedule_service_pb2_grpc.ScheduleServiceServicer):
             on_run_completed=protos.enum_word(request.on_run_completed, protos.ON_RUN_COMPLETED, "on_run_completed"),
             missed_policy=protos.enum_word(request.missed_policy, protos.MISSED_POLICY, "missed_policy"),
             catch_up_limit=catch_up_limit(request.catch_up_limit),
-            webhook=self._check.webhook(request.webhook.url, request.webhook.on_waiting))
+            webhook=self._check.webhook(request.webhook.url, request.webhook.on_waiting),
+            options=self._check.options(graph, request.graph_version, protos.options_of(request)))
         _check_thread_policy(request.thread_id, values["on_run_completed"])
         async with self._schedules.transaction() as conn:  # one connection: the clock, the thread, the insert
             values["next_fire_at"] = first_fire(cron, await self._schedules.now(conn), end_time)
@@ -138,6 +139,12 @@ class ScheduleServicer(schedule_service_pb2_grpc.ScheduleServiceServicer):
             value = protos.plain_input(wanted) if "input" in paths else current.input
             changes["input"] = self._check.graph_input(current.graph, version, value)
             changes["graph_version"] = version
+        if paths & {"graph_version", "options"}:
+            # Options name nodes and are held to the version's limits: checked against the
+            # version the schedule will run, whichever of the two changed.
+            version = changes.get("graph_version", current.graph_version)
+            message = protos.options_of(wanted) if "options" in paths else protos.stored_options(current.options)
+            changes["options"] = self._check.options(current.graph, version, message)
         if "metadata" in paths:
             changes["metadata"] = self._check.metadata(dict(wanted.metadata))
         if "thread_id" in paths:

@@ -34,7 +34,7 @@ from graphmesh.submission import RunSubmitter
 from graphmesh.v1 import run_pb2
 from graphmesh.v1 import run_service_pb2 as rpb
 from graphmesh.v1 import schedule_service_pb2 as pb
-from helpers import COMPLETED, private_mesh, rpc_error, struct, wait_for, wait_status
+from helpers import COMPLETED, private_mesh, rpc_error, struct, to_dict, wait_for, wait_status
 
 UTC = timezone.utc
 FAR = datetime(2035, 1, 1, tzinfo=UTC)  # simulated time: far past anything the replicas' real clock sees
@@ -289,6 +289,24 @@ def test_a_per_fire_thread_is_not_purged_before_its_fire_is_recorded(mesh, users
 # -- through the api replicas ------------------------------------------------------------
 
 
+def test_the_scheduler_gives_each_fire_the_schedules_run_options(mesh, users):
+    start = FAR + timedelta(days=180)
+
+    async def scenario():
+        async with Rig(mesh) as rig:
+            schedule = await rig.schedule(start, options={"interrupt_after": ["normalize"], "tags": ["clock"]})
+            reports = await rig.tick_both(start + timedelta(seconds=1))
+            await rig.delete(schedule)
+            return [f for report in reports for f in report.fired if f[0] == schedule.schedule_id]
+
+    fired = asyncio.run(scenario())
+    assert [t for _, t, _ in fired] == [start]
+    run = wait_status(users["alice"], fired[0][2], COMPLETED)
+    assert list(run.options.interrupt_after) == ["normalize"] and list(run.options.tags) == ["clock"]
+    state = users["alice"].runs.GetThreadState(rpb.GetThreadStateRequest(thread_id=run.thread_id), timeout=10)
+    assert list(state.next) == ["count"]
+
+
 def test_seconds_schedule_in_real_time_survives_a_replica_killed_mid_way(mesh, tokens, request):
     alice = api_client(mesh.address("api-2"), token=tokens["alice"])  # the replica that stays up
     request.addfinalizer(alice.close)
@@ -359,6 +377,63 @@ def test_run_now_pause_resume_update_delete(mesh, users):
     assert all(a["details"]["graph"] == "tiny" and "by_other" not in a["details"] for a in audit)
     assert audit[1]["details"]["run_id"] == run.run_id
     assert audit[4]["details"]["changed"] == ["cron", "end_time", "timezone"]
+
+
+def test_a_schedule_with_run_options_fires_runs_that_carry_them(mesh, users):
+    alice = users["alice"]
+    asked = run_pb2.RunOptions(interrupt_after=["normalize"], stream_modes=["values", "messages-tuple"],
+                               tags=["nightly"])
+    asked.configurable.update({"team": "a"})
+    schedule = create(alice, cron="0 0 1 1 *", options=asked)
+    sid = schedule.schedule_id
+    # Checked and normalized as CreateRun's options are (the client's mode name is LangGraph's).
+    assert list(schedule.options.stream_modes) == ["values", "messages"]
+    assert list(schedule.options.interrupt_after) == ["normalize"] and to_dict(schedule.options.configurable) == \
+        {"team": "a"}
+    assert alice.schedules.GetSchedule(pb.GetScheduleRequest(schedule_id=sid), timeout=10).schedule.options == \
+        schedule.options
+
+    def fire_and_state():
+        run = alice.schedules.RunScheduleNow(pb.RunScheduleNowRequest(schedule_id=sid), timeout=30).run
+        run = wait_status(alice, run.run_id, COMPLETED)
+        return run, alice.runs.GetThreadState(rpb.GetThreadStateRequest(thread_id=run.thread_id), timeout=10)
+
+    run, state = fire_and_state()
+    assert run.options == schedule.options and run.schedule_id == sid
+    assert list(state.next) == ["count"]  # the static interrupt stopped the fire's run after normalize
+
+    # Replaced through the field mask; the next fire runs with the new options.
+    changed = alice.schedules.UpdateSchedule(pb.UpdateScheduleRequest(
+        schedule=pb.Schedule(schedule_id=sid, options=run_pb2.RunOptions(interrupt_before=["summarize"])),
+        update_mask=field_mask_pb2.FieldMask(paths=["options"])), timeout=10).schedule
+    assert changed.options == run_pb2.RunOptions(interrupt_before=["summarize"])
+    run, state = fire_and_state()
+    assert list(run.options.interrupt_before) == ["summarize"] and list(state.next) == ["summarize"]
+
+    # Named in the mask and left unset: cleared; the fire's run has none and runs to the end.
+    cleared = alice.schedules.UpdateSchedule(pb.UpdateScheduleRequest(
+        schedule=pb.Schedule(schedule_id=sid), update_mask=field_mask_pb2.FieldMask(paths=["options"])),
+        timeout=10).schedule
+    assert not cleared.HasField("options")
+    run, state = fire_and_state()
+    assert not run.HasField("options") and list(state.next) == [] and to_dict(state.values)["summary"]
+
+    # Bad options are refused at create and update, as CreateRun refuses them.
+    for options, code, words in ((run_pb2.RunOptions(interrupt_before=["nope"]), "UNKNOWN_NODE", "nope"),
+                                 (run_pb2.RunOptions(stream_modes=["nope"]), "UNKNOWN_STREAM_MODE", "nope"),
+                                 (run_pb2.RunOptions(checkpoint_id="1ef0aaaa-0000"), "INVALID_SCHEDULE", "checkpoint_id"),
+                                 (run_pb2.RunOptions(command_goto=["count"]), "INVALID_SCHEDULE", "command_goto")):
+        with rpc_error(grpc.StatusCode.INVALID_ARGUMENT, code) as info:
+            create(alice, cron="0 0 1 1 *", options=options)
+        assert words in info["details"]
+        with rpc_error(grpc.StatusCode.INVALID_ARGUMENT, code):
+            alice.schedules.UpdateSchedule(pb.UpdateScheduleRequest(
+                schedule=pb.Schedule(schedule_id=sid, options=options),
+                update_mask=field_mask_pb2.FieldMask(paths=["options"])), timeout=10)
+    assert not alice.schedules.GetSchedule(pb.GetScheduleRequest(schedule_id=sid), timeout=10).schedule.HasField(
+        "options")
+    assert [a["details"]["changed"] for a in audit_of(mesh, sid) if a["action"] == "schedule_updated"] == \
+        [["options"], ["options"]]
 
 
 def test_a_new_thread_per_fire_is_deleted_once_its_run_ended(mesh, users):
@@ -502,10 +577,11 @@ def test_cli_create_list_and_fires(mesh, users):
     cli = [sys.executable, "-c", "from graphmesh.cli import main; raise SystemExit(main())", "--api",
            mesh.api_address, "--token", token]
     made = subprocess.run([*cli, "--json", "schedules", "create", "tiny", "--cron", "0 0 1 1 *", "--input",
-                           '{"text": "cli"}', "--timezone", "Europe/Paris"], capture_output=True, text=True,
-                          timeout=60)
+                           '{"text": "cli"}', "--timezone", "Europe/Paris", "--options", '{"tags": ["cli"]}'],
+                          capture_output=True, text=True, timeout=60)
     assert made.returncode == 0, made.stderr
     sid = json.loads(made.stdout)["schedule_id"]
+    assert json.loads(made.stdout)["options"] == {"tags": ["cli"]}
     carol = api_client(mesh.api_address, token=token)
     carol.schedules.RunScheduleNow(pb.RunScheduleNowRequest(schedule_id=sid), timeout=30)
     carol.close()

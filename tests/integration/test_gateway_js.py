@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from typing import Iterator
@@ -64,8 +65,9 @@ def run_script(urls: list[str], env: dict[str, str], *args: str) -> list[dict]:
 
 
 def id_order(event_id: str) -> tuple[int, ...]:
-    """Event ids compare as numbers: graphmesh's sequence, or the reference's "ms-seq"."""
-    return tuple(int(part) for part in event_id.split("-"))
+    """Event ids compare as numbers: graphmesh's "sequence" or "sequence:index" (several SSE
+    events from one graphmesh event), or the reference's "ms-seq"."""
+    return tuple(int(part) for part in re.split(r"[-:]", event_id))
 
 
 def test_stream_resumes_with_last_event_id_without_gap_or_duplicate(js_sdk, gateway):

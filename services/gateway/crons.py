@@ -2,16 +2,19 @@
 count, get, patch and delete, over graphmesh's ScheduleService (exactly once per
 scheduled time across api replicas; docs/schedules.md).
 
-What a graphmesh schedule holds is narrower than a LangGraph cron: the graph (the
-assistant's), an input object, string metadata, a webhook, the thread and its
-multitask strategy, on_run_completed, the time zone and the end time. A cron that asks
-for more (config, context, static interrupts, or an assistant with a stored config) is
-refused with 422 rather than run without it. The assistant is kept in the schedule's
-metadata under `assistant_id`, as the reference server tags its runs."""
+A cron is a schedule of the assistant's graph: its input object, string metadata, a
+webhook, the thread and its multitask strategy, on_run_completed, the time zone and the
+end time, and the run options every fire's run gets (Schedule.options): config
+(configurable, tags, recursion_limit), context, interrupt_before/after, stream_mode and
+stream_subgraphs, read as a run request reads them (services/gateway/run_requests.py),
+with the assistant's config and context applied under them (apply_assistant) when the
+cron is created and whenever a patch names config or context. The assistant is kept in
+the schedule's metadata under `assistant_id`, as the reference server tags its runs."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -21,7 +24,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from graphmesh.assistants import system_assistant_id
-from graphmesh.v1 import run_pb2
+from graphmesh.v1 import assistant_service_pb2, run_pb2
 from graphmesh.v1 import schedule_service_pb2 as pb
 from services.gateway.errors import HTTPError
 from services.gateway.jsonio import (
@@ -33,26 +36,25 @@ from services.gateway.jsonio import (
     get_str_list,
     json_response,
     pagination_headers,
+    plain,
     read_json,
     to_struct,
 )
 from services.gateway.lookups import CALL_TIMEOUT, gateway_of, get_assistant, get_thread
+from services.gateway.run_requests import parse_run_request, run_options
 from services.gateway.shapes import CRON_ASSISTANT_KEY, CRON_FIELDS, cron_json, select_fields
 
 ON_RUN_COMPLETED = {"delete": pb.ON_RUN_COMPLETED_DELETE, "keep": pb.ON_RUN_COMPLETED_KEEP}
 MULTITASK = {"reject": run_pb2.MULTITASK_STRATEGY_REJECT, "interrupt": run_pb2.MULTITASK_STRATEGY_INTERRUPT,
              "rollback": run_pb2.MULTITASK_STRATEGY_ROLLBACK, "enqueue": run_pb2.MULTITASK_STRATEGY_ENQUEUE}
 SORT_BY = ("cron_id", "assistant_id", "thread_id", "next_run_date", "end_time", "created_at", "updated_at")
-# Run options a LangGraph cron may carry that a graphmesh schedule cannot.
-UNSUPPORTED = ("config", "context", "interrupt_before", "interrupt_after", "checkpoint_during", "durability")
+# A cron's fields that become the run options of its fires (Schedule.options). The
+# reference's stream_resumable, durability and checkpoint_during are accepted and ignored,
+# as on runs (every graphmesh stream is resumable).
+OPTION_FIELDS = ("config", "context", "interrupt_before", "interrupt_after", "stream_mode", "stream_subgraphs")
+# Of those, the ones the assistant's config and context are applied under.
+CONFIG_FIELDS = ("config", "context")
 LIST_PAGE = 1000
-
-
-def _unsupported(body: dict) -> None:
-    for field in UNSUPPORTED:
-        if body.get(field) not in (None, {}, [], False):
-            raise HTTPError(422, f"'{field}' is not supported on crons: graphmesh schedules run the graph with its "
-                                 "input only (docs/langgraph-api.md)")
 
 
 def _metadata(value: dict | None) -> dict[str, str]:
@@ -64,6 +66,18 @@ def _metadata(value: dict | None) -> dict[str, str]:
             raise HTTPError(422, f"metadata key '{key}' is reserved: the cron's assistant is recorded there")
         out[key] = v if isinstance(v, str) else json.dumps(v)
     return out
+
+
+def _asked_metadata(body: dict) -> dict | None:
+    """The body's metadata with its config's under it (as a run request's); None: neither."""
+    config = get_dict(body, "config")
+    from_config = config.get("metadata") if config else None
+    if from_config is not None and not isinstance(from_config, dict):
+        raise HTTPError(422, "'config.metadata' must be an object")
+    metadata = get_dict(body, "metadata")
+    if from_config is None and metadata is None:
+        return None
+    return {**(from_config or {}), **(metadata or {})}
 
 
 def _end_time(body: dict) -> timestamp_pb2.Timestamp | None:
@@ -88,32 +102,98 @@ def _input(body: dict):
     return to_struct(value, "input")
 
 
-async def _assistant_graph(request: Request, assistant_ref: str) -> tuple[str, str]:
-    """(graph, assistant id) of the cron's assistant; one with a stored config or context is
-    refused (a schedule could not apply it)."""
-    assistant = await get_assistant(request, assistant_ref)
-    for field in ("config", "context"):
-        if assistant.HasField(field) and any(assistant_field_values(getattr(assistant, field))):
-            raise HTTPError(422, f"assistant {assistant.assistant_id} has a {field}, which graphmesh schedules cannot "
-                                 "apply to their runs; create the cron on the graph's own assistant "
-                                 f"('{assistant.graph}')")
-    return assistant.graph, assistant.assistant_id
+def cron_options(body: dict, assistant: assistant_service_pb2.Assistant,
+                 current: run_pb2.RunOptions | None = None) -> run_pb2.RunOptions | None:
+    """The run options of a cron's fires (None: none), with `assistant`'s config and context
+    applied under the cron's own. `current`: a patched cron's options; each option field the
+    body names replaces its part (null clears it) and the others stay, as the reference
+    merges a patch into the cron's payload."""
+    named = [k for k in OPTION_FIELDS if k in body]
+    given = {k: body[k] for k in named if body[k] is not None}
+    # The fields given are read and checked as a run request's are (422 naming the field).
+    asked = parse_run_request({"assistant_id": assistant.assistant_id or assistant.graph, **given})
+    out = run_pb2.RunOptions()
+    if current is not None:
+        out.CopyFrom(current)
+    if current is None or any(k in named for k in CONFIG_FIELDS):
+        if current is not None:
+            # The part not named is the cron's own as it stands (the assistant's applying again
+            # changes nothing of it); a context that only mirrored the old configurable goes.
+            config = given.get("config") if "config" in named else _own_config(current)
+            if "context" in named:
+                context = given.get("context")
+            else:
+                context = None if _mirrors_configurable(current) else plain(current.context)
+            asked = replace(asked, config=config or {}, context=context)
+        wanted = run_options(asked, assistant)
+        for field in ("configurable", "context"):
+            out.ClearField(field)
+            if wanted.HasField(field):
+                getattr(out, field).CopyFrom(getattr(wanted, field))
+        del out.tags[:]
+        out.tags.extend(wanted.tags)
+        out.recursion_limit = wanted.recursion_limit
+    for field in ("interrupt_before", "interrupt_after"):
+        if field in named or current is None:
+            getattr(out, field)[:] = getattr(asked, field)
+    if "stream_mode" in named:  # none unless asked: a join-stream still shows values (events.py)
+        out.stream_modes[:] = asked.worker_modes if "stream_mode" in given else []
+    if "stream_subgraphs" in named or current is None:
+        out.stream_subgraphs = asked.stream_subgraphs
+    return None if out == run_pb2.RunOptions() else out
 
 
-def assistant_field_values(struct) -> list:
-    """The non-empty values of a config/context Struct (an empty configurable is nothing)."""
-    return [v for v in struct.fields.values() if not (v.HasField("struct_value") and not v.struct_value.fields)]
+def _own_config(options: run_pb2.RunOptions) -> dict[str, Any]:
+    config: dict[str, Any] = {}
+    if options.HasField("configurable"):
+        config["configurable"] = plain(options.configurable)
+    if options.tags:
+        config["tags"] = list(options.tags)
+    if options.recursion_limit:
+        config["recursion_limit"] = options.recursion_limit
+    return config
+
+
+def _mirrors_configurable(options: run_pb2.RunOptions) -> bool:
+    """No context, or the one a run request makes from the configurable when given none."""
+    return not options.HasField("context") or options.context == options.configurable
+
+
+def _options_json(options: run_pb2.RunOptions) -> dict[str, Any]:
+    """A schedule's run options as the cron's payload shows them: the fields of the request
+    that asked for them (config and context with the assistant's applied)."""
+    out: dict[str, Any] = {}
+    if config := _own_config(options):
+        out["config"] = config
+    if options.HasField("context"):
+        out["context"] = plain(options.context)
+    for field in ("interrupt_before", "interrupt_after"):
+        nodes = list(getattr(options, field))
+        if nodes:
+            out[field] = "*" if nodes == ["*"] else nodes
+    if options.stream_modes:
+        out["stream_mode"] = ["messages-tuple" if m == "messages" else m for m in options.stream_modes]
+    if options.stream_subgraphs:
+        out["stream_subgraphs"] = True
+    return out
+
+
+async def _cron_assistant(request: Request, schedule: pb.Schedule) -> assistant_service_pb2.Assistant:
+    """The assistant a cron was created on (its graph's system assistant unless recorded)."""
+    return await get_assistant(request, schedule.metadata.get(CRON_ASSISTANT_KEY) or schedule.graph)
 
 
 async def _create(request: Request, thread_id: str | None):
     body = await read_json(request, required=("assistant_id", "schedule"))
-    _unsupported(body)
-    graph, assistant_id = await _assistant_graph(request, get_str(body, "assistant_id"))
-    metadata = _metadata(get_dict(body, "metadata"))
+    assistant = await get_assistant(request, get_str(body, "assistant_id"))
+    graph, assistant_id = assistant.graph, assistant.assistant_id
+    metadata = _metadata(_asked_metadata(body))
     if assistant_id != system_assistant_id(graph):
         metadata[CRON_ASSISTANT_KEY] = assistant_id
     message = pb.CreateScheduleRequest(graph=graph, cron=get_str(body, "schedule"),
                                        timezone=get_str(body, "timezone", ""), metadata=metadata)
+    if (options := cron_options(body, assistant)) is not None:
+        message.options.CopyFrom(options)
     if (value := _input(body)) is not None:
         message.input.CopyFrom(value)
     if (end := _end_time(body)) is not None:
@@ -137,7 +217,10 @@ async def _create(request: Request, thread_id: str | None):
 
 
 def _cron(schedule: pb.Schedule) -> dict[str, Any]:
-    return cron_json(schedule, assistant_id=system_assistant_id(schedule.graph))
+    cron = cron_json(schedule, assistant_id=system_assistant_id(schedule.graph))
+    if schedule.HasField("options"):
+        cron["payload"].update(_options_json(schedule.options))
+    return cron
 
 
 async def create_cron(request: Request):
@@ -163,7 +246,6 @@ async def patch_cron(request: Request):
     body = await read_json(request)
     if not body:
         raise HTTPError(400, "Request body cannot be empty")
-    _unsupported(body)
     current = await _get_schedule(request, cron_id)
     changes = pb.Schedule(schedule_id=cron_id)
     paths: list[str] = []
@@ -178,7 +260,7 @@ async def patch_cron(request: Request):
     if (value := _input(body)) is not None:
         changes.input.CopyFrom(value)
         paths.append("input")
-    if (metadata := get_dict(body, "metadata")) is not None:  # merged, as the reference
+    if (metadata := _asked_metadata(body)) is not None:  # merged, as the reference
         changes.metadata.update({**dict(current.metadata), **_metadata(metadata)})
         paths.append("metadata")
     if (webhook := get_str(body, "webhook")) is not None:
@@ -192,6 +274,15 @@ async def patch_cron(request: Request):
     if (strategy := get_enum(body, "multitask_strategy", tuple(MULTITASK))) is not None:
         changes.multitask_strategy = MULTITASK[strategy]
         paths.append("multitask_strategy")
+    if any(k in body for k in OPTION_FIELDS):
+        # The assistant is asked for only when its config applies again.
+        assistant = await _cron_assistant(request, current) if any(k in body for k in CONFIG_FIELDS) else \
+            assistant_service_pb2.Assistant(graph=current.graph)
+        options = cron_options(body, assistant, current.options if current.HasField("options") else
+                               run_pb2.RunOptions())
+        if options is not None:
+            changes.options.CopyFrom(options)
+        paths.append("options")
     gw = gateway_of(request)
     md = gw.call_metadata(request)
     schedule = current

@@ -14,11 +14,11 @@ import uuid
 import httpx
 import pytest
 from langgraph_sdk import get_client, get_sync_client
-from langgraph_sdk.errors import ConflictError, NotFoundError, UnprocessableEntityError
+from langgraph_sdk.errors import BadRequestError, ConflictError, NotFoundError, UnprocessableEntityError
 
 from graphmesh.assistants import system_assistant_id
 from graphmesh.client import api_client
-from graphmesh.v1 import run_pb2, run_service_pb2
+from graphmesh.v1 import run_pb2, run_service_pb2, schedule_service_pb2
 from helpers import private_mesh, struct, wait_for
 
 TIMEOUT = 30.0
@@ -320,10 +320,66 @@ def test_crons_create_search_update_delete(gw, sdk, http):
     assert sdk.crons.count(metadata={"marker": marker}) == 0
 
 
-def test_crons_refuse_what_a_schedule_cannot_carry(sdk):
+def _fire_now(gw, cron_id: str) -> run_pb2.Run:
+    """The cron's schedule fired now over gRPC (what the scheduler does at a scheduled time),
+    its run followed to its rest."""
+    client = api_client(gw.api_address, gw.token)
+    try:
+        run = client.schedules.RunScheduleNow(schedule_service_pb2.RunScheduleNowRequest(schedule_id=cron_id),
+                                              timeout=TIMEOUT).run
+        resting = {run_pb2.RUN_STATUS_COMPLETED, run_pb2.RUN_STATUS_FAILED}
+        wait_for(lambda: client.runs.GetRun(run_service_pb2.GetRunRequest(run_id=run.run_id)).run.status in resting,
+                 TIMEOUT, message="the cron's run to end")
+        return client.runs.GetRun(run_service_pb2.GetRunRequest(run_id=run.run_id)).run
+    finally:
+        client.close()
+
+
+def test_a_crons_config_context_and_interrupts_reach_its_runs_under_its_assistants(gw, sdk, http):
+    assistant = sdk.assistants.create("chat", config={"configurable": {"reply_prefix": "> "}}, name="prefixed chat")
+    thread = sdk.threads.create()
+    said = {"messages": [{"role": "user", "content": "hi"}]}
+    cron = sdk.crons.create_for_thread(thread["thread_id"], assistant["assistant_id"], schedule="0 3 * * *",
+                                       input=said, context={"user_name": "Ann"}, config={"tags": ["nightly"]},
+                                       stream_mode=["values", "messages-tuple"])
+    assert cron["assistant_id"] == assistant["assistant_id"]
+    payload = cron["payload"]
+    # The assistant's config applies under the cron's own (its configurable stands in for its context).
+    assert payload["config"] == {"configurable": {"reply_prefix": "> "}, "tags": ["nightly"]}
+    assert payload["context"] == {"reply_prefix": "> ", "user_name": "Ann"}
+    assert payload["stream_mode"] == ["values", "messages-tuple"] and payload["input"] == said
+    assert http.get(f"/runs/crons/{cron['cron_id']}").json()["payload"] == payload
+
+    run = _fire_now(gw, cron["cron_id"])
+    assert run.status == run_pb2.RUN_STATUS_COMPLETED and list(run.options.tags) == ["nightly"]
+    assert list(run.options.stream_modes) == ["values", "messages"]
+    assert sdk.threads.get_state(thread["thread_id"])["values"]["messages"][-1]["content"] == "> Ann, you said: hi"
+
+    # A patch replaces the parts it names; the others stay (the assistant's applies again).
+    patched = sdk.crons.update(cron["cron_id"], interrupt_before=["chat"], context={"user_name": "Bob"})
+    assert patched["payload"]["interrupt_before"] == ["chat"]
+    assert patched["payload"]["context"] == {"reply_prefix": "> ", "user_name": "Bob"}
+    assert patched["payload"]["config"] == payload["config"] and patched["payload"]["stream_mode"] == \
+        payload["stream_mode"]
+    run = _fire_now(gw, cron["cron_id"])
+    assert list(run.options.interrupt_before) == ["chat"] and run.options.context["user_name"] == "Bob"
+    assert sdk.threads.get_state(thread["thread_id"])["next"] == ["chat"]  # stopped before the node
+    cleared = http.patch(f"/runs/crons/{cron['cron_id']}", json={"interrupt_before": None, "stream_mode": None})
+    assert cleared.status_code == 200, cleared.text
+    assert "interrupt_before" not in cleared.json()["payload"] and "stream_mode" not in cleared.json()["payload"]
+    sdk.crons.delete(cron["cron_id"])
+    sdk.assistants.delete(assistant["assistant_id"])
+
+
+def test_crons_refuse_bad_run_options_by_name(sdk):
     with pytest.raises(UnprocessableEntityError) as refused:
-        sdk.crons.create("tiny", schedule="0 3 * * *", config={"configurable": {"x": 1}})
-    assert "'config'" in refused.value.response.json()["detail"]
+        sdk.crons.create("tiny", schedule="0 3 * * *", input={"text": "x"}, interrupt_before=["nope"])
+    assert "nope" in refused.value.response.json()["detail"]  # the api's UNKNOWN_NODE, as for a run
+    with pytest.raises(UnprocessableEntityError) as refused:
+        sdk.crons.create("tiny", schedule="0 3 * * *", input={"text": "x"}, stream_mode="nope")
+    assert "'stream_mode'" in refused.value.response.json()["detail"]
+    with pytest.raises(BadRequestError):  # the reference's rule for runs: context replaces configurable
+        sdk.crons.create("tiny", schedule="0 3 * * *", config={"configurable": {"x": 1}}, context={"y": 2})
     with pytest.raises(NotFoundError):
         sdk.crons.create_for_thread(str(uuid.uuid4()), "tiny", schedule="0 3 * * *")
 

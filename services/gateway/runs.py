@@ -111,16 +111,17 @@ async def start_run(request: Request, thread_id: str | None) -> Started:
                                  "resumed run continues as it was created (send the update as its own run)")
         await get_thread(request, thread_id)  # 404 for an unknown thread
         resumed = await resume(gw.review, gw.threads, md, thread_id, req.command.resume)
-        if resumed is None and await _settle_active_run(gw, md, thread_id):
+        if resumed is None:
             # A client that read the interrupt off the stream can ask before the run has
             # recorded it (RemoteGraph raises GraphInterrupt at the chunk): the run rests first.
+            await _settle_active_run(gw, md, thread_id)
             resumed = await resume(gw.review, gw.threads, md, thread_id, req.command.resume)
         if resumed is not None:
             run = await _get_run(gw, md, resumed.run_id)
             after = await decision_sequence(gw.runs, md, run.run_id, set(resumed.approval_ids))
             return Started(run, thread_id, req, after=max(0, after - 1))
         thread = await get_thread(request, thread_id)
-        if thread.status != thread_pb2.THREAD_STATUS_INTERRUPTED:
+        if thread.status != thread_pb2.THREAD_STATUS_INTERRUPTED or thread.active_run_id:
             raise HTTPError(409, f"thread {thread_id} has no pending interrupt to resume")
         continue_thread = True  # stopped at a static interrupt: a run without input goes on
     assistant = await get_assistant(request, req.assistant_id)
@@ -145,18 +146,16 @@ async def start_run(request: Request, thread_id: str | None) -> Started:
     return started
 
 
-async def _settle_active_run(gw, md: tuple, thread_id: str) -> bool:
-    """Waits until the thread's queued or running run rests; False when it has none."""
+async def _settle_active_run(gw, md: tuple, thread_id: str) -> None:
+    """Waits until the thread's queued or running run (if any) rests."""
     thread = (await gw.threads.GetThread(thread_service_pb2.GetThreadRequest(thread_id=thread_id),
                                          timeout=CALL_TIMEOUT, metadata=md)).thread
     if not thread.active_run_id:
-        return False
+        return
     run = await _get_run(gw, md, thread.active_run_id)
-    if run.status not in (run_pb2.RUN_STATUS_QUEUED, run_pb2.RUN_STATUS_RUNNING):
-        return False
-    async for _ in Follower(gw.runs, gw.threads, gw.review, md, run.run_id, thread_id).events():
-        pass
-    return True
+    if run.status in (run_pb2.RUN_STATUS_QUEUED, run_pb2.RUN_STATUS_RUNNING):
+        async for _ in Follower(gw.runs, gw.threads, gw.review, md, run.run_id, thread_id).events():
+            pass
 
 
 async def _supersede_waiting_run(gw, md: tuple, thread: thread_pb2.Thread) -> None:

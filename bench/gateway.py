@@ -1,6 +1,6 @@
 """LangGraph HTTP API side by side: `runs.wait` through graphmesh's gateway and through `langgraph dev`.
 
-One invocation runs the same graph with the same load against three systems, one at a time:
+One invocation runs the same graph with the same load against these systems, one at a time:
 
   in-process     graph.ainvoke(input) in a child process (the graph compiled with no
                  checkpointer): the cost of the graph alone, the floor for both servers

@@ -1,6 +1,7 @@
 """The Helm chart (deploy/helm/graphmesh) renders with several value sets, every object it
-renders is valid (strictly), and it keeps the deployment's rules: gRPC probes, limits,
-non-root pods, a PDB and a NetworkPolicy for each Deployment, secrets only from Secrets,
+renders is valid (strictly), and it keeps the deployment's rules: gRPC probes (the LangGraph
+HTTP API gateway: HTTP GET /ok), limits, non-root pods, a PDB and a NetworkPolicy for each
+Deployment, secrets only from Secrets (the gateway has none, and no way to Postgres or NATS),
 KEDA on the real stream and consumer, workers given time to drain.
 
 Render the Helm chart offline and validate what it renders: core kinds against the
@@ -48,7 +49,8 @@ VALUE_SETS: dict[str, dict] = {
         "auth": {"jwt": {"existingSecret": "graphmesh-jwt", "key": "secret"}},
         "migrate": {"bootstrapToken": {"existingSecret": "graphmesh-bootstrap", "key": "token"}},
         "metrics": {"namespaceSelector": {}, "podSelector": {"app": "prometheus"}},
-        "review": {"page": {"enabled": False}},
+        "review": {"page": {"enabled": False}, "ingressFrom": [{"podSelector": {"matchLabels": {"team": "ops"}}}]},
+        "gateway": {"enabled": False},
     },
     "cnpg": {
         "fullnameOverride": "mesh",
@@ -61,6 +63,11 @@ VALUE_SETS: dict[str, dict] = {
                         "annotations": {"nginx.ingress.kubernetes.io/proxy-buffering": "off"},
                         "tls": {"secretName": "review-tls"}}}},
         "worker": {"drainGraceSeconds": 300, "concurrency": 16},
+        "gateway": {
+            "replicas": 3, "port": 8123, "corsOrigins": "https://chat.example.com", "pdb": {"minAvailable": 2},
+            "ingressFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}],
+            "ingress": {"enabled": True, "className": "nginx", "host": "agents.example.com",
+                        "tls": {"secretName": "agents-tls"}}},
         "keda": {"minReplicas": 2, "maxReplicas": 50, "lagThreshold": 25},
         "postgres": {"cnpg": {"enabled": True, "instances": 3, "storage": {"size": "100Gi", "storageClass": "fast"}}},
         "config": {"manifestPath": "/app/graphmesh.yaml", "otlpEndpoint": "http://otel-collector.observability:4317"},
@@ -181,6 +188,8 @@ def chart(request, rendered) -> Rendered:
 # --- the chart's rules ---------------------------------------------------------------------
 
 COMPONENTS = {"api": 50051, "review": 50052, "worker": 50053}
+# The components that use Postgres and NATS (they alone may reach them); not the gateway.
+BACKEND_CLIENTS = ("api", "migrate", "review", "worker")
 SECRET_ENV = {"GRAPHMESH_DATABASE_URL", "GRAPHMESH_JWT_SECRET", "GRAPHMESH_BOOTSTRAP_TOKEN"}
 RECOMMENDED_LABELS = {"app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/component",
                       "app.kubernetes.io/version", "app.kubernetes.io/managed-by", "app.kubernetes.io/part-of"}
@@ -214,12 +223,37 @@ def _containers(chart: Rendered):
 
 
 def _selects(selector: dict, labels: dict) -> bool:
-    assert set(selector) <= {"matchLabels"}, f"only matchLabels selectors are used: {selector}"
-    return bool(selector.get("matchLabels")) and selector["matchLabels"].items() <= labels.items()
+    """A label selector (matchLabels, and matchExpressions with In / NotIn) applied to `labels`."""
+    assert set(selector) <= {"matchLabels", "matchExpressions"}, f"unexpected selector: {selector}"
+    assert selector.get("matchLabels"), f"every selector names the release's labels: {selector}"
+    if not selector["matchLabels"].items() <= labels.items():
+        return False
+    for expression in selector.get("matchExpressions", []):
+        assert expression["operator"] in ("In", "NotIn"), expression
+        inside = labels.get(expression["key"]) in expression["values"]
+        if inside != (expression["operator"] == "In"):
+            return False
+    return True
 
 
 def _pod_labels(deployment: dict) -> dict:
     return deployment["spec"]["template"]["metadata"]["labels"]
+
+
+def _gateway(chart: Rendered) -> int | None:
+    """The gateway's HTTP port, None when the value set switches the gateway off."""
+    return _get(chart.values, "gateway.port", 2024) if _get(chart.values, "gateway.enabled", True) else None
+
+
+def _deployed(chart: Rendered) -> list[str]:
+    """The components that run as Deployments."""
+    return [*COMPONENTS, *(["gateway"] if _gateway(chart) is not None else [])]
+
+
+def _component_pod(chart: Rendered, component: str) -> dict:
+    """A pod's labels as the chart gives them to `component` (also one it does not render)."""
+    return {"app.kubernetes.io/name": "graphmesh", "app.kubernetes.io/instance": RELEASE,
+            "app.kubernetes.io/component": component}
 
 
 def _page(chart: Rendered) -> int | None:
@@ -234,15 +268,18 @@ def test_every_rendered_object_is_valid_strictly(chart):
     for obj in chart.objects:
         validate_object(obj)
         kinds[obj["kind"]] += 1
-    expected = {"Deployment": 3, "Service": 3, "PodDisruptionBudget": 3, "ServiceAccount": 4, "Job": 1}
+    deployed = len(_deployed(chart))
+    expected = {"Deployment": deployed, "Service": deployed, "PodDisruptionBudget": deployed,
+                "ServiceAccount": deployed + 1, "Job": 1}
     if _get(chart.values, "keda.enabled", True):
         expected["ScaledObject"] = 1
     if _get(chart.values, "postgres.cnpg.enabled", False):
         expected["Cluster"] = 1
-    expected["Ingress"] = int(_page(chart) is not None and _get(chart.values, "review.page.ingress.enabled", False))
+    expected["Ingress"] = int(_page(chart) is not None and _get(chart.values, "review.page.ingress.enabled", False)) \
+        + int(_gateway(chart) is not None and _get(chart.values, "gateway.ingress.enabled", False))
     for kind, count in expected.items():
         assert kinds[kind] == count, f"{chart.name}: {kinds[kind]} {kind} rendered, expected {count}"
-    assert kinds["NetworkPolicy"] >= 5
+    assert kinds["NetworkPolicy"] >= deployed + 2  # and the migration's and NATS's
     assert kinds["ScaledObject"] == expected.get("ScaledObject", 0)
     assert kinds["Cluster"] == expected.get("Cluster", 0)
     assert "Secret" not in kinds, "the chart must not carry secrets: they come from Secrets made outside it"
@@ -289,6 +326,10 @@ def test_values_schema_rejects_unknown_and_wrong_values(tmp_path):
     assert proc.returncode != 0 and "runAsNonRoot" in proc.stderr
     proc = helm_template({"postgres": {"external": {"existingSecret": ""}}}, tmp_dir=tmp_path)
     assert proc.returncode != 0 and "postgres.external.existingSecret is required" in proc.stderr
+    proc = helm_template({"gateway": {"port": 9464}}, tmp_dir=tmp_path)
+    assert proc.returncode != 0 and "gateway.port must differ from config.metricsPort" in proc.stderr
+    proc = helm_template({"gateway": {"ingress": {"enabled": True}}}, tmp_dir=tmp_path)
+    assert proc.returncode != 0 and "gateway.ingress.host is required" in proc.stderr
 
 
 # --- Deployments ------------------------------------------------------------------------------
@@ -297,7 +338,7 @@ def test_each_service_runs_from_the_one_image_with_its_command(chart):
     image = _get(chart.values, "image.repository", "ghcr.io/graphmesh/graphmesh")
     tag = _get(chart.values, "image.tag", "") or yaml.safe_load((ROOT / "deploy/helm/graphmesh/Chart.yaml")
                                                                 .read_text())["appVersion"]
-    for component in COMPONENTS:
+    for component in _deployed(chart):
         (container,) = _deployment(chart, component)["spec"]["template"]["spec"]["containers"]
         assert container["args"] == ["serve", component]
         assert container["image"] == f"{image}:{tag}"
@@ -321,9 +362,65 @@ def test_deployments_have_grpc_probes_on_integer_ports(chart):
         assert env["GRAPHMESH_METRICS_LISTEN"]["value"] == "0.0.0.0:9464" and ports["metrics"] == 9464
 
 
+def test_the_gateway_is_probed_over_http_and_dials_the_api_and_review_services(chart):
+    """The gateway serves HTTP only: GET /ok on its named port for every probe (no gRPC
+    health), its metrics apart, and the api and review Services' addresses as it calls them."""
+    port = _gateway(chart)
+    if port is None:
+        assert not [d for d in chart.of_kind("Deployment") if d["metadata"]["name"].endswith("-gateway")]
+        return
+    deployment = _deployment(chart, "gateway")
+    assert deployment["spec"]["replicas"] == _get(chart.values, "gateway.replicas", 2)
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"http": port, "metrics": 9464}
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        assert "grpc" not in container[probe], probe
+        assert container[probe]["httpGet"] == {"path": "/ok", "port": "http"}, (probe, container[probe])
+    env = _env(container)
+    assert env["GRAPHMESH_GATEWAY_LISTEN"]["value"] == f"0.0.0.0:{port}" and "GRAPHMESH_LISTEN" not in env
+    for variable, component in (("GRAPHMESH_API_ADDRESS", "api"), ("GRAPHMESH_REVIEW_ADDRESS", "review")):
+        service = chart.named("Service", f"{_fullname(chart)}-{component}")
+        grpc_port = {p["name"]: p["port"] for p in service["spec"]["ports"]}["grpc"]
+        assert env[variable]["value"] == f"{service['metadata']['name']}.{NAMESPACE}.svc.cluster.local:{grpc_port}"
+    assert env["GRAPHMESH_GATEWAY_CORS_ORIGINS"]["value"] == _get(chart.values, "gateway.corsOrigins", "*")
+    # Nothing of Postgres or NATS: not their addresses, not their credentials.
+    assert not [name for name in env if "DATABASE" in name or "NATS" in name or "JWT" in name], sorted(env)
+    pdb = chart.named("PodDisruptionBudget", f"{_fullname(chart)}-gateway")
+    if _get(chart.values, "gateway.pdb.minAvailable", None) is not None:
+        assert pdb["spec"]["minAvailable"] == chart.values["gateway"]["pdb"]["minAvailable"]
+    else:
+        assert pdb["spec"]["maxUnavailable"] == 1
+    service = chart.named("Service", f"{_fullname(chart)}-gateway")
+    (http,) = [p for p in service["spec"]["ports"] if p["name"] == "http"]
+    assert (http["port"], http["targetPort"], http["appProtocol"]) == (port, "http", "http")
+
+
+def test_the_gateway_ingress_is_off_by_default_and_follows_its_values(chart):
+    ingresses = [i for i in chart.of_kind("Ingress") if i["metadata"]["name"].endswith("-gateway")]
+    if _gateway(chart) is None or not _get(chart.values, "gateway.ingress.enabled", False):
+        assert ingresses == []
+        return
+    (ingress,) = ingresses
+    values = chart.values["gateway"]["ingress"]
+    (rule,) = ingress["spec"]["rules"]
+    assert rule["host"] == values["host"] and ingress["spec"]["ingressClassName"] == values["className"]
+    (path,) = rule["http"]["paths"]
+    # The SDKs call the API at the root of its URL.
+    assert (path["path"], path["pathType"]) == ("/", "Prefix")
+    assert path["backend"]["service"] == {"name": f"{_fullname(chart)}-gateway", "port": {"name": "http"}}
+    assert ingress["spec"]["tls"] == [{"hosts": [values["host"]], "secretName": values["tls"]["secretName"]}]
+
+
+def test_the_value_sets_cover_the_gateway_switches(rendered):
+    assert _gateway(rendered["defaults"]) == 2024 and _gateway(rendered["external"]) is None
+    assert _gateway(rendered["cnpg"]) == 8123 and _get(rendered["cnpg"].values, "gateway.ingress.enabled", False)
+    assert _get(rendered["external"].values, "review.ingressFrom", [])
+
+
 def test_every_container_has_requests_and_limits(chart):
     containers = list(_containers(chart))
-    assert len(containers) == 4
+    assert len(containers) == len(_deployed(chart)) + 1
     for obj, container in containers:
         resources = container["resources"]
         for kind in ("requests", "limits"):
@@ -333,7 +430,7 @@ def test_every_container_has_requests_and_limits(chart):
 
 def test_every_pod_runs_non_root_with_a_read_only_root(chart):
     pods = chart.of_kind("Deployment") + chart.of_kind("Job")
-    assert len(pods) == 4
+    assert len(pods) == len(_deployed(chart)) + 1
     for obj in pods:
         spec = obj["spec"]["template"]["spec"]
         name = obj["metadata"]["name"]
@@ -361,7 +458,7 @@ def test_each_pod_has_its_own_service_account_without_a_token(chart):
         assert account["automountServiceAccountToken"] is False
         assert spec["automountServiceAccountToken"] is False
         used.add(spec["serviceAccountName"])
-    assert used == set(accounts) and len(used) == 4, "one account per component, each used"
+    assert used == set(accounts) and len(used) == len(_deployed(chart)) + 1, "one account per component, each used"
     (job,) = chart.of_kind("Job")
     migrate_sa = accounts[job["spec"]["template"]["spec"]["serviceAccountName"]]
     hooks = migrate_sa["metadata"]["annotations"]
@@ -373,7 +470,7 @@ def test_each_pod_has_its_own_service_account_without_a_token(chart):
 def test_each_deployment_has_a_pdb_that_selects_only_it(chart):
     deployments = chart.of_kind("Deployment")
     pdbs = chart.of_kind("PodDisruptionBudget")
-    assert len(deployments) == len(pdbs) == 3
+    assert len(deployments) == len(pdbs) == len(_deployed(chart))
     for deployment in deployments:
         selecting = [p for p in pdbs if _selects(p["spec"]["selector"], _pod_labels(deployment))]
         assert len(selecting) == 1, f"{deployment['metadata']['name']}: {len(selecting)} PDBs select it"
@@ -414,12 +511,14 @@ def test_workers_advertise_their_pod_address(chart):
 
 def test_services_select_their_deployment_and_workers_are_headless(chart):
     services = {s["metadata"]["name"]: s for s in chart.of_kind("Service")}
-    for component, port in COMPONENTS.items():
+    ports = {**COMPONENTS, **({"gateway": _gateway(chart)} if _gateway(chart) is not None else {})}
+    for component, port in ports.items():
         service = services[f"{_fullname(chart)}-{component}"]
         deployments = [d for d in chart.of_kind("Deployment")
                        if service["spec"]["selector"].items() <= _pod_labels(d).items()]
         assert [d["metadata"]["name"] for d in deployments] == [f"{_fullname(chart)}-{component}"]
-        assert {p["name"]: p["port"] for p in service["spec"]["ports"]}["grpc"] == port
+        assert {p["name"]: p["port"] for p in service["spec"]["ports"]}[
+            "http" if component == "gateway" else "grpc"] == port
         assert (service["spec"].get("clusterIP") == "None") == (component == "worker")
 
 
@@ -436,6 +535,11 @@ def test_secrets_only_from_secrets(chart):
     checked = Counter()
     for obj, container in _containers(chart):
         env = _env(container)
+        if container["name"] == "gateway":
+            # The gateway holds no secret: every call carries its HTTP caller's token.
+            assert not [e for e in env.values() if "secretKeyRef" in e.get("valueFrom", {})], env
+            assert not SECRET_ENV & set(env) and "envFrom" not in container
+            continue
         assert "GRAPHMESH_DATABASE_URL" in env, obj["metadata"]["name"]
         for name in SECRET_ENV & set(env):
             assert "value" not in env[name], f"{obj['metadata']['name']}: {name} inline"
@@ -461,6 +565,9 @@ def test_secrets_only_from_secrets(chart):
 
 def test_nats_url_lists_every_server_or_comes_from_a_secret(chart):
     for obj, container in _containers(chart):
+        if container["name"] == "gateway":
+            assert "GRAPHMESH_NATS_URL" not in _env(container)  # it speaks gRPC to the api and review only
+            continue
         nats = _env(container)["GRAPHMESH_NATS_URL"]
         if _get(chart.values, "nats.existingSecret", ""):
             assert nats["valueFrom"]["secretKeyRef"]["name"] == chart.values["nats"]["existingSecret"]
@@ -517,9 +624,17 @@ def _policies_selecting(chart: Rendered, labels: dict, namespace: str) -> list[d
 
 
 def _release_peer(peer: dict) -> bool:
-    return (peer.get("namespaceSelector") == {"matchLabels": {"kubernetes.io/metadata.name": NAMESPACE}}
-            and peer["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "graphmesh",
-                                                       "app.kubernetes.io/instance": RELEASE})
+    """The peer that admits this release's backend clients (api, migrate, review, worker)
+    and no other pod of it (the gateway)."""
+    if peer.get("namespaceSelector") != {"matchLabels": {"kubernetes.io/metadata.name": NAMESPACE}}:
+        return False
+    if peer["podSelector"]["matchLabels"] != {"app.kubernetes.io/name": "graphmesh",
+                                              "app.kubernetes.io/instance": RELEASE}:
+        return False
+    admitted = {c for c in (*BACKEND_CLIENTS, "gateway", "dashboard")
+                if _selects(peer["podSelector"], _component_pod(None, c))}
+    assert admitted == set(BACKEND_CLIENTS), f"the release peer admits {sorted(admitted)}"
+    return True
 
 
 def _rule_for(policy: dict, port: int) -> dict:
@@ -539,6 +654,33 @@ def test_every_deployment_has_ingress_rules_and_workers_hear_only_the_api(chart)
     (peer,) = rule["from"]
     assert _selects(peer["podSelector"], _pod_labels(_deployment(chart, "api")))
     assert not _selects(peer["podSelector"], _pod_labels(_deployment(chart, "review")))
+    assert not _selects(peer["podSelector"], _component_pod(chart, "gateway"))
+
+
+def test_the_gateway_is_open_on_its_port_and_admitted_by_the_api_and_review(chart):
+    port = _gateway(chart)
+    names = {o["metadata"]["name"] for o in chart.objects}
+    if port is None:
+        assert not [n for n in names if n.endswith("-gateway")], "gateway.enabled: false renders nothing of it"
+        return
+    labels = _pod_labels(_deployment(chart, "gateway"))
+    (policy,) = _policies_selecting(chart, labels, NAMESPACE)
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    assert {p["port"] for r in policy["spec"]["ingress"] for p in r["ports"]} == {port, 9464}
+    assert _rule_for(policy, port).get("from", []) == _get(chart.values, "gateway.ingressFrom", [])
+    # The api and review services either take any source or name their peers: the gateway's pods among them.
+    for component in ("api", "review"):
+        (peer_policy,) = _policies_selecting(chart, _pod_labels(_deployment(chart, component)), NAMESPACE)
+        rule = _rule_for(peer_policy, COMPONENTS[component])
+        if "from" in rule:
+            assert [p for p in rule["from"] if "namespaceSelector" not in p and _selects(p["podSelector"], labels)]
+    # No policy of a backend admits it: neither Postgres nor NATS (test_only_graphmesh_pods_reach_*).
+    for backend in chart.of_kind("NetworkPolicy"):
+        if backend["metadata"]["name"].endswith(("-postgres", "-nats")):
+            peers = [p for r in backend["spec"]["ingress"] for p in r.get("from", [])]
+            assert not [p for p in peers if "podSelector" in p and _selects(p["podSelector"], labels)
+                        and p.get("namespaceSelector", {}).get("matchLabels", {}).get(
+                            "kubernetes.io/metadata.name", NAMESPACE) == NAMESPACE], backend["metadata"]["name"]
 
 
 def test_only_graphmesh_pods_reach_nats(chart):
@@ -639,7 +781,10 @@ def test_the_page_port_is_open_to_its_peers_and_the_page_reaches_the_api(chart):
     # The api either takes any source or names its peers: then the review pods are among them.
     if "from" in api_rule:
         assert any("namespaceSelector" not in p and _selects(p["podSelector"], review_labels) for p in api_rule["from"])
-        assert api_rule["from"][:-1] == _get(chart.values, "api.ingressFrom", [])
+        # what the values name, then the review pods, then the gateway's (when it runs)
+        named = _get(chart.values, "api.ingressFrom", [])
+        assert api_rule["from"][:len(named)] == named
+        assert len(api_rule["from"]) == len(named) + 1 + int(_gateway(chart) is not None)
 
 
 def test_the_value_sets_cover_the_page_switches(rendered):
@@ -649,7 +794,7 @@ def test_the_value_sets_cover_the_page_switches(rendered):
 
 
 def test_the_page_ingress_is_off_by_default_and_follows_its_values(chart):
-    ingresses = chart.of_kind("Ingress")
+    ingresses = [i for i in chart.of_kind("Ingress") if i["metadata"]["name"].endswith("-review")]
     if _page(chart) is None or not _get(chart.values, "review.page.ingress.enabled", False):
         assert ingresses == []
         return
@@ -678,6 +823,7 @@ def test_page_values_are_checked(tmp_path):
                                   "ingress": {"enabled": True, "host": "review.internal"}}}}
     objects = render(values, tmp_path)
     (ingress,) = [o for o in objects if o["kind"] == "Ingress"]
+    assert ingress["metadata"]["name"].endswith("-review")
     assert "tls" not in ingress["spec"] and "ingressClassName" not in ingress["spec"]
     validate_object(ingress)
     (review,) = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("-review")]
@@ -702,6 +848,16 @@ def test_the_notes_say_how_to_open_the_page(tmp_path):
     assert "http://127.0.0.1:8080/" in notes and "https://r.example.com/" in notes
     assert "get secret gm-boot -o jsonpath='{.data.token}' | base64 -d" in notes
     assert "review page" not in _notes({"review": {"page": {"enabled": False}}}, tmp_path)
+
+
+def test_the_notes_say_how_to_reach_the_langgraph_api(tmp_path):
+    notes = _notes({}, tmp_path)
+    assert f"kubectl -n {NAMESPACE} port-forward svc/{RELEASE}-graphmesh-gateway 2024" in notes
+    assert 'get_client(url="http://127.0.0.1:2024"' in notes
+    with_ingress = _notes({"gateway": {"ingress": {"enabled": True, "host": "agents.example.com",
+                                                   "tls": {"secretName": "agents-tls"}}}}, tmp_path)
+    assert "https://agents.example.com/" in with_ingress
+    assert "gateway" not in _notes({"gateway": {"enabled": False}}, tmp_path)
 
 
 # --- CloudNativePG -----------------------------------------------------------------------------

@@ -22,7 +22,10 @@ DEPLOY = ROOT / "deploy"
 COMPOSE_FILE = DEPLOY / "compose.yaml"
 CONTAINERFILE = DEPLOY / "Containerfile"
 
+# The gRPC services (GRAPHMESH_LISTEN, grpc-health-check, Postgres and NATS); the gateway is
+# HTTP only and reaches neither backend.
 GRAPHMESH_SERVICES = {"api", "review", "worker"}
+GATEWAY = "gateway"
 NATS_NODES = {"nats-1", "nats-2", "nats-3"}
 STANDINS = {
     "GRAPHMESH_IMAGE": "graphmesh:dev",
@@ -71,7 +74,7 @@ def long_running(svcs: dict[str, dict]) -> dict[str, dict]:
 
 
 def test_the_file_is_valid_with_defaults_stand_ins_and_every_profile():
-    assert set(services()) == {"postgres", *NATS_NODES, "migrate", *GRAPHMESH_SERVICES}
+    assert set(services()) == {"postgres", *NATS_NODES, "migrate", *GRAPHMESH_SERVICES, GATEWAY}
     assert set(services(STANDINS)) == set(services())
     assert "otel-collector" in services(profiles=("otel",))
 
@@ -96,6 +99,11 @@ def test_every_long_running_service_has_a_health_check():
         if name in GRAPHMESH_SERVICES:
             port = svc["environment"]["GRAPHMESH_LISTEN"].rsplit(":", 1)[1]
             assert test[1:] == ["grpc-health-check", f"127.0.0.1:{port}"], (name, test)
+        if name == GATEWAY:
+            # HTTP GET /ok on its own listen port (the image has Python, no curl or wget).
+            port = svc["environment"]["GRAPHMESH_GATEWAY_LISTEN"].rsplit(":", 1)[1]
+            assert test[1:3] == ["python", "-c"] and len(test) == 4, test
+            assert f"urlopen('http://127.0.0.1:{port}/ok'" in test[3], test
         assert check["retries"] >= 1 and check["start_period"], name
         assert svc.get("restart") == "unless-stopped", name
 
@@ -119,6 +127,9 @@ def test_migrate_runs_to_completion_before_every_graphmesh_service():
                                      for name in {"postgres", *NATS_NODES}}
     for name in GRAPHMESH_SERVICES:
         assert svcs[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully", name
+    # the gateway after the services it calls, which come after the migration
+    assert svcs[GATEWAY]["depends_on"] == {name: {"condition": "service_healthy", "required": True}
+                                           for name in ("api", "review")}
     # the first admin token: made into the state volume, or registered from a given one
     command = migrate["command"]
     assert command[command.index("--admin") + 1] == "admin"
@@ -165,10 +176,41 @@ def test_the_review_page_is_published_on_the_host_and_reads_the_api():
     assert {(p["target"], p["published"], p["host_ip"]) for p in custom} >= {(8080, "18080", "0.0.0.0")}
 
 
-def test_the_header_says_how_to_open_the_page():
+def test_the_header_says_how_to_open_the_page_and_the_langgraph_api():
     header = COMPOSE_FILE.read_text().split("\nname:", 1)[0]
     assert "http://127.0.0.1:8080/" in header and "GRAPHMESH_REVIEW_PAGE_PORT" in header
     assert "admin-token" in header
+    assert "http://127.0.0.1:2024" in header and "GRAPHMESH_GATEWAY_PORT" in header
+
+
+def test_the_gateway_runs_by_default_published_on_2024_and_calls_only_the_api_and_review():
+    svcs = services()
+    gateway = svcs[GATEWAY]
+    assert "profiles" not in gateway  # started with the others by a plain `up`
+    assert gateway["command"] == ["serve", "gateway"] and gateway["restart"] == "unless-stopped"
+    env = gateway["environment"]
+    assert env["GRAPHMESH_GATEWAY_LISTEN"] == "0.0.0.0:2024"
+    (port,) = gateway["ports"]
+    assert (port["target"], port["published"], port["host_ip"], port["protocol"]) == (2024, "2024", "127.0.0.1", "tcp")
+    # It dials the api and the review service by their service names, on the ports they listen on.
+    for variable, target in (("GRAPHMESH_API_ADDRESS", "api"), ("GRAPHMESH_REVIEW_ADDRESS", "review")):
+        host, _, listen = env[variable].rpartition(":")
+        assert host == target and svcs[target]["environment"]["GRAPHMESH_LISTEN"] == f"0.0.0.0:{listen}", variable
+    # Stateless and without credentials: no database, no NATS, no secret, no volume.
+    assert not [k for k in env if any(word in k for word in ("DATABASE", "NATS", "SECRET", "TOKEN", "PASSWORD"))], env
+    assert not any("://" in str(v) and "@" in str(v) for v in env.values()), env
+    assert "volumes" not in gateway
+    assert env["GRAPHMESH_GATEWAY_CORS_ORIGINS"] == "*"
+    assert env["GRAPHMESH_METRICS_LISTEN"].rsplit(":", 1)[1] != "2024"
+    assert gateway["deploy"]["replicas"] == 1
+    custom = services({"GRAPHMESH_GATEWAY_PORT": "42024-42025", "GRAPHMESH_GATEWAYS": "2", "GRAPHMESH_BIND": "0.0.0.0",
+                       "GRAPHMESH_GATEWAY_CORS_ORIGINS": "https://chat.example.com"})[GATEWAY]
+    (port,) = custom["ports"]
+    assert (port["published"], port["host_ip"], custom["deploy"]["replicas"]) == ("42024-42025", "0.0.0.0", 2)
+    assert custom["environment"]["GRAPHMESH_GATEWAY_CORS_ORIGINS"] == "https://chat.example.com"
+    # The gRPC services keep their own ports: nothing else takes the gateway's.
+    published = [p["published"] for name, s in svcs.items() if name != GATEWAY for p in s.get("ports", [])]
+    assert "2024" not in published and "container_name" not in gateway
 
 
 def test_workers_scale_by_a_variable_and_drain_before_they_are_killed():
@@ -219,11 +261,11 @@ def test_images_are_variables_official_by_default():
     svcs = services()
     assert svcs["postgres"]["image"] == "postgres:17-bookworm"
     assert {svcs[n]["image"] for n in NATS_NODES} == {"nats:2.11-alpine"}
-    assert {svcs[n]["image"] for n in GRAPHMESH_SERVICES | {"migrate"}} == {"graphmesh:latest"}
+    assert {svcs[n]["image"] for n in GRAPHMESH_SERVICES | {"migrate", GATEWAY}} == {"graphmesh:latest"}
     swapped = services(STANDINS)
     assert swapped["postgres"]["image"] == STANDINS["GRAPHMESH_POSTGRES_IMAGE"]
     assert {swapped[n]["image"] for n in NATS_NODES} == {STANDINS["GRAPHMESH_NATS_IMAGE"]}
-    assert {swapped[n]["image"] for n in GRAPHMESH_SERVICES | {"migrate"}} == {STANDINS["GRAPHMESH_IMAGE"]}
+    assert {swapped[n]["image"] for n in GRAPHMESH_SERVICES | {"migrate", GATEWAY}} == {STANDINS["GRAPHMESH_IMAGE"]}
 
 
 def test_the_collector_sits_behind_the_otel_profile_with_its_config():
@@ -282,7 +324,7 @@ def test_the_containerfile_is_multi_stage_non_root_and_pins_its_base():
 def test_the_image_exposes_the_page_and_checks_it_installed_the_page_files():
     steps = _instructions(CONTAINERFILE)
     (exposed,) = [arg.split() for op, arg in steps if op == "EXPOSE"]
-    assert {"50051", "50052", "50053", "9464", "8080"} <= set(exposed)
+    assert {"50051", "50052", "50053", "9464", "8080", "2024"} <= set(exposed)
     runs = " ".join(arg for op, arg in steps if op == "RUN")
     # graphmesh is installed from /src (not editable): the build fails when a file of the page
     # is missing from what pip installed (package data), checked against /src's copy with -I.

@@ -2,8 +2,10 @@
 with the stand-in Postgres and NATS images, graphs run end to end through an api replica from
 this process (an approval decided through the review service), the review page answering from
 the host (its HTML with the CSP, a sign-in and a decision through its API, which reads the run
-from the api inside the network), a worker container and the run queue's NATS leader killed
-mid-batch with no run lost, and the second api replica serving after the first is stopped.
+from the api inside the network), the LangGraph HTTP API gateway answering langgraph_sdk from
+the host (a run through the api and an interrupt resumed through the review service, inside
+the network), a worker container and the run queue's NATS leader killed mid-batch with no run
+lost, and the second api replica serving after the first is stopped.
 
 scripts/container-tools installs what is missing (Docker, Compose, the base image, the
 images; layers and the base image are cached between runs). Where Docker cannot run, the
@@ -91,13 +93,14 @@ class Stack:
         self.compose_bin = str(Path(compose.__file__).with_name("docker-compose"))
         self.docker = shutil.which("docker", path="/usr/bin") or shutil.which("docker") or "docker"
         self.project = f"gmtest{os.getpid()}{secrets.token_hex(2)}"
-        api_port, review_port, page_port = _free_ports(2), _free_ports(1), _free_ports(1)
+        api_port, review_port, page_port, gateway_port = _free_ports(2), _free_ports(1), _free_ports(1), _free_ports(1)
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("GRAPHMESH_", "COMPOSE_"))}
         self.env.update(IMAGES)
         self.env.update({
             "GRAPHMESH_API_PORTS": f"{api_port}-{api_port + 1}",
             "GRAPHMESH_REVIEW_PORT": str(review_port),
             "GRAPHMESH_REVIEW_PAGE_PORT": str(page_port),
+            "GRAPHMESH_GATEWAY_PORT": str(gateway_port),
             "GRAPHMESH_HEALTH_INTERVAL": "2s",
             "GRAPHMESH_WORKER_CONCURRENCY": "2",  # the batch lasts long enough to kill mid-way
             "GRAPHMESH_DRAIN_GRACE_SECONDS": "5",
@@ -105,6 +108,7 @@ class Stack:
         })
         self.review_address = f"127.0.0.1:{review_port}"
         self.page_url = f"http://127.0.0.1:{page_port}"
+        self.gateway_url = f"http://127.0.0.1:{gateway_port}"
         self.token = ""
 
     def compose(self, *args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
@@ -167,7 +171,7 @@ def stack(figures):
         if done.returncode != 0:
             pytest.fail(f"compose up --wait failed ({done.returncode}):\n{done.stderr[-3000:]}\n{s.states()}\n"
                         f"{s.logs()}", pytrace=False)
-        figures.append(f"time to healthy (compose up --wait: Postgres, 3 NATS, migrate, 2 api, review, "
+        figures.append(f"time to healthy (compose up --wait: Postgres, 3 NATS, migrate, 2 api, review, gateway, "
                        f"2 workers): {time.monotonic() - up_started:.1f} s")
         s.token = s.read_token()
         yield s
@@ -189,7 +193,9 @@ def client(stack):
 def test_the_stack_is_healthy_and_migrated(stack):
     states = stack.states()
     assert states.pop(stack.container("migrate")).startswith("exited")
-    assert len(states) == 9 and all(v == "running healthy" for v in states.values()), states
+    # Postgres, 3 NATS, 2 api, review, the gateway (on by default) and 2 workers
+    assert len(states) == 10 and all(v == "running healthy" for v in states.values()), states
+    assert stack.container("gateway") in states
     assert stack.token.startswith("gm_")
     logs = stack.compose("logs", "--no-color", "migrate").stdout
     assert "stream replicas: 3" in logs and "written to /var/lib/graphmesh/admin-token" in logs
@@ -276,6 +282,41 @@ def test_the_review_page_answers_from_the_host(stack, client, figures):
     assert wait_status(client, run.run_id, {COMPLETED, FAILED}, timeout=60).status == COMPLETED
     figures.append(f"review page on {stack.page_url}: /healthz, the HTML with its CSP, sign-in, and an "
                    f"approval decided through it in {time.monotonic() - started:.1f} s")
+
+
+def test_the_langgraph_api_answers_from_the_host(stack, client, figures):
+    """The gateway is published on the host and serves langgraph_sdk: it calls the api and the
+    review service by their names inside the network, with the caller's own token."""
+    from langgraph_sdk import get_sync_client
+    from langgraph_sdk.errors import NotFoundError
+
+    started = time.monotonic()
+    status, _, body = _http(f"{stack.gateway_url}/ok")
+    assert (status, json.loads(body)) == (200, {"ok": True})
+    assert _http(f"{stack.gateway_url}/assistants/search", body={})[0] == 401  # no token: the api's 401
+    sdk = get_sync_client(url=stack.gateway_url, api_key=stack.token, timeout=60)
+    assert sdk.assistants.get("tiny")["graph_id"] == "tiny"
+    thread = sdk.threads.create()
+    output = sdk.runs.wait(thread["thread_id"], "tiny", input={"text": "Through  The Gateway"})
+    assert output["summary"] == "3 words: through the gateway", output
+    (run,) = sdk.runs.list(thread["thread_id"])
+    assert get_run(client, run["run_id"]).status == COMPLETED  # graphmesh's run, seen over gRPC too
+    # An interrupt resumed through the gateway: it decides the approval through the review service.
+    waiting = sdk.threads.create()
+    sdk.runs.wait(waiting["thread_id"], "research_assistant",
+                  input={"question": "what is graphmesh?", "delay_seconds": 0, "review": True})
+    assert sdk.threads.get(waiting["thread_id"])["status"] == "interrupted"
+    final = sdk.runs.wait(waiting["thread_id"], "research_assistant", command={"resume": {"approved": True}})
+    assert final["report"].startswith("# what is graphmesh?"), final
+    (approval,) = [a for a in list_approvals(review_stub(stack.review_address, stack.token))
+                   if a.thread_id == waiting["thread_id"]]
+    assert approval.status == rpb.APPROVAL_STATUS_RESPONDED, approval  # decided through the review service
+    assert sdk.threads.get(waiting["thread_id"])["status"] == "idle"
+    with pytest.raises(NotFoundError) as missing:
+        sdk.threads.get("00000000-0000-0000-0000-000000000000")
+    assert "detail" in missing.value.response.json()
+    figures.append(f"LangGraph HTTP API on {stack.gateway_url}: /ok, a tiny run waited and an interrupt "
+                   f"resumed through langgraph_sdk in {time.monotonic() - started:.1f} s")
 
 
 def _nats_leader(stack) -> str:

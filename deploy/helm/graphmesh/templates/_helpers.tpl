@@ -41,10 +41,19 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
 app.kubernetes.io/component: {{ .component }}
 {{- end }}
 
-{{/* Every pod of this release (any component): the peers allowed to reach Postgres and NATS. */}}
+{{/* Every pod of this release (any component). */}}
 {{- define "graphmesh.releasePodLabels" -}}
 app.kubernetes.io/name: {{ include "graphmesh.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* The components that hold the database URL and the NATS servers: the only pods of this
+release allowed to reach Postgres and NATS (the gateway speaks gRPC to the api and review only). */}}
+{{- define "graphmesh.backendClients" -}}
+- api
+- migrate
+- review
+- worker
 {{- end }}
 
 {{- define "graphmesh.image" -}}
@@ -158,7 +167,8 @@ pre-install,pre-upgrade
 {{- end -}}
 {{- end }}
 
-{{/* A NetworkPolicy peer: the pods of this release, from any namespace the policy lives in. */}}
+{{/* A NetworkPolicy peer for Postgres and NATS: the pods of this release that use them
+(graphmesh.backendClients), from any namespace the policy lives in. */}}
 {{- define "graphmesh.releasePeer" -}}
 - namespaceSelector:
     matchLabels:
@@ -166,6 +176,11 @@ pre-install,pre-upgrade
   podSelector:
     matchLabels:
       {{- include "graphmesh.releasePodLabels" . | nindent 6 }}
+    matchExpressions:
+      - key: app.kubernetes.io/component
+        operator: In
+        values:
+          {{- include "graphmesh.backendClients" . | nindent 10 }}
 {{- end }}
 
 {{/* The metrics scrapers as a NetworkPolicy `from` list (empty output: nobody). */}}

@@ -54,8 +54,10 @@ class Position:
 
 
 def parse_last_event_id(value: str | None) -> Position | None:
-    """A Last-Event-ID header as this gateway wrote it ("N" or "N:i"); None when absent."""
-    if value is None or not value.strip():
+    """A Last-Event-ID header as this gateway wrote it ("N" or "N:i"); None when absent, or
+    "-1": the JS SDK's useStream rejoins a run it finds on load with -1, meaning the whole
+    stream, metadata first (as the reference server reads it)."""
+    if value is None or not value.strip() or value.strip() == "-1":
         return None
     text = value.strip()
     head, _, part = text.partition(":")

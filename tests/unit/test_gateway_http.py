@@ -18,7 +18,7 @@ from graphmesh.config import Settings
 from graphmesh.v1 import thread_pb2
 from services.gateway.app import create_app
 from services.gateway.context import Gateway
-from services.gateway.errors import HTTP_STATUS, http_status
+from services.gateway.errors import HTTP_STATUS, HTTPError, http_status
 from services.gateway.jsonio import dumps, iso, pagination_headers, plain
 from services.gateway.shapes import state_json, thread_json
 
@@ -154,3 +154,14 @@ def test_thread_and_state_shapes():
                                    "checkpoint_map": {}}
     assert state["parent_checkpoint"]["checkpoint_id"] == "c1" and state["next"] == ["review"]
     assert state["tasks"][0]["checkpoint"] == {"thread_id": "t1", "checkpoint_ns": "sub:k"}
+
+
+def test_last_event_id_positions():
+    from services.gateway.sse import Position, parse_last_event_id
+    assert parse_last_event_id(None) is None and parse_last_event_id("  ") is None
+    assert parse_last_event_id("-1") is None  # the JS SDK's "from the start": metadata first
+    assert parse_last_event_id("7") == Position(after=7)
+    assert parse_last_event_id("7:1") == Position(after=6, skip=2)  # inside event 7, after its 2nd part
+    for bad in ("x", "-2", "3:-1"):
+        with pytest.raises(HTTPError):
+            parse_last_event_id(bad)

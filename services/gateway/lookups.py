@@ -29,6 +29,8 @@ CALL_TIMEOUT = 30.0
 ACTIVE_RUN_STATUSES = (run_pb2.RUN_STATUS_QUEUED, run_pb2.RUN_STATUS_RUNNING, run_pb2.RUN_STATUS_PAUSED,
                        run_pb2.RUN_STATUS_WAITING_FOR_APPROVAL)
 TERMINAL_RUN_STATUSES = (run_pb2.RUN_STATUS_COMPLETED, run_pb2.RUN_STATUS_FAILED, run_pb2.RUN_STATUS_CANCELLED)
+# Runs resting at an interrupt (or a paused node): what ending a thread (as_node __end__) drops.
+RESTING_AT_INTERRUPT = (run_pb2.RUN_STATUS_WAITING_FOR_APPROVAL, run_pb2.RUN_STATUS_PAUSED)
 # How long a delete waits for its cancelled runs to come to rest before purging.
 CANCEL_SETTLE_SECONDS = 15.0
 PURGE_REASON = "DELETE /threads/{thread_id} through the LangGraph HTTP API gateway"
@@ -83,13 +85,13 @@ async def ensure_run_thread(request: Request, thread_id: str, assistant: assista
     return reply.thread
 
 
-async def _active_runs(request: Request, thread_id: str) -> list[run_pb2.Run]:
+async def _active_runs(request: Request, thread_id: str, statuses=ACTIVE_RUN_STATUSES) -> list[run_pb2.Run]:
     gw = gateway_of(request)
     runs: list[run_pb2.Run] = []
     token = ""
     while True:
         reply = await gw.runs.ListRuns(
-            run_service_pb2.ListRunsRequest(thread_id=thread_id, statuses=ACTIVE_RUN_STATUSES, page_size=1000,
+            run_service_pb2.ListRunsRequest(thread_id=thread_id, statuses=statuses, page_size=1000,
                                             page_token=token),
             timeout=CALL_TIMEOUT, metadata=gw.call_metadata(request))
         runs.extend(reply.runs)
@@ -98,16 +100,17 @@ async def _active_runs(request: Request, thread_id: str) -> list[run_pb2.Run]:
             return runs
 
 
-async def cancel_thread_runs(request: Request, thread_id: str) -> None:
-    """Cancels the thread's active runs (action interrupt) and waits until they rest."""
+async def cancel_thread_runs(request: Request, thread_id: str, *, statuses=ACTIVE_RUN_STATUSES,
+                             reason: str = "its thread is being deleted (LangGraph HTTP API)") -> None:
+    """Cancels the thread's runs in `statuses` (action interrupt) and waits until they rest."""
     gw = gateway_of(request)
     md = gw.call_metadata(request)
-    active = await _active_runs(request, thread_id)
+    active = await _active_runs(request, thread_id, statuses)
     for run in active:
         try:
             await gw.runs.CancelRun(run_service_pb2.CancelRunRequest(
-                run_id=run.run_id, action=run_service_pb2.CANCEL_ACTION_INTERRUPT,
-                reason="its thread is being deleted (LangGraph HTTP API)"), timeout=CALL_TIMEOUT, metadata=md)
+                run_id=run.run_id, action=run_service_pb2.CANCEL_ACTION_INTERRUPT, reason=reason),
+                timeout=CALL_TIMEOUT, metadata=md)
         except grpc.aio.AioRpcError as exc:
             # Ended meanwhile: nothing left to cancel.
             if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:

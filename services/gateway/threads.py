@@ -28,7 +28,14 @@ from services.gateway.jsonio import (
     to_struct,
     to_value,
 )
-from services.gateway.lookups import CALL_TIMEOUT, delete_thread, gateway_of, get_thread
+from services.gateway.lookups import (
+    CALL_TIMEOUT,
+    RESTING_AT_INTERRUPT,
+    cancel_thread_runs,
+    delete_thread,
+    gateway_of,
+    get_thread,
+)
 from services.gateway.shapes import THREAD_FIELDS, THREAD_STATUS_OF, select_fields, state_json, thread_json
 
 IF_EXISTS = {"raise": pb.IF_EXISTS_RAISE, "do_nothing": pb.IF_EXISTS_DO_NOTHING}
@@ -177,11 +184,17 @@ async def update_state(request: Request):
     thread_id = request.path_params["thread_id"]
     body = await read_json(request)
     checkpoint_id = get_str(body, "checkpoint_id", "") or _checkpoint_id(body)
+    as_node = get_str(body, "as_node", "")
     gw = gateway_of(request)
+    if as_node == "__end__":
+        # Ending the thread drops the interrupt it waits on (agent-inbox's "mark as resolved"):
+        # the run resting there is cancelled, its approvals with it (recorded as CANCELLED).
+        await cancel_thread_runs(request, thread_id, statuses=RESTING_AT_INTERRUPT,
+                                 reason="the thread was ended (as_node __end__, LangGraph HTTP API)")
     # A thread that never ran takes the update under its metadata's graph_id (the api reads it).
     reply = await gw.threads.UpdateThreadState(
         pb.UpdateThreadStateRequest(thread_id=thread_id, values=to_value(body.get("values"), "values"),
-                                    as_node=get_str(body, "as_node", ""), checkpoint_id=checkpoint_id),
+                                    as_node=as_node, checkpoint_id=checkpoint_id),
         timeout=CALL_TIMEOUT, metadata=gw.call_metadata(request))
     checkpoint = {"thread_id": thread_id, "checkpoint_ns": "", "checkpoint_id": reply.checkpoint_id}
     # "configurable" and "checkpoint_id" are the reference's deprecated copies.

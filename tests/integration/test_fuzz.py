@@ -44,7 +44,10 @@ from graphmesh.v1 import (
     review_service_pb2,
     review_service_pb2_grpc,
     run_service_pb2,
+    assistant_service_pb2,
     schedule_service_pb2,
+    store_service_pb2,
+    thread_service_pb2,
     webhook_service_pb2,
     worker_service_pb2,
 )
@@ -84,7 +87,8 @@ def _rpcs() -> dict[str, object]:
     """'Service/Method' -> method descriptor, for every service of graphmesh.v1."""
     out = {}
     for module in (run_service_pb2, graph_service_pb2, review_service_pb2, worker_service_pb2, auth_service_pb2,
-                   schedule_service_pb2, webhook_service_pb2):
+                   schedule_service_pb2, webhook_service_pb2, thread_service_pb2, assistant_service_pb2,
+                   store_service_pb2):
         for service in module.DESCRIPTOR.services_by_name.values():
             for m in service.methods:
                 out[f"{service.name}/{m.name}"] = m

@@ -28,7 +28,7 @@ def test_importing_the_library_leaves_the_environment_alone(module):
 
 
 @pytest.mark.parametrize("module", ["graphmesh.cli", "services.api.__main__", "services.worker.__main__",
-                                    "services.review.__main__"])
+                                    "services.review.__main__", "services.gateway.__main__"])
 def test_entry_points_switch_fork_support_off_before_grpc_is_imported(module):
     done = _python(f"import {module}; {REPORT}")
     assert done.stdout.split() == ["false", "True"]

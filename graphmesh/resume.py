@@ -296,3 +296,87 @@ def _hitl_response(payload: dict, kind: str, edited_value: Any, comment: str) ->
         return {"decisions": [{"type": "edit", "edited_action": edited}]}
     reject = {"type": "reject", "message": comment} if comment else {"type": "reject"}
     return {"decisions": [dict(reject) for _ in actions]}
+
+
+# -- canonical decisions ---------------------------------------------------------------------
+
+# The approval status each decision records (resume_value reads it for the record shape).
+_STATUS_OF = {"approve": "APPROVED", "reject": "REJECTED", "edit": "EDITED"}
+
+
+def canonical_decision(shape: str, payload: Any, value: Any, *, note: str = "") -> tuple[str, Any, str] | None:
+    """The decision (kind, edited_value, comment) that resumes this interrupt with exactly
+    `value`, a resume value a client wrote itself (LangGraph's Command(resume=value)); None
+    when there is none and the value can only be a RESPOND.
+
+    A RESPOND never counts as an approval for a node policy (graphmesh cannot tell a yes from
+    a no in a raw value), so a client's `true` would never let a guarded node run. Where the
+    value is one the table above gives a decision, to the byte, that decision is the value's
+    meaning: plain true / false; a HumanResponse list of accepts, of ignores, of responses
+    with one text (a REJECT with that comment), or one edit with an ActionRequest; a HITL
+    response of approves, or of rejects with one message or none. The graph then receives
+    exactly what the client sent. The decision must also be one the interrupt allows
+    (check_decision). A `record` value names its reviewer and decision, which are the review
+    tier's to write: it never maps.
+
+    `note` is the comment to record where the comment does not change the value (an
+    approve, an edit, a plain reject); a comment that is part of the value is the value's."""
+    if shape == RECORD:
+        return None
+    for kind, edited_value, comment in _candidates(shape, value):
+        for text in ([comment] if comment is not None else [note, ""] if note else [""]):
+            try:
+                check_decision(shape, payload, kind, edited_value, text)
+                mapped = resume_value(shape, payload, status=_STATUS_OF[kind], decision_kind=kind,
+                                      edited_value=edited_value, comment=text, reviewer="")
+            except (InvalidArgument, KeyError, TypeError, AttributeError):
+                continue  # not a decision this interrupt takes (or a payload it cannot take)
+            if same_json(mapped, value):
+                return kind, edited_value, text
+    return None
+
+
+def is_canonical(shape: str, payload: Any, kind: str, edited_value: Any, comment: str = "") -> bool:
+    """Whether a decision is the canonical decision of the value it resumes with: what a
+    run's owner may send in place of that value (a RESPOND always is)."""
+    if kind == RESPOND:
+        return True
+    if kind not in _STATUS_OF:
+        return False
+    try:
+        value = resume_value(shape, payload, status=_STATUS_OF[kind], decision_kind=kind,
+                             edited_value=edited_value, comment=comment, reviewer="")
+    except (KeyError, TypeError, AttributeError):
+        return False
+    found = canonical_decision(shape, payload, value, note=comment)
+    return found is not None and found[0] == kind
+
+
+def _candidates(shape: str, value: Any) -> list[tuple[str, Any, str | None]]:
+    """Decisions that could stand for `value`: (kind, edited_value, comment; None where the
+    comment is free). Each is checked against the value itself by the caller."""
+    candidates: list[tuple[str, Any, str | None]] = [("approve", None, None), ("reject", None, None)]
+    first = value[0] if isinstance(value, list) and value and isinstance(value[0], dict) else None
+    if shape == HUMAN_INTERRUPT and first is not None:
+        if first.get("type") == "response" and isinstance(first.get("args"), str) and first["args"]:
+            candidates.append(("reject", None, first["args"]))
+        if first.get("type") == "edit" and isinstance(first.get("args"), dict):
+            candidates.append(("edit", first["args"], None))
+    if shape == HITL and isinstance(value, dict) and isinstance(value.get("decisions"), list) and value["decisions"]:
+        decision = value["decisions"][0]
+        if isinstance(decision, dict) and decision.get("type") == "reject" and isinstance(decision.get("message"), str):
+            candidates.append(("reject", None, decision["message"]))
+    return candidates
+
+
+def same_json(a: Any, b: Any) -> bool:
+    """Equal as JSON values: true is not 1, but 1.0 is 1 (protobuf Values carry doubles)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_json(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(same_json(x, y) for x, y in zip(a, b))
+    return type(a) is type(b) and a == b

@@ -98,10 +98,34 @@ async def sdk_phase(url: str, api_key: str | None, graph: str, runs: int, concur
     return PhaseResult(url, "runs.wait", runs, concurrency, wall, failed, samples)
 
 
-def measure(phase, groups: dict[str, int | None], **kwargs) -> dict:
-    meter, cpu = CpuMeter(groups), {}
-    result = asyncio.run(phase(**kwargs, on_measure=lambda begin: meter.start() if begin else cpu.update(meter.stop())))
-    return summarize(result.summary(), cpu)
+def measure(phase, groups: dict[str, int | None], *, database_url: str | None = None, **kwargs) -> dict:
+    """One phase's figures; with database_url (the mesh's), also the api calls it made per run."""
+    meter, cpu, began = CpuMeter(groups), {}, []
+
+    def on_measure(begin: bool) -> None:
+        if begin:
+            began.append(time.time_ns())
+            meter.start()
+        else:
+            cpu.update(meter.stop())
+
+    result = asyncio.run(phase(**kwargs, on_measure=on_measure))
+    out = summarize(result.summary(), cpu)
+    if database_url and began:
+        out["api_calls"] = api_calls(database_url, began[0], out["completed"])
+    return out
+
+
+def api_calls(database_url: str, since_ns: int, runs: int) -> dict[str, float]:
+    """The api's RPCs per run from the measured runs on (its server spans in the trace store,
+    flushed every 0.5 s: read after a pause, before the next phase makes more), by method."""
+    import psycopg
+
+    time.sleep(3.0)
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute("SELECT name, count(*) FROM gm_spans WHERE service = 'graphmesh-api' AND kind = 'SERVER' "
+                            "AND start_ns >= %s GROUP BY name ORDER BY name", (since_ns,)).fetchall()
+    return {name.rsplit("/", 1)[-1]: round(n / (runs or 1), 2) for name, n in rows}
 
 
 def summarize(s: dict, cpu: dict[str, float]) -> dict:
@@ -226,8 +250,9 @@ def langgraph_dev(venv: Path, work: Path, n_jobs: int | None) -> Iterator[tuple[
 # -- graphmesh -----------------------------------------------------------------------------------
 
 @contextmanager
-def graphmesh_gateway(work: Path, args) -> Iterator[tuple[str, str, str, dict[str, int | None]]]:
-    """A mesh with the gateway on the project; yields (gateway url, api address, API token, process groups)."""
+def graphmesh_gateway(work: Path, args) -> Iterator[tuple[str, str, str, dict[str, int | None], str]]:
+    """A mesh with the gateway on the project; yields (gateway url, api address, API token, process groups,
+    database url)."""
     from graphmesh.mesh import Mesh, MeshConfig
 
     data = work / "mesh"
@@ -242,7 +267,7 @@ def graphmesh_gateway(work: Path, args) -> Iterator[tuple[str, str, str, dict[st
         groups = {name: mesh.pid(name) for name in mesh.service_names}
         groups.update(nats=mesh.nats.pid if mesh.nats else None, postgres=mesh.postgres.pid if mesh.postgres else None)
         say(f"graphmesh gateway up at {mesh.gateway_url}")
-        yield mesh.gateway_url, mesh.api_address, token, groups
+        yield mesh.gateway_url, mesh.api_address, token, groups, mesh.database_url
     finally:
         mesh.stop()
 
@@ -301,6 +326,12 @@ def render(report: dict) -> str:
                 cpu = phase[key]["cpu_ms_per_run"]
                 lines.append(f"CPU ms/run at {phase['concurrency']} clients, {label}: "
                              + "  ".join(f"{k} {x:.2f}" for k, x in cpu.items()))
+    for phase in report["phases"]:
+        for key, label in SYSTEMS:
+            calls = (phase.get(key) or {}).get("api_calls")
+            if calls:
+                lines.append(f"api calls/run at {phase['concurrency']} clients, {label}: {sum(calls.values()):.2f} ("
+                             + "  ".join(f"{k} {x:.2f}" for k, x in calls.items()) + ")")
     return "\n".join(lines)
 
 
@@ -357,20 +388,21 @@ def main(argv: list[str] | None = None) -> int:
                     phases[c]["langgraph_dev"] = measure(sdk_phase, {"langgraph-dev": pid, "clients": os.getpid()},
                                                          url=url, api_key=None, concurrency=c, **load)
         if "graphmesh" not in args.skip or "graphmesh_grpc" not in args.skip:
-            with graphmesh_gateway(work, args) as (url, api, token, groups):
+            with graphmesh_gateway(work, args) as (url, api, token, groups, database_url):
                 groups = {"clients": os.getpid(), **groups}
                 for c in concurrencies:
                     if "graphmesh" not in args.skip:
                         say(f"graphmesh gateway: {args.warmup} warm-up + {args.runs} runs at {c} ...")
                         phases[c]["graphmesh"] = measure(sdk_phase, groups, url=url, api_key=token, concurrency=c,
-                                                         **load)
+                                                         database_url=database_url, **load)
                     if "graphmesh_grpc" not in args.skip and args.graph == "tiny":
                         from bench.mesh_load import mesh_phase
 
                         say(f"graphmesh gRPC: {args.warmup} warm-up + {args.runs} runs at {c} ...")
                         os.environ["GRAPHMESH_TOKEN"] = token  # graphmesh.client's default credentials
-                        phases[c]["graphmesh_grpc"] = measure(mesh_phase, groups, address=api,
-                                                              runs=args.runs, concurrency=c, warmup=args.warmup)
+                        phases[c]["graphmesh_grpc"] = measure(mesh_phase, groups, address=api, runs=args.runs,
+                                                              concurrency=c, warmup=args.warmup,
+                                                              database_url=database_url)
     finally:
         if args.keep:
             say(f"kept {work}")

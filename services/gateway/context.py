@@ -8,6 +8,8 @@ the api's interceptors authenticate and authorize it exactly as they do a CLI ca
 from __future__ import annotations
 
 import asyncio
+import time
+from collections import OrderedDict
 
 import grpc
 from starlette.requests import Request
@@ -28,6 +30,42 @@ from graphmesh.v1 import (
 # W3C trace context headers passed on as metadata: the api's OpenTelemetry interceptor
 # continues the caller's trace.
 TRACE_HEADERS = ("traceparent", "tracestate")
+# How long a system assistant read for one caller is used again without asking the api, and
+# how many (caller, assistant) pairs are kept.
+SYSTEM_ASSISTANT_TTL_SECONDS = 60.0
+SYSTEM_ASSISTANT_ENTRIES = 1024
+
+
+class SystemAssistantCache:
+    """Graphs' system assistants as the api answered GetAssistant for one caller, by the id
+    or graph name asked for. They never change (UpdateAssistant and DeleteAssistant refuse
+    them), so a run needs not read one each time; the key holds the caller's credentials
+    because what an assistant read shows depends on the graphs the caller covers, and the
+    TTL bounds how long a change of those (or of the deployment's graphs) goes unseen.
+    Other assistants can change and are never kept."""
+
+    def __init__(self, ttl: float = SYSTEM_ASSISTANT_TTL_SECONDS, entries: int = SYSTEM_ASSISTANT_ENTRIES) -> None:
+        self._ttl = ttl
+        self._entries = entries
+        self._kept: OrderedDict[tuple, tuple[float, object]] = OrderedDict()
+
+    def get(self, credentials: str, assistant_id: str):
+        key = (credentials, assistant_id)
+        found = self._kept.get(key)
+        if found is None:
+            return None
+        expires, assistant = found
+        if expires < time.monotonic():
+            del self._kept[key]
+            return None
+        self._kept.move_to_end(key)
+        return assistant
+
+    def put(self, credentials: str, assistant_id: str, assistant) -> None:
+        self._kept[(credentials, assistant_id)] = (time.monotonic() + self._ttl, assistant)
+        self._kept.move_to_end((credentials, assistant_id))
+        while len(self._kept) > self._entries:
+            self._kept.popitem(last=False)
 
 
 class Gateway:
@@ -43,6 +81,7 @@ class Gateway:
         # Set when the process begins to stop: long streams end so clients reconnect to
         # another replica (with Last-Event-ID) instead of holding up the shutdown.
         self.stopping = asyncio.Event()
+        self.system_assistants = SystemAssistantCache()
         # token="": no token of this process's own; each call carries its caller's.
         self._api_channel = api_channel or aio_channel(settings.api_address, token="")
         review_address = settings.review_address

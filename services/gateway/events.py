@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 import grpc
 
@@ -324,9 +324,10 @@ class Follower:
 
 
 async def sse_events(gw, md: tuple, run: run_pb2.Run, thread_id: str, view: StreamView, position: Position, *,
-                     metadata_event: bool) -> AsyncIterator[bytes]:
+                     metadata_event: bool, on_rest: Callable[[int], None] | None = None) -> AsyncIterator[bytes]:
     """The run's events after `position` as SSE, `metadata` first when asked, ending where
-    the reference's stream would end (events.py)."""
+    the reference's stream would end (events.py). on_rest: told the status the run rests in
+    once the stream reached it."""
     if metadata_event:
         yield frame("metadata", {"run_id": run.run_id, "attempt": run.attempt}, str(position.after))
     follower = Follower(gw.runs, gw.threads, gw.review, md, run.run_id, thread_id, start=position.after)
@@ -340,6 +341,8 @@ async def sse_events(gw, md: tuple, run: run_pb2.Run, thread_id: str, view: Stre
                 chunk = frames(event.sequence, out, skip if event.sequence == position.after + 1 else 0)
                 if chunk:
                     yield chunk
+        if follower.resting and on_rest is not None:
+            on_rest(follower.resting)
     except grpc.aio.AioRpcError as exc:
         yield frame("error", {"error": exc.code().name, "message": exc.details() or "the event stream failed"})
 
@@ -361,9 +364,11 @@ async def state_at_rest(gw, md: tuple, thread_id: str, follower: Follower) -> An
     return values
 
 
-async def run_result(gw, md: tuple, run: run_pb2.Run, thread_id: str, after: int = 0) -> Any:
+async def run_result(gw, md: tuple, run: run_pb2.Run, thread_id: str, after: int = 0, *,
+                     on_rest: Callable[[int], None] | None = None) -> Any:
     """What /wait and /join answer once the run rests: the thread's values (with
-    "__interrupt__" at an interrupt), or {"__error__": {error, message}} for a failed run."""
+    "__interrupt__" at an interrupt), or {"__error__": {error, message}} for a failed run.
+    on_rest: told the status the run rests in."""
     follower = Follower(gw.runs, gw.threads, gw.review, md, run.run_id, thread_id, start=after)
     failed: run_pb2.RunError | None = None
     if run.status in TERMINAL:
@@ -378,6 +383,8 @@ async def run_result(gw, md: tuple, run: run_pb2.Run, thread_id: str, after: int
                                         metadata=md)).run
             follower.resting = run.status
             failed = run.error if run.status == run_pb2.RUN_STATUS_FAILED else None
+    if on_rest is not None:
+        on_rest(follower.resting)
     if failed is not None:
         return {"__error__": error_json(failed)}
     return await state_at_rest(gw, md, thread_id, follower)

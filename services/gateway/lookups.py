@@ -48,6 +48,20 @@ async def get_assistant(request: Request, assistant_id: str) -> assistant_servic
     return reply.assistant
 
 
+async def run_assistant(request: Request, assistant_id: str) -> assistant_service_pb2.Assistant:
+    """get_assistant for a run: a system assistant the same caller read within the cache's
+    TTL is not read again (context.SystemAssistantCache); any other is read each time."""
+    gw = gateway_of(request)
+    credentials = dict(gw.call_metadata(request)).get("authorization", "")
+    kept = gw.system_assistants.get(credentials, assistant_id)
+    if kept is not None:
+        return kept
+    assistant = await get_assistant(request, assistant_id)
+    if assistant.system:
+        gw.system_assistants.put(credentials, assistant_id, assistant)
+    return assistant
+
+
 async def get_thread(request: Request, thread_id: str, *, include_values: bool = False) -> thread_pb2.Thread:
     gw = gateway_of(request)
     reply = await gw.threads.GetThread(

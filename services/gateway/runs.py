@@ -49,7 +49,7 @@ from services.gateway.events import (
     state_at_rest,
 )
 from services.gateway.jsonio import dumps, json_response, query_bool, query_int, read_json
-from services.gateway.lookups import ensure_run_thread, gateway_of, get_assistant, get_thread
+from services.gateway.lookups import ensure_run_thread, gateway_of, get_thread, run_assistant
 from services.gateway.resume import resume
 from services.gateway.run_requests import RunRequest, create_run_request, parse_run_request
 from services.gateway.run_shapes import STATUS_FILTER, TIMEOUT_CODES, run_json
@@ -81,6 +81,10 @@ class Started:
     request: RunRequest
     after: int = 0  # the stream shows the run's events after this sequence
     temporary: "Temporary | None" = None
+    resting: int = 0  # the status the response saw the run come to rest in (0: not yet)
+
+    def rested(self, status: int) -> None:
+        self.resting = status
 
     @property
     def location(self) -> str:
@@ -124,7 +128,7 @@ async def start_run(request: Request, thread_id: str | None) -> Started:
         if thread.status != thread_pb2.THREAD_STATUS_INTERRUPTED or thread.active_run_id:
             raise HTTPError(409, f"thread {thread_id} has no pending interrupt to resume")
         continue_thread = True  # stopped at a static interrupt: a run without input goes on
-    assistant = await get_assistant(request, req.assistant_id)
+    assistant = await run_assistant(request, req.assistant_id)
     stateless = thread_id is None
     thread_id = thread_id or str(uuid.uuid4())
     thread = await ensure_run_thread(request, thread_id, assistant, create=stateless or req.if_not_exists == "create",
@@ -197,25 +201,34 @@ async def _run_on_thread(request: Request) -> run_pb2.Run:
 
 class Temporary:
     """A stateless run's thread, purged once the run has ended and its response was read
-    (release()). A run resting at an interrupt or pause keeps its thread."""
+    (release()). A run resting at an interrupt or pause keeps its thread. The response
+    that followed the run to its rest says where it rests (release(resting)); only when it
+    could not (its client left first, its event stream broke) is the run followed here,
+    so a run's events are read once, not twice."""
 
     def __init__(self, gw, md: tuple, run_id: str, thread_id: str) -> None:
         self._released = asyncio.Event()
+        self._resting = 0
         _spawn(self._purge(gw, md, run_id, thread_id))
 
-    def release(self) -> None:
+    def release(self, resting: int = 0) -> None:
+        """resting: the status the response saw the run rest in (0: not seen)."""
+        self._resting = resting
         self._released.set()
 
     async def _purge(self, gw, md: tuple, run_id: str, thread_id: str) -> None:
         try:
-            follower = Follower(gw.runs, gw.threads, gw.review, md, run_id, thread_id)
-            async for _ in follower.events():
-                pass
-            if follower.resting not in TERMINAL:
-                log.info("stateless run %s rests at %s: its thread %s is kept", run_id,
-                         run_pb2.RunStatus.Name(follower.resting or 0), thread_id)
-                return
             await self._released.wait()
+            resting = self._resting
+            if not resting:
+                follower = Follower(gw.runs, gw.threads, gw.review, md, run_id, thread_id)
+                async for _ in follower.events():
+                    pass
+                resting = follower.resting
+            if resting not in TERMINAL:
+                log.info("stateless run %s rests at %s: its thread %s is kept", run_id,
+                         run_pb2.RunStatus.Name(resting or 0), thread_id)
+                return
             await gw.runs.PurgeThread(pb.PurgeThreadRequest(
                 thread_id=thread_id, reason="stateless run ended (LangGraph HTTP API, on_completion=delete)"),
                 timeout=CALL_TIMEOUT, metadata=md)
@@ -224,7 +237,9 @@ class Temporary:
 
 
 def _releaser(started: Started):
-    return started.temporary.release if started.temporary is not None else None
+    if started.temporary is None:
+        return None
+    return lambda: started.temporary.release(started.resting)
 
 
 def _canceller(gw, md: tuple, run_id: str, why: str):
@@ -248,7 +263,7 @@ def _stream_response(request: Request, started: Started, stateless: bool) -> Res
     req = started.request
     view = StreamView(modes=req.stream_modes, carried=set(started.run.options.stream_modes))
     body = sse_events(gw, md, started.run, started.thread_id, view, Position(after=started.after),
-                      metadata_event=True)
+                      metadata_event=True, on_rest=started.rested)
     on_disconnect = None
     if req.on_disconnect == "cancel":
         on_disconnect = _canceller(gw, md, started.run.run_id,
@@ -310,7 +325,7 @@ async def join_stream(request: Request) -> Response:
 def _wait_body(gw, md: tuple, started: Started) -> AsyncIterator[bytes]:
     async def body() -> AsyncIterator[bytes]:
         try:
-            result = await run_result(gw, md, started.run, started.thread_id, started.after)
+            result = await run_result(gw, md, started.run, started.thread_id, started.after, on_rest=started.rested)
         except grpc.aio.AioRpcError as exc:  # the status line is sent: the failure goes in the body
             result = {"__error__": {"error": exc.code().name, "message": exc.details() or "the wait failed"}}
         yield dumps(result).encode()

@@ -11,6 +11,7 @@ SUBMIT = ("submitter", "operator")
 SEE_RUNS = ("submitter", "reviewer", "operator")
 OPERATE = ("operator",)
 REVIEW = ("reviewer",)
+REVIEW_OR_OWN = ("reviewer", "submitter")
 ANYONE = ("submitter", "reviewer", "operator")
 
 METHOD_ROLES: dict[str, tuple[str, ...]] = {
@@ -21,7 +22,9 @@ METHOD_ROLES: dict[str, tuple[str, ...]] = {
     "/graphmesh.v1.RunService/StreamRun": SEE_RUNS,
     "/graphmesh.v1.RunService/GetThreadState": SEE_RUNS,
     "/graphmesh.v1.RunService/GetRunTrace": SEE_RUNS,
-    "/graphmesh.v1.RunService/CancelRun": OPERATE,
+    # An operator any run of its graphs, a submitter its own runs (the servicer checks):
+    # LangGraph clients cancel what they started.
+    "/graphmesh.v1.RunService/CancelRun": SUBMIT,
     "/graphmesh.v1.RunService/RetryRun": OPERATE,
     "/graphmesh.v1.RunService/ResumeRun": OPERATE,
     # A submitter its own threads (the servicer checks), an operator any of its graphs'.
@@ -33,10 +36,13 @@ METHOD_ROLES: dict[str, tuple[str, ...]] = {
     "/graphmesh.v1.GraphService/DisableNode": OPERATE,
     "/graphmesh.v1.GraphService/EnableNode": OPERATE,
     "/graphmesh.v1.GraphService/ListWorkers": OPERATE,
-    "/graphmesh.v1.ReviewService/ListApprovals": REVIEW,
-    "/graphmesh.v1.ReviewService/GetApproval": REVIEW,
+    # Reviewers the approvals of their graphs; a submitter sees those of its own runs and
+    # answers the ones no node policy role guards (the servicer checks; a LangGraph client's
+    # Command(resume=...) is a decision).
+    "/graphmesh.v1.ReviewService/ListApprovals": REVIEW_OR_OWN,
+    "/graphmesh.v1.ReviewService/GetApproval": REVIEW_OR_OWN,
     "/graphmesh.v1.ReviewService/WatchApprovals": REVIEW,
-    "/graphmesh.v1.ReviewService/Decide": REVIEW,
+    "/graphmesh.v1.ReviewService/Decide": REVIEW_OR_OWN,
     "/graphmesh.v1.ReviewService/ListAuditRecords": ("reviewer", "operator"),
     "/graphmesh.v1.WorkerService/GetWorkerStatus": OPERATE,
     "/graphmesh.v1.WorkerService/Drain": OPERATE,

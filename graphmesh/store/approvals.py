@@ -86,11 +86,16 @@ SELECT_AUDIT = "SELECT * FROM gm_audit"
 AUDIT_OF_THREAD = """(run_id = ANY(ARRAY(SELECT run_id FROM gm_runs WHERE thread_id = %s))
     OR (run_id IS NULL AND details->>'thread_id' = %s))"""
 # The nodes a run's approved or edited approvals name: the interrupting node, or the node
-# the interrupt's payload names (an approval step guarding a mutating node).
+# the interrupt's payload names (an approval step guarding a mutating node). A decision the
+# run's owner made as its owner (audited with "as_owner") is no review: it never counts.
 APPROVED_NODES = """
-SELECT DISTINCT unnest(ARRAY[node, payload->>'node']) AS node FROM gm_approvals
-WHERE run_id = %s AND status IN ('APPROVED', 'EDITED')
+SELECT DISTINCT unnest(ARRAY[a.node, a.payload->>'node']) AS node FROM gm_approvals a
+WHERE a.run_id = %s AND a.status IN ('APPROVED', 'EDITED')
+  AND NOT EXISTS (SELECT 1 FROM gm_audit d WHERE d.run_id = a.run_id AND d.approval_id = a.approval_id
+                  AND d.action = 'approval_decided' AND d.details @> '{"as_owner": true}')
 """
+# Approvals of runs `owner` owns (what a submitter sees).
+OF_OWNER = "EXISTS (SELECT 1 FROM gm_runs r WHERE r.run_id = gm_approvals.run_id AND r.owner = %s)"
 
 
 @dataclass(frozen=True)
@@ -143,11 +148,12 @@ class ApprovalStore:
 
     async def decide(
         self, approval_id: str, *, kind: str, edited_value: Any, comment: str, reviewer: str,
-        announce: Announce,
+        announce: Announce, audit_details: dict[str, Any] | None = None,
     ) -> DecideResult:
         """Records a decision; `edited_value` is the decision's value: the edited object of
         an EDIT, the resume value itself of a RESPOND (any JSON value; None is null). The
-        same decision again answers as the first did; any other is FAILED_PRECONDITION."""
+        same decision again answers as the first did; any other is FAILED_PRECONDITION.
+        `audit_details` join the decision's audit record (e.g. {"as_owner": true})."""
         approval_id = parse_uuid(approval_id, "approval")
         responding = kind == RESPOND
         async with self._runs.transaction() as conn:
@@ -183,7 +189,7 @@ class ApprovalStore:
             # As an EDIT's edited value, a RESPOND's value is kept whole in the audit record.
             value = {"value": edited_value} if responding else {"edited_value": edited_value}
             await self._audit(conn, reviewer, "approval_decided", approval,
-                              {"decision": kind, "comment": comment, **value})
+                              {"decision": kind, "comment": comment, **value, **(audit_details or {})})
             seq = (await (await conn.execute(NEXT_EVENT_SEQ, (run.run_id,))).fetchone())["event_seq"]
             outbox = [await self._outbox(conn, announce(approval, "decided"))]
             resumed = None
@@ -220,15 +226,25 @@ class ApprovalStore:
     async def list(self, *, statuses: list[str] | None = None, graph: str = "", run_id: str = "",
                    page_size: int = 50, page_token: str = "", graphs: list[str] | None = None,
                    thread_id: str = "", required_role: str = "", reviewer: str = "",
-                   created_after: datetime | None = None,
-                   created_before: datetime | None = None) -> tuple[list[ApprovalRecord], str]:
-        """A page of approvals, newest first; `graphs` narrows it to what a reviewer covers.
+                   created_after: datetime | None = None, created_before: datetime | None = None,
+                   owner: str = "") -> tuple[list[ApprovalRecord], str]:
+        """A page of approvals, newest first; `graphs` narrows it to what a reviewer covers,
+        `owner` to the approvals of that principal's runs (with `graphs`: those of either).
         Created in [created_after, created_before) when given."""
-        where, args = filters(("graph = ANY(%s)", graphs), ("status = ANY(%s)", statuses or None),
+        where, args = filters(("status = ANY(%s)", statuses or None),
                               ("graph = %s", graph), ("run_id = %s", run_id and parse_uuid(run_id, "run")),
                               ("thread_id = %s", thread_id), ("required_role = %s", required_role),
                               ("reviewer = %s", reviewer), ("created_at >= %s", created_after),
                               ("created_at < %s", created_before))
+        if owner and graphs is not None:
+            where.append(f"(graph = ANY(%s) OR {OF_OWNER})")
+            args.extend([graphs, owner])
+        elif owner:
+            where.append(OF_OWNER)
+            args.append(owner)
+        elif graphs is not None:
+            where.append("graph = ANY(%s)")
+            args.append(graphs)
         return await keyset_page(self._runs.connection, "gm_approvals", "approval_id", where, args,
                                  page_size=page_size, page_token=page_token, from_row=ApprovalRecord.from_row)
 

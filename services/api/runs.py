@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from graphmesh.auth.principals import ALL_GRAPHS, ensure_can_see_run
+from graphmesh.auth.principals import ALL_GRAPHS, ensure_can_cancel, ensure_can_see_run
 from graphmesh.bus import require_connected, status_event
 from graphmesh.bus.hub import HOLDING, EventHub
 from graphmesh.cancel import Canceller
@@ -168,7 +168,8 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
         if request.action not in (pb.CANCEL_ACTION_UNSPECIFIED, pb.CANCEL_ACTION_INTERRUPT, pb.CANCEL_ACTION_ROLLBACK):
             raise InvalidArgument(f"unknown cancel action {request.action}")
         action = "rollback" if request.action == pb.CANCEL_ACTION_ROLLBACK else "interrupt"
-        await self._operated_run(request.run_id, "cancel")
+        # An operator of the run's graph, or the run's owner (a LangGraph client cancels its own runs).
+        ensure_can_cancel(caller(), await self._store.get_run(request.run_id))
         run = await self._canceller.cancel(request.run_id, reason=request.reason, actor=principal(context),
                                            action=action)
         return pb.CancelRunResponse(run=run_to_proto(run))

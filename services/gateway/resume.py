@@ -1,6 +1,12 @@
 """`command.resume` on an interrupted thread: its pending interrupts are answered through the
-review tier (ReviewService.Decide, kind RESPOND, the value exactly as given), so every
-resume is a recorded and audited decision like any other.
+review tier (ReviewService.Decide), so every resume is a recorded and audited decision like
+any other. A value that is exactly what a decision resumes with in the approval's resume
+shape (plain `true`, a HumanResponse `[{"type": "accept", "args": null}]`, a HITL
+`{"decisions": [{"type": "approve"}]}`, ...: graphmesh.resume.canonical_decision) is sent
+as that decision (APPROVE, REJECT, EDIT), so that a reviewer can approve a node a policy
+guards from a LangGraph client; any other value is a RESPOND, the value exactly as given
+(which never counts as an approval for a node policy). Either way the graph receives the
+value the client sent.
 
 Which interrupt takes which value is LangGraph's rule: a dict whose keys are interrupt ids
 answers each named one; anything else answers the only pending interrupt, and is refused
@@ -16,14 +22,16 @@ from typing import Any
 
 import grpc
 
+from graphmesh.resume import canonical_decision
 from graphmesh.v1 import review_service_pb2 as rpb
 from graphmesh.v1 import thread_service_pb2
 from services.gateway.errors import HTTPError
-from services.gateway.jsonio import to_value
+from services.gateway.jsonio import plain, to_struct, to_value
 
 # LangGraph's interrupt ids are xxh3-128 hex digests.
 INTERRUPT_ID = re.compile(r"^[0-9a-f]{32}$")
 COMMENT = "resumed through the LangGraph HTTP API (Command(resume=...))"
+KINDS = {"approve": rpb.DECISION_KIND_APPROVE, "reject": rpb.DECISION_KIND_REJECT, "edit": rpb.DECISION_KIND_EDIT}
 
 
 @dataclass(frozen=True)
@@ -31,6 +39,7 @@ class Pending:
     approval_id: str
     interrupt_id: str
     run_id: str
+    value: Any = None  # the interrupt's payload, as the graph passed it
 
 
 @dataclass(frozen=True)
@@ -43,8 +52,33 @@ async def pending_interrupts(threads: Any, metadata: tuple, thread_id: str) -> l
     """The thread's open interrupts that graphmesh turned into approvals."""
     thread = (await threads.GetThread(thread_service_pb2.GetThreadRequest(thread_id=thread_id),
                                       metadata=metadata)).thread
-    return [Pending(i.approval_id, i.interrupt_id, i.run_id or thread.active_run_id)
+    return [Pending(i.approval_id, i.interrupt_id, i.run_id or thread.active_run_id,
+                    plain(i.value) if i.HasField("value") else None)
             for i in thread.interrupts if i.approval_id]
+
+
+async def resume_shapes(review: Any, metadata: tuple, thread_id: str) -> dict[str, str]:
+    """approval id -> resume shape, for the thread's pending approvals (what a reviewer, or
+    the submitter that owns the run, may list)."""
+    reply = await review.ListApprovals(rpb.ListApprovalsRequest(
+        thread_id=thread_id, statuses=[rpb.APPROVAL_STATUS_PENDING], page_size=1000), metadata=metadata)
+    return {a.approval_id: a.resume_shape for a in reply.approvals}
+
+
+def decide_request(target: Pending, shape: str, answer: Any) -> rpb.DecideRequest:
+    """The decision that resumes `target`'s interrupt with `answer`: the one the value stands
+    for in its shape, else a RESPOND with the value as given."""
+    mapped = canonical_decision(shape, target.value, answer, note=COMMENT) if shape else None
+    if mapped is not None and mapped[0] == "edit" and _has_integers(mapped[1]):
+        mapped = None  # an edited value travels as a Struct (doubles): 3 would reach the graph as 3.0
+    if mapped is None:
+        return rpb.DecideRequest(approval_id=target.approval_id, kind=rpb.DECISION_KIND_RESPOND,
+                                 value=to_value(answer, "command.resume"), comment=COMMENT)
+    kind, edited_value, comment = mapped
+    request = rpb.DecideRequest(approval_id=target.approval_id, kind=KINDS[kind], comment=comment)
+    if kind == "edit":
+        request.edited_value.CopyFrom(to_struct(edited_value, "command.resume"))
+    return request
 
 
 def answers(pending: list[Pending], value: Any) -> list[tuple[Pending, Any]]:
@@ -64,6 +98,14 @@ def answers(pending: list[Pending], value: Any) -> list[tuple[Pending, Any]]:
     return [(pending[0], value)]
 
 
+def _has_integers(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(_has_integers(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_integers(v) for v in value)
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 async def resume(review: Any, threads: Any, metadata: tuple, thread_id: str, value: Any) -> Resumed | None:
     """Decides the thread's pending interrupts with `value`; None when it has none (the
     caller then treats the thread as not interrupted)."""
@@ -79,11 +121,11 @@ async def resume(review: Any, threads: Any, metadata: tuple, thread_id: str, val
     if len(runs) > 1:  # one run holds a thread: this would be a store inconsistency
         raise HTTPError(409, f"thread {thread_id} has interrupts of several runs ({', '.join(sorted(runs))})")
     decided: set[str] = set()
-    for target, answer in answers(pending, value):
+    targets = answers(pending, value)
+    shapes = await resume_shapes(review, metadata, thread_id)
+    for target, answer in targets:
         try:
-            await review.Decide(rpb.DecideRequest(approval_id=target.approval_id, kind=rpb.DECISION_KIND_RESPOND,
-                                                  value=to_value(answer, "command.resume"), comment=COMMENT),
-                                metadata=metadata)
+            await review.Decide(decide_request(target, shapes.get(target.approval_id, ""), answer), metadata=metadata)
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.FAILED_PRECONDITION and decided:
                 # Decided meanwhile by someone else (e.g. expired): the others still count.
@@ -93,4 +135,4 @@ async def resume(review: Any, threads: Any, metadata: tuple, thread_id: str, val
     return Resumed(run_id=next(iter(runs)), approval_ids=frozenset(decided))
 
 
-__all__ = ["Pending", "Resumed", "answers", "pending_interrupts", "resume"]
+__all__ = ["Pending", "Resumed", "answers", "decide_request", "pending_interrupts", "resume", "resume_shapes"]

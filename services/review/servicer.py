@@ -11,13 +11,13 @@ from typing import Any
 from google.protobuf import json_format
 from opentelemetry import trace
 
-from graphmesh.auth.principals import ALL_GRAPHS, ensure_can_decide
-from graphmesh.bus.approvals import last_stream_sequence, watch
+from graphmesh.auth.principals import ALL_GRAPHS, ensure_can_decide, ensure_can_see_approval
+from graphmesh.bus.approvals import announcement, last_stream_sequence, watch
 from graphmesh.errors import InvalidArgument, PermissionDenied
 from graphmesh.jsonvalues import to_struct
 from graphmesh.lifecycle import RunLifecycle
 from graphmesh.messages import DECISION_KINDS, approval_to_proto, timestamp
-from graphmesh.resume import RESPOND
+from graphmesh.resume import RESPOND, is_canonical
 from graphmesh.rpc.errors import end_stream_for_shutdown
 from graphmesh.rpc.principal import caller, principal
 from graphmesh.store import ApprovalStore
@@ -93,6 +93,16 @@ def _covered(principal) -> list[str] | None:
     return None if principal.covers(ALL_GRAPHS) else sorted(principal.graphs)
 
 
+def _visible(principal) -> tuple[list[str] | None, str]:
+    """(graphs, owner) for ApprovalStore.list: a reviewer sees the approvals of the graphs it
+    covers, a submitter those of its own runs (a narrowed reviewer that submits: either)."""
+    reviewer, submitter = principal.has("reviewer"), principal.has("submitter")
+    if reviewer:
+        graphs = _covered(principal)
+        return graphs, principal.name if submitter and graphs is not None else ""
+    return None, principal.name
+
+
 class ReviewServicer(review_service_pb2_grpc.ReviewServiceServicer):
     def __init__(self, *, approvals: ApprovalStore, lifecycle: RunLifecycle, js, stopping: asyncio.Event) -> None:
         self._approvals = approvals
@@ -107,17 +117,26 @@ class ReviewServicer(review_service_pb2_grpc.ReviewServiceServicer):
                 raise InvalidArgument(f"unknown approval status {value}")
             statuses.append(APPROVAL_STATUS_NAMES[value])
         created_after, created_before = _time_range(request, "created_after", "created_before")
+        graphs, owner = _visible(caller())
         records, token = await self._approvals.list(
             statuses=statuses, graph=request.graph, run_id=request.run_id,
             page_size=page_size(request.page_size, 50), page_token=request.page_token,
-            graphs=_covered(caller()), thread_id=request.thread_id, required_role=request.required_role,
+            graphs=graphs, owner=owner, thread_id=request.thread_id, required_role=request.required_role,
             reviewer=request.reviewer, created_after=created_after, created_before=created_before)
         return pb.ListApprovalsResponse(approvals=[approval_to_proto(a) for a in records], next_page_token=token)
 
     async def GetApproval(self, request, context):
         approval = await self._approvals.get(request.approval_id)
-        caller().require("reviewer", graph=approval.graph, action=f"see approval {approval.approval_id}")
+        me = caller()
+        if not (me.has("reviewer") and me.covers(approval.graph)):  # else: is it the caller's own run's?
+            ensure_can_see_approval(me, approval, await self._run_owner(approval))
         return pb.GetApprovalResponse(approval=approval_to_proto(approval))
+
+    async def _run_owner(self, approval) -> str | None:
+        """The owner of the approval's run; None when the caller submits nothing (it cannot own one)."""
+        if not caller().has("submitter"):
+            return None
+        return (await self._approvals.runs.get_run(approval.run_id)).owner
 
     async def WatchApprovals(self, request, context):
         me = caller()
@@ -161,11 +180,27 @@ class ReviewServicer(review_service_pb2_grpc.ReviewServiceServicer):
             raise InvalidArgument("kind must be APPROVE, REJECT, EDIT or RESPOND")
         value = _decision_value(request, kind)
         started = time.time_ns()
-        ensure_can_decide(caller(), await self._approvals.get(request.approval_id))
+        me, approval = caller(), await self._approvals.get(request.approval_id)
+        owner = None if me.has("reviewer") and me.covers(approval.graph) else await self._run_owner(approval)
+        as_owner = ensure_can_decide(me, approval, owner)
+        if as_owner and not is_canonical(approval.resume_shape, approval.payload, kind, value, request.comment):
+            # An owner answers; a review is a reviewer's. It may send a value (RESPOND) or the
+            # decision a value stands for (graphmesh/resume.py canonical_decision), nothing more.
+            raise PermissionDenied(
+                f"{me.name} answers approval {approval.approval_id} as the owner of run {approval.run_id}: it may "
+                f"RESPOND with a value, or send the APPROVE / REJECT / EDIT a value stands for in the "
+                f"'{approval.resume_shape}' shape; this {kind.upper()} needs a reviewer", code="ROLE_REQUIRED")
         # The store refuses (INVALID_ARGUMENT) a decision the interrupt's shape does not allow;
         # `edited_value` carries a RESPOND's value too (graphmesh/store/approvals.py).
-        result = await self._lifecycle.decide(request.approval_id, kind=kind, edited_value=value,
-                                              comment=request.comment, reviewer=principal(context))
+        if as_owner:
+            # The audit says so, and the node policy gate never counts it as an approval.
+            # (RunLifecycle.decide takes no audit details yet; it only adds `announce`.)
+            result = await self._approvals.decide(request.approval_id, kind=kind, edited_value=value,
+                                                  comment=request.comment, reviewer=me.name,
+                                                  announce=announcement, audit_details={"as_owner": True})
+        else:
+            result = await self._lifecycle.decide(request.approval_id, kind=kind, edited_value=value,
+                                                  comment=request.comment, reviewer=principal(context))
         if not result.replayed:
             approval = result.approval
             DECISION_LATENCY.record((approval.decided_at - approval.created_at).total_seconds(),

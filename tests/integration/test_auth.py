@@ -319,7 +319,7 @@ DOOR = {
     "RunService/StreamRun": (pb.StreamRunRequest(run_id=NOBODY), {"submitter", "reviewer", "operator"}),
     "RunService/GetThreadState": (pb.GetThreadStateRequest(thread_id=NOBODY), {"submitter", "reviewer", "operator"}),
     "RunService/GetRunTrace": (pb.GetRunTraceRequest(run_id=NOBODY), {"submitter", "reviewer", "operator"}),
-    "RunService/CancelRun": (pb.CancelRunRequest(run_id=NOBODY), {"operator"}),
+    "RunService/CancelRun": (pb.CancelRunRequest(run_id=NOBODY), {"submitter", "operator"}),  # its own runs
     "RunService/RetryRun": (pb.RetryRunRequest(run_id=NOBODY), {"operator"}),
     "RunService/ResumeRun": (pb.ResumeRunRequest(run_id=NOBODY), {"operator"}),
     "RunService/PurgeThread": (None, {"submitter", "operator"}),  # request built from the descriptor (newer RPC)
@@ -330,10 +330,12 @@ DOOR = {
     "GraphService/DisableNode": (gpb.DisableNodeRequest(graph="no_such_graph", node="x", reason="r"), {"operator"}),
     "GraphService/EnableNode": (gpb.EnableNodeRequest(graph="no_such_graph", node="x"), {"operator"}),
     "GraphService/ListWorkers": (gpb.ListWorkersRequest(), {"operator"}),
-    "ReviewService/ListApprovals": (rpb.ListApprovalsRequest(run_id=NOBODY), {"reviewer"}),
-    "ReviewService/GetApproval": (rpb.GetApprovalRequest(approval_id=NOBODY), {"reviewer"}),
+    "GraphService/DescribeGraph": (gpb.DescribeGraphRequest(graph="no_such_graph"), {"submitter", "reviewer", "operator"}),
+    # A submitter: the approvals of its own runs (the servicer checks; test_owner_decisions.py).
+    "ReviewService/ListApprovals": (rpb.ListApprovalsRequest(run_id=NOBODY), {"reviewer", "submitter"}),
+    "ReviewService/GetApproval": (rpb.GetApprovalRequest(approval_id=NOBODY), {"reviewer", "submitter"}),
     "ReviewService/WatchApprovals": (rpb.WatchApprovalsRequest(graph="no_such_graph"), {"reviewer"}),
-    "ReviewService/Decide": (rpb.DecideRequest(approval_id=NOBODY, kind=APPROVE), {"reviewer"}),
+    "ReviewService/Decide": (rpb.DecideRequest(approval_id=NOBODY, kind=APPROVE), {"reviewer", "submitter"}),
     "ReviewService/ListAuditRecords": (rpb.ListAuditRecordsRequest(run_id=NOBODY), {"reviewer", "operator"}),
     "WorkerService/GetWorkerStatus": (wpb.GetWorkerStatusRequest(), {"operator"}),
     # WorkerService/Drain: see test_drain_is_refused_to_non_operators (last: an admitted Drain drains).
@@ -466,15 +468,21 @@ def test_narrowed_submitter_runs_only_its_graphs(who):
 
 
 def test_submitter_cannot_operate_or_review(who, sams_tiny, approvals):
-    sam = who["sam"]
-    with rpc_error(DENIED, "ROLE_REQUIRED"):
-        sam.api.runs.CancelRun(pb.CancelRunRequest(run_id=approvals["aw_run"].run_id), timeout=10)
+    """A submitter cancels, sees and answers only its own runs (test_owner_decisions.py),
+    and never an approval its node policy gives a reviewer's role."""
+    sam, sue = who["sam"], who["sue"]
+    with rpc_error(DENIED, "NOT_YOUR_RUN"):
+        sue.api.runs.CancelRun(pb.CancelRunRequest(run_id=approvals["aw_run"].run_id), timeout=10)
     with rpc_error(DENIED, "ROLE_REQUIRED"):
         sam.api.runs.RetryRun(pb.RetryRunRequest(run_id=sams_tiny.run_id), timeout=10)
-    with rpc_error(DENIED, "ROLE_REQUIRED"):
+    with rpc_error(DENIED, "ROLE_REQUIRED"):  # required_role "reviewer": not the owner's to decide
         sam.review.Decide(rpb.DecideRequest(approval_id=approvals["aw"].approval_id, kind=APPROVE), timeout=10)
-    with rpc_error(DENIED, "ROLE_REQUIRED"):
-        sam.review.GetApproval(rpb.GetApprovalRequest(approval_id=approvals["aw"].approval_id), timeout=10)
+    with rpc_error(DENIED, "NOT_YOUR_RUN"):
+        sue.review.Decide(rpb.DecideRequest(approval_id=approvals["aw"].approval_id, kind=APPROVE), timeout=10)
+    with rpc_error(DENIED, "NOT_YOUR_RUN"):
+        sue.review.GetApproval(rpb.GetApprovalRequest(approval_id=approvals["aw"].approval_id), timeout=10)
+    assert sam.review.GetApproval(rpb.GetApprovalRequest(approval_id=approvals["aw"].approval_id),
+                                  timeout=10).approval.run_id == approvals["aw_run"].run_id
     with rpc_error(DENIED, "ROLE_REQUIRED"):
         sam.api.graphs.DisableNode(gpb.DisableNodeRequest(graph="tiny", node="count", reason="x"), timeout=10)
     assert get_run(sam.api, approvals["aw_run"].run_id).status == WAITING

@@ -163,6 +163,27 @@ def test_status_follows_the_latest_run(threads, ran, mesh):
     assert get_thread(threads, ran["busy"][0]).status == BUSY
 
 
+def test_a_waiting_threads_state_shows_its_interrupt(client, ran, mesh):
+    """GetThreadState's snapshot, as LangGraph's aget_state: the task waiting at interrupt()
+    with its interrupt (from the checkpoint's pending writes), the snapshot's interrupts, and
+    the approval each one became (RemoteGraph reads these through the gateway)."""
+    tid, run_id = ran["waiting"]
+    (approval,) = wait_approvals(review_stub(mesh.review_address), run_id, 1)
+    snapshot = client.runs.GetThreadState(runpb.GetThreadStateRequest(thread_id=tid), metadata=ANN,
+                                          timeout=30).snapshot
+    assert list(snapshot.next) == ["review"]
+    (task,) = snapshot.tasks
+    assert task.name == "review"
+    named = (approval.interrupt_id, approval.approval_id, run_id, "review")
+    assert [(i.interrupt_id, i.approval_id, i.run_id, i.node) for i in task.interrupts] == [named]
+    assert [(i.interrupt_id, i.approval_id, i.run_id, i.node) for i in snapshot.interrupts] == [named]
+    assert to_dict(snapshot.interrupts[0].value)["node"] == "apply_change"
+    # At the checkpoint named explicitly, the same.
+    again = client.runs.GetThreadState(runpb.GetThreadStateRequest(thread_id=tid, checkpoint_id=snapshot.checkpoint_id),
+                                       metadata=ANN, timeout=30).snapshot
+    assert [i.interrupt_id for i in again.interrupts] == [approval.interrupt_id]
+
+
 def test_search_and_count_by_status_metadata_graph_ids_and_values(threads, ran, suite):
     ids = {name: tid for name, (tid, _) in ran.items()}
     assert set(listed(threads, suite, meta={"kind": "done"})) == {ids["done"]}

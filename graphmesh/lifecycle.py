@@ -180,11 +180,12 @@ class RunLifecycle:
     # -- decisions on approvals ---------------------------------------------------------
 
     async def decide(self, approval_id: str, *, kind: str, edited_value: Any, comment: str,
-                     reviewer: str) -> DecideResult:
+                     reviewer: str, audit_details: dict[str, Any] | None = None) -> DecideResult:
         """Records a decision (or an expiry); the run resumes once its last open approval is
-        decided. Call `announce_decision` after, inside whatever trace span should carry it."""
+        decided. Call `announce_decision` after, inside whatever trace span should carry it.
+        `audit_details` join the decision's audit record (e.g. {"as_owner": true})."""
         return await self._approvals.decide(approval_id, kind=kind, edited_value=edited_value, comment=comment,
-                                            reviewer=reviewer, announce=announcement)
+                                            reviewer=reviewer, announce=announcement, audit_details=audit_details)
 
     async def announce_decision(self, result: DecideResult, kind: str) -> None:
         """The run's approval_decided event, the resumed run's QUEUED event and job, the

@@ -12,7 +12,7 @@ from google.protobuf import json_format
 from opentelemetry import trace
 
 from graphmesh.auth.principals import ALL_GRAPHS, ensure_can_decide, ensure_can_see_approval
-from graphmesh.bus.approvals import announcement, last_stream_sequence, watch
+from graphmesh.bus.approvals import last_stream_sequence, watch
 from graphmesh.errors import InvalidArgument, PermissionDenied
 from graphmesh.jsonvalues import to_struct
 from graphmesh.lifecycle import RunLifecycle
@@ -192,15 +192,10 @@ class ReviewServicer(review_service_pb2_grpc.ReviewServiceServicer):
                 f"'{approval.resume_shape}' shape; this {kind.upper()} needs a reviewer", code="ROLE_REQUIRED")
         # The store refuses (INVALID_ARGUMENT) a decision the interrupt's shape does not allow;
         # `edited_value` carries a RESPOND's value too (graphmesh/store/approvals.py).
-        if as_owner:
-            # The audit says so, and the node policy gate never counts it as an approval.
-            # (RunLifecycle.decide takes no audit details yet; it only adds `announce`.)
-            result = await self._approvals.decide(request.approval_id, kind=kind, edited_value=value,
-                                                  comment=request.comment, reviewer=me.name,
-                                                  announce=announcement, audit_details={"as_owner": True})
-        else:
-            result = await self._lifecycle.decide(request.approval_id, kind=kind, edited_value=value,
-                                                  comment=request.comment, reviewer=principal(context))
+        # An owner's decision says so in the audit, and the node policy gate never counts it as an approval.
+        result = await self._lifecycle.decide(request.approval_id, kind=kind, edited_value=value,
+                                              comment=request.comment, reviewer=principal(context),
+                                              audit_details={"as_owner": True} if as_owner else None)
         if not result.replayed:
             approval = result.approval
             DECISION_LATENCY.record((approval.decided_at - approval.created_at).total_seconds(),

@@ -39,12 +39,12 @@ from hypothesis import strategies as st
 from graphmesh.client import api_client, channel
 from graphmesh.rpc.errors import error_code
 from graphmesh.v1 import (
+    assistant_service_pb2,
     auth_service_pb2,
     graph_service_pb2,
     review_service_pb2,
     review_service_pb2_grpc,
     run_service_pb2,
-    assistant_service_pb2,
     schedule_service_pb2,
     store_service_pb2,
     thread_service_pb2,

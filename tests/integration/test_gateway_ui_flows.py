@@ -337,15 +337,17 @@ def test_agent_inbox_flow(http, server):
 
     if server.mesh is not None:
         check_review_tier(server, {
-            answered: [{"type": "response", "args": "Say hi to Ana from me"}],
-            accepted: [{"type": "accept", "args": action}],
-            ignored: [{"type": "ignore", "args": None}],
+            answered: ("REJECTED", "REJECT", "Say hi to Ana from me", None),  # exactly a reject's value, with it as the comment
+            accepted: ("RESPONDED", "RESPOND", None, [{"type": "accept", "args": action}]),  # args: not an approve's value
+            ignored: ("REJECTED", "REJECT", None, None),
         }, resolved)
 
 
-def check_review_tier(server: Server, resumed: dict[str, list], resolved: str) -> None:
-    """The review tier recorded each answer the inbox gave as a RESPOND decision by the token's
-    principal, with the resume value; the approval of the thread marked resolved is closed."""
+def check_review_tier(server: Server, resumed: dict[str, tuple], resolved: str) -> None:
+    """The review tier recorded each answer the inbox gave as a decision by the token's
+    principal: (status, kind, comment, value). A HumanResponse list that is exactly what a
+    decision resumes with is that decision (services/gateway/resume.py), any other a RESPOND
+    with the value; the approval of the thread marked resolved is closed."""
     from google.protobuf import json_format
 
     stub = review_stub(server.mesh.review_address, server.token)
@@ -356,11 +358,16 @@ def check_review_tier(server: Server, resumed: dict[str, list], resolved: str) -
     for tid in [*resumed, resolved]:
         wait_for(lambda: approvals(tid) and all(a.status != rpb.APPROVAL_STATUS_PENDING for a in approvals(tid)),
                  30, message=lambda: f"thread {tid}'s approval to be closed: {approvals(tid)}")
-    for tid, value in resumed.items():
+    for tid, (status, kind, comment, value) in resumed.items():
         (a,) = approvals(tid)
         assert a.resume_shape == "human_interrupt", a
         assert (rpb.ApprovalStatus.Name(a.status), rpb.DecisionKind.Name(a.decision.kind), a.decision.reviewer) == (
-            "APPROVAL_STATUS_RESPONDED", "DECISION_KIND_RESPOND", "inbox-reviewer"), a
-        assert json_format.MessageToDict(a.decision.value) == value, a
+            f"APPROVAL_STATUS_{status}", f"DECISION_KIND_{kind}", "inbox-reviewer"), a
+        if comment is not None:
+            assert a.decision.comment == comment, a
+        if value is not None:
+            assert json_format.MessageToDict(a.decision.value) == value, a
+        else:
+            assert not a.decision.HasField("value"), a
     (a,) = approvals(resolved)
     assert a.status == rpb.APPROVAL_STATUS_CANCELLED, rpb.ApprovalStatus.Name(a.status)

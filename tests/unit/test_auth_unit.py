@@ -202,15 +202,15 @@ def test_graphmesh_rpcs_are_not_public():
 @pytest.mark.parametrize("method, allowed, refused", [
     ("/graphmesh.v1.RunService/CreateRun", ["submitter", "operator", "admin"], ["reviewer"]),
     ("/graphmesh.v1.RunService/GetRun", ["submitter", "reviewer", "operator"], []),
-    ("/graphmesh.v1.RunService/CancelRun", ["operator", "admin"], ["submitter", "reviewer"]),
+    ("/graphmesh.v1.RunService/CancelRun", ["operator", "admin", "submitter"], ["reviewer"]),  # its own runs
     ("/graphmesh.v1.RunService/RetryRun", ["operator"], ["submitter", "reviewer"]),
     ("/graphmesh.v1.RunService/ResumeRun", ["operator"], ["submitter", "reviewer"]),
     ("/graphmesh.v1.GraphService/ListGraphs", ["submitter", "reviewer", "operator"], ["finance"]),
     ("/graphmesh.v1.GraphService/SetRollout", ["operator", "admin"], ["submitter", "reviewer"]),
     ("/graphmesh.v1.GraphService/DisableNode", ["operator"], ["submitter", "reviewer"]),
     ("/graphmesh.v1.GraphService/ListWorkers", ["operator"], ["submitter", "reviewer"]),
-    ("/graphmesh.v1.ReviewService/Decide", ["reviewer", "admin"], ["submitter", "operator", "finance"]),
-    ("/graphmesh.v1.ReviewService/ListApprovals", ["reviewer"], ["submitter", "operator"]),
+    ("/graphmesh.v1.ReviewService/Decide", ["reviewer", "admin", "submitter"], ["operator", "finance"]),
+    ("/graphmesh.v1.ReviewService/ListApprovals", ["reviewer", "submitter"], ["operator"]),
     ("/graphmesh.v1.ReviewService/ListAuditRecords", ["reviewer", "operator"], ["submitter"]),
     ("/graphmesh.v1.WorkerService/Drain", ["operator", "admin"], ["submitter", "reviewer"]),
     ("/graphmesh.v1.WorkerService/GetWorkerStatus", ["operator"], ["submitter", "reviewer"]),

@@ -31,7 +31,6 @@ import datetime
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -212,43 +211,10 @@ def dev_project(work: Path) -> Path:
 @contextmanager
 def langgraph_dev(venv: Path, work: Path, n_jobs: int | None) -> Iterator[tuple[str, int]]:
     """`langgraph dev` on the project; yields (url, pid), stopped with its process group."""
-    import httpx
+    from bench.vs_langgraph_dev import serve_langgraph_dev
 
-    config = dev_project(work)
-    port = free_port()
-    cmd = [str(venv / "bin" / "langgraph"), "dev", "--host", "127.0.0.1", "--port", str(port), "--no-browser",
-           "--no-reload", "--config", str(config)] + (["--n-jobs-per-worker", str(n_jobs)] if n_jobs else [])
-    env = {**os.environ, "VIRTUAL_ENV": str(venv), "PATH": f"{venv / 'bin'}:{os.environ.get('PATH', '')}",
-           "LANGSMITH_TRACING": "false", "LANGCHAIN_TRACING_V2": "false", "LANGGRAPH_CLI_NO_ANALYTICS": "1"}
-    env.pop("PYTHONPATH", None)
-    log_path = work / "langgraph-dev.log"
-    url = f"http://127.0.0.1:{port}"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, cwd=config.parent, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-        try:
-            deadline = time.monotonic() + 120
-            while True:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"langgraph dev did not come up (exit {proc.returncode}):\n"
-                                       + log_path.read_text(errors="replace")[-3000:])
-                try:
-                    if httpx.get(f"{url}/ok", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.25)
-            say(f"langgraph dev up at {url} (log {log_path})")
-            yield url, proc.pid
-        finally:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-            except ProcessLookupError:
-                pass
+    with serve_langgraph_dev(venv, dev_project(work), work / "langgraph-dev.log", n_jobs, say) as served:
+        yield served
 
 
 # -- graphmesh -----------------------------------------------------------------------------------

@@ -61,23 +61,31 @@ def ensure_venv(venv: Path, say) -> dict:
 @contextmanager
 def langgraph_dev(venv: Path, work: Path, n_jobs: int | None, say):
     """`langgraph dev` on a throwaway project serving graphs/tiny.py as "tiny"; yields (url, pid)."""
-    import httpx
-
     project = work / "langgraph-project"
     project.mkdir()
     shutil.copy(REPO_ROOT / "graphs" / "tiny.py", project / "graph.py")
     (project / "langgraph.json").write_text(json.dumps({"dependencies": ["."], "graphs": {"tiny": "./graph.py:graph"}}))
+    with serve_langgraph_dev(venv, project / "langgraph.json", work / "langgraph-dev.log", n_jobs, say) as served:
+        yield served
+
+
+@contextmanager
+def serve_langgraph_dev(venv: Path, config: Path, log_path: Path, n_jobs: int | None, say):
+    """`langgraph dev --config CONFIG` from the venv, in CONFIG's directory (where it keeps its
+    .langgraph_api state); yields (url, pid) once /ok answers; stops its process group."""
+    import httpx
+
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     cmd = [str(venv / "bin" / "langgraph"), "dev", "--host", "127.0.0.1", "--port", str(port), "--no-browser",
-           "--no-reload"] + (["--n-jobs-per-worker", str(n_jobs)] if n_jobs else [])
+           "--no-reload", "--config", str(config)] + (["--n-jobs-per-worker", str(n_jobs)] if n_jobs else [])
     env = {**os.environ, "VIRTUAL_ENV": str(venv), "PATH": f"{venv / 'bin'}:{os.environ.get('PATH', '')}",
            "LANGSMITH_TRACING": "false", "LANGCHAIN_TRACING_V2": "false", "LANGGRAPH_CLI_NO_ANALYTICS": "1"}
-    log_path = work / "langgraph-dev.log"
+    env.pop("PYTHONPATH", None)  # graphmesh's own path must not shadow the venv's packages
     url = f"http://127.0.0.1:{port}"
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, cwd=project, env=env, stdout=log, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(cmd, cwd=config.parent, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)  # its own process group: stopped as a whole
         try:
             deadline = time.monotonic() + 120

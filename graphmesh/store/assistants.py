@@ -7,6 +7,7 @@ A system assistant is never changed or deleted through the API.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,6 +17,8 @@ from psycopg.types.json import Jsonb
 from graphmesh.errors import FailedPrecondition, NotFound
 from graphmesh.store.paging import filters
 from graphmesh.store.runs import RunStore
+
+log = logging.getLogger(__name__)
 
 # Fields UpdateAssistant may set (its field mask's paths).
 EDITABLE = ("graph", "name", "description", "config", "context", "metadata")
@@ -31,6 +34,7 @@ ON CONFLICT (assistant_id) DO NOTHING
 RETURNING *
 """
 SELECT_ASSISTANT = "SELECT * FROM gm_assistants WHERE assistant_id = %s"
+SELECT_SYSTEM_ASSISTANT = "SELECT * FROM gm_assistants WHERE graph = %s AND system"
 LOCK_ASSISTANT = SELECT_ASSISTANT + " FOR UPDATE"
 DELETE_ASSISTANT = "DELETE FROM gm_assistants WHERE assistant_id = %s"
 SELECT_ASSISTANTS = "SELECT * FROM gm_assistants"
@@ -86,13 +90,23 @@ class AssistantStore:
         self._runs = runs
 
     async def insert_system(self, assistants: list[dict[str, Any]]) -> int:
-        """Inserts the system assistants that are missing; returns how many were new."""
+        """Inserts the system assistants that are missing; returns how many were new. An id
+        held by a client's assistant (made before client ids in the system id space were
+        refused) is logged as an error and left alone: the graph then has no system
+        assistant, and its name resolves to nothing rather than to that assistant."""
         added = 0
         async with self._runs.transaction() as conn:
             for fields in assistants:
                 row = await (await conn.execute(INSERT_ASSISTANT, _params({**fields, "system": True,
                                                                            "owner": ""}))).fetchone()
                 added += row is not None
+                if row is None:
+                    held = await (await conn.execute(SELECT_ASSISTANT, (fields["assistant_id"],))).fetchone()
+                    if held is not None and (not held["system"] or held["graph"] != fields["graph"]):
+                        log.error("graph '%s' has no system assistant: its id %s is held by assistant of graph "
+                                  "'%s' (owner '%s', system=%s); delete that row from gm_assistants to give the "
+                                  "graph its own", fields["graph"], fields["assistant_id"], held["graph"],
+                                  held["owner"], held["system"])
         return added
 
     async def create(self, fields: dict[str, Any]) -> AssistantRecord | None:
@@ -104,6 +118,12 @@ class AssistantStore:
     async def find(self, assistant_id: str) -> AssistantRecord | None:
         async with self._runs.connection() as conn:
             row = await (await conn.execute(SELECT_ASSISTANT, (assistant_id,))).fetchone()
+        return AssistantRecord.from_row(row) if row else None
+
+    async def find_system(self, graph: str) -> AssistantRecord | None:
+        """The graph's system assistant (what the graph's name stands for as an assistant id)."""
+        async with self._runs.connection() as conn:
+            row = await (await conn.execute(SELECT_SYSTEM_ASSISTANT, (graph,))).fetchone()
         return AssistantRecord.from_row(row) if row else None
 
     async def update(self, assistant_id: str, changes: dict[str, Any], check=None) -> AssistantRecord:

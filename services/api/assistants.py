@@ -33,6 +33,10 @@ SORT_BY = {pb.ASSISTANT_SORT_BY_UNSPECIFIED: "created_at", pb.ASSISTANT_SORT_BY_
 DEFAULT_LIMIT = 10
 # LangGraph's server names an assistant created without a name so.
 DEFAULT_NAME = "Untitled"
+# System assistants' ids are uuid5(NAMESPACE_GRAPH, graph): clients may not choose any
+# version-5 id, since a graph declared later would find its id taken (its name would then
+# resolve to a client's assistant of another graph).
+SYSTEM_ID_VERSION = 5
 
 
 def assistant_to_proto(a: AssistantRecord) -> pb.Assistant:
@@ -92,17 +96,23 @@ class AssistantServicer(assistant_service_pb2_grpc.AssistantServiceServicer):
         return names if me.covers(ALL_GRAPHS) else [g for g in names if me.covers(g)]
 
     async def _found(self, assistant_or_graph: str) -> AssistantRecord:
-        """By id, or by graph name (its system assistant), as the caller may see it."""
+        """By id, or by graph name (its system assistant), as the caller may see it. A graph's
+        name and its system id (uuid5) resolve only to that graph's system assistant."""
         await self._ensure_ready()
         if not assistant_or_graph:
             raise InvalidArgument("assistant_id is required")
         assistant_id = parse_assistant_id(assistant_or_graph)
+        names = self._registry.names()
         if assistant_id is None:
-            if assistant_or_graph not in self._registry.names():
+            if assistant_or_graph not in names:
                 raise NotFound(f"no assistant has id '{assistant_or_graph}' and no graph is named so (graphs: "
-                               f"{', '.join(self._registry.names())})", code="ASSISTANT_NOT_FOUND")
-            assistant_id = system_assistant_id(assistant_or_graph)
-        found = await self._assistants.find(assistant_id)
+                               f"{', '.join(names)})", code="ASSISTANT_NOT_FOUND")
+            found = await self._assistants.find_system(assistant_or_graph)
+        else:
+            found = await self._assistants.find(assistant_id)
+            system_of = {system_assistant_id(g): g for g in names}.get(assistant_id)
+            if found is not None and system_of is not None and not (found.system and found.graph == system_of):
+                found = None  # a client's assistant on a graph's system id (insert_system logs it)
         me = caller()
         # Assistants of graphs this deployment no longer declares (or the caller does not
         # cover) are not shown, as if they were not there.
@@ -127,6 +137,17 @@ class AssistantServicer(assistant_service_pb2_grpc.AssistantServiceServicer):
             if assistant_id is None:
                 raise InvalidArgument(f"assistant_id '{request.assistant_id}' is not a UUID",
                                       code="INVALID_ASSISTANT_ID")
+            if uuid.UUID(assistant_id).version == SYSTEM_ID_VERSION:
+                if request.if_exists == pb.ASSISTANT_IF_EXISTS_DO_NOTHING:
+                    try:  # e.g. a graph's system assistant, which exists already
+                        return pb.CreateAssistantResponse(assistant=assistant_to_proto(
+                            await self._found(assistant_id)), created=False)
+                    except NotFound:
+                        pass
+                raise InvalidArgument(
+                    f"assistant_id '{assistant_id}' is a version-5 UUID: those are reserved for graphs' system "
+                    "assistants (uuid5 of the graph's name, also for graphs declared later); leave assistant_id "
+                    "out or use a random (version-4) UUID", code="RESERVED_ASSISTANT_ID")
         created = await self._assistants.create({
             "assistant_id": assistant_id, "graph": graph, "name": request.name or DEFAULT_NAME,
             "description": request.description, "config": check_config(_dict(request, "config") or {}),

@@ -7,16 +7,22 @@ assistant's config and context into a run's options (graphmesh/assistants.py).""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import logging
 import uuid
 
 import grpc
+import psycopg
 import pytest
 from google.protobuf import json_format
 
-from graphmesh.assistants import apply_assistant, merge_run_config, system_assistant_id
+from graphmesh.assistants import apply_assistant, merge_run_config, system_assistant_id, system_assistants
 from graphmesh.cli import assistants as assistants_cli
 from graphmesh.client import channel
+from graphmesh.db import make_pool
+from graphmesh.store import RunStore
+from graphmesh.store.assistants import AssistantStore
 from graphmesh.v1 import assistant_service_pb2 as pb
 from graphmesh.v1 import assistant_service_pb2_grpc, run_pb2
 from graphmesh.v1 import graph_service_pb2 as gpb
@@ -244,3 +250,54 @@ def test_cli_creates_shows_lists_and_deletes_assistants(mesh, capsys, team):
     assert code == 0 and out.strip() == f"deleted assistant {made['assistant_id']}"
     with rpc_error(grpc.StatusCode.FAILED_PRECONDITION, "SYSTEM_ASSISTANT"):
         cli(mesh, capsys, "assistants", "delete", system_assistant_id("tiny"))
+
+
+def test_version5_ids_are_reserved_for_system_assistants(assistants, team):
+    # uuid5 of a graph not declared yet: a client holding it would squat that graph's name later.
+    future = str(uuid.uuid5(uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8"), "newgraph"))
+    for if_exists in (pb.ASSISTANT_IF_EXISTS_RAISE, pb.ASSISTANT_IF_EXISTS_DO_NOTHING):
+        with rpc_error(grpc.StatusCode.INVALID_ARGUMENT, "RESERVED_ASSISTANT_ID"):
+            assistants.CreateAssistant(pb.CreateAssistantRequest(
+                assistant_id=future, graph="tiny", if_exists=if_exists, metadata=struct({"team": team})), timeout=10)
+    # Any version-5 id, not just uuid5 of a name in LangGraph's namespace.
+    with rpc_error(grpc.StatusCode.INVALID_ARGUMENT, "RESERVED_ASSISTANT_ID"):
+        assistants.CreateAssistant(pb.CreateAssistantRequest(assistant_id=str(uuid.uuid5(uuid.NAMESPACE_DNS, "x")),
+                                                             graph="tiny"), timeout=10)
+    # A graph's own system id with DO_NOTHING: it exists, and comes back as it is.
+    same = assistants.CreateAssistant(pb.CreateAssistantRequest(
+        assistant_id=system_assistant_id("tiny"), graph="tiny", if_exists=pb.ASSISTANT_IF_EXISTS_DO_NOTHING),
+        timeout=10)
+    assert not same.created and same.assistant.system and same.assistant.graph == "tiny"
+    assert listed(assistants, metadata={"team": team}, graph="tiny", name="Untitled") == []
+
+
+def _sql(mesh, statement: str, *args) -> None:
+    with psycopg.connect(mesh.database_url, autocommit=True) as conn:
+        conn.execute(statement, args)
+
+
+def test_a_squatted_system_id_resolves_to_nothing(mesh, assistants, caplog):
+    """A client's row on a graph's system id (made before such ids were refused): the graph's
+    name and id resolve to no assistant rather than to it, and insert_system says why."""
+    tiny = system_assistant_id("tiny")
+    _sql(mesh, "UPDATE gm_assistants SET system = false, owner = 'mallory', graph = 'approval_workflow' "
+               "WHERE assistant_id = %s", tiny)
+    try:
+        for name_or_id in ("tiny", tiny):
+            with rpc_error(grpc.StatusCode.NOT_FOUND, "ASSISTANT_NOT_FOUND"):
+                assistants.GetAssistant(pb.GetAssistantRequest(assistant_id=name_or_id), timeout=10)
+
+        async def insert() -> int:
+            pool = make_pool(mesh.database_url, max_size=2)
+            await pool.open()
+            try:
+                return await AssistantStore(RunStore(pool)).insert_system(system_assistants(["tiny"]))
+            finally:
+                await pool.close()
+
+        with caplog.at_level(logging.ERROR, logger="graphmesh.store.assistants"):
+            assert asyncio.run(insert()) == 0
+        assert any("graph 'tiny' has no system assistant" in r.getMessage() for r in caplog.records)
+    finally:
+        _sql(mesh, "UPDATE gm_assistants SET system = true, owner = '', graph = 'tiny' WHERE assistant_id = %s", tiny)
+    assert assistants.GetAssistant(pb.GetAssistantRequest(assistant_id="tiny"), timeout=10).assistant.system

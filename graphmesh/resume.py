@@ -18,8 +18,12 @@ falsy or an explicit refusal in the graph's own vocabulary, never something an
 A RESPOND decision (status RESPONDED) is the one exception to the table: the run resumes
 with the value the reviewer gave, exactly, whatever the shape (LangGraph's
 Command(resume=value), e.g. interrupt("question?") answered with a string, or a
-HumanResponse list a client built itself). Every shape takes it; its value is the caller's
-to get right, so it does not count as an approval for a node policy's requires_approval.
+HumanResponse list a client built itself). Every shape but `record` takes it; its value is
+the caller's to get right, so it does not count as an approval for a node policy's
+requires_approval. A `record` is graphmesh's own account of the decision (its reviewer,
+decision and expiry, which graph code trusts), so it is never a caller's value: RESPOND is
+refused there (RESPOND_NOT_FOR_RECORD), and a client decides with
+{"decision": "approve" | "reject" | "edit", "comment"?, "edited_value"?} (canonical_decision).
 
     [accept] is [{"type": "accept", "args": None}], [response comment] is
     [{"type": "response", "args": comment}], [edit X] is [{"type": "edit", "args": X}];
@@ -75,6 +79,7 @@ RESPOND = "respond"
 RESPONDED = "RESPONDED"
 
 NOT_ALLOWED = "DECISION_NOT_ALLOWED"
+RESPOND_NOT_FOR_RECORD = "RESPOND_NOT_FOR_RECORD"
 BAD_EDIT = "EDITED_VALUE_INVALID"
 
 # decision kind -> the HumanInterrupt config flag that allows it
@@ -123,8 +128,14 @@ def _is_hitl_request(value: Any) -> bool:
 
 def check_decision(shape: str, payload: Any, kind: str, edited_value: Any, comment: str = "") -> None:
     """Raises InvalidArgument (code DECISION_NOT_ALLOWED or EDITED_VALUE_INVALID) for a
-    decision this interrupt does not allow, naming what it does allow. A RESPOND is never
-    refused: the interrupt gets what the reviewer wrote."""
+    decision this interrupt does not allow, naming what it does allow. A RESPOND is refused
+    only for the record shape (RESPOND_NOT_FOR_RECORD: the record is graphmesh's to write);
+    elsewhere the interrupt gets what the reviewer wrote."""
+    if kind == RESPOND and shape == RECORD:
+        raise InvalidArgument("this approval resumes with graphmesh's decision record (its reviewer, decision and "
+                              "expiry), which a caller cannot write: decide with APPROVE, REJECT or EDIT instead "
+                              "(through command.resume: {\"decision\": \"approve\" | \"reject\" | \"edit\", "
+                              "\"comment\"?, \"edited_value\"?})", code=RESPOND_NOT_FOR_RECORD)
     if kind in ("expire", RESPOND):
         return
     if kind == "edit" and not isinstance(edited_value, dict):
@@ -320,9 +331,15 @@ def canonical_decision(shape: str, payload: Any, value: Any, *, note: str = "") 
     tier's to write: it never maps.
 
     `note` is the comment to record where the comment does not change the value (an
-    approve, an edit, a plain reject); a comment that is part of the value is the value's."""
+    approve, an edit, a plain reject); a comment that is part of the value is the value's.
+
+    The record shape is the exception: its value (reviewer, decision, expiry) is graphmesh's
+    to write, never a client's, so a client names the decision instead, as
+    {"decision": "approve" | "reject" | "edit", "comment"?: str, "edited_value"?: object (an
+    edit's, required there)} and nothing else; the graph then receives graphmesh's record of
+    that decision (record_request builds the value back)."""
     if shape == RECORD:
-        return None
+        return _record_decision(payload, value, note)
     for kind, edited_value, comment in _candidates(shape, value):
         for text in ([comment] if comment is not None else [note, ""] if note else [""]):
             try:
@@ -336,13 +353,39 @@ def canonical_decision(shape: str, payload: Any, value: Any, *, note: str = "") 
     return None
 
 
+_RECORD_KEYS = {"decision", "comment", "edited_value"}
+
+
+def _record_decision(payload: Any, value: Any, note: str) -> tuple[str, Any, str] | None:
+    if not isinstance(value, dict) or not set(value) <= _RECORD_KEYS or value.get("decision") not in _STATUS_OF:
+        return None
+    kind, comment, edited_value = value["decision"], value.get("comment", note), value.get("edited_value")
+    if not isinstance(comment, str) or (kind != "edit" and edited_value is not None):
+        return None
+    try:
+        check_decision(RECORD, payload, kind, edited_value, comment)
+    except InvalidArgument:
+        return None
+    return kind, edited_value, comment
+
+
+def record_request(kind: str, edited_value: Any = None, comment: str = "") -> dict[str, Any]:
+    """The value a client sends for a decision of a record-shaped interrupt (canonical_decision)."""
+    return {"decision": kind, "comment": comment, **({"edited_value": edited_value} if kind == "edit" else {})}
+
+
 def is_canonical(shape: str, payload: Any, kind: str, edited_value: Any, comment: str = "") -> bool:
     """Whether a decision is the canonical decision of the value it resumes with: what a
-    run's owner may send in place of that value (a RESPOND always is)."""
+    run's owner may send in place of that value (a RESPOND always is; for the record shape,
+    the decision a client's {"decision", ...} names, which the store then records as the
+    owner's: the record names the owner as its reviewer)."""
     if kind == RESPOND:
         return True
     if kind not in _STATUS_OF:
         return False
+    if shape == RECORD:
+        return canonical_decision(shape, payload, record_request(kind, edited_value, comment),
+                                  note=comment) == (kind, edited_value, comment)
     try:
         value = resume_value(shape, payload, status=_STATUS_OF[kind], decision_kind=kind,
                              edited_value=edited_value, comment=comment, reviewer="")

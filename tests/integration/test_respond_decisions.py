@@ -1,5 +1,6 @@
 """RESPOND decisions (DecideRequest.kind RESPOND, value): the run resumes with exactly the
-value given, as LangGraph's Command(resume=value) would, whatever the interrupt's shape.
+value given, as LangGraph's Command(resume=value) would, whatever the interrupt's shape but
+`record` (graphmesh's own decision record: RESPOND_NOT_FOR_RECORD).
 
 A private mesh with one worker, manifest tests/fixtures/respond.yaml: `respond_question`
 does `answer = interrupt("...?")` (tests/fixtures/respond_graphs.py), and
@@ -13,6 +14,7 @@ import sys
 from pathlib import Path
 
 import grpc
+import psycopg
 import pytest
 from google.protobuf import json_format, struct_pb2
 
@@ -190,3 +192,25 @@ def test_cli_respond(rmesh, stubs):
     assert done.returncode == 0, done.stderr
     assert "RESPONDED" in done.stdout and '"navy"' in done.stdout
     assert _finished(stubs, run) == {"answer": "navy", "answer_type": "str"}
+
+
+def test_a_record_is_decided_never_responded(rmesh, stubs):
+    """A record-shaped approval resumes with graphmesh's decision record (the reviewer graph
+    code trusts): a RESPOND, which would let the decider write it, is refused; APPROVE gives
+    the graph the record naming the real reviewer."""
+    _, review = stubs
+    run, approval = _waiting(stubs)
+    # A graph's node policy asks for the record with `resume: record` (as approvals recorded
+    # before resume shapes existed keep it); this module's graph asks plain, so set it here.
+    with psycopg.connect(rmesh.database_url, autocommit=True) as conn:
+        conn.execute("UPDATE gm_approvals SET resume_shape = 'record' WHERE approval_id = %s",
+                     (approval.approval_id,))
+    forged = {"approved": True, "decision": "approve", "edited_value": None, "comment": "",
+              "reviewer": "ceo", "expired": False}
+    with rpc_error(grpc.StatusCode.INVALID_ARGUMENT, "RESPOND_NOT_FOR_RECORD"):
+        _respond(review, approval.approval_id, forged)
+    still = review.GetApproval(rpb.GetApprovalRequest(approval_id=approval.approval_id), timeout=10).approval
+    assert (still.status, still.resume_shape) == (rpb.APPROVAL_STATUS_PENDING, "record")
+    decide(review, approval.approval_id, "approve", reviewer="rosa")
+    values = _finished(stubs, run)
+    assert values["answer"]["reviewer"] == "rosa" and values["answer"]["approved"] is True

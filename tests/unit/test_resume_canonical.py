@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from graphmesh.resume import canonical_decision, is_canonical, resume_value, same_json
+from graphmesh.errors import InvalidArgument
+from graphmesh.resume import canonical_decision, check_decision, is_canonical, record_request, resume_value, same_json
 
 PLAIN = {"question": "send the email?"}
 HUMAN = {"action_request": {"action": "send_email", "args": {"to": "ops@example.com"}},
@@ -63,10 +64,20 @@ def human(**config):
     ("hitl", HITL, {"decisions": [{"type": "edit", "edited_action": {"name": "send_email", "args": {}}}]}, None),
     ("hitl", HITL, {"decisions": [{"type": "approve", "note": "x"}]}, None),
     ("hitl", HITL, {"decisions": []}, None),
-    # record: the reviewer's record, never a client's
+    # record: the record is graphmesh's, never a client's; a client names the decision instead
     ("record", PLAIN, True, None),
     ("record", PLAIN, {"approved": True, "decision": "approve", "edited_value": None, "comment": "",
                        "reviewer": "", "expired": False}, None),
+    ("record", PLAIN, {"decision": "approve", "reviewer": "ceo"}, None),  # nothing else than the three keys
+    ("record", PLAIN, {"decision": "approve"}, ("approve", None, "")),
+    ("record", PLAIN, {"decision": "reject", "comment": "not today"}, ("reject", None, "not today")),
+    ("record", PLAIN, {"decision": "edit", "edited_value": {"to": "x"}}, ("edit", {"to": "x"}, "")),
+    ("record", PLAIN, {"decision": "edit"}, None),  # an edit needs its object
+    ("record", PLAIN, {"decision": "edit", "edited_value": "x"}, None),
+    ("record", PLAIN, {"decision": "approve", "edited_value": {"to": "x"}}, None),
+    ("record", PLAIN, {"decision": "approve", "comment": 3}, None),
+    ("record", PLAIN, {"decision": "expire"}, None),
+    ("record", PLAIN, {"decision": "respond"}, None),
 ])
 def test_canonical_decision(shape, payload, value, expected):
     assert canonical_decision(shape, payload, value) == expected
@@ -111,8 +122,9 @@ def test_the_note_is_kept_only_where_the_value_leaves_the_comment_free():
     ("plain", PLAIN, "approve", None, NOTE, True),
     ("plain", PLAIN, "reject", None, "", True),
     ("plain", PLAIN, "edit", {"to": "x"}, "", False),  # a plain edit stands for no client's value
-    ("record", PLAIN, "approve", None, "", False),
-    ("record", PLAIN, "reject", None, "", False),
+    ("record", PLAIN, "approve", None, "", True),  # the record then names the owner as its reviewer
+    ("record", PLAIN, "reject", None, "no", True),
+    ("record", PLAIN, "edit", {"to": "x"}, "", True),
     ("human_interrupt", [HUMAN], "approve", None, "", True),
     ("human_interrupt", [HUMAN], "reject", None, "not today", True),
     ("human_interrupt", [HUMAN], "edit", EDITED, "", True),
@@ -130,3 +142,20 @@ def test_same_json():
     assert same_json({"a": [1, 2.0]}, {"a": [1.0, 2]})
     assert not same_json(True, 1) and not same_json(0, False) and not same_json(None, False)
     assert not same_json({"a": 1}, {"a": 1, "b": None}) and not same_json([1], [1, 1])
+
+
+def test_a_record_is_decided_never_written_by_its_caller():
+    """RESPOND would let the caller write the record the graph trusts (its reviewer); a
+    client's {"decision", ...} resumes with graphmesh's record of that decision instead."""
+    with pytest.raises(InvalidArgument) as refused:
+        check_decision("record", PLAIN, "respond", {"approved": True, "reviewer": "ceo"})
+    assert refused.value.code == "RESPOND_NOT_FOR_RECORD"
+    check_decision("plain", PLAIN, "respond", {"approved": True, "reviewer": "ceo"})  # other shapes: as given
+    assert canonical_decision("record", PLAIN, {"decision": "approve"}, note=NOTE) == ("approve", None, NOTE)
+    kind, edited, comment = canonical_decision("record", PLAIN, {"decision": "edit", "edited_value": {"to": "x"},
+                                                                 "comment": "cc me"})
+    record = resume_value("record", PLAIN, status="EDITED", decision_kind=kind, edited_value=edited,
+                          comment=comment, reviewer="rita")
+    assert record == {"approved": True, "decision": "edit", "edited_value": {"to": "x"}, "comment": "cc me",
+                      "reviewer": "rita", "expired": False}
+    assert canonical_decision("record", PLAIN, record_request("reject", None, "no")) == ("reject", None, "no")

@@ -254,7 +254,12 @@ async def update_state(registry: Any, pool: Any, graph_name: str, thread_id: str
     that wrote that checkpoint (`new_thread_version` for a thread with none). The new
     checkpoint's metadata carries the version fields, as a run's checkpoints do, and
     `metadata`. Returns (the new checkpoint id, the spec it was written with). The caller
-    makes sure no run holds the thread meanwhile."""
+    makes sure no run holds the thread meanwhile.
+
+    `pool` may be one connection instead (AsyncPostgresSaver takes either): the caller's,
+    inside the transaction that holds the thread's row lock, so that the checkpoint (blobs,
+    row and writes) commits or rolls back with what the caller writes there, and no second
+    connection is taken while the lock is held."""
     found, spec = await _writer(registry, pool, graph_name, thread_id, checkpoint_id)
     if found is None and checkpoint_id:
         raise NotFound(f"thread '{thread_id}' has no checkpoint '{checkpoint_id}'", code="CHECKPOINT_NOT_FOUND")

@@ -397,6 +397,17 @@ MIGRATIONS: list[str] = [
     -- NULL: none.
     ALTER TABLE gm_schedules ADD COLUMN options jsonb;
     """,
+    """
+    -- A thread's owner is always stored: its creator (CreateThread, or the run that created
+    -- it). Threads made by runs before the column existed take their latest run's owner, as
+    -- it was read until now, so thread listings filter on the column through its index
+    -- instead of looking up every thread's latest run.
+    UPDATE gm_threads t SET owner = lr.owner
+    FROM (SELECT DISTINCT ON (thread_id) thread_id, owner FROM gm_runs
+          ORDER BY thread_id, created_at DESC, run_id DESC) lr
+    WHERE t.owner = '' AND lr.thread_id = t.thread_id;
+    CREATE INDEX gm_threads_owner ON gm_threads (owner, created_at DESC);
+    """,
 ]
 
 

@@ -4,8 +4,10 @@ reads them (never stored, so it cannot drift from the runs).
 
 Status, from the latest run by creation time: QUEUED or RUNNING -> busy; WAITING_FOR_APPROVAL
 or PAUSED -> interrupted; FAILED -> error; anything else, or no run -> idle. A thread's
-owner is its creator (gm_threads.owner) or, for a thread a run created, that run's owner
-(the latest run's, as RunService.GetThreadState has always read it).
+owner is gm_threads.owner, always stored: its creator (CreateThread), or the owner of the
+run that created it (CREATE_RUN); threads from before the column took their latest run's
+owner in the migration that added gm_threads_owner. Listings narrowed to an owner go
+through that index instead of reading every thread's latest run.
 """
 
 from __future__ import annotations
@@ -36,14 +38,14 @@ _STATUS = """CASE WHEN lr.status IN ('QUEUED', 'RUNNING') THEN 'busy'
      WHEN lr.status = 'FAILED' THEN 'error' ELSE 'idle' END"""
 # One row per thread with its latest run (gm_runs_thread serves the LATERAL lookup). The
 # outer query filters and sorts on `th`'s columns; Postgres flattens the subquery, so a
-# metadata containment still uses the GIN index on gm_threads.metadata.
+# metadata containment still uses the GIN index on gm_threads.metadata, and an owner filter
+# (a plain column of gm_threads) the gm_threads_owner index.
 SELECT_THREADS = f"""
 SELECT * FROM (
-    SELECT t.thread_id, t.graph, t.metadata, t.created_at, t.updated_at, t.active_run_id,
-        coalesce(nullif(t.owner, ''), lr.owner, '') AS owner,
+    SELECT t.thread_id, t.graph, t.metadata, t.created_at, t.updated_at, t.active_run_id, t.owner,
         lr.run_id AS latest_run_id, lr.status AS latest_run_status, {_STATUS} AS status
     FROM gm_threads t
-    LEFT JOIN LATERAL (SELECT r.run_id, r.status, r.owner FROM gm_runs r WHERE r.thread_id = t.thread_id
+    LEFT JOIN LATERAL (SELECT r.run_id, r.status FROM gm_runs r WHERE r.thread_id = t.thread_id
                        ORDER BY r.created_at DESC, r.run_id DESC LIMIT 1) lr ON true
 ) th"""
 COUNT_THREADS = "SELECT count(*) AS n FROM ({select}) counted"

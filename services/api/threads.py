@@ -304,8 +304,10 @@ class ThreadServicer(thread_service_pb2_grpc.ThreadServiceServicer):
             if row["graph"] not in (None, graph):  # a run of another graph took it meanwhile
                 raise FailedPrecondition(f"thread '{thread.thread_id}' belongs to graph '{row['graph']}', not "
                                          f"'{graph}'", code="THREAD_GRAPH_MISMATCH")
+            # On the locked connection: the checkpoint commits with the lock, the graph and the
+            # audit record (or not at all), and an update holds one pooled connection, not two.
             checkpoint_id, spec = await update_state(
-                self._registry, self._pool, graph, thread.thread_id, values, as_node=request.as_node,
+                self._registry, conn, graph, thread.thread_id, values, as_node=request.as_node,
                 checkpoint_id=request.checkpoint_id, new_thread_version=version)
             if row["graph"] is None:
                 await self._threads.set_graph(conn, thread.thread_id, graph)

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import json
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
+import psycopg
 import pytest
 
 from graphmesh.client import channel, review_stub
+from graphmesh.store.schema import MIGRATIONS
 from graphmesh.v1 import run_pb2, run_service_pb2_grpc, thread_pb2, thread_service_pb2_grpc
 from graphmesh.v1 import run_service_pb2 as runpb
 from graphmesh.v1 import thread_service_pb2 as pb
@@ -322,6 +325,22 @@ def test_update_state_of_a_thread_that_never_ran(threads, suite):
     assert get_thread(threads, tid).status == IDLE
 
 
+def test_many_state_updates_at_once_each_hold_one_connection(threads, suite, mesh):
+    """Each update writes its checkpoint on the connection that holds the thread's lock: 30
+    at once (more than the api's pool of 20) all succeed, where two connections per update
+    left every pooled one waiting for a second. Each update's audit record commits with it."""
+    tids = [create_thread(threads, suite, graph_id="tiny").thread_id for _ in range(30)]
+    with ThreadPoolExecutor(max_workers=len(tids)) as pool:
+        checkpoints = list(pool.map(lambda tid: update(threads, tid, {"text": tid}, as_node="normalize"), tids))
+    assert all(checkpoints) and len(set(checkpoints)) == len(tids)
+    for tid in tids[:3]:
+        thread = get_thread(threads, tid, values=True)
+        assert thread.graph == "tiny" and to_dict(thread.values)["text"] == tid
+    review = review_stub(mesh.review_address)
+    records = [r for r in list_audit(review, thread_id=tids[0]) if r.action == "thread_state_updated"]
+    assert [to_dict(r.details)["checkpoint_id"] for r in records] == [checkpoints[0]]
+
+
 def test_purge_a_thread_that_never_ran(client, threads, suite):
     for tid in (create_thread(threads, suite).thread_id, create_thread(threads, suite, graph_id="tiny").thread_id):
         if to_dict(get_thread(threads, tid).metadata).get("graph_id"):
@@ -345,6 +364,25 @@ def test_cli_creates_shows_and_lists_threads(gm, suite):
     assert listed_out.returncode == 0 and listed_out.stdout.split()[:2] == [tid, "idle"]
     taken = gm("threads", "create", tid)
     assert taken.returncode == 1 and "ALREADY_EXISTS (THREAD_EXISTS)" in taken.stderr
+
+
+def test_every_thread_stores_its_owner_and_old_ones_are_backfilled(client, threads, mesh):
+    """Listings narrowed to an owner filter on gm_threads.owner (indexed): a thread a run made
+    stores the run's owner, and the migration gives threads from before the column their
+    latest run's owner."""
+    tid = str(uuid.uuid4())
+    run = create_run(client, "tiny", {"text": "owned"}, thread_id=tid)
+    wait_status(client, run.run_id, COMPLETED)
+    owner = get_thread(threads, tid).owner
+    assert owner and owner == client.runs.GetRun(runpb.GetRunRequest(run_id=run.run_id), timeout=10).run.owner
+    backfill = [sql for sql in MIGRATIONS[-1].split(";") if "UPDATE gm_threads" in sql]
+    assert backfill, "the last migration backfills gm_threads.owner"
+    with psycopg.connect(mesh.database_url, autocommit=True) as conn:
+        assert conn.execute("SELECT owner FROM gm_threads WHERE thread_id = %s", (tid,)).fetchone()[0] == owner
+        assert conn.execute("SELECT 1 FROM pg_indexes WHERE indexname = 'gm_threads_owner'").fetchone()
+        conn.execute("UPDATE gm_threads SET owner = '' WHERE thread_id = %s", (tid,))  # as before the column
+        conn.execute(backfill[0])
+        assert conn.execute("SELECT owner FROM gm_threads WHERE thread_id = %s", (tid,)).fetchone()[0] == owner
 
 
 # -- who sees what (a token mesh of its own) -------------------------------------------------

@@ -177,6 +177,28 @@ def known() -> bool:
     return _pattern is not None
 
 
+_span_of: tuple[re.Pattern | None, int] = (None, 0)
+
+
+def redaction_span() -> tuple[re.Pattern | None, int]:
+    """The current redaction pattern and the length of the longest text it matches (None, 0
+    while no secret is known): a stream redacted piece by piece holds back that length
+    minus one, so that a secret split across pieces is still matched whole."""
+    global _span_of
+    pattern = _pattern
+    if pattern is None:
+        return None, 0
+    cached = _span_of
+    if cached[0] is pattern:
+        return cached
+    with _lock:
+        pattern = _pattern
+        longest = max(len(form) for v in _known
+                      for form in (v, json.dumps(v)[1:-1], json.dumps(v, ensure_ascii=False)[1:-1], repr(v)[1:-1]))
+        _span_of = (pattern, longest)
+    return _span_of
+
+
 def redact(text: str) -> str:
     pattern = _pattern
     if pattern is None or not isinstance(text, str):

@@ -2,7 +2,9 @@
 environment (GRAPHMESH_SECRET_<NAME>) or a mounted directory (GRAPHMESH_SECRETS_DIR), and
 their values end up nowhere: not in run records, approvals, audit, checkpoints (raw
 bytes), spans, JetStream messages or any service log, though the graph logs, prints,
-streams, stores and raises them. Graph `secret_user` (tests/fixtures/security.yaml)."""
+streams, stores and raises them. Graph `secret_user` (tests/fixtures/security.yaml); the
+chat graph (graphs/chat_agent.py) as `secret_chat`, which declares CHAT_PHRASE, added to a
+copy of that manifest here."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from google.protobuf import json_format
 from psycopg import sql
 
 from graphmesh.client import api_client, review_stub
+from graphmesh.v1 import run_pb2, run_service_pb2
 from helpers import (
     COMPLETED,
     FAILED,
@@ -32,6 +35,7 @@ from helpers import (
     new_thread,
     private_mesh,
     stream_events,
+    struct,
     thread_values,
     to_dict,
     wait_approvals,
@@ -43,6 +47,8 @@ MANIFEST = Path(__file__).resolve().parent.parent / "fixtures" / "security.yaml"
 API_KEY = f"sk-{uuid.uuid4().hex}"
 DB_PASSWORD = f"pw-{uuid.uuid4()}"
 SECRETS = (API_KEY, DB_PASSWORD)
+# Spaces make the chat graph's fake model stream it in five token chunks.
+CHAT_PHRASE = f"open sesame {uuid.uuid4().hex}"
 
 
 @pytest.fixture(scope="module")
@@ -54,9 +60,22 @@ def secrets_dir():
 
 
 @pytest.fixture(scope="module")
-def smesh(secrets_dir):
-    env = {"GRAPHMESH_SECRET_API_KEY": API_KEY, "GRAPHMESH_SECRETS_DIR": str(secrets_dir)}
-    with private_mesh("secrets", manifest=MANIFEST, workers=1, extra_env=env) as mesh:
+def manifest():
+    """security.yaml plus the chat graph declaring CHAT_PHRASE."""
+    directory = Path(tempfile.mkdtemp(prefix="graphmesh-secrets-manifest-"))
+    text = MANIFEST.read_text().replace("./security_graphs.py", str(MANIFEST.parent / "security_graphs.py"))
+    text += ("\n  - name: secret_chat\n    version: \"1\"\n    path: graphs.chat_agent:graph\n"
+             "    limits: {run_timeout_seconds: 120}\n    secrets: [CHAT_PHRASE]\n")
+    (directory / "graphmesh.yaml").write_text(text)
+    yield directory / "graphmesh.yaml"
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def smesh(secrets_dir, manifest):
+    env = {"GRAPHMESH_SECRET_API_KEY": API_KEY, "GRAPHMESH_SECRETS_DIR": str(secrets_dir),
+           "GRAPHMESH_SECRET_CHAT_PHRASE": CHAT_PHRASE}
+    with private_mesh("secrets", manifest=manifest, workers=1, extra_env=env) as mesh:
         yield mesh
 
 
@@ -209,3 +228,24 @@ def test_a_secret_in_an_interrupt_payload_is_redacted_in_the_approval(smesh, cli
     assert wait_status(client, run.run_id, {COMPLETED, FAILED}).status == COMPLETED
     assert thread_values(client, run.thread_id)["approved"] is True
     assert _postgres_leaks(smesh) == []
+
+
+def test_a_secret_a_model_streams_token_by_token_is_redacted_in_the_messages_stream(smesh, client):
+    """The reply starts with the phrase (the run's configurable reply_prefix, as if the model
+    had read it), streamed in five chunks ("open", " ", "sesame", " ", hex): no chunk holds it,
+    so only redaction across the chunks of the message catches it. The reply then cannot be
+    checkpointed (a secret inside a message is refused), but the stream went out first."""
+    request = run_service_pb2.CreateRunRequest(
+        graph="secret_chat", thread_id=new_thread("chat"),
+        options=run_pb2.RunOptions(stream_modes=["messages"], configurable=struct({"reply_prefix": f"{CHAT_PHRASE} "})))
+    request.input.update({"messages": [{"role": "user", "content": "hi"}]})
+    run = client.runs.CreateRun(request, timeout=30).run
+    events = stream_events(client, run.run_id)
+    final = wait_status(client, run.run_id, {COMPLETED, FAILED})
+    assert final.status == COMPLETED or "holds a secret" in final.error.message, final.error.message
+    messages = [json_format.MessageToDict(e.stream_chunk.data) for e in events
+                if e.WhichOneof("kind") == "stream_chunk" and e.stream_chunk.mode == "messages"]
+    assert len({m["id"] for m, _ in messages}) == 1 and len(messages) >= 8  # one reply, token by token
+    assert "".join(m["content"] for m, _ in messages) == "*** You said: hi"
+    chunks = "".join(json_format.MessageToJson(e) for e in events if e.WhichOneof("kind") == "stream_chunk")
+    assert CHAT_PHRASE.split()[-1] not in chunks

@@ -79,7 +79,6 @@ RESPOND = "respond"
 RESPONDED = "RESPONDED"
 
 NOT_ALLOWED = "DECISION_NOT_ALLOWED"
-RESPOND_NOT_FOR_RECORD = "RESPOND_NOT_FOR_RECORD"
 BAD_EDIT = "EDITED_VALUE_INVALID"
 
 # decision kind -> the HumanInterrupt config flag that allows it
@@ -135,7 +134,7 @@ def check_decision(shape: str, payload: Any, kind: str, edited_value: Any, comme
         raise InvalidArgument("this approval resumes with graphmesh's decision record (its reviewer, decision and "
                               "expiry), which a caller cannot write: decide with APPROVE, REJECT or EDIT instead "
                               "(through command.resume: {\"decision\": \"approve\" | \"reject\" | \"edit\", "
-                              "\"comment\"?, \"edited_value\"?})", code=RESPOND_NOT_FOR_RECORD)
+                              "\"comment\"?, \"edited_value\"?})", code="RESPOND_NOT_FOR_RECORD")
     if kind in ("expire", RESPOND):
         return
     if kind == "edit" and not isinstance(edited_value, dict):

@@ -35,7 +35,7 @@ from graphmesh.execution.run_options import INTERNAL_MODES, RunOptions, stopped_
 from graphmesh.execution.saver import StateTooLarge, saver_for
 from graphmesh.execution.sink import EventSink
 from graphmesh.guard import NodeDisabled, gate_nodes
-from graphmesh.jsonvalues import to_struct, to_value
+from graphmesh.jsonvalues import jsonable, to_struct, to_value
 from graphmesh.lifecycle import AuditEntry, RunLifecycle
 from graphmesh.messages import migration_to_proto
 from graphmesh.secrets import secret_scope
@@ -459,7 +459,7 @@ class RunExecutor:
                     mode, chunk = item
                 if mode == "custom":
                     node = next(iter(active.values())) if len(active) == 1 else ""
-                    await events.emit(custom=run_pb2.CustomProgress(node=node, data=to_value(secrets.redact_value(chunk))))
+                    await events.emit(custom=run_pb2.CustomProgress(node=node, data=to_value(secrets.redact_value(jsonable(chunk)))))
                 elif "input" in chunk:
                     step += 1
                     active[chunk["id"]] = chunk["name"]
@@ -481,7 +481,7 @@ class RunExecutor:
                         continue  # reported once the run rests, as approval requests
                     await events.emit(node_finished=run_pb2.NodeFinished(
                         node=chunk["name"], task_id=chunk["id"], step=step,
-                        update=to_struct(secrets.redact_value(_update_of(chunk.get("result"))))))
+                        update=to_struct(secrets.redact_value(jsonable(_update_of(chunk.get("result")))))))
         return interrupts
 
     def _lease_lost(self, claim: Claim, execution: _Execution) -> None:

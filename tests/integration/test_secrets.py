@@ -249,3 +249,6 @@ def test_a_secret_a_model_streams_token_by_token_is_redacted_in_the_messages_str
     assert "".join(m["content"] for m, _ in messages) == "*** You said: hi"
     chunks = "".join(json_format.MessageToJson(e) for e in events if e.WhichOneof("kind") == "stream_chunk")
     assert CHAT_PHRASE.split()[-1] not in chunks
+    # Every event, not only the chunks: node_finished carries the reply as a LangChain message,
+    # redacted once it is JSON (redact_value does not look inside message objects).
+    assert CHAT_PHRASE.split()[-1] not in "".join(json_format.MessageToJson(e) for e in events)

@@ -23,6 +23,7 @@ import uuid
 from pathlib import Path
 
 import grpc
+import httpx
 import pytest
 from langgraph.pregel.remote import RemoteGraph
 from langgraph_sdk import get_sync_client
@@ -253,18 +254,25 @@ def test_a_reviewer_approves_a_guarded_node_from_a_langgraph_client(who):
     assert record.actor == "rita" and "as_owner" not in to_dict(record.details)
 
 
-def test_a_record_shaped_approval_takes_a_value_as_a_respond(who):
-    """The record names its reviewer and decision: no client value stands for it. The graph
-    reads `true` as approved, but a RESPOND is no approval: the guarded node is refused."""
+def test_a_record_shaped_approval_is_decided_never_responded(who):
+    """The record names its reviewer and decision: no client value may stand in for it. A raw
+    value is refused (nothing recorded); {"decision": "approve"} is the reviewer's APPROVE,
+    which the guarded node accepts."""
     sam, rita = who["sam"], who["rita"]
     thread = sam.sdk.threads.create()
     run = sam.sdk.runs.create(thread["thread_id"], "approval_workflow", input=CHANGE)
     wait_status(sam.api, run["run_id"], WAITING)
-    rita.sdk.runs.create(thread["thread_id"], "approval_workflow", command={"resume": True})
-    failed = wait_resting(sam.api, run["run_id"])
-    assert (failed.status, failed.error.code) == (FAILED, "POLICY_VIOLATION")
+    with pytest.raises(httpx.HTTPStatusError) as refused:
+        rita.sdk.runs.create(thread["thread_id"], "approval_workflow", command={"resume": True})
+    assert refused.value.response.status_code == 422 and "decision" in refused.value.response.text
     (approval,) = list_approvals(rita.review, run_id=run["run_id"])
-    assert (approval.status, approval.resume_shape) == (rpb.APPROVAL_STATUS_RESPONDED, "record")
+    assert approval.status == rpb.APPROVAL_STATUS_PENDING
+    rita.sdk.runs.create(thread["thread_id"], "approval_workflow", command={"resume": {"decision": "approve"}})
+    done = wait_resting(sam.api, run["run_id"])
+    assert done.status == COMPLETED, done.error.message
+    (approval,) = list_approvals(rita.review, run_id=run["run_id"])
+    assert (approval.status, approval.resume_shape, approval.decision.reviewer) == (
+        rpb.APPROVAL_STATUS_APPROVED, "record", "rita")
 
 
 # -- state ---------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from graphmesh.v1 import assistant_service_pb2 as pb
 from graphmesh.v1 import graph_service_pb2
 from services.gateway.errors import HTTPError
 from services.gateway.jsonio import (
+    INT_MAX,
     get_dict,
     get_enum,
     get_int,
@@ -101,12 +102,22 @@ async def delete_assistant(request: Request):
     assistant_id = request.path_params["assistant_id"]
     gw = gateway_of(request)
     md = gw.call_metadata(request)
-    if query_bool(request, "delete_threads"):
-        assistant = await get_assistant(request, assistant_id)
-        for thread_id in await thread_ids_with_metadata(request, {"assistant_id": assistant.assistant_id}):
-            await delete_thread(request, thread_id)
-    await gw.assistants.DeleteAssistant(pb.DeleteAssistantRequest(assistant_id=assistant_id), timeout=CALL_TIMEOUT,
-                                        metadata=md)
+    if not query_bool(request, "delete_threads"):
+        await gw.assistants.DeleteAssistant(pb.DeleteAssistantRequest(assistant_id=assistant_id),
+                                            timeout=CALL_TIMEOUT, metadata=md)
+        return Response(status_code=204)
+    # Threads go only once the assistant could be deleted (it is not a system assistant, the
+    # caller may delete it): the assistant first, then its threads. A thread delete failing
+    # then leaves that thread (and those after it) to DELETE /threads/{id}.
+    assistant = await get_assistant(request, assistant_id)
+    if assistant.system:
+        raise HTTPError(409, f"assistant '{assistant_id}' is graph '{assistant.graph}''s system assistant, which "
+                             "follows the manifest and cannot be changed or deleted; create an assistant of your "
+                             "own for the graph")
+    await gw.assistants.DeleteAssistant(pb.DeleteAssistantRequest(assistant_id=assistant.assistant_id),
+                                        timeout=CALL_TIMEOUT, metadata=md)
+    for thread_id in await thread_ids_with_metadata(request, {"assistant_id": assistant.assistant_id}):
+        await delete_thread(request, thread_id)
     return Response(status_code=204)
 
 
@@ -157,7 +168,7 @@ def _xray(request: Request) -> int:
         depth = int(raw)
     except ValueError:
         raise HTTPError(422, "Invalid xray value") from None
-    if depth <= 0:
+    if not 0 < depth <= INT_MAX:
         raise HTTPError(422, "Invalid xray value")
     return depth
 
@@ -197,11 +208,11 @@ async def assistant_subgraphs(request: Request):
 async def assistant_versions(request: Request):
     """The versions kept: graphmesh keeps the latest only."""
     body = await read_json(request)
-    assistant = await get_assistant(request, request.path_params["assistant_id"])
     metadata = get_dict(body, "metadata") or {}
+    offset = get_int(body, "offset", 0, minimum=0)
+    assistant = await get_assistant(request, request.path_params["assistant_id"])
     current = assistant_json(assistant)
     matches = all(current["metadata"].get(k) == v for k, v in metadata.items())
-    offset = get_int(body, "offset", 0, minimum=0)
     return json_response([current] if matches and offset == 0 else [])
 
 

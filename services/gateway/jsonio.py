@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import uuid
 from datetime import date, datetime, timezone
 from typing import Any, Iterable, Mapping, Sequence
@@ -19,6 +20,10 @@ from starlette.responses import JSONResponse
 from services.gateway.errors import HTTPError
 
 _MISSING = object()
+# The largest integer a route takes for an offset, a limit, a depth or a version (int32).
+INT_MAX = 2**31 - 1
+# JSON values are kept as protobuf Values, whose numbers are doubles.
+TOO_LARGE = "it holds a number too large for a double (beyond about 1.8e308)"
 
 # -- out -------------------------------------------------------------------------------
 
@@ -111,7 +116,7 @@ async def read_json(request: Request, *, required: Iterable[str] = ()) -> dict[s
         body: Any = {}
     else:
         try:
-            body = json.loads(raw)
+            body = json.loads(raw, parse_constant=_no_constant)
         except (ValueError, UnicodeDecodeError):
             raise HTTPError(422, "Invalid JSON in request body") from None
     if not isinstance(body, dict):
@@ -120,6 +125,11 @@ async def read_json(request: Request, *, required: Iterable[str] = ()) -> dict[s
         if body.get(name) is None:
             raise HTTPError(422, f"'{name}' is a required property")
     return body
+
+
+def _no_constant(name: str) -> Any:
+    # NaN and Infinity are Python's extension of JSON: not JSON, and not storable.
+    raise ValueError(f"{name} is not JSON")
 
 
 def _type(value: Any) -> str:
@@ -181,7 +191,13 @@ def get_number(body: Mapping[str, Any], name: str, default: float | None = None)
         return value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise HTTPError(422, f"'{name}' must be a number, got {_type(value)}")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise HTTPError(422, f"'{name}' is too large a number")
+    return number
 
 
 def get_bool(body: Mapping[str, Any], name: str, default: bool | None = None) -> bool | None:
@@ -199,11 +215,19 @@ def get_enum(body: Mapping[str, Any], name: str, choices: Sequence[str], default
 
 
 def _bounded(name: str, value: int, minimum: int | None, maximum: int | None) -> int:
+    # Every integer a route reads goes into a 32-bit proto field (offsets, limits, depths,
+    # versions): beyond it is 422 here, not a failed conversion (500) later.
+    maximum = INT_MAX if maximum is None else min(maximum, INT_MAX)
     if minimum is not None and value < minimum:
-        raise HTTPError(422, f"'{name}' must be at least {minimum}, got {value}")
-    if maximum is not None and value > maximum:
-        raise HTTPError(422, f"'{name}' must be at most {maximum}, got {value}")
+        raise HTTPError(422, f"'{name}' must be at least {minimum}, got {_short(value)}")
+    if value > maximum:
+        raise HTTPError(422, f"'{name}' must be at most {maximum}, got {_short(value)}")
     return value
+
+
+def _short(value: int) -> str:
+    text = str(value)
+    return text if len(text) <= 24 else f"{text[:12]}...({len(text)} digits)"
 
 
 def query_int(request: Request, name: str, default: int | None = None, *, minimum: int | None = None,
@@ -235,6 +259,8 @@ def to_struct(value: Mapping[str, Any] | None, name: str = "value") -> struct_pb
     if value:
         try:
             struct.update(value)
+        except OverflowError:
+            raise HTTPError(422, f"'{name}' cannot be stored: {TOO_LARGE}") from None
         except (ValueError, TypeError) as exc:
             raise HTTPError(422, f"'{name}' cannot be stored: {exc}") from None
     return struct
@@ -245,6 +271,8 @@ def to_value(value: Any, name: str = "value") -> struct_pb2.Value:
     out = struct_pb2.Value()
     try:
         json_format.ParseDict(value, out)
+    except OverflowError:
+        raise HTTPError(422, f"'{name}' cannot be stored: {TOO_LARGE}") from None
     except json_format.ParseError as exc:
         raise HTTPError(422, f"'{name}' cannot be stored: {exc}") from None
     return out

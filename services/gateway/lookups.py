@@ -70,33 +70,37 @@ async def get_thread(request: Request, thread_id: str, *, include_values: bool =
     return reply.thread
 
 
-async def ensure_run_thread(request: Request, thread_id: str, assistant: assistant_service_pb2.Assistant, *,
-                            create: bool, metadata: Mapping[str, Any] | None = None) -> thread_pb2.Thread:
-    """The thread a run on `assistant` goes to, with graph_id and assistant_id in its
-    metadata as the reference server writes them. create=True (if_not_exists=create, or
-    a stateless run's new thread): made if absent, with `metadata` too; else 404 when absent.
-    An existing thread gets the two keys merged into its metadata (others kept)."""
+async def run_thread(request: Request, thread_id: str, assistant: assistant_service_pb2.Assistant, *,
+                     create: bool, metadata: Mapping[str, Any] | None = None) -> thread_pb2.Thread:
+    """The thread a run on `assistant` goes to. create=True (if_not_exists=create, or a
+    stateless run's new thread): made if absent, with `metadata` and the graph_id and
+    assistant_id tags the reference server writes; else 404 when absent. An existing thread
+    is not changed here: tag_run_thread tags it once its run was created, so a refused run
+    leaves it as it was."""
     gw = gateway_of(request)
-    md = gw.call_metadata(request)
+    if not create:
+        return await get_thread(request, thread_id)
+    reply = await gw.threads.CreateThread(
+        thread_service_pb2.CreateThreadRequest(
+            thread_id=thread_id, metadata=to_struct({**run_thread_metadata(assistant), **dict(metadata or {})},
+                                                    "metadata"),
+            if_exists=thread_service_pb2.IF_EXISTS_DO_NOTHING, graph=assistant.graph),
+        timeout=CALL_TIMEOUT, metadata=gw.call_metadata(request))
+    return reply.thread
+
+
+async def tag_run_thread(request: Request, thread: thread_pb2.Thread,
+                         assistant: assistant_service_pb2.Assistant) -> None:
+    """graph_id and assistant_id merged into the thread's metadata (others kept), as the
+    reference server tags the thread of a run it created."""
     tags = run_thread_metadata(assistant)
-    if create:
-        reply = await gw.threads.CreateThread(
-            thread_service_pb2.CreateThreadRequest(
-                thread_id=thread_id, metadata=to_struct({**tags, **dict(metadata or {})}, "metadata"),
-                if_exists=thread_service_pb2.IF_EXISTS_DO_NOTHING, graph=assistant.graph),
-            timeout=CALL_TIMEOUT, metadata=md)
-        if reply.created:
-            return reply.thread
-        thread = reply.thread
-    else:
-        thread = await get_thread(request, thread_id)
     current = thread.metadata
     if all(current.fields.get(k) is not None and current.fields[k].string_value == v for k, v in tags.items()):
-        return thread
-    reply = await gw.threads.UpdateThread(
-        thread_service_pb2.UpdateThreadRequest(thread_id=thread_id, metadata=to_struct(tags, "metadata")),
-        timeout=CALL_TIMEOUT, metadata=md)
-    return reply.thread
+        return
+    gw = gateway_of(request)
+    await gw.threads.UpdateThread(
+        thread_service_pb2.UpdateThreadRequest(thread_id=thread.thread_id, metadata=to_struct(tags, "metadata")),
+        timeout=CALL_TIMEOUT, metadata=gw.call_metadata(request))
 
 
 async def _active_runs(request: Request, thread_id: str, statuses=ACTIVE_RUN_STATUSES) -> list[run_pb2.Run]:

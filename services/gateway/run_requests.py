@@ -34,6 +34,7 @@ from graphmesh.v1 import assistant_service_pb2, run_pb2
 from graphmesh.v1 import run_service_pb2 as pb
 from services.gateway.errors import HTTPError
 from services.gateway.jsonio import (
+    INT_MAX,
     get_bool,
     get_dict,
     get_enum,
@@ -225,8 +226,8 @@ def run_options(request: RunRequest, assistant: assistant_service_pb2.Assistant)
         # (LangGraph 0.6 graphs read it there); the worker narrows it to the context schema.
         context = dict(configurable)
     limit = request.config.get("recursion_limit") or 0
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-        raise HTTPError(422, "'config.recursion_limit' must be a positive integer")
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= INT_MAX:
+        raise HTTPError(422, f"'config.recursion_limit' must be a positive integer (at most {INT_MAX})")
     options = run_pb2.RunOptions(
         stream_modes=request.worker_modes,
         stream_subgraphs=request.stream_subgraphs,

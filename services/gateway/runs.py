@@ -6,8 +6,9 @@ its event log (StreamRun) shown as the reference server's Server-Sent Events
 (services/gateway/events.py, sse.py). Differences from the reference (docs/langgraph-api.md):
 
 - A thread waiting at an interrupt holds a graphmesh run (WAITING_FOR_APPROVAL). New input
-  on it (no command.resume) cancels that run first, as LangGraph drops an unanswered
-  interrupt when new input comes; command.resume decides its approvals instead
+  on it (no command.resume) is created with multitask_strategy interrupt, so the api cancels
+  that run once it accepted the new one (LangGraph drops an unanswered interrupt when new
+  input comes; a refused request cancels nothing); command.resume decides its approvals instead
   (services/gateway/resume.py) and the response follows that same run from where it resumes,
   with the stream modes it was created with (modes it lacks come from graphmesh's own
   events: events.py). command.resume cannot be combined with update/goto (422).
@@ -29,6 +30,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from typing import Any, AsyncIterator
+from urllib.parse import urlencode
 
 import grpc
 from starlette.requests import Request
@@ -49,7 +51,14 @@ from services.gateway.events import (
     state_at_rest,
 )
 from services.gateway.jsonio import dumps, json_response, query_bool, query_int, read_json
-from services.gateway.lookups import ensure_run_thread, gateway_of, get_thread, run_assistant
+from services.gateway.lookups import (
+    RESTING_AT_INTERRUPT,
+    gateway_of,
+    get_thread,
+    run_assistant,
+    run_thread,
+    tag_run_thread,
+)
 from services.gateway.resume import resume
 from services.gateway.run_requests import RunRequest, create_run_request, parse_run_request
 from services.gateway.run_shapes import STATUS_FILTER, TIMEOUT_CODES, run_json
@@ -90,11 +99,19 @@ class Started:
     def location(self) -> str:
         return f"/threads/{self.thread_id}/runs/{self.run.run_id}"
 
-    def headers(self, stateless: bool, tail: str) -> dict[str, str]:
+    def headers(self, stateless: bool, tail: str, modes: list[str] | None = None) -> dict[str, str]:
         # Location is where a client reconnects (the SDK's reconnect follows it); a stateless
         # run's thread path works too, so that one is given rather than the reference's /runs/...
-        return {"Location": f"{self.location}/{tail}",
+        return {"Location": f"{self.location}/{tail}{modes_query(modes)}",
                 "Content-Location": f"/runs/{self.run.run_id}" if stateless else self.location}
+
+
+def modes_query(modes: list[str] | None) -> str:
+    """The stream modes as a stream URL's query: a reconnect to the Location (which the SDKs
+    follow as given) shows the stream the client asked for, not the modes the run carries
+    (those are worker modes: "messages" for messages-tuple, legacy messages and events
+    alike), so ids like N:0 mean the same events after the reconnect."""
+    return "?" + urlencode([("stream_mode", m) for m in modes]) if modes else ""
 
 
 # -- creating and resuming --------------------------------------------------------------
@@ -131,16 +148,26 @@ async def start_run(request: Request, thread_id: str | None) -> Started:
     assistant = await run_assistant(request, req.assistant_id)
     stateless = thread_id is None
     thread_id = thread_id or str(uuid.uuid4())
-    thread = await ensure_run_thread(request, thread_id, assistant, create=stateless or req.if_not_exists == "create",
-                                     metadata=req.raw_metadata)
-    await _supersede_waiting_run(gw, md, thread)
+    # Everything the gateway can check is checked before anything changes (422 here).
     create = create_run_request(req, assistant, thread_id, continue_thread=continue_thread)
+    thread = await run_thread(request, thread_id, assistant, create=stateless or req.if_not_exists == "create",
+                              metadata=req.raw_metadata)
+    if await _waits_at_interrupt(gw, md, thread):
+        # New input drops the unanswered interrupt (as LangGraph does): graphmesh's run
+        # waiting there is cancelled by the api itself, after it checked and recorded the
+        # new run (multitask interrupt, checkpoints kept), so a refused request cancels nothing.
+        create.multitask_strategy = run_pb2.MULTITASK_STRATEGY_INTERRUPT
     try:
         run = (await gw.runs.CreateRun(create, timeout=CALL_TIMEOUT, metadata=md)).run
     except grpc.aio.AioRpcError as exc:
         if error_code(exc) == "THREAD_BUSY":
             raise HTTPError(409, BUSY_DETAIL) from None
         raise
+    try:
+        await tag_run_thread(request, thread, assistant)
+    except grpc.aio.AioRpcError as exc:  # the run is created and goes on: its response is not refused for this
+        log.warning("run %s: thread %s not tagged with its graph and assistant: %s", run.run_id, thread_id,
+                    exc.details())
     started = Started(run, thread_id, req)
     if stateless and req.on_completion == "delete":
         if req.webhook:
@@ -162,22 +189,12 @@ async def _settle_active_run(gw, md: tuple, thread_id: str) -> None:
             pass
 
 
-async def _supersede_waiting_run(gw, md: tuple, thread: thread_pb2.Thread) -> None:
-    """New input on a thread waiting at an interrupt: LangGraph drops the unanswered
-    interrupt, so graphmesh's waiting run is cancelled (its checkpoints kept) first."""
+async def _waits_at_interrupt(gw, md: tuple, thread: thread_pb2.Thread) -> bool:
+    """Whether the thread's active run rests at an interrupt (waiting for approval, or paused)."""
     if thread.status != thread_pb2.THREAD_STATUS_INTERRUPTED or not thread.active_run_id:
-        return
+        return False
     active = await _get_run(gw, md, thread.active_run_id)
-    if active.status != run_pb2.RUN_STATUS_WAITING_FOR_APPROVAL:
-        return
-    try:
-        await gw.runs.CancelRun(pb.CancelRunRequest(
-            run_id=active.run_id, action=pb.CANCEL_ACTION_INTERRUPT,
-            reason="new input on the interrupted thread through the LangGraph HTTP API (its interrupt is dropped)"),
-            timeout=CALL_TIMEOUT, metadata=md)
-    except grpc.aio.AioRpcError as exc:
-        if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:  # resumed or ended meanwhile
-            raise
+    return active.status in RESTING_AT_INTERRUPT
 
 
 async def _get_run(gw, md: tuple, run_id: str) -> run_pb2.Run:
@@ -270,7 +287,7 @@ def _stream_response(request: Request, started: Started, stateless: bool) -> Res
                                    "client disconnected from the run stream (on_disconnect=cancel)")
     return sse_response(body, interval=gw.settings.gateway_heartbeat_seconds, stopping=gw.stopping,
                         on_disconnect=on_disconnect, on_close=_releaser(started),
-                        headers=started.headers(stateless, "stream"))
+                        headers=started.headers(stateless, "stream", req.stream_modes))
 
 
 async def stream_on_thread(request: Request) -> Response:
@@ -308,7 +325,8 @@ async def join_stream(request: Request) -> Response:
     md = gw.call_metadata(request)
     run = await _run_on_thread(request)
     position = parse_last_event_id(request.headers.get("last-event-id"))
-    view = StreamView(modes=parse_stream_modes(request) or default_modes(run), carried=set(run.options.stream_modes))
+    modes = parse_stream_modes(request) or default_modes(run)
+    view = StreamView(modes=modes, carried=set(run.options.stream_modes))
     body = sse_events(gw, md, run, run.thread_id, view, position or Position(), metadata_event=position is None)
     on_disconnect = None
     if query_bool(request, "cancel_on_disconnect"):
@@ -316,7 +334,7 @@ async def join_stream(request: Request) -> Response:
     location = f"/threads/{run.thread_id}/runs/{run.run_id}"
     return sse_response(body, interval=gw.settings.gateway_heartbeat_seconds, stopping=gw.stopping,
                         on_disconnect=on_disconnect,
-                        headers={"Location": f"{location}/stream", "Content-Location": location})
+                        headers={"Location": f"{location}/stream{modes_query(modes)}", "Content-Location": location})
 
 
 # -- waits --------------------------------------------------------------------------------

@@ -66,7 +66,7 @@ def parse_last_event_id(value: str | None) -> Position | None:
         index = int(part) if part else None
     except ValueError:
         raise HTTPError(422, f"Last-Event-ID {text[:40]!r} is not an event id of this server (a number)") from None
-    if sequence < 0 or (index is not None and index < 0):
+    if not 0 <= sequence < 2**63 or (index is not None and not 0 <= index < 2**31):
         raise HTTPError(422, f"Last-Event-ID {text[:40]!r} is not an event id of this server")
     if index is None:
         return Position(after=sequence)

@@ -186,15 +186,19 @@ async def update_state(request: Request):
     checkpoint_id = get_str(body, "checkpoint_id", "") or _checkpoint_id(body)
     as_node = get_str(body, "as_node", "")
     gw = gateway_of(request)
+    values = to_value(body.get("values"), "values")  # 422 before anything changes
     if as_node == "__end__":
         # Ending the thread drops the interrupt it waits on (agent-inbox's "mark as resolved"):
         # the run resting there is cancelled, its approvals with it (recorded as CANCELLED).
+        # What can be checked first is (the body above; the thread exists and the caller sees
+        # it); what only UpdateThreadState checks (that the caller may change the thread, the
+        # values against the graph's schema) comes after the cancel: docs/langgraph-api.md.
+        await get_thread(request, thread_id)
         await cancel_thread_runs(request, thread_id, statuses=RESTING_AT_INTERRUPT,
                                  reason="the thread was ended (as_node __end__, LangGraph HTTP API)")
     # A thread that never ran takes the update under its metadata's graph_id (the api reads it).
     reply = await gw.threads.UpdateThreadState(
-        pb.UpdateThreadStateRequest(thread_id=thread_id, values=to_value(body.get("values"), "values"),
-                                    as_node=as_node, checkpoint_id=checkpoint_id),
+        pb.UpdateThreadStateRequest(thread_id=thread_id, values=values, as_node=as_node, checkpoint_id=checkpoint_id),
         timeout=CALL_TIMEOUT, metadata=gw.call_metadata(request))
     checkpoint = {"thread_id": thread_id, "checkpoint_ns": "", "checkpoint_id": reply.checkpoint_id}
     # "configurable" and "checkpoint_id" are the reference's deprecated copies.

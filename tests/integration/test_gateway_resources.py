@@ -158,6 +158,21 @@ def test_assistants_create_update_search_count_delete(gw):
     assert [v["version"] for v in versions] == [2]
 
 
+def test_deleting_an_assistant_with_its_threads_checks_the_assistant_first(http):
+    system = system_assistant_id("tiny")
+    thread = http.post("/threads", json={"metadata": {"graph_id": "tiny", "assistant_id": system}}).json()
+    refused = http.delete(f"/assistants/{system}", params={"delete_threads": "true"})
+    assert refused.status_code == 409 and "system assistant" in refused.json()["detail"]
+    assert http.get(f"/threads/{thread['thread_id']}").status_code == 200  # its threads are kept
+
+    mine = http.post("/assistants", json={"graph_id": "tiny"}).json()
+    tagged = http.post("/threads", json={"metadata": {"assistant_id": mine["assistant_id"]}}).json()
+    assert http.delete(f"/assistants/{mine['assistant_id']}", params={"delete_threads": "true"}).status_code == 204
+    assert http.get(f"/assistants/{mine['assistant_id']}").status_code == 404
+    assert http.get(f"/threads/{tagged['thread_id']}").status_code == 404
+    assert http.get(f"/threads/{thread['thread_id']}").status_code == 200
+
+
 def test_assistant_search_pages_with_the_reference_headers(gw, http):
     marker = uuid.uuid4().hex
     for i in range(3):

@@ -245,6 +245,24 @@ def test_join_stream_resumes_after_last_event_id_without_gap_or_duplicate(client
     run(go())
 
 
+def test_a_reconnect_to_the_streams_location_shows_the_modes_asked_for(url):
+    # Legacy "messages" is two SSE events per token (messages/metadata "N:0", messages/partial
+    # "N"); the run carries only the worker's "messages", so a reconnect that did not name the
+    # modes would see messages-tuple, and resuming inside event N would drop one.
+    with httpx.Client(base_url=url, timeout=HTTP_TIMEOUT) as http:
+        tid = http.post("/threads", json={}).json()["thread_id"]
+        body = {"assistant_id": "chat", "input": chat_input("legacy tokens"), "stream_mode": ["messages", "values"]}
+        with http.stream("POST", f"/threads/{tid}/runs/stream", json=body) as response:
+            location = response.headers["location"]
+            events = read_events(response.iter_lines())
+        assert re.fullmatch(rf"/threads/{tid}/runs/[^/?]+/stream\?stream_mode=messages&stream_mode=values", location)
+        cut = next(i for i, (name, _, event_id) in enumerate(events)
+                   if name == "messages/metadata" and event_id.endswith(":0"))
+        with http.stream("GET", location, headers={"Last-Event-ID": events[cut][2]}) as response:
+            after = read_events(response.iter_lines())
+    assert after == events[cut + 1:] and after[0][0] == "messages/partial"
+
+
 # -- multitask, cancel ------------------------------------------------------------------------
 
 
@@ -349,18 +367,45 @@ def test_several_interrupts_need_their_ids(client):
     run(go())
 
 
-def test_new_input_on_an_interrupted_thread_drops_the_interrupt(client):
+def test_new_input_on_an_interrupted_thread_drops_the_interrupt(client, review):
     async def go():
-        thread = await client.threads.create()
+        thread = await client.threads.create(metadata={"team": "ops"})
         tid = thread["thread_id"]
         first = await client.runs.create(tid, "approval_workflow", input={"action": "deploy", "target": "web"})
         waited = await client.runs.join(tid, first["run_id"])
         assert "__interrupt__" in waited
+        tagged = (await client.threads.get(tid))["metadata"]
+        assert tagged["graph_id"] == "approval_workflow"
+
+        # A request refused (by the gateway's checks or by the api's) cancels nothing and
+        # leaves the thread's metadata as it was.
+        refused = [
+            dict(input={"action": "deploy", "target": "db"}, config={"tags": "not-a-list"}),  # 422, gateway
+            dict(input={"action": "deploy", "target": "db"}, config={"recursion_limit": "many"}),  # 422, gateway
+            dict(input={"action": "deploy"}),  # 422: the graph's input schema needs a target (api)
+        ]
+        for kwargs in refused:
+            with pytest.raises(httpx.HTTPStatusError) as caught:
+                await client.runs.create(tid, "approval_workflow", multitask_strategy="reject", **kwargs)
+            assert caught.value.response.status_code == 422, (kwargs, caught.value.response.text)
+        with pytest.raises(httpx.HTTPStatusError) as caught:  # another graph's assistant (api: 409)
+            await client.runs.create(tid, RESEARCH, input={"question": "q"})
+        assert caught.value.response.status_code == 409
+        assert (await client.runs.get(tid, first["run_id"]))["status"] == "interrupted"
+        assert (await client.threads.get(tid))["metadata"] == tagged
+        approvals = (await asyncio.to_thread(review.ListApprovals, rpb.ListApprovalsRequest(run_id=first["run_id"]),
+                                             timeout=10)).approvals
+        assert [a.status for a in approvals] == [rpb.APPROVAL_STATUS_PENDING]
+
         again = await client.runs.wait(tid, "approval_workflow", input={"action": "deploy", "target": "api"},
                                        multitask_strategy="reject")
         assert again["target"] == "api" and "__interrupt__" in again
         assert (await client.runs.get(tid, first["run_id"]))["status"] == "interrupted"  # cancelled
-    run(go())
+        return first["run_id"]
+
+    run_id = run(go())
+    approvals = review.ListApprovals(rpb.ListApprovalsRequest(run_id=run_id), timeout=10).approvals
+    assert [a.status for a in approvals] == [rpb.APPROVAL_STATUS_CANCELLED]
 
 
 # -- a gateway replica dies mid-stream ----------------------------------------------------------

@@ -165,3 +165,52 @@ def test_last_event_id_positions():
     for bad in ("x", "-2", "3:-1"):
         with pytest.raises(HTTPError):
             parse_last_event_id(bad)
+
+
+HUGE = 10**400  # valid JSON, beyond a double
+
+
+@pytest.mark.parametrize("method,path,body,field", [
+    ("POST", "/threads/search", {"offset": 2**32}, "'offset'"),
+    ("POST", "/threads/search", {"limit": 10, "offset": 2**31}, "'offset'"),
+    ("POST", "/assistants/search", {"offset": 2**40}, "'offset'"),
+    ("POST", "/assistants/x/versions", {"offset": 2**40}, "'offset'"),
+    ("POST", "/store/items/search", {"namespace_prefix": ["a"], "offset": 2**40}, "'offset'"),
+    ("POST", "/store/namespaces", {"max_depth": 2**31}, "'max_depth'"),
+    ("POST", "/threads/t1/history", {"limit": 2**40}, "'limit'"),
+    ("POST", "/threads", {"metadata": {"n": HUGE}}, "'metadata'"),
+    ("POST", "/threads/search", {"metadata": {"n": [HUGE]}}, "'metadata'"),
+    ("POST", "/threads/search", {"values": {"n": {"m": -HUGE}}}, "'values'"),
+    ("POST", "/threads/t1/state", {"values": {"n": HUGE}, "as_node": "__end__"}, "'values'"),
+    ("PUT", "/store/items", {"namespace": ["a"], "key": "k", "value": {"n": HUGE}}, "'value'"),
+    ("PUT", "/store/items", {"namespace": ["a"], "key": "k", "value": {}, "ttl": HUGE}, "'ttl'"),
+    ("POST", "/assistants", {"graph_id": "tiny", "metadata": {"n": HUGE}}, "'metadata'"),
+])
+def test_numbers_out_of_range_are_422_naming_the_field(client, method, path, body, field):
+    answer = client.request(method, path, content=dumps(body).encode(), headers={"Content-Type": "application/json"})
+    assert answer.status_code == 422 and field in answer.json()["detail"], (body, answer.status_code, answer.text)
+
+
+def test_out_of_range_query_numbers_and_non_json_constants_are_422(client):
+    assert client.get("/threads/t1/runs", params={"offset": str(2**40)}).status_code == 422
+    assert client.get("/assistants/tiny/graph", params={"xray": str(2**40)}).json() == {"detail": "Invalid xray value"}
+    nan = client.post("/threads/search", content=b'{"metadata": {"n": NaN}}', headers={"Content-Type": "application/json"})
+    assert (nan.status_code, nan.json()) == (422, {"detail": "Invalid JSON in request body"})
+
+
+def test_run_request_numbers_out_of_range_are_422_naming_the_field():
+    from graphmesh.v1 import assistant_service_pb2
+    from services.gateway.run_requests import create_run_request, parse_run_request
+    assistant = assistant_service_pb2.Assistant(assistant_id="a1", graph="tiny")
+    for body, field in (({"input": {"n": HUGE}}, "'input'"),
+                        ({"input": {"n": 1}, "config": {"recursion_limit": 2**40}}, "'config.recursion_limit'"),
+                        ({"input": None, "command": {"update": {"n": HUGE}}}, "'command.update'"),
+                        ({"input": {}, "config": {"configurable": {"n": HUGE}}}, "'config.configurable'"),
+                        ({"input": {}, "context": {"n": HUGE}}, "'context'")):
+        with pytest.raises(HTTPError) as caught:
+            create_run_request(parse_run_request({"assistant_id": "a1", **body}), assistant, "t1")
+        assert caught.value.status == 422 and field in caught.value.detail, (body, caught.value.detail)
+    from services.gateway.sse import parse_last_event_id
+    for bad in (str(2**64), f"3:{2**40}"):
+        with pytest.raises(HTTPError):
+            parse_last_event_id(bad)

@@ -15,7 +15,6 @@ from typing import Any, Iterator
 
 import httpx
 import pytest
-from google.protobuf import json_format
 from langgraph_sdk import get_client, get_sync_client
 from langgraph_sdk.sse import SSEDecoder
 
@@ -328,7 +327,7 @@ def test_interrupt_and_resume_through_the_review_tier(client, review):
         assert (await client.threads.get(tid))["status"] == "interrupted"
         assert (await client.runs.get(tid, run_id))["status"] == "interrupted"
 
-        resumed = await collect(client.runs.stream(tid, RESEARCH, command={"resume": {"approved": True}},
+        resumed = await collect(client.runs.stream(tid, RESEARCH, command={"resume": {"decision": "approve"}},
                                                    stream_mode=["values", "updates"]))
         assert resumed[0].event == "metadata" and resumed[0].data["run_id"] == run_id  # the same run goes on
         assert [list(p.data) for p in resumed if p.event == "updates"] == [["write_report"]]
@@ -339,11 +338,11 @@ def test_interrupt_and_resume_through_the_review_tier(client, review):
         return run_id
 
     run_id = run(go())
-    # The resume was a decision of the review tier, recorded and audited like any other.
+    # The resume was a decision of the review tier, recorded and audited like any other: on a
+    # record-shaped approval (the graph gets graphmesh's decision record) {"decision": ...} is it.
     approvals = review.ListApprovals(rpb.ListApprovalsRequest(run_id=run_id), timeout=10).approvals
-    assert [a.status for a in approvals] == [rpb.APPROVAL_STATUS_RESPONDED]
-    assert approvals[0].decision.kind == rpb.DECISION_KIND_RESPOND
-    assert json_format.MessageToDict(approvals[0].decision.value) == {"approved": True}
+    assert [a.status for a in approvals] == [rpb.APPROVAL_STATUS_APPROVED]
+    assert approvals[0].decision.kind == rpb.DECISION_KIND_APPROVE
     assert "approval_decided" in {r.action for r in list_audit(review, run_id=run_id)}
 
 
@@ -358,7 +357,7 @@ def test_several_interrupts_need_their_ids(client):
             await client.runs.wait(tid, "parallel_review", command={"resume": True})
         assert caught.value.response.status_code == 422
         assert all(i in caught.value.response.json()["detail"] for i in pending)
-        final = await client.runs.wait(tid, "parallel_review", command={"resume": {i: True for i in pending}})
+        final = await client.runs.wait(tid, "parallel_review", command={"resume": {i: {"decision": "approve"} for i in pending}})
         assert final["outcome"] and "__interrupt__" not in final
         assert (await client.threads.get(tid))["status"] == "idle"
         with pytest.raises(httpx.HTTPStatusError) as caught:  # nothing left to resume

@@ -89,7 +89,7 @@ def test_interrupt_is_a_graph_interrupt_and_resumes(url):
     out = research.invoke(question, config)
     assert out["__interrupt__"][0]["value"]["node"] == "write_report"
     assert research.get_state(config).next == ("write_report",)
-    done = research.invoke(Command(resume={"approved": True}), config)
+    done = research.invoke(Command(resume={"decision": "approve"}), config)
     assert done["report"].startswith("# what is grpc?") and "__interrupt__" not in done
 
     # Called as a subgraph (a caller's namespace), it raises GraphInterrupt.
@@ -122,5 +122,5 @@ def test_as_a_node_of_a_local_graph(url):
     # The remote thread is the caller's thread id: resuming it there finishes the remote run
     # (RemoteGraph passes no resume value through a parent, so the parent re-running its node
     # would start the remote graph again).
-    done = research.invoke(Command(resume={"approved": True}), config)
+    done = research.invoke(Command(resume={"decision": "approve"}), config)
     assert done["report"].startswith("# what is langgraph?")

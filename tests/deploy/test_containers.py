@@ -306,11 +306,12 @@ def test_the_langgraph_api_answers_from_the_host(stack, client, figures):
     sdk.runs.wait(waiting["thread_id"], "research_assistant",
                   input={"question": "what is graphmesh?", "delay_seconds": 0, "review": True})
     assert sdk.threads.get(waiting["thread_id"])["status"] == "interrupted"
-    final = sdk.runs.wait(waiting["thread_id"], "research_assistant", command={"resume": {"approved": True}})
+    final = sdk.runs.wait(waiting["thread_id"], "research_assistant", command={"resume": {"decision": "approve"}})
     assert final["report"].startswith("# what is graphmesh?"), final
     (approval,) = [a for a in list_approvals(review_stub(stack.review_address, stack.token))
                    if a.thread_id == waiting["thread_id"]]
-    assert approval.status == rpb.APPROVAL_STATUS_RESPONDED, approval  # decided through the review service
+    # Decided through the review service; a record-shaped approval takes {"decision": ...}.
+    assert approval.status == rpb.APPROVAL_STATUS_APPROVED, approval
     assert sdk.threads.get(waiting["thread_id"])["status"] == "idle"
     with pytest.raises(NotFoundError) as missing:
         sdk.threads.get("00000000-0000-0000-0000-000000000000")

@@ -6,8 +6,8 @@ messages-tuple), drops the connection after a few events, rejoins with runs.join
 last event id, then reads the finished run again from the start. The two parts together must be
 that whole stream: the same events with the same ids, none missing, none twice.
 
-Needs Node.js (skips without it); scripts/js-tools installs the SDK from tests/js's lockfile
-(a failed install fails the test). GRAPHMESH_GATEWAY_TEST_URL=http://host:port (a comma list:
+scripts/js-tools installs Node.js (Debian's packages, when missing) and the SDK from tests/js's
+lockfile; without them the test fails, never skips. GRAPHMESH_GATEWAY_TEST_URL=http://host:port (a comma list:
 stream through the first, rejoin through the last) and GRAPHMESH_GATEWAY_TEST_API_KEY run it
 against servers already serving bench/gateway-graph (`langgraph dev`, a running gateway) instead.
 """
@@ -26,7 +26,6 @@ import pytest
 from graphmesh.mesh import REPO_ROOT
 from helpers import private_mesh
 
-NODE = shutil.which("node")
 JS_DIR = REPO_ROOT / "tests" / "js"
 PROJECT = REPO_ROOT / "bench" / "gateway-graph" / "langgraph.json"
 URL_ENV, KEY_ENV = "GRAPHMESH_GATEWAY_TEST_URL", "GRAPHMESH_GATEWAY_TEST_API_KEY"
@@ -34,13 +33,13 @@ MESSAGE = "please tell me about resumable streams in a few words"
 
 
 @pytest.fixture(scope="module")
-def js_sdk() -> None:
-    if NODE is None:
-        pytest.skip("node is not installed: this test runs LangGraph's JS SDK under Node.js 18+")
+def js_sdk() -> str:
+    """The node executable, with the SDK installed (scripts/js-tools, idempotent)."""
     proc = subprocess.run([str(REPO_ROOT / "scripts" / "js-tools")], capture_output=True, text=True, timeout=600)
     if proc.returncode:
-        pytest.fail(f"scripts/js-tools could not install @langchain/langgraph-sdk (exit {proc.returncode}):\n"
+        pytest.fail(f"scripts/js-tools could not install Node.js or @langchain/langgraph-sdk (exit {proc.returncode}):\n"
                     f"{proc.stdout}{proc.stderr}")
+    return shutil.which("node")
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +55,8 @@ def gateway() -> Iterator[tuple[list[str], dict[str, str]]]:
         yield mesh.gateway_urls, {"LANGGRAPH_API_KEY": token}
 
 
-def run_script(urls: list[str], env: dict[str, str], *args: str) -> list[dict]:
-    command = [NODE, "stream_reconnect.mjs", "--url", urls[0], "--join-url", urls[-1], *args]
+def run_script(node: str, urls: list[str], env: dict[str, str], *args: str) -> list[dict]:
+    command = [node, "stream_reconnect.mjs", "--url", urls[0], "--join-url", urls[-1], *args]
     proc = subprocess.run(command, cwd=JS_DIR, capture_output=True, text=True, timeout=120,
                           env={**os.environ, **env})
     assert proc.returncode == 0, f"{' '.join(command)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}"
@@ -72,7 +71,7 @@ def id_order(event_id: str) -> tuple[int, ...]:
 
 def test_stream_resumes_with_last_event_id_without_gap_or_duplicate(js_sdk, gateway):
     urls, env = gateway
-    lines = run_script(urls, env, "--graph", "chat", "--message", MESSAGE, "--before", "5")
+    lines = run_script(js_sdk, urls, env, "--graph", "chat", "--message", MESSAGE, "--before", "5")
     by_phase: dict[str, list[dict]] = {}
     for line in lines:
         by_phase.setdefault(line["phase"], []).append(line)

@@ -11,6 +11,7 @@ import http.server
 import json
 import threading
 import time
+from datetime import datetime, timezone
 
 import grpc
 import psycopg
@@ -170,7 +171,11 @@ def test_a_completed_run_is_delivered_signed_with_its_output(client, hooks, rece
     assert body["data"]["run"]["run_id"] == run.run_id
     assert body["data"]["run"]["webhook"]["url"] == receiver.url("/ok")
     assert body["data"]["output"]["summary"]  # the tiny graph's output values
-    assert body["data"]["timings"]["finished_at"] and body["data"]["timings"]["run_seconds"] >= 0
+    # The timings describe this run: its own timestamps, and the durations between them.
+    timings = body["data"]["timings"]
+    started, finished = (datetime.fromisoformat(timings[k]) for k in ("started_at", "finished_at"))
+    assert datetime.fromisoformat(timings["created_at"]) == run.created_at.ToDatetime(timezone.utc)
+    assert timings["run_seconds"] == round((finished - started).total_seconds(), 3)
     assert delivery.attempts == 1 and delivery.last_status_code == 200 and delivery.run_status == COMPLETED
     assert delivery.graph == "tiny" and delivery.HasField("delivered_at")
 

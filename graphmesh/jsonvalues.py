@@ -44,3 +44,21 @@ def to_value(value: Any) -> struct_pb2.Value:
     json_format.ParseDict(jsonable(value), out)
     return out
 
+
+
+def whole_numbers(value: Any) -> Any:
+    """`value` with whole doubles as ints, recursively. A protobuf Struct or Value keeps every
+    number as a double, so 3 comes back as 3.0; JSON cannot tell them apart, but a graph or a
+    Python client would. Beyond 2**53 a double is no longer exact: those stay floats."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: whole_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [whole_numbers(v) for v in value]
+    return value
+
+
+def from_proto(message: Any) -> Any:
+    """A Struct, Value or ListValue as plain JSON, whole numbers as ints."""
+    return whole_numbers(json_format.MessageToDict(message))

@@ -459,7 +459,7 @@ class RunExecutor:
                     mode, chunk = item
                 if mode == "custom":
                     node = next(iter(active.values())) if len(active) == 1 else ""
-                    await events.emit(custom=run_pb2.CustomProgress(node=node, data=to_value(secrets.redact_value(jsonable(chunk)))))
+                    await events.emit(custom=run_pb2.CustomProgress(node=node, data=to_value(_redacted(chunk))))
                 elif "input" in chunk:
                     step += 1
                     active[chunk["id"]] = chunk["name"]
@@ -481,7 +481,7 @@ class RunExecutor:
                         continue  # reported once the run rests, as approval requests
                     await events.emit(node_finished=run_pb2.NodeFinished(
                         node=chunk["name"], task_id=chunk["id"], step=step,
-                        update=to_struct(secrets.redact_value(jsonable(_update_of(chunk.get("result")))))))
+                        update=to_struct(_redacted(_update_of(chunk.get("result"))))))
         return interrupts
 
     def _lease_lost(self, claim: Claim, execution: _Execution) -> None:
@@ -513,6 +513,13 @@ class RunExecutor:
             if held["cancel_reason"] is not None and execution.cancel is None:
                 self.request_cancel(claim.run.run_id, held["cancel_reason"], held["cancel_action"] or "interrupt")
                 return
+
+
+def _redacted(value: Any) -> Any:
+    """`value` with known secrets replaced, made JSON first: redact_value does not look inside
+    LangChain messages (pydantic objects), which a node's update or custom data may hold.
+    With no secret known, `value` itself (to_struct/to_value make it JSON anyway)."""
+    return secrets.redact_value(jsonable(value)) if secrets.known() else value
 
 
 def _update_of(result: Any) -> Any:

@@ -26,6 +26,7 @@ from google.protobuf import json_format
 from langgraph.types import Command
 
 from graphmesh.errors import InvalidArgument
+from graphmesh.jsonvalues import whole_numbers
 from graphmesh.v1 import run_pb2
 
 __all__ = ["RunOptions", "STREAM_MODES", "INTERNAL_MODES", "ALL_NODES", "parse_options", "stopped_at"]
@@ -67,13 +68,13 @@ class RunOptions:
         return cls(
             stream_modes=tuple(data.get("stream_modes") or ()),
             stream_subgraphs=bool(data.get("stream_subgraphs")),
-            configurable={k: _whole(v) for k, v in (data.get("configurable") or {}).items()
+            configurable={k: whole_numbers(v) for k, v in (data.get("configurable") or {}).items()
                           if k not in RESERVED_CONFIGURABLE and not k.startswith("__")},
-            context=_whole(data["context"]) if data.get("context") is not None else None,
+            context=whole_numbers(data["context"]) if data.get("context") is not None else None,
             interrupt_before=tuple(data.get("interrupt_before") or ()),
             interrupt_after=tuple(data.get("interrupt_after") or ()),
             checkpoint_id=data.get("checkpoint_id") or "",
-            command_update=_whole(data.get("command_update")),
+            command_update=whole_numbers(data.get("command_update")),
             command_goto=tuple(data.get("command_goto") or ()),
             recursion_limit=int(data.get("recursion_limit") or 0),
             tags=tuple(data.get("tags") or ()),
@@ -212,14 +213,3 @@ def _narrow_context(graph: Any, context: dict[str, Any]) -> dict[str, Any]:
 
 def _is_uuid_like(text: str) -> bool:
     return len(text) <= 64 and all(c in "0123456789abcdefABCDEF-" for c in text) and len(text) >= 8
-
-
-def _whole(value: Any) -> Any:
-    """Whole doubles (how a protobuf Struct carries every number) as ints, recursively."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _whole(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_whole(v) for v in value]
-    return value

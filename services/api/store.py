@@ -7,29 +7,11 @@ a graph reading an item put through this service sees 3, not 3.0."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from google.protobuf import json_format
-
-from graphmesh.jsonvalues import to_struct
+from graphmesh.jsonvalues import from_proto, to_struct
 from graphmesh.memory import Memory
 from graphmesh.messages import timestamp
 from graphmesh.v1 import store_service_pb2 as pb
 from graphmesh.v1 import store_service_pb2_grpc
-
-
-def _plain(message) -> Any:
-    return _whole_numbers(json_format.MessageToDict(message))
-
-
-def _whole_numbers(value: Any) -> Any:
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _whole_numbers(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_whole_numbers(v) for v in value]
-    return value
 
 
 def item_to_proto(item) -> pb.StoreItem:
@@ -44,7 +26,7 @@ class StoreServicer(store_service_pb2_grpc.StoreServiceServicer):
         self._memory = memory
 
     async def PutItem(self, request, context):
-        value = _plain(request.value) if request.HasField("value") else None
+        value = from_proto(request.value) if request.HasField("value") else None
         await self._memory.put(request.namespace, request.key, value, ttl_minutes=request.ttl_minutes)
         return pb.PutItemResponse()
 
@@ -58,7 +40,7 @@ class StoreServicer(store_service_pb2_grpc.StoreServiceServicer):
 
     async def SearchItems(self, request, context):
         items = await self._memory.search(
-            request.namespace_prefix, filter=_plain(request.filter) if request.HasField("filter") else None,
+            request.namespace_prefix, filter=from_proto(request.filter) if request.HasField("filter") else None,
             limit=request.limit, offset=request.offset)
         return pb.SearchItemsResponse(items=[item_to_proto(i) for i in items])
 

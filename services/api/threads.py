@@ -24,7 +24,7 @@ from graphmesh.errors import (
     PermissionDenied,
     ResourceExhausted,
 )
-from graphmesh.jsonvalues import to_struct, to_value
+from graphmesh.jsonvalues import from_proto, to_struct, to_value
 from graphmesh.messages import timestamp
 from graphmesh.routing import VersionRouter
 from graphmesh.rpc.principal import caller
@@ -67,17 +67,6 @@ def _limit(value: int) -> int:
 
 def _dict(message, field: str) -> dict[str, Any] | None:
     return json_format.MessageToDict(getattr(message, field)) if message.HasField(field) else None
-
-
-def _plain(value: Any) -> Any:
-    """JSON from a protobuf Value with whole numbers as ints (Struct carries only doubles)."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
 
 
 def interrupts_to_proto(approvals: list[ApprovalRecord]) -> list[thread_pb2.ThreadInterrupt]:
@@ -297,7 +286,7 @@ class ThreadServicer(thread_service_pb2_grpc.ThreadServiceServicer):
                                   code="THREAD_HAS_NO_GRAPH")
         graph = self._registry.get(name).name  # NOT_FOUND for an unknown graph
         me.require("submitter", "operator", graph=graph, action=f"update the state of threads of graph '{graph}'")
-        values = _plain(json_format.MessageToDict(request.values)) if request.HasField("values") else None
+        values = from_proto(request.values) if request.HasField("values") else None
         # The version its first run will be routed to (stable per thread), for a thread with no checkpoint.
         version = await self._router.choose(graph, thread.thread_id)
         async with self._threads.holding_idle(thread.thread_id) as (conn, row):

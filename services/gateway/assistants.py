@@ -22,12 +22,12 @@ from services.gateway.jsonio import (
     get_enum,
     get_int,
     get_str,
-    get_str_list,
     json_response,
     pagination_headers,
     plain,
     query_bool,
     read_json,
+    search_page,
     to_struct,
 )
 from services.gateway.lookups import CALL_TIMEOUT, delete_thread, gateway_of, get_assistant, thread_ids_with_metadata
@@ -131,21 +131,14 @@ def _search_filters(body: dict) -> dict:
 
 async def search_assistants(request: Request):
     body = await read_json(request)
-    limit = get_int(body, "limit", 10, minimum=1, maximum=1000)
-    offset = get_int(body, "offset", 0, minimum=0)
-    sort_by = get_enum(body, "sort_by", tuple(SORT_BY), "created_at")
-    sort_order = get_enum(body, "sort_order", ("asc", "desc"), "desc")
-    select = get_str_list(body, "select")
-    for name in select or ():
-        if name not in ASSISTANT_FIELDS:
-            raise HTTPError(422, f"'select' names an unknown field {name!r}; fields: {', '.join(ASSISTANT_FIELDS)}")
+    page = search_page(body, sort_fields=SORT_BY, default_sort="created_at", fields=ASSISTANT_FIELDS)
     gw = gateway_of(request)
     reply = await gw.assistants.ListAssistants(
-        pb.ListAssistantsRequest(limit=limit, offset=offset, sort_by=SORT_BY[sort_by], ascending=sort_order == "asc",
-                                 **_search_filters(body)),
+        pb.ListAssistantsRequest(limit=page.limit, offset=page.offset, sort_by=SORT_BY[page.sort_by],
+                                 ascending=page.ascending, **_search_filters(body)),
         timeout=CALL_TIMEOUT, metadata=gw.call_metadata(request))
-    items = [select_fields(assistant_json(a), select) for a in reply.assistants]
-    headers = pagination_headers(len(items), offset, offset + limit if reply.has_more else None)
+    items = [select_fields(assistant_json(a), page.select) for a in reply.assistants]
+    headers = pagination_headers(len(items), page.offset, page.offset + page.limit if reply.has_more else None)
     return json_response(items, headers=headers)
 
 

@@ -31,13 +31,12 @@ from services.gateway.jsonio import (
     get_bool,
     get_dict,
     get_enum,
-    get_int,
     get_str,
-    get_str_list,
     json_response,
     pagination_headers,
     plain,
     read_json,
+    search_page,
     to_struct,
 )
 from services.gateway.lookups import CALL_TIMEOUT, gateway_of, get_assistant, get_thread
@@ -345,20 +344,15 @@ async def _matching(request: Request, body: dict) -> list[dict[str, Any]]:
 
 async def search_crons(request: Request):
     body = await read_json(request)
-    limit = get_int(body, "limit", 10, minimum=1, maximum=1000)
-    offset = get_int(body, "offset", 0, minimum=0)
-    sort_by = get_enum(body, "sort_by", SORT_BY, "created_at")
-    descending = get_enum(body, "sort_order", ("asc", "desc"), "desc") == "desc"
-    select = get_str_list(body, "select")
-    for name in select or ():
-        if name not in CRON_FIELDS:
-            raise HTTPError(422, f"'select' names an unknown field {name!r}; fields: {', '.join(CRON_FIELDS)}")
+    page = search_page(body, sort_fields=SORT_BY, default_sort="created_at", fields=CRON_FIELDS)
     crons = await _matching(request, body)
-    present = sorted((c for c in crons if c[sort_by] is not None), key=lambda c: c[sort_by], reverse=descending)
-    crons = present + [c for c in crons if c[sort_by] is None]  # nulls last either way
-    page = crons[offset:offset + limit]
-    headers = pagination_headers(len(page), offset, offset + limit if len(crons) > offset + limit else None)
-    return json_response([select_fields(c, select) for c in page], headers=headers)
+    present = sorted((c for c in crons if c[page.sort_by] is not None), key=lambda c: c[page.sort_by],
+                     reverse=not page.ascending)
+    crons = present + [c for c in crons if c[page.sort_by] is None]  # nulls last either way
+    end = page.offset + page.limit
+    shown = crons[page.offset:end]
+    headers = pagination_headers(len(shown), page.offset, end if len(crons) > end else None)
+    return json_response([select_fields(c, page.select) for c in shown], headers=headers)
 
 
 async def count_crons(request: Request):

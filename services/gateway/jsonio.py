@@ -9,6 +9,7 @@ import base64
 import json
 import math
 import uuid
+from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -17,6 +18,7 @@ from google.protobuf.message import Message
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from graphmesh.jsonvalues import whole_numbers
 from services.gateway.errors import HTTPError
 
 _MISSING = object()
@@ -46,19 +48,7 @@ def plain(message: Message | None) -> Any:
     ListValue as a list, any other message with its proto field names."""
     if message is None:
         return None
-    return _whole_numbers(json_format.MessageToDict(message, preserving_proto_field_name=True))
-
-
-def _whole_numbers(value: Any) -> Any:
-    # A Struct keeps every number as a double: 3 comes back as 3.0. JSON does not tell them
-    # apart, but Python clients would; whole numbers go back to ints.
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _whole_numbers(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_whole_numbers(v) for v in value]
-    return value
+    return whole_numbers(json_format.MessageToDict(message, preserving_proto_field_name=True))
 
 
 def struct_or_none(holder: Message, field: str) -> Any:
@@ -212,6 +202,30 @@ def get_enum(body: Mapping[str, Any], name: str, choices: Sequence[str], default
     if value is not default and value not in choices:
         raise HTTPError(422, f"'{name}' must be one of {', '.join(map(repr, choices))}, got {value!r}")
     return value
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    """The paging part of a search body (assistants, threads, crons): limit, offset, sort, select."""
+
+    limit: int
+    offset: int
+    sort_by: str
+    ascending: bool
+    select: list[str] | None
+
+
+def search_page(body: Mapping[str, Any], *, sort_fields: Sequence[str], default_sort: str,
+                fields: Sequence[str]) -> SearchPage:
+    select = get_str_list(body, "select")
+    for name in select or ():
+        if name not in fields:
+            raise HTTPError(422, f"'select' names an unknown field {name!r}; fields: {', '.join(fields)}")
+    return SearchPage(limit=get_int(body, "limit", 10, minimum=1, maximum=1000),
+                      offset=get_int(body, "offset", 0, minimum=0),
+                      sort_by=get_enum(body, "sort_by", tuple(sort_fields), default_sort),
+                      ascending=get_enum(body, "sort_order", ("asc", "desc"), "desc") == "asc",
+                      select=select)
 
 
 def _bounded(name: str, value: int, minimum: int | None, maximum: int | None) -> int:

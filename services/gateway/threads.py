@@ -25,6 +25,7 @@ from services.gateway.jsonio import (
     pagination_headers,
     query_int,
     read_json,
+    search_page,
     to_struct,
     to_value,
 )
@@ -105,25 +106,18 @@ def _filters(body: dict) -> dict:
 
 async def search_threads(request: Request):
     body = await read_json(request)
-    limit = get_int(body, "limit", 10, minimum=1, maximum=1000)
-    offset = get_int(body, "offset", 0, minimum=0)
-    sort_by = get_enum(body, "sort_by", tuple(SORT_BY), "updated_at")
-    sort_order = get_enum(body, "sort_order", ("asc", "desc"), "desc")
-    select = get_str_list(body, "select")
-    for name in select or ():
-        if name not in THREAD_FIELDS:
-            raise HTTPError(422, f"'select' names an unknown field {name!r}; fields: {', '.join(THREAD_FIELDS)}")
+    page = search_page(body, sort_fields=SORT_BY, default_sort="updated_at", fields=THREAD_FIELDS)
     if body.get("extract") is not None:
         raise HTTPError(422, "'extract' is not supported by graphmesh's gateway; use 'select'")
-    with_values = not select or "values" in select
+    with_values = not page.select or "values" in page.select
     gw = gateway_of(request)
     reply = await gw.threads.ListThreads(
-        pb.ListThreadsRequest(thread_ids=get_str_list(body, "ids") or [], limit=limit, offset=offset,
-                              sort_by=SORT_BY[sort_by], ascending=sort_order == "asc", include_values=with_values,
+        pb.ListThreadsRequest(thread_ids=get_str_list(body, "ids") or [], limit=page.limit, offset=page.offset,
+                              sort_by=SORT_BY[page.sort_by], ascending=page.ascending, include_values=with_values,
                               **_filters(body)),
         timeout=CALL_TIMEOUT, metadata=gw.call_metadata(request))
-    items = [select_fields(thread_json(t, with_values=with_values), select) for t in reply.threads]
-    headers = pagination_headers(len(items), offset, offset + limit if reply.has_more else None)
+    items = [select_fields(thread_json(t, with_values=with_values), page.select) for t in reply.threads]
+    headers = pagination_headers(len(items), page.offset, page.offset + page.limit if reply.has_more else None)
     return json_response(items, headers=headers)
 
 

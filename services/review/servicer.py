@@ -14,7 +14,7 @@ from opentelemetry import trace
 from graphmesh.auth.principals import ALL_GRAPHS, ensure_can_decide, ensure_can_see_approval
 from graphmesh.bus.approvals import last_stream_sequence, watch
 from graphmesh.errors import InvalidArgument, PermissionDenied
-from graphmesh.jsonvalues import to_struct
+from graphmesh.jsonvalues import from_proto, to_struct
 from graphmesh.lifecycle import RunLifecycle
 from graphmesh.messages import DECISION_KINDS, approval_to_proto, timestamp
 from graphmesh.resume import RESPOND, is_canonical
@@ -52,22 +52,6 @@ def _time_range(request, after: str, before: str) -> tuple[datetime | None, date
     return start, end
 
 
-def _plain(value) -> Any:
-    """A google.protobuf.Value as plain JSON; whole numbers as ints (Value keeps every
-    number as a double, and a graph asking "how many?" should get 3, not 3.0)."""
-    return _whole_numbers(json_format.MessageToDict(value))
-
-
-def _whole_numbers(value: Any) -> Any:
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _whole_numbers(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_whole_numbers(v) for v in value]
-    return value
-
-
 def _decision_value(request, kind: str) -> Any:
     """The decision's value: an EDIT's edited_value (an object), a RESPOND's value (any
     JSON, null included), nothing for the others."""
@@ -81,7 +65,7 @@ def _decision_value(request, kind: str) -> Any:
         if not given or request.value.WhichOneof("kind") is None:
             raise InvalidArgument("a RESPOND decision needs value: what interrupt() returns, any JSON value "
                                   "(null_value for null)", code="RESPOND_VALUE_REQUIRED")
-        return _plain(request.value)
+        return from_proto(request.value)
     if given:
         raise InvalidArgument("value is only for RESPOND decisions (an EDIT's object is edited_value)",
                               code="VALUE_ONLY_FOR_RESPOND")

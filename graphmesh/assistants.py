@@ -19,7 +19,7 @@ from graphmesh.errors import InvalidArgument
 from graphmesh.v1 import assistant_service_pb2, run_pb2
 
 __all__ = ["NAMESPACE_GRAPH", "SYSTEM_METADATA", "apply_assistant", "check_config", "merge_run_config",
-           "parse_assistant_id", "resolve", "system_assistant_id", "system_assistants"]
+           "parse_assistant_id", "system_assistant_id", "system_assistants"]
 
 # LangGraph's server names a graph's assistant uuid5(NAMESPACE_GRAPH, graph name): the same
 # ids here, so clients that computed or stored one keep working.
@@ -110,10 +110,3 @@ def apply_assistant(assistant: assistant_service_pb2.Assistant, options: run_pb2
     limit = config.get("recursion_limit") or 0
     out.recursion_limit = int(limit) if isinstance(limit, (int, float)) and limit > 0 else 0
     return out
-
-
-async def resolve(stub: Any, assistant_or_graph: str, **call: Any) -> assistant_service_pb2.Assistant:
-    """The assistant an id or a graph name names, through AssistantService.GetAssistant
-    (`stub`: an AssistantServiceStub on a grpc.aio channel; `call`: timeout, metadata)."""
-    request = assistant_service_pb2.GetAssistantRequest(assistant_id=assistant_or_graph)
-    return (await stub.GetAssistant(request, **call)).assistant

@@ -4,10 +4,9 @@ a graph with a stored configuration; every graph has a system assistant named af
 from __future__ import annotations
 
 import argparse
-from datetime import timezone
 
 from graphmesh.cli.args import json_object, principal_metadata
-from graphmesh.cli.render import as_json, json_block, plain_dict
+from graphmesh.cli.render import as_json, json_block, plain_dict, when_utc
 from graphmesh.client import api_client
 from graphmesh.v1 import assistant_service_pb2 as pb
 from graphmesh.v1 import assistant_service_pb2_grpc
@@ -112,13 +111,9 @@ def delete_assistant(args) -> int:
 
 # -- rendering -----------------------------------------------------------------------------
 
-def _when(ts) -> str:
-    return f"{ts.ToDatetime(tzinfo=timezone.utc):%Y-%m-%d %H:%M:%S}Z" if ts.seconds or ts.nanos else "-"
-
-
 def assistant_line(a: pb.Assistant) -> str:
     return (f"{a.assistant_id}  {a.graph:<20} {a.name}  v{a.version}{'  (system)' if a.system else ''}  "
-            f"{_when(a.created_at)}")
+            f"{when_utc(a.created_at)}")
 
 
 def assistant_details(a: pb.Assistant) -> str:
@@ -127,8 +122,8 @@ def assistant_details(a: pb.Assistant) -> str:
         f"graph      {a.graph}",
         f"name       {a.name}",
         f"version    {a.version}",
-        f"created    {_when(a.created_at)}",
-        f"updated    {_when(a.updated_at)}",
+        f"created    {when_utc(a.created_at)}",
+        f"updated    {when_utc(a.updated_at)}",
     ]
     if a.description:
         lines.append(f"about      {a.description}")

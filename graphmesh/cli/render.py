@@ -6,6 +6,7 @@ import json
 
 from google.protobuf import json_format
 
+from graphmesh.jsonvalues import whole_numbers
 from graphmesh.v1 import run_pb2
 
 
@@ -44,16 +45,9 @@ def run_details(run: run_pb2.Run) -> str:
     return "\n".join(lines)
 
 
-def _plain(value):
-    # Struct carries every number as a double; show whole numbers as integers.
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
 def plain_dict(struct) -> dict:
     """A Struct as a plain dict, whole numbers as integers."""
-    return _plain_deep(json_format.MessageToDict(struct))
+    return whole_numbers(json_format.MessageToDict(struct))
 
 
 def json_block(value, indent: str = "  ") -> str:
@@ -101,7 +95,7 @@ def event_line(event: run_pb2.RunEvent) -> str:
             pct = float(data.get("progress") or 0) * 100
             bar = "#" * int(pct / 5)
             rest = {k: v for k, v in data.items() if k not in ("progress",)}
-            text = f"    [{bar:<20}] {pct:3.0f}%  " + " ".join(f"{k}={_plain(v)}" for k, v in rest.items())
+            text = f"    [{bar:<20}] {pct:3.0f}%  " + " ".join(f"{k}={whole_numbers(v)}" for k, v in rest.items())
         else:
             text = f"    {body.node}: {json.dumps(data)}"
     elif kind == "approval_requested":
@@ -127,16 +121,13 @@ def _when(ts, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
     return f"{ts.ToDatetime():{fmt}}"
 
 
-def _plain_deep(value):
-    if isinstance(value, dict):
-        return {k: _plain_deep(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain_deep(v) for v in value]
-    return _plain(value)
+def when_utc(ts) -> str:
+    """A Timestamp as "YYYY-MM-DD HH:MM:SSZ", or "-" when it is not set."""
+    return _when(ts, "%Y-%m-%d %H:%M:%SZ")
 
 
 def _compact(value) -> str:
-    return json.dumps(_plain_deep(value), sort_keys=True, separators=(",", ":"))
+    return json.dumps(whole_numbers(value), sort_keys=True, separators=(",", ":"))
 
 
 def approval_status_name(value: int) -> str:

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from google.protobuf import field_mask_pb2, json_format, timestamp_pb2
 
 from graphmesh.cli.args import json_object
-from graphmesh.cli.render import as_json, run_details
+from graphmesh.cli.render import as_json, run_details, when_utc
 from graphmesh.client import api_client
 from graphmesh.messages import STRATEGY_VALUES
 from graphmesh.v1 import run_pb2
@@ -233,10 +233,6 @@ def list_fires(args) -> int:
 # -- rendering -----------------------------------------------------------------------------
 
 
-def _when(ts) -> str:
-    return f"{ts.ToDatetime(tzinfo=timezone.utc):%Y-%m-%d %H:%M:%S}Z" if ts.seconds or ts.nanos else "-"
-
-
 def _word(enum, value: int, prefix: str) -> str:
     return enum.Name(value).removeprefix(prefix)
 
@@ -244,7 +240,7 @@ def _word(enum, value: int, prefix: str) -> str:
 def schedule_line(s: pb.Schedule) -> str:
     state = _word(pb.ScheduleState, s.state, "SCHEDULE_STATE_")
     return (f"{s.schedule_id}  {state:<7} {s.graph}{'@' + s.graph_version if s.graph_version else ''}  "
-            f"'{s.cron}' {s.timezone}  next {_when(s.next_fire_at)}  owner {s.owner}")
+            f"'{s.cron}' {s.timezone}  next {when_utc(s.next_fire_at)}  owner {s.owner}")
 
 
 def schedule_details(s: pb.Schedule) -> str:
@@ -253,9 +249,9 @@ def schedule_details(s: pb.Schedule) -> str:
         f"state      {_word(pb.ScheduleState, s.state, 'SCHEDULE_STATE_')}",
         f"graph      {s.graph}" + (f"  (pinned {s.graph_version})" if s.graph_version else ""),
         f"cron       {s.cron}  ({s.timezone})",
-        f"next fire  {_when(s.next_fire_at)}",
-        f"last fire  {_when(s.last_fire_at)}",
-        f"end        {_when(s.end_time)}",
+        f"next fire  {when_utc(s.next_fire_at)}",
+        f"last fire  {when_utc(s.last_fire_at)}",
+        f"end        {when_utc(s.end_time)}",
         f"thread     {_thread(s)}",
         f"missed     {_word(pb.MissedPolicy, s.missed_policy, 'MISSED_POLICY_').lower()}"
         + (f" (up to {s.catch_up_limit})" if s.missed_policy == pb.MISSED_POLICY_CATCH_UP else ""),
@@ -280,4 +276,4 @@ def _thread(s: pb.Schedule) -> str:
 def fire_line(f: pb.ScheduleFire) -> str:
     outcome = _word(pb.FireOutcome, f.outcome, "FIRE_OUTCOME_")
     what = f"run {f.run_id}" if f.run_id else f.detail
-    return f"{_when(f.fire_time)}  {outcome:<6} {'manual  ' if f.manual else ''}{what}"
+    return f"{when_utc(f.fire_time)}  {outcome:<6} {'manual  ' if f.manual else ''}{what}"

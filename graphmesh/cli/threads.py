@@ -5,10 +5,9 @@
 from __future__ import annotations
 
 import argparse
-from datetime import timezone
 
 from graphmesh.cli.args import json_object, principal_metadata
-from graphmesh.cli.render import as_json, json_block, plain_dict, thread_state_details
+from graphmesh.cli.render import as_json, json_block, plain_dict, thread_state_details, when_utc
 from graphmesh.client import api_client
 from graphmesh.v1 import run_service_pb2 as pb
 from graphmesh.v1 import thread_pb2, thread_service_pb2_grpc
@@ -134,13 +133,9 @@ def _status(value: int) -> str:
     return thread_pb2.ThreadStatus.Name(value).removeprefix("THREAD_STATUS_").lower()
 
 
-def _when(ts) -> str:
-    return f"{ts.ToDatetime(tzinfo=timezone.utc):%Y-%m-%d %H:%M:%S}Z" if ts.seconds or ts.nanos else "-"
-
-
 def thread_line(t: thread_pb2.Thread) -> str:
     waits = f"  waits on {len(t.interrupts)}" if t.interrupts else ""
-    return f"{t.thread_id}  {_status(t.status):<11} {t.graph or '-'}  owner {t.owner or '-'}  {_when(t.created_at)}{waits}"
+    return f"{t.thread_id}  {_status(t.status):<11} {t.graph or '-'}  owner {t.owner or '-'}  {when_utc(t.created_at)}{waits}"
 
 
 def thread_details(t: thread_pb2.Thread) -> str:
@@ -149,8 +144,8 @@ def thread_details(t: thread_pb2.Thread) -> str:
         f"status     {_status(t.status)}",
         f"graph      {t.graph or '- (none yet)'}",
         f"owner      {t.owner or '-'}",
-        f"created    {_when(t.created_at)}",
-        f"updated    {_when(t.updated_at)}",
+        f"created    {when_utc(t.created_at)}",
+        f"updated    {when_utc(t.updated_at)}",
         f"latest run {t.latest_run_id or '-'}",
         f"active run {t.active_run_id or '-'}",
     ]

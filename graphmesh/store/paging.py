@@ -21,10 +21,10 @@ KEYSET_ORDER = " ORDER BY created_at DESC, {key} DESC LIMIT %s"
 MAX_PAGE_SIZE = 1000
 
 
-def page_size(requested: int, default: int = 50) -> int:
+def page_size(requested: int, default: int = 50, field: str = "page_size") -> int:
     """A listing's page size: the caller's, or `default` when it asked for none."""
     if requested > MAX_PAGE_SIZE:
-        raise InvalidArgument(f"page_size may be at most {MAX_PAGE_SIZE}")
+        raise InvalidArgument(f"{field} may be at most {MAX_PAGE_SIZE}")
     return requested or default
 
 

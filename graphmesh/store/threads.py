@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, AsyncIterator
 
@@ -76,8 +76,6 @@ class ThreadRecord:
     active_run_id: str = ""
     latest_run_id: str = ""
     latest_run_status: str = ""
-    # Filled by the caller that asks for them (pending_approvals).
-    interrupts: list[ApprovalRecord] = field(default_factory=list)
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> "ThreadRecord":

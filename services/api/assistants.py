@@ -23,7 +23,7 @@ from graphmesh.messages import timestamp
 from graphmesh.rpc.principal import caller
 from graphmesh.store import RunStore
 from graphmesh.store.assistants import EDITABLE, AssistantFilter, AssistantRecord, AssistantStore
-from graphmesh.store.paging import MAX_PAGE_SIZE
+from graphmesh.store.paging import page_size
 from graphmesh.v1 import assistant_service_pb2 as pb
 from graphmesh.v1 import assistant_service_pb2_grpc
 
@@ -54,12 +54,6 @@ async def ensure_system_assistants(store: RunStore, registry) -> int:
 
 def _dict(message, field: str) -> dict[str, Any] | None:
     return json_format.MessageToDict(getattr(message, field)) if message.HasField(field) else None
-
-
-def _limit(value: int) -> int:
-    if value > MAX_PAGE_SIZE:
-        raise InvalidArgument(f"limit may be at most {MAX_PAGE_SIZE}")
-    return value or DEFAULT_LIMIT
 
 
 def ensure_can_manage(me: Principal, assistant: AssistantRecord, action: str) -> None:
@@ -203,7 +197,7 @@ class AssistantServicer(assistant_service_pb2_grpc.AssistantServiceServicer):
 
     async def ListAssistants(self, request, context):
         await self._ensure_ready()
-        limit = _limit(request.limit)
+        limit = page_size(request.limit, DEFAULT_LIMIT, field="limit")
         sort_by = SORT_BY.get(request.sort_by)
         if sort_by is None:
             raise InvalidArgument(f"unknown sort_by {request.sort_by}")

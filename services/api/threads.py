@@ -30,7 +30,7 @@ from graphmesh.routing import VersionRouter
 from graphmesh.rpc.principal import caller
 from graphmesh.store import ApprovalRecord, RunStore
 from graphmesh.store.audit import record_audit
-from graphmesh.store.paging import MAX_PAGE_SIZE
+from graphmesh.store.paging import page_size
 from graphmesh.store.threads import ThreadFilter, ThreadRecord, ThreadStore, check_new_thread_id
 from graphmesh.thread_state import (
     json_contains,
@@ -57,12 +57,6 @@ MAX_VALUES_SCAN = 10_000
 # A thread whose run ended (or that never ran) but whose checkpoint still has nodes to run
 # stopped at a static interrupt (interrupt_before/after) or was left so by a state update.
 AT_REST = ("", "COMPLETED", "CANCELLED")
-
-
-def _limit(value: int) -> int:
-    if value > MAX_PAGE_SIZE:
-        raise InvalidArgument(f"limit may be at most {MAX_PAGE_SIZE}")
-    return value or DEFAULT_LIMIT
 
 
 def _dict(message, field: str) -> dict[str, Any] | None:
@@ -219,7 +213,7 @@ class ThreadServicer(thread_service_pb2_grpc.ThreadServiceServicer):
         return found
 
     async def ListThreads(self, request, context):
-        limit = _limit(request.limit)
+        limit = page_size(request.limit, DEFAULT_LIMIT, field="limit")
         sort_by = SORT_BY.get(request.sort_by)
         if sort_by is None:
             raise InvalidArgument(f"unknown sort_by {request.sort_by}")
@@ -254,7 +248,7 @@ class ThreadServicer(thread_service_pb2_grpc.ThreadServiceServicer):
 
     async def GetThreadHistory(self, request, context):
         thread = await self._visible(request.thread_id)
-        limit = _limit(request.limit)
+        limit = page_size(request.limit, DEFAULT_LIMIT, field="limit")
         if not thread.graph:
             if request.checkpoint_id:
                 raise NotFound(f"thread '{thread.thread_id}' has no checkpoint '{request.checkpoint_id}'",

@@ -29,6 +29,8 @@ from graphmesh.v1 import (
 
 # W3C trace context headers passed on as metadata: the api's OpenTelemetry interceptor
 # continues the caller's trace.
+# The deadline of each unary gRPC call the gateway makes (streams have none).
+CALL_TIMEOUT = 30.0
 TRACE_HEADERS = ("traceparent", "tracestate")
 # How long a system assistant read for one caller is used again without asking the api, and
 # how many (caller, assistant) pairs are kept.

@@ -41,11 +41,9 @@ from services.gateway.jsonio import (
 )
 from services.gateway.lookups import CALL_TIMEOUT, gateway_of, get_assistant, get_thread
 from services.gateway.run_requests import parse_run_request, run_options
-from services.gateway.shapes import CRON_ASSISTANT_KEY, CRON_FIELDS, cron_json, select_fields
+from services.gateway.shapes import CRON_ASSISTANT_KEY, CRON_FIELDS, MULTITASK, cron_json, select_fields
 
 ON_RUN_COMPLETED = {"delete": pb.ON_RUN_COMPLETED_DELETE, "keep": pb.ON_RUN_COMPLETED_KEEP}
-MULTITASK = {"reject": run_pb2.MULTITASK_STRATEGY_REJECT, "interrupt": run_pb2.MULTITASK_STRATEGY_INTERRUPT,
-             "rollback": run_pb2.MULTITASK_STRATEGY_ROLLBACK, "enqueue": run_pb2.MULTITASK_STRATEGY_ENQUEUE}
 SORT_BY = ("cron_id", "assistant_id", "thread_id", "next_run_date", "end_time", "created_at", "updated_at")
 # A cron's fields that become the run options of its fires (Schedule.options). The
 # reference's stream_resumable, durability and checkpoint_during are accepted and ignored,

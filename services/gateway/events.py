@@ -34,17 +34,16 @@ import grpc
 
 from graphmesh.v1 import review_service_pb2, run_pb2, thread_service_pb2
 from graphmesh.v1 import run_service_pb2 as pb
-from services.gateway.jsonio import plain
-from services.gateway.run_shapes import error_json
+from services.gateway.context import CALL_TIMEOUT
+from services.gateway.jsonio import plain, struct_or_none
+from services.gateway.run_shapes import TERMINAL, error_json
 from services.gateway.sse import Position, frame, frames
 
 log = logging.getLogger(__name__)
 
-TERMINAL = frozenset({run_pb2.RUN_STATUS_COMPLETED, run_pb2.RUN_STATUS_FAILED, run_pb2.RUN_STATUS_CANCELLED})
 RESTING = TERMINAL | {run_pb2.RUN_STATUS_WAITING_FOR_APPROVAL, run_pb2.RUN_STATUS_PAUSED}
 # A broken StreamRun (an api replica going away) is reopened after the last event this many times.
 STREAM_RETRIES = 5
-CALL_TIMEOUT = 30.0
 RETRY_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN})
 
 
@@ -99,7 +98,10 @@ class StreamView:
         return []
 
     def _chunk(self, chunk: run_pb2.StreamChunk) -> list[tuple[str, Any]]:
-        data = plain(chunk.data) if chunk.HasField("data") else None
+        wanted = (("messages-tuple", "messages", "events") if chunk.mode == "messages" else (chunk.mode,))
+        if not any(self.wants(mode) for mode in wanted):
+            return []  # decoded only for a client that shows it (a join may ask for fewer modes)
+        data = struct_or_none(chunk, "data")
         suffix = _suffix(chunk.namespace)
         if chunk.mode == "debug" and isinstance(data, dict) and data.get("type") == "checkpoint":
             data = {**data, "payload": debug_checkpoint(data.get("payload"))}
@@ -288,7 +290,7 @@ class Follower:
         from the review tier."""
         thread = (await self.threads.GetThread(thread_service_pb2.GetThreadRequest(thread_id=self.thread_id),
                                                metadata=self.metadata)).thread
-        pending = {i.approval_id: {"value": plain(i.value) if i.HasField("value") else None, "id": i.interrupt_id}
+        pending = {i.approval_id: {"value": struct_or_none(i, "value"), "id": i.interrupt_id}
                    for i in thread.interrupts if i.approval_id and (not i.run_id or i.run_id == self.run_id)}
         if pending or self.review is None:
             return pending

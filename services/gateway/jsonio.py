@@ -148,13 +148,6 @@ def get_dict(body: Mapping[str, Any], name: str, default: dict | None = None) ->
     return value
 
 
-def get_list(body: Mapping[str, Any], name: str, default: list | None = None) -> list | None:
-    value = _get(body, name, default)
-    if value is not default and not isinstance(value, list):
-        raise HTTPError(422, f"'{name}' must be an array, got {_type(value)}")
-    return value
-
-
 def get_str_list(body: Mapping[str, Any], name: str, default: list | None = None) -> list[str] | None:
     """An array of strings; a single string is taken as a one-item array."""
     value = _get(body, name, default)

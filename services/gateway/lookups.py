@@ -19,16 +19,15 @@ from graphmesh.v1 import (
     thread_pb2,
     thread_service_pb2,
 )
-from services.gateway.context import Gateway
+from services.gateway.context import CALL_TIMEOUT, Gateway
 from services.gateway.errors import HTTPError
 from services.gateway.jsonio import to_struct
+from services.gateway.run_shapes import TERMINAL
 from services.gateway.shapes import run_thread_metadata
 
-CALL_TIMEOUT = 30.0
 # Runs that still hold a thread: a purge refuses them, so a delete cancels them first.
 ACTIVE_RUN_STATUSES = (run_pb2.RUN_STATUS_QUEUED, run_pb2.RUN_STATUS_RUNNING, run_pb2.RUN_STATUS_PAUSED,
                        run_pb2.RUN_STATUS_WAITING_FOR_APPROVAL)
-TERMINAL_RUN_STATUSES = (run_pb2.RUN_STATUS_COMPLETED, run_pb2.RUN_STATUS_FAILED, run_pb2.RUN_STATUS_CANCELLED)
 # Runs resting at an interrupt (or a paused node): what ending a thread (as_node __end__) drops.
 RESTING_AT_INTERRUPT = (run_pb2.RUN_STATUS_WAITING_FOR_APPROVAL, run_pb2.RUN_STATUS_PAUSED)
 # How long a delete waits for its cancelled runs to come to rest before purging.
@@ -138,7 +137,7 @@ async def cancel_thread_runs(request: Request, thread_id: str, *, statuses=ACTIV
         while True:
             reply = await gw.runs.GetRun(run_service_pb2.GetRunRequest(run_id=run.run_id), timeout=CALL_TIMEOUT,
                                          metadata=md)
-            if reply.run.status in TERMINAL_RUN_STATUSES:
+            if reply.run.status in TERMINAL:
                 break
             if asyncio.get_running_loop().time() > deadline:
                 raise HTTPError(409, f"thread {thread_id} still has run {run.run_id} in progress after cancelling it; "

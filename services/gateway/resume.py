@@ -26,7 +26,7 @@ from graphmesh.resume import canonical_decision
 from graphmesh.v1 import review_service_pb2 as rpb
 from graphmesh.v1 import thread_service_pb2
 from services.gateway.errors import HTTPError
-from services.gateway.jsonio import plain, to_struct, to_value
+from services.gateway.jsonio import struct_or_none, to_struct, to_value
 
 # LangGraph's interrupt ids are xxh3-128 hex digests.
 INTERRUPT_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -52,8 +52,7 @@ async def pending_interrupts(threads: Any, metadata: tuple, thread_id: str) -> l
     """The thread's open interrupts that graphmesh turned into approvals."""
     thread = (await threads.GetThread(thread_service_pb2.GetThreadRequest(thread_id=thread_id),
                                       metadata=metadata)).thread
-    return [Pending(i.approval_id, i.interrupt_id, i.run_id or thread.active_run_id,
-                    plain(i.value) if i.HasField("value") else None)
+    return [Pending(i.approval_id, i.interrupt_id, i.run_id or thread.active_run_id, struct_or_none(i, "value"))
             for i in thread.interrupts if i.approval_id]
 
 

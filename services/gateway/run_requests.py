@@ -44,6 +44,7 @@ from services.gateway.jsonio import (
     to_value,
 )
 from services.gateway.run_shapes import ASSISTANT_KEY
+from services.gateway.shapes import MULTITASK
 
 # What the client may ask to stream (openapi: StreamMode).
 CLIENT_MODES = ("values", "messages", "messages-tuple", "tasks", "checkpoints", "updates", "events", "debug",
@@ -51,12 +52,6 @@ CLIENT_MODES = ("values", "messages", "messages-tuple", "tasks", "checkpoints", 
 # A client's mode -> the LangGraph mode the worker carries for it ("events" is rebuilt from
 # graphmesh's node events plus the chat models' token chunks).
 WORKER_MODE = {"messages-tuple": "messages", "messages": "messages", "events": "messages"}
-MULTITASK = {
-    "reject": run_pb2.MULTITASK_STRATEGY_REJECT,
-    "enqueue": run_pb2.MULTITASK_STRATEGY_ENQUEUE,
-    "interrupt": run_pb2.MULTITASK_STRATEGY_INTERRUPT,
-    "rollback": run_pb2.MULTITASK_STRATEGY_ROLLBACK,
-}
 
 
 @dataclass

@@ -16,20 +16,19 @@ as stored (a number given as metadata comes back as its text).
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
-from google.protobuf import json_format
-
+from graphmesh.assistants import system_assistant_id
 from graphmesh.v1 import run_pb2
 from services.gateway.jsonio import iso, plain
+from services.gateway.shapes import multitask_name
 
-# The reference server's namespace for a graph's system assistant: uuid5(it, graph name).
-ASSISTANT_NAMESPACE = uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
 # Where a run records the assistant it was created through (the reference does the same).
 ASSISTANT_KEY = "assistant_id"
 # Errors that mean the run outlived its time limit (graphmesh/run_errors.py).
 TIMEOUT_CODES = frozenset({"RUN_TIMEOUT", "DEADLINE_EXCEEDED"})
+# Where a run ends (it may still be resumed from WAITING_FOR_APPROVAL or PAUSED, not from these).
+TERMINAL = frozenset({run_pb2.RUN_STATUS_COMPLETED, run_pb2.RUN_STATUS_FAILED, run_pb2.RUN_STATUS_CANCELLED})
 
 STATUS = {
     run_pb2.RUN_STATUS_QUEUED: "pending",
@@ -52,17 +51,6 @@ STATUS_FILTER = {
                     run_pb2.RUN_STATUS_PAUSED],
 }
 
-MULTITASK = {
-    run_pb2.MULTITASK_STRATEGY_UNSPECIFIED: "reject",
-    run_pb2.MULTITASK_STRATEGY_REJECT: "reject",
-    run_pb2.MULTITASK_STRATEGY_ENQUEUE: "enqueue",
-    run_pb2.MULTITASK_STRATEGY_INTERRUPT: "interrupt",
-    run_pb2.MULTITASK_STRATEGY_ROLLBACK: "rollback",
-}
-
-
-def system_assistant_id(graph: str) -> str:
-    return str(uuid.uuid5(ASSISTANT_NAMESPACE, graph))
 
 
 def run_status(run: run_pb2.Run) -> str:
@@ -85,14 +73,13 @@ def run_json(run: run_pb2.Run) -> dict[str, Any]:
         "status": run_status(run),
         "metadata": dict(run.metadata),
         "kwargs": run_kwargs(run),
-        "multitask_strategy": MULTITASK.get(run.multitask_strategy, "reject"),
+        "multitask_strategy": multitask_name(run.multitask_strategy, "reject"),
     }
 
 
 def run_kwargs(run: run_pb2.Run) -> dict[str, Any]:
     """What the run was asked to do, in the reference's kwargs names. The input is not part
     of graphmesh's run record as GetRun returns it, so it is absent here."""
-    options = json_format.MessageToDict(run.options, preserving_proto_field_name=True)
     config: dict[str, Any] = {"configurable": plain(run.options.configurable) or {}}
     if run.options.tags:
         config["tags"] = list(run.options.tags)
@@ -106,7 +93,7 @@ def run_kwargs(run: run_pb2.Run) -> dict[str, Any]:
         "config": config,
         "context": plain(run.options.context) if run.options.HasField("context") else None,
         "command": command,
-        "stream_mode": options.get("stream_modes", []),
+        "stream_mode": list(run.options.stream_modes),
         "subgraphs": run.options.stream_subgraphs,
         "interrupt_before": list(run.options.interrupt_before) or None,
         "interrupt_after": list(run.options.interrupt_after) or None,
@@ -125,4 +112,4 @@ def error_json(error: run_pb2.RunError) -> dict[str, str]:
 
 
 __all__ = ["ASSISTANT_KEY", "STATUS_FILTER", "TIMEOUT_CODES", "assistant_of", "error_json", "run_json",
-           "run_status", "system_assistant_id"]
+           "run_status"]

@@ -40,6 +40,7 @@ from starlette.routing import Route
 from graphmesh.rpc.errors import error_code
 from graphmesh.v1 import run_pb2, thread_pb2, thread_service_pb2
 from graphmesh.v1 import run_service_pb2 as pb
+from services.gateway.context import CALL_TIMEOUT
 from services.gateway.errors import HTTPError
 from services.gateway.events import (
     TERMINAL,
@@ -67,7 +68,6 @@ from services.gateway.sse import Position, json_wait_response, parse_last_event_
 
 log = logging.getLogger(__name__)
 
-CALL_TIMEOUT = 30.0
 BUSY_DETAIL = "Thread is already running a task. Wait for it to finish or choose a different multitask strategy."
 # Tasks that outlive their request (cancel on disconnect, purging a stateless run's thread):
 # held here so they are not collected while they run.
@@ -130,8 +130,8 @@ async def start_run(request: Request, thread_id: str | None) -> Started:
         if req.command.update is not None or req.command.goto:
             raise HTTPError(422, "command.resume cannot be combined with command.update or command.goto here: the "
                                  "resumed run continues as it was created (send the update as its own run)")
-        await get_thread(request, thread_id)  # 404 for an unknown thread
-        resumed = await resume(gw.review, gw.threads, md, thread_id, req.command.resume)
+        resumed = await resume(  # its GetThread answers 404 for an unknown thread
+            gw.review, gw.threads, md, thread_id, req.command.resume)
         if resumed is None:
             # A client that read the interrupt off the stream can ask before the run has
             # recorded it (RemoteGraph raises GraphInterrupt at the chunk): the run rests first.

@@ -186,9 +186,19 @@ def cron_json(s: schedule_service_pb2.Schedule, *, assistant_id: str | None = No
     }
 
 
-def multitask_name(value: int) -> str:
-    return {run_pb2.MULTITASK_STRATEGY_REJECT: "reject", run_pb2.MULTITASK_STRATEGY_INTERRUPT: "interrupt",
-            run_pb2.MULTITASK_STRATEGY_ROLLBACK: "rollback"}.get(value, "enqueue")
+# LangGraph's multitask_strategy names and graphmesh's enum, both ways.
+MULTITASK = {
+    "reject": run_pb2.MULTITASK_STRATEGY_REJECT,
+    "enqueue": run_pb2.MULTITASK_STRATEGY_ENQUEUE,
+    "interrupt": run_pb2.MULTITASK_STRATEGY_INTERRUPT,
+    "rollback": run_pb2.MULTITASK_STRATEGY_ROLLBACK,
+}
+MULTITASK_NAME = {value: name for name, value in MULTITASK.items()}
+
+
+def multitask_name(value: int, default: str = "enqueue") -> str:
+    """The name of a strategy; `default` for UNSPECIFIED (a run's is reject, a schedule's enqueue)."""
+    return MULTITASK_NAME.get(value, default)
 
 
 # -- store ---------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from graphmesh.embedded import (
     EmbeddedNats,
     EmbeddedPostgres,
     die_with_parent,
+    free_port,
     free_ports,
     log_tail,
     port_open,
@@ -122,6 +123,7 @@ class _Service:
     metrics_port: int = 0
     shared_port: int = 0  # an address it serves with its replicas (api replicas)
     proc: subprocess.Popen | None = None
+    picked: bool = False  # its port was picked free (the config said 0), not asked for
 
 
 @dataclass
@@ -205,6 +207,8 @@ class Mesh:
         first_gateway = 2 + c.workers + c.api_replicas - 1
         services += [_Service("gateway" if i == 1 else f"gateway-{i}", "gateway", ports[first_gateway + i - 1])
                      for i in range(1, gateways + 1)]
+        for s, asked in zip(services, wanted):
+            s.picked = not asked
         for s in services[:metrics]:
             s.metrics_port = next(spare)
         return {s.name: s for s in services}
@@ -647,6 +651,13 @@ class Mesh:
         s = self._service(name)
         if s.proc is not None and s.proc.poll() is None:
             return
+        # Ports picked free when the mesh was planned may have been taken since, by another
+        # process starting at the same time (two `up`s at once): before a service first
+        # serves, nobody knows its address yet, and nothing depends on a metrics port.
+        if s.proc is None and s.picked and port_open(self.config.host, s.port):
+            s.port = free_port(self.config.host)
+        if s.metrics_port and port_open(self.config.host, s.metrics_port):
+            s.metrics_port = free_port(self.config.host)
         if port_open(self.config.host, s.port):  # or the health check would greet a stranger
             raise RuntimeError(f"cannot start {name}: {self.address(name)} is already in use")
         if s.shared_port and not any(self.pid(n) for n in self.api_replica_names if n != name) \

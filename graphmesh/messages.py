@@ -82,7 +82,7 @@ def run_to_proto(run: RunRecord) -> run_pb2.Run:
     if run.options:
         # Stored as the proto's own JSON (graphmesh/execution/run_options.py), so it parses back.
         json_format.ParseDict(run.options, msg.options, ignore_unknown_fields=True)
-    for field in ("created_at", "started_at", "updated_at", "finished_at", "scheduled_for"):
+    for field in ("created_at", "started_at", "updated_at", "finished_at", "scheduled_for", "run_after"):
         ts = timestamp(getattr(run, field))
         if ts is not None:
             getattr(msg, field).CopyFrom(ts)

@@ -5,6 +5,9 @@ commit and its publish, or a worker that died after its message was acked, would
 otherwise strand a run. Duplicates are harmless: a second message fails to claim. A
 queued run that is merely waiting behind a backlog is not re-published: the queue's
 oldest undelivered job tells how far the workers have got (bench/backlog.py).
+
+Delayed runs (after_seconds) are published here too, on the first pass after they come
+due: a run starts at most one period (GRAPHMESH_RECONCILE_SECONDS) after its run_after.
 """
 
 from __future__ import annotations
@@ -47,6 +50,13 @@ async def reconcile_once(store: RunStore, js, executor: RunExecutor, *, every_se
     if adopted := await store.adopt_stranded():
         log.warning("%d queued runs found on idle threads; they now hold their threads", adopted)
     republished = []
+    for run in await store.due_delayed():
+        log.info("publishing delayed run %s (due at %s)", run.run_id, run.run_after)
+        await publish_job(js, run, dedup_suffix=period, due=True)
+        republished.append(run.run_id)
+    if republished:  # published: orphans() sees them as just dispatched
+        await store.touch(republished)
+        republished = []
     for run in await store.orphans(quiet_seconds=quiet_seconds, queued_before=await _backlog_cutoff(js)):
         if run.sync:
             # Its caller is gone with the api process that ran it; nobody else may run it.
@@ -57,7 +67,7 @@ async def reconcile_once(store: RunStore, js, executor: RunExecutor, *, every_se
                 pass
             continue
         log.info("re-publishing run %s (%s, no live holder)", run.run_id, run.status.value)
-        await publish_job(js, run, dedup_suffix=period)
+        await publish_job(js, run, dedup_suffix=period, due=True)
         republished.append(run.run_id)
     if republished:  # one message per quiet period, not one per pass, while they wait
         await store.touch(republished)

@@ -138,6 +138,7 @@ class RunSubmitter:
             scheduled_for=scheduled_for,
             webhook=webhook,
             options=options.to_json(),
+            after_seconds=options.after_seconds,
         )
 
     async def _check_continuation(self, thread_id: str, options: RunOptions) -> None:

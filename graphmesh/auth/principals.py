@@ -112,13 +112,14 @@ def ensure_can_see_approval(principal: Principal, approval, run_owner: str | Non
                            f"run {approval.run_id} and does not review graph '{approval.graph}'", code="NOT_YOUR_RUN")
 
 
-def ensure_can_cancel(principal: Principal, run) -> None:
-    """Operators cancel the runs of graphs they cover; a submitter its own runs."""
+def ensure_can_cancel(principal: Principal, run, verb: str = "cancel") -> None:
+    """Operators cancel (or delete) the runs of graphs they cover; a submitter its own runs.
+    `run`: anything with run_id, graph and owner."""
     if principal.has("operator") and principal.covers(run.graph):
         return
     if principal.has("submitter") and run.owner == principal.name:
         return
     if not principal.has("submitter"):
-        principal.require("operator", graph=run.graph, action=f"cancel run {run.run_id}")
-    raise PermissionDenied(f"{principal.name} may not cancel run {run.run_id}: it is not its owner and does not "
+        principal.require("operator", graph=run.graph, action=f"{verb} run {run.run_id}")
+    raise PermissionDenied(f"{principal.name} may not {verb} run {run.run_id}: it is not its owner and does not "
                            f"operate graph '{run.graph}'", code="NOT_YOUR_RUN")

@@ -29,6 +29,8 @@ METHOD_ROLES: dict[str, tuple[str, ...]] = {
     "/graphmesh.v1.RunService/ResumeRun": OPERATE,
     # A submitter its own threads (the servicer checks), an operator any of its graphs'.
     "/graphmesh.v1.RunService/PurgeThread": SUBMIT,
+    # Its owner or an operator of its graph (checked in the handler, as for PurgeThread).
+    "/graphmesh.v1.RunService/DeleteRun": SUBMIT,
     "/graphmesh.v1.GraphService/ListGraphs": ANYONE,
     "/graphmesh.v1.GraphService/GetGraph": ANYONE,
     "/graphmesh.v1.GraphService/SetRollout": OPERATE,

@@ -23,10 +23,16 @@ def job_message_id(run_id: str, attempt: int, suffix: str = "") -> str:
     return f"{run_id}:{attempt}{':' + suffix if suffix else ''}"
 
 
-async def publish_job(js: JetStreamContext, run: RunRecord, *, dedup_suffix: str = "") -> None:
+async def publish_job(js: JetStreamContext, run: RunRecord, *, dedup_suffix: str = "", due: bool = False) -> None:
     """Dispatches a run. The message id is (run, attempt, the event sequence of the QUEUED
     status it was dispatched at), so the same dispatch sent twice is stored once while a
-    later dispatch of the same run (a resume after approval) is a new message."""
+    later dispatch of the same run (a resume after approval) is a new message. A delayed
+    run before its time is not published: the reconciler publishes it when it is due
+    (a job now would only wait, unclaimable, in a worker's hands and in the queue's lag).
+    `due`: Postgres' clock said the run is due (the reconciler), whatever this host's says."""
+    if not due and run.not_due():
+        log.debug("run %s is due at %s; its job waits for then", run.run_id, run.run_after)
+        return
     job = run_pb2.RunJob(
         run_id=run.run_id,
         attempt=run.attempt,

@@ -35,6 +35,8 @@ def run_details(run: run_pb2.Run) -> str:
         f"attempt    {run.attempt}",
         f"created    {run.created_at.ToDatetime():%Y-%m-%d %H:%M:%S.%f}"[:-3],
     ]
+    if run.HasField("run_after"):
+        lines.append(f"starts     not before {run.run_after.ToDatetime():%Y-%m-%d %H:%M:%S}")
     if run.HasField("finished_at"):
         took = run.finished_at.ToDatetime() - run.created_at.ToDatetime()
         lines.append(f"finished   {run.finished_at.ToDatetime():%Y-%m-%d %H:%M:%S}  ({took.total_seconds():.2f} s)")

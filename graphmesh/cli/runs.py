@@ -49,6 +49,8 @@ def add_parser(subparsers) -> None:
                         help="POST the run, signed, to this URL when it ends (docs/webhooks.md)")
     create.add_argument("--webhook-on-waiting", action="store_true",
                         help="also POST when the run waits for an approval")
+    create.add_argument("--after", type=int, default=0, metavar="SECONDS",
+                        help="queue it now, start it no sooner than this many seconds from now")
     create.set_defaults(func=create_run)
 
     invoke = runs.add_parser("invoke", help="run a sync-eligible graph, wait for it and print its output "
@@ -96,6 +98,12 @@ def add_parser(subparsers) -> None:
     resume.add_argument("run_id")
     resume.set_defaults(func=resume_run)
 
+    delete = runs.add_parser("delete", help="remove a finished run: its record, events, approvals and spans "
+                                            "(the thread and its checkpoints stay)", parents=[common])
+    delete.add_argument("run_id")
+    delete.add_argument("--reason", required=True, help="why (recorded in the audit trail)")
+    delete.set_defaults(func=delete_run)
+
     stream = runs.add_parser("stream", help="follow a run's events until it ends", parents=[common])
     stream.add_argument("run_id")
     stream.add_argument("--after", type=int, default=0, help="resume after this event sequence")
@@ -131,7 +139,8 @@ def create_run(args) -> int:
     run = client.runs.CreateRun(pb.CreateRunRequest(
         graph=args.graph, graph_version=args.version, thread_id=args.thread, input=json_object(args.input, "--input"),
         metadata=metadata, idempotency_key=args.idempotency_key,
-        multitask_strategy=STRATEGIES[args.multitask], webhook=_webhook(args))).run
+        multitask_strategy=STRATEGIES[args.multitask], webhook=_webhook(args),
+        options=run_pb2.RunOptions(after_seconds=args.after) if args.after else None)).run
     print(as_json(run) if args.json else run_details(run))
     if args.stream:
         return follow(client, run.run_id, 0, as_json_lines=args.json)
@@ -213,6 +222,18 @@ def cancel_run(args) -> int:
                             action=pb.CANCEL_ACTION_ROLLBACK if args.rollback else pb.CANCEL_ACTION_INTERRUPT),
         metadata=principal_metadata(args.principal)).run
     print(as_json(run) if args.json else run_details(run))
+    return 0
+
+
+def delete_run(args) -> int:
+    reply = api_client(args.api).runs.DeleteRun(pb.DeleteRunRequest(run_id=args.run_id, reason=args.reason),
+                                                timeout=60)
+    if args.json:
+        print(as_json(reply))
+    else:
+        counts = ", ".join(f"{n} {store}" for store, n in sorted(reply.deleted.items()) if n)
+        print(f"run {reply.run_id} of thread {reply.thread_id} deleted ({counts}); "
+              f"audit record {reply.audit_record_id}")
     return 0
 
 

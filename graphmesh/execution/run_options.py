@@ -14,6 +14,8 @@ What each option becomes:
     command_update/command_goto     the input becomes Command(update=..., goto=...)
     recursion_limit                 config["recursion_limit"], never above the manifest's max_steps
     tags                            config["tags"]
+    after_seconds                   the run's run_after (gm_runs.run_after): no claim before it, its
+                                    job published when it is due (graphmesh/reconcile.py)
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from graphmesh.errors import InvalidArgument
 from graphmesh.jsonvalues import whole_numbers
 from graphmesh.v1 import run_pb2
 
-__all__ = ["RunOptions", "STREAM_MODES", "INTERNAL_MODES", "ALL_NODES", "parse_options", "stopped_at"]
+__all__ = ["RunOptions", "STREAM_MODES", "INTERNAL_MODES", "ALL_NODES", "MAX_AFTER_SECONDS", "parse_options",
+           "stopped_at"]
 
 # LangGraph's stream modes a run may carry as stream chunks.
 STREAM_MODES = ("values", "updates", "messages", "custom", "debug", "tasks", "checkpoints")
@@ -37,6 +40,8 @@ STREAM_MODES = ("values", "updates", "messages", "custom", "debug", "tasks", "ch
 MODE_ALIASES = {"messages-tuple": "messages"}
 # The modes graphmesh always streams for its own events (node_started/finished, custom).
 INTERNAL_MODES = ("tasks", "custom")
+# The longest a run may be delayed (after_seconds): a week; longer waits are schedules.
+MAX_AFTER_SECONDS = 7 * 24 * 3600
 # Static interrupts at every node.
 ALL_NODES = "*"
 # config["configurable"] keys a client cannot set: the thread is the run's, and where it
@@ -57,6 +62,7 @@ class RunOptions:
     command_goto: tuple[str, ...] = ()
     recursion_limit: int = 0
     tags: tuple[str, ...] = ()
+    after_seconds: int = 0
 
     # -- records ---------------------------------------------------------------------------
     @classmethod
@@ -78,6 +84,7 @@ class RunOptions:
             command_goto=tuple(data.get("command_goto") or ()),
             recursion_limit=int(data.get("recursion_limit") or 0),
             tags=tuple(data.get("tags") or ()),
+            after_seconds=int(data.get("after_seconds") or 0),
         )
 
     @classmethod
@@ -95,7 +102,8 @@ class RunOptions:
                             ("interrupt_before", list(self.interrupt_before)),
                             ("interrupt_after", list(self.interrupt_after)), ("checkpoint_id", self.checkpoint_id),
                             ("command_update", self.command_update), ("command_goto", list(self.command_goto)),
-                            ("recursion_limit", self.recursion_limit), ("tags", list(self.tags))):
+                            ("recursion_limit", self.recursion_limit), ("tags", list(self.tags)),
+                            ("after_seconds", self.after_seconds)):
             if value or (name == "context" and value is not None):
                 out[name] = value
         return out or None
@@ -164,6 +172,9 @@ def parse_options(message: run_pb2.RunOptions | None, *, nodes: Callable[[], Ite
                                   code="UNKNOWN_STREAM_MODE")
         if name not in modes:
             modes.append(name)
+    if options.after_seconds > MAX_AFTER_SECONDS:
+        raise InvalidArgument(f"after_seconds {options.after_seconds} is over the limit of {MAX_AFTER_SECONDS} "
+                              "(a week): for a later start, create a schedule", code="AFTER_SECONDS_TOO_LONG")
     if options.recursion_limit > max_steps:
         raise InvalidArgument(f"recursion_limit {options.recursion_limit} is over this graph version's max_steps "
                               f"{max_steps}", code="RECURSION_LIMIT_TOO_HIGH")

@@ -1,5 +1,5 @@
 """Purging one thread from every store (RunService.PurgeThread, a deletion request; the
-sweeper's expired threads). One Postgres transaction removes the thread's runs, approvals,
+sweeper's expired threads), and deleting one finished run (RunService.DeleteRun). One Postgres transaction removes the thread's runs, approvals,
 their audit records, outbox rows, webhook deliveries, dead letters, spans, checkpoints, blobs and writes and
 the thread row; before it commits, the runs' JetStream event subjects are purged and the
 approvals' events deleted, so if NATS fails the whole purge rolls back and can be asked
@@ -26,11 +26,13 @@ from graphmesh.store.audit import record_audit
 from graphmesh.store.retention import (
     COUNT_RECENT_RUNS,
     ERASING,
+    LOCK_RUN_FOR_DELETE,
     SELECT_RUN_APPROVALS,
     SELECT_THREAD_GRAPH,
     SELECT_THREAD_GRAPH_FOR_UPDATE,
     SELECT_THREAD_RUNS,
     SELECT_THREAD_RUNS_FOR_UPDATE,
+    delete_run_rows,
     delete_thread_rows,
     delete_thread_spans,
 )
@@ -145,6 +147,61 @@ async def _purge(conn, js, thread_id: str, *, actor: str, reason: str, action: s
     log.info("%s thread %s of graph %s (%s): %s", action, thread_id, graph, actor,
              ", ".join(f"{k}={v}" for k, v in deleted.items() if v))
     return PurgeResult(thread_id, graph, deleted, record_id, run_texts, trace_ids)
+
+
+# -- deleting one run --------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RunDeletion:
+    run_id: str
+    thread_id: str
+    deleted: dict[str, int]
+    audit_record_id: int
+
+
+async def delete_run(pool, js: JetStreamContext, run_id: str, *, actor: str, reason: str) -> RunDeletion:
+    """Removes one finished run (RunService.DeleteRun): its rows (delete_run_rows), its event
+    subject and its approvals' events, in one transaction that rolls back if NATS fails.
+    The thread and its checkpoints stay: they are the state later runs continue from.
+    NOT_FOUND (RUN_NOT_FOUND); FAILED_PRECONDITION (RUN_ACTIVE) while the run is in progress.
+    The caller checked who may delete it."""
+    if not reason.strip():
+        raise InvalidArgument("reason is required: say why the run is deleted (it goes to the audit trail)",
+                              code="REASON_REQUIRED")
+    try:
+        async with pool.connection() as conn:
+            async with conn.transaction():
+                await conn.execute(ERASING)
+                locked = await (await conn.execute(LOCK_RUN_FOR_DELETE, (run_id,))).fetchone()
+                if locked is None:
+                    raise NotFound(f"run '{run_id}' not found", code="RUN_NOT_FOUND")
+                if locked["status"] in IN_PROGRESS or locked["holds_thread"]:
+                    raise FailedPrecondition(
+                        f"run '{run_id}' is {locked['status']}: cancel it first (graphmesh runs cancel {run_id}) "
+                        "and delete it once it has ended", code="RUN_ACTIVE", run_id=run_id)
+                approvals = await (await conn.execute(SELECT_RUN_APPROVALS, ([locked["run_id"]],))).fetchall()
+                deleted = await delete_run_rows(conn, locked["run_id"],
+                                                approval_ids=[a["approval_id"] for a in approvals])
+                try:
+                    deleted["events"] = await purge_event_subjects(js, [run_id], count=True)
+                    deleted["approval_events"] = await delete_approval_events(js, approvals)
+                except Exception as exc:
+                    log.warning("deletion of run %s rolled back: NATS failed: %s", run_id, exc)
+                    raise Unavailable(f"NATS is unreachable; run '{run_id}' was not deleted, retry shortly") from exc
+                details = {"run_id": run_id, "thread_id": locked["thread_id"], "graph": locked["graph"],
+                           "reason": reason, "deleted": deleted}
+                record_id = await record_audit(conn, actor, "run_deleted", details=details)
+        log.info("run_deleted %s of thread %s (%s): %s", run_id, locked["thread_id"], actor,
+                 ", ".join(f"{k}={v}" for k, v in deleted.items() if v))
+        return RunDeletion(run_id, locked["thread_id"], deleted, record_id)
+    except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
+        raise Unavailable(f"run '{run_id}' changed while it was being deleted; retry", code="DELETE_CONFLICT") \
+            from exc
+    except (psycopg.Error, PoolTimeout) as exc:
+        mapped = postgres_error(exc)
+        if mapped is exc:
+            raise
+        raise mapped from exc
 
 
 # Processes export spans in batches (every 500 ms): a finished run's last spans may reach the

@@ -72,6 +72,9 @@ class ScheduleChecker:
             raise InvalidArgument("a schedule's options cannot carry checkpoint_id, command_update or command_goto: "
                                   "every fire runs the schedule's input on its thread's latest state",
                                   code="INVALID_SCHEDULE")
+        if options.after_seconds:
+            raise InvalidArgument("a schedule's options cannot carry after_seconds: its runs start at its fire "
+                                  "times (change the cron expression instead)", code="INVALID_SCHEDULE")
         return options.to_json()
 
     @staticmethod

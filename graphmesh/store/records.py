@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from graphmesh import resume
@@ -69,6 +69,12 @@ class RunRecord:
     webhook: dict[str, Any] | None = None
     # LangGraph run options as RunOptions JSON (graphmesh/execution/run_options.py); None: none.
     options: dict[str, Any] | None = None
+    # No worker starts it before then (options.after_seconds); None: at once.
+    run_after: datetime | None = None
+
+    def not_due(self, now: datetime | None = None) -> bool:
+        """A delayed run before its time: its job waits for the reconciler (reconcile.py)."""
+        return self.run_after is not None and self.run_after > (now or datetime.now(timezone.utc))
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> "RunRecord":
@@ -108,6 +114,7 @@ class RunRecord:
             scheduled_for=row.get("scheduled_for"),
             webhook=row.get("webhook"),
             options=row.get("options"),
+            run_after=row.get("run_after"),
         )
 
 
@@ -134,6 +141,8 @@ class NewRun:
     webhook: dict[str, Any] | None = None
     # RunOptions JSON (None: none); `input` None continues the thread from its checkpoint.
     options: dict[str, Any] | None = None
+    # Seconds from creation (on Postgres' clock) before a worker may start it; 0: at once.
+    after_seconds: int = 0
 
 
 @dataclass(frozen=True)

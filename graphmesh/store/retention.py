@@ -50,6 +50,33 @@ DELETE_THREAD_RUNS = "DELETE FROM gm_runs WHERE thread_id = %s"
 DELETE_THREAD = "DELETE FROM gm_threads WHERE thread_id = %s"
 
 
+# -- deleting one run (RunService.DeleteRun) ---------------------------------------------
+
+# Locks the thread, then the run (the order a hand-over takes them), and reads the run again.
+LOCK_RUN_FOR_DELETE = """
+SELECT r.run_id, r.thread_id, r.graph, r.status, t.active_run_id = r.run_id AS holds_thread
+FROM gm_threads t JOIN gm_runs r ON r.thread_id = t.thread_id AND r.run_id = %s
+FOR UPDATE OF t, r
+"""
+DELETE_RUN_SPANS = "DELETE FROM gm_spans WHERE run_id = %s"
+DELETE_RUN = "DELETE FROM gm_runs WHERE run_id = %s"
+
+
+async def delete_run_rows(conn: Any, run_id: Any, *, approval_ids: list) -> dict[str, int]:
+    """Deletes one run's rows (not its thread's checkpoints), inside the caller's transaction
+    (which must have run ERASING); rows deleted per table, in deletion order."""
+    ids_text = [str(run_id)] + [str(a) for a in approval_ids]
+    deleted: dict[str, int] = {}
+    deleted["audit_records"] = await count_rows(conn, DELETE_RUN_AUDIT, ([run_id],))
+    deleted["outbox"] = await count_rows(conn, DELETE_OUTBOX_OF, (ids_text,))
+    deleted["dead_letters"] = await count_rows(conn, DELETE_RUN_DEAD_LETTERS, ([run_id],))
+    deleted["webhook_deliveries"] = await count_rows(conn, DELETE_RUN_WEBHOOK_DELIVERIES, ([run_id],))
+    deleted["approvals"] = await count_rows(conn, DELETE_APPROVALS, (approval_ids,))
+    deleted["spans"] = await count_rows(conn, DELETE_RUN_SPANS, (str(run_id),))
+    deleted["runs"] = await count_rows(conn, DELETE_RUN, (run_id,))
+    return deleted
+
+
 async def count_rows(conn: Any, sql: str, args: Any) -> int:
     return (await conn.execute(sql, tuple(args))).rowcount
 

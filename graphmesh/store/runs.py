@@ -67,11 +67,12 @@ WITH thread AS (
 ), run AS (
     INSERT INTO gm_runs (run_id, thread_id, graph, {", ".join(VERSION_FIELDS)}, status, owner,
         idempotency_key, metadata, input, multitask_strategy, sync, event_seq, trace_context, owner_roles,
-        request_fingerprint, schedule_id, scheduled_for, webhook, options)
+        request_fingerprint, schedule_id, scheduled_for, webhook, options, run_after)
     SELECT %(run_id)s, %(thread_id)s, %(graph)s, {", ".join(f"%({f})s" for f in VERSION_FIELDS)},
         'QUEUED', %(owner)s, %(idempotency_key)s, %(metadata)s, %(input)s, %(multitask_strategy)s,
         %(sync)s, 1, %(trace_context)s, %(owner_roles)s, %(fingerprint)s, %(schedule_id)s, %(scheduled_for)s,
-        %(webhook)s, %(options)s
+        %(webhook)s, %(options)s,
+        CASE WHEN %(after_seconds)s > 0 THEN now() + make_interval(secs => %(after_seconds)s) END
     FROM thread WHERE thread.graph = %(graph)s
       AND (thread.active_run_id = %(run_id)s OR %(multitask_strategy)s IN ('enqueue', 'interrupt', 'rollback'))
     RETURNING *
@@ -95,8 +96,10 @@ SELECT coalesce(nullif((SELECT owner FROM gm_threads WHERE thread_id = %(thread_
                 '') AS owner
 """
 
-# A claimable status (statuses.CLAIMABLE); a RUNNING run only once its holder's lease ran out.
-_CLAIMABLE_NOW = f"r.status IN {sql_set(CLAIMABLE)} AND (r.status <> 'RUNNING' OR r.lease_expires_at < now())"
+# A claimable status (statuses.CLAIMABLE); a RUNNING run only once its holder's lease ran
+# out; a delayed run only once it is due.
+_CLAIMABLE_NOW = (f"r.status IN {sql_set(CLAIMABLE)} AND (r.status <> 'RUNNING' OR r.lease_expires_at < now())"
+                  " AND (r.run_after IS NULL OR r.run_after <= now())")
 # A claim succeeds only for the run that holds its thread, when it is queued or its
 # previous holder's lease ran out. The epoch fences every later write.
 CLAIM_RUN = f"""
@@ -117,7 +120,7 @@ RETURNING r.*, old.status AS previous_status, old.started_at AS previous_started
 # Why a claim failed, in one snapshot.
 CLAIM_OBSTACLE = """
 SELECT r.status, t.active_run_id = r.run_id AS holds_thread,
-    extract(epoch FROM r.lease_expires_at - now()) AS remaining
+    extract(epoch FROM r.lease_expires_at - now()) AS remaining, r.run_after > now() AS not_due
 FROM gm_runs r JOIN gm_threads t ON t.thread_id = r.thread_id WHERE r.run_id = %s
 """
 RENEW_LEASE = """
@@ -167,6 +170,13 @@ WHERE r.updated_at < now() - make_interval(secs => %(quiet)s)
   AND {_CLAIMABLE_NOW}
   AND (r.status <> 'QUEUED' OR %(queued_before)s::timestamptz IS NULL OR r.updated_at < %(queued_before)s)
 ORDER BY r.updated_at LIMIT %(limit)s
+"""
+# Delayed runs that hold their thread, have come due and were not published since: their
+# jobs go out now (reconcile.py touches them, so each is published once this way).
+SELECT_DUE_DELAYED = """
+SELECT r.* FROM gm_runs r JOIN gm_threads t ON t.active_run_id = r.run_id
+WHERE r.status = 'QUEUED' AND r.run_after IS NOT NULL AND r.run_after <= now() AND r.updated_at < r.run_after
+ORDER BY r.run_after LIMIT %(limit)s
 """
 
 
@@ -264,6 +274,7 @@ class RunStore:
             "scheduled_for": new.scheduled_for,
             "webhook": Jsonb(new.webhook) if new.webhook else None,
             "options": Jsonb(new.options) if new.options else None,
+            "after_seconds": new.after_seconds,
             **{f: new.versions.get(f, "") for f in VERSION_FIELDS},
         }
         async with self.connection() as conn:
@@ -393,8 +404,8 @@ class RunStore:
         again); None when there is nothing to claim (it rests, ended, or waits its turn)."""
         async with self.connection() as conn:
             row = await (await conn.execute(CLAIM_OBSTACLE, (run_id,))).fetchone()
-        if row is None or not row["holds_thread"] or row["status"] not in CLAIMABLE:
-            return None
+        if row is None or not row["holds_thread"] or row["status"] not in CLAIMABLE or row["not_due"]:
+            return None  # a delayed run's job before its time: the reconciler publishes it when due
         if row["status"] == "RUNNING" and row["remaining"] is not None and row["remaining"] > 0:
             return float(row["remaining"])
         return 0.0
@@ -505,6 +516,13 @@ class RunStore:
         args = {"quiet": quiet_seconds, "queued_before": queued_before, "limit": limit}
         async with self.connection() as conn:
             rows = await (await conn.execute(SELECT_ORPHANS, args)).fetchall()
+        return [RunRecord.from_row(r) for r in rows]
+
+    async def due_delayed(self, *, limit: int = 100) -> list[RunRecord]:
+        """Delayed runs (after_seconds) whose time has come and whose job was not published
+        since: each holds its thread, QUEUED."""
+        async with self.connection() as conn:
+            rows = await (await conn.execute(SELECT_DUE_DELAYED, {"limit": limit})).fetchall()
         return [RunRecord.from_row(r) for r in rows]
 
     async def run_by_idempotency_key(self, owner: str, key: str) -> RunRecord | None:

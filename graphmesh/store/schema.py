@@ -408,6 +408,12 @@ MIGRATIONS: list[str] = [
     WHERE t.owner = '' AND lr.thread_id = t.thread_id;
     CREATE INDEX gm_threads_owner ON gm_threads (owner, created_at DESC);
     """,
+    """
+    -- A delayed run (RunOptions.after_seconds): no claim before run_after, and its job is
+    -- published once it is due (the reconciler looks up the due ones through the index).
+    ALTER TABLE gm_runs ADD COLUMN run_after timestamptz;
+    CREATE INDEX gm_runs_delayed ON gm_runs (run_after) WHERE run_after IS NOT NULL AND status = 'QUEUED';
+    """,
 ]
 
 

@@ -26,7 +26,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16graphmesh/v1/run.proto\x12\x0cgraphmesh.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x82\x01\n\x08Versions\x12\x15\n\rgraph_version\x18\x01 \x01(\t\x12\x16\n\x0eprompt_version\x18\x02 \x01(\t\x12\x13\n\x0bmodel_route\x18\x03 \x01(\t\x12\x14\n\x0ctool_version\x18\x04 \x01(\t\x12\x1c\n\x14state_schema_version\x18\x05 \x01(\t\"7\n\x08RunError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0c\n\x04node\x18\x03 \x01(\t\"\xcf\x06\n\x03Run\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x11\n\tthread_id\x18\x02 \x01(\t\x12\r\n\x05graph\x18\x03 \x01(\t\x12(\n\x08versions\x18\x04 \x01(\x0b\x32\x16.graphmesh.v1.Versions\x12\'\n\x06status\x18\x05 \x01(\x0e\x32\x17.graphmesh.v1.RunStatus\x12\x0f\n\x07\x61ttempt\x18\x06 \x01(\r\x12%\n\x05\x65rror\x18\x07 \x01(\x0b\x32\x16.graphmesh.v1.RunError\x12\r\n\x05owner\x18\x08 \x01(\t\x12\x17\n\x0fidempotency_key\x18\t \x01(\t\x12\x31\n\x08metadata\x18\n \x03(\x0b\x32\x1f.graphmesh.v1.Run.MetadataEntry\x12.\n\ncreated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12;\n\x12multitask_strategy\x18\x0f \x01(\x0e\x32\x1f.graphmesh.v1.MultitaskStrategy\x12/\n\x0fprevious_errors\x18\x10 \x03(\x0b\x32\x16.graphmesh.v1.RunError\x12\x35\n\nmigrations\x18\x11 \x03(\x0b\x32!.graphmesh.v1.CheckpointMigration\x12\x13\n\x0bschedule_id\x18\x12 \x01(\t\x12\x31\n\rscheduled_for\x18\x13 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x07webhook\x18\x14 \x01(\x0b\x32\x15.graphmesh.v1.Webhook\x12)\n\x07options\x18\x15 \x01(\x0b\x32\x18.graphmesh.v1.RunOptions\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xcc\x02\n\nRunOptions\x12\x14\n\x0cstream_modes\x18\x01 \x03(\t\x12\x18\n\x10stream_subgraphs\x18\x02 \x01(\x08\x12-\n\x0c\x63onfigurable\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12(\n\x07\x63ontext\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x18\n\x10interrupt_before\x18\x05 \x03(\t\x12\x17\n\x0finterrupt_after\x18\x06 \x03(\t\x12\x15\n\rcheckpoint_id\x18\x07 \x01(\t\x12.\n\x0e\x63ommand_update\x18\x08 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x14\n\x0c\x63ommand_goto\x18\t \x03(\t\x12\x17\n\x0frecursion_limit\x18\n \x01(\r\x12\x0c\n\x04tags\x18\x0b \x03(\t\"T\n\x0bStreamChunk\x12\x0c\n\x04mode\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x03(\t\x12$\n\x04\x64\x61ta\x18\x03 \x01(\x0b\x32\x16.google.protobuf.Value\"*\n\x07Webhook\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x12\n\non_waiting\x18\x02 \x01(\x08\"\xe0\x01\n\x13\x43heckpointMigration\x12-\n\rfrom_versions\x18\x01 \x01(\x0b\x32\x16.graphmesh.v1.Versions\x12+\n\x0bto_versions\x18\x02 \x01(\x0b\x32\x16.graphmesh.v1.Versions\x12\x1a\n\x12\x66rom_checkpoint_id\x18\x03 \x01(\t\x12\x18\n\x10to_checkpoint_id\x18\x04 \x01(\t\x12\r\n\x05steps\x18\x05 \x03(\t\x12(\n\x04time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x91\x01\n\rStatusChanged\x12\'\n\x06status\x18\x01 \x01(\x0e\x32\x17.graphmesh.v1.RunStatus\x12\x30\n\x0fprevious_status\x18\x02 \x01(\x0e\x32\x17.graphmesh.v1.RunStatus\x12%\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x16.graphmesh.v1.RunError\":\n\x0bNodeStarted\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0c\n\x04step\x18\x03 \x01(\r\"d\n\x0cNodeFinished\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0c\n\x04step\x18\x03 \x01(\r\x12\'\n\x06update\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\"D\n\x0e\x43ustomProgress\x12\x0c\n\x04node\x18\x01 \x01(\t\x12$\n\x04\x64\x61ta\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value\"u\n\x11\x41pprovalRequested\x12\x13\n\x0b\x61pproval_id\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\x12\x14\n\x0cinterrupt_id\x18\x03 \x01(\t\x12\'\n\x07payload\x18\x04 \x01(\x0b\x32\x16.google.protobuf.Value\"J\n\x0f\x41pprovalDecided\x12\x13\n\x0b\x61pproval_id\x18\x01 \x01(\t\x12\x10\n\x08\x64\x65\x63ision\x18\x02 \x01(\t\x12\x10\n\x08reviewer\x18\x03 \x01(\t\"\xd7\x04\n\x08RunEvent\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08trace_id\x18\x04 \x01(\t\x12\x35\n\x0estatus_changed\x18\n \x01(\x0b\x32\x1b.graphmesh.v1.StatusChangedH\x00\x12\x31\n\x0cnode_started\x18\x0b \x01(\x0b\x32\x19.graphmesh.v1.NodeStartedH\x00\x12\x33\n\rnode_finished\x18\x0c \x01(\x0b\x32\x1a.graphmesh.v1.NodeFinishedH\x00\x12.\n\x06\x63ustom\x18\r \x01(\x0b\x32\x1c.graphmesh.v1.CustomProgressH\x00\x12=\n\x12\x61pproval_requested\x18\x0e \x01(\x0b\x32\x1f.graphmesh.v1.ApprovalRequestedH\x00\x12\x39\n\x10\x61pproval_decided\x18\x0f \x01(\x0b\x32\x1d.graphmesh.v1.ApprovalDecidedH\x00\x12\'\n\x05\x65rror\x18\x10 \x01(\x0b\x32\x16.graphmesh.v1.RunErrorH\x00\x12@\n\x13\x63heckpoint_migrated\x18\x11 \x01(\x0b\x32!.graphmesh.v1.CheckpointMigrationH\x00\x12\x31\n\x0cstream_chunk\x18\x12 \x01(\x0b\x32\x19.graphmesh.v1.StreamChunkH\x00\x42\x06\n\x04kind\"O\n\x06RunJob\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\r\n\x05graph\x18\x03 \x01(\t\x12\x15\n\rgraph_version\x18\x04 \x01(\t*\xdd\x01\n\tRunStatus\x12\x1a\n\x16RUN_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11RUN_STATUS_QUEUED\x10\x01\x12\x16\n\x12RUN_STATUS_RUNNING\x10\x02\x12\x15\n\x11RUN_STATUS_PAUSED\x10\x03\x12#\n\x1fRUN_STATUS_WAITING_FOR_APPROVAL\x10\x04\x12\x18\n\x14RUN_STATUS_COMPLETED\x10\x05\x12\x15\n\x11RUN_STATUS_FAILED\x10\x06\x12\x18\n\x14RUN_STATUS_CANCELLED\x10\x07*\xb9\x01\n\x11MultitaskStrategy\x12\"\n\x1eMULTITASK_STRATEGY_UNSPECIFIED\x10\x00\x12\x1d\n\x19MULTITASK_STRATEGY_REJECT\x10\x01\x12\x1e\n\x1aMULTITASK_STRATEGY_ENQUEUE\x10\x02\x12 \n\x1cMULTITASK_STRATEGY_INTERRUPT\x10\x03\x12\x1f\n\x1bMULTITASK_STRATEGY_ROLLBACK\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16graphmesh/v1/run.proto\x12\x0cgraphmesh.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x82\x01\n\x08Versions\x12\x15\n\rgraph_version\x18\x01 \x01(\t\x12\x16\n\x0eprompt_version\x18\x02 \x01(\t\x12\x13\n\x0bmodel_route\x18\x03 \x01(\t\x12\x14\n\x0ctool_version\x18\x04 \x01(\t\x12\x1c\n\x14state_schema_version\x18\x05 \x01(\t\"7\n\x08RunError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0c\n\x04node\x18\x03 \x01(\t\"\xfe\x06\n\x03Run\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x11\n\tthread_id\x18\x02 \x01(\t\x12\r\n\x05graph\x18\x03 \x01(\t\x12(\n\x08versions\x18\x04 \x01(\x0b\x32\x16.graphmesh.v1.Versions\x12\'\n\x06status\x18\x05 \x01(\x0e\x32\x17.graphmesh.v1.RunStatus\x12\x0f\n\x07\x61ttempt\x18\x06 \x01(\r\x12%\n\x05\x65rror\x18\x07 \x01(\x0b\x32\x16.graphmesh.v1.RunError\x12\r\n\x05owner\x18\x08 \x01(\t\x12\x17\n\x0fidempotency_key\x18\t \x01(\t\x12\x31\n\x08metadata\x18\n \x03(\x0b\x32\x1f.graphmesh.v1.Run.MetadataEntry\x12.\n\ncreated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12;\n\x12multitask_strategy\x18\x0f \x01(\x0e\x32\x1f.graphmesh.v1.MultitaskStrategy\x12/\n\x0fprevious_errors\x18\x10 \x03(\x0b\x32\x16.graphmesh.v1.RunError\x12\x35\n\nmigrations\x18\x11 \x03(\x0b\x32!.graphmesh.v1.CheckpointMigration\x12\x13\n\x0bschedule_id\x18\x12 \x01(\t\x12\x31\n\rscheduled_for\x18\x13 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x07webhook\x18\x14 \x01(\x0b\x32\x15.graphmesh.v1.Webhook\x12)\n\x07options\x18\x15 \x01(\x0b\x32\x18.graphmesh.v1.RunOptions\x12-\n\trun_after\x18\x16 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xe3\x02\n\nRunOptions\x12\x14\n\x0cstream_modes\x18\x01 \x03(\t\x12\x18\n\x10stream_subgraphs\x18\x02 \x01(\x08\x12-\n\x0c\x63onfigurable\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12(\n\x07\x63ontext\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x18\n\x10interrupt_before\x18\x05 \x03(\t\x12\x17\n\x0finterrupt_after\x18\x06 \x03(\t\x12\x15\n\rcheckpoint_id\x18\x07 \x01(\t\x12.\n\x0e\x63ommand_update\x18\x08 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x14\n\x0c\x63ommand_goto\x18\t \x03(\t\x12\x17\n\x0frecursion_limit\x18\n \x01(\r\x12\x0c\n\x04tags\x18\x0b \x03(\t\x12\x15\n\rafter_seconds\x18\x0c \x01(\r\"T\n\x0bStreamChunk\x12\x0c\n\x04mode\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x03(\t\x12$\n\x04\x64\x61ta\x18\x03 \x01(\x0b\x32\x16.google.protobuf.Value\"*\n\x07Webhook\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x12\n\non_waiting\x18\x02 \x01(\x08\"\xe0\x01\n\x13\x43heckpointMigration\x12-\n\rfrom_versions\x18\x01 \x01(\x0b\x32\x16.graphmesh.v1.Versions\x12+\n\x0bto_versions\x18\x02 \x01(\x0b\x32\x16.graphmesh.v1.Versions\x12\x1a\n\x12\x66rom_checkpoint_id\x18\x03 \x01(\t\x12\x18\n\x10to_checkpoint_id\x18\x04 \x01(\t\x12\r\n\x05steps\x18\x05 \x03(\t\x12(\n\x04time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x91\x01\n\rStatusChanged\x12\'\n\x06status\x18\x01 \x01(\x0e\x32\x17.graphmesh.v1.RunStatus\x12\x30\n\x0fprevious_status\x18\x02 \x01(\x0e\x32\x17.graphmesh.v1.RunStatus\x12%\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x16.graphmesh.v1.RunError\":\n\x0bNodeStarted\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0c\n\x04step\x18\x03 \x01(\r\"d\n\x0cNodeFinished\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0c\n\x04step\x18\x03 \x01(\r\x12\'\n\x06update\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\"D\n\x0e\x43ustomProgress\x12\x0c\n\x04node\x18\x01 \x01(\t\x12$\n\x04\x64\x61ta\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value\"u\n\x11\x41pprovalRequested\x12\x13\n\x0b\x61pproval_id\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\x12\x14\n\x0cinterrupt_id\x18\x03 \x01(\t\x12\'\n\x07payload\x18\x04 \x01(\x0b\x32\x16.google.protobuf.Value\"J\n\x0f\x41pprovalDecided\x12\x13\n\x0b\x61pproval_id\x18\x01 \x01(\t\x12\x10\n\x08\x64\x65\x63ision\x18\x02 \x01(\t\x12\x10\n\x08reviewer\x18\x03 \x01(\t\"\xd7\x04\n\x08RunEvent\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08trace_id\x18\x04 \x01(\t\x12\x35\n\x0estatus_changed\x18\n \x01(\x0b\x32\x1b.graphmesh.v1.StatusChangedH\x00\x12\x31\n\x0cnode_started\x18\x0b \x01(\x0b\x32\x19.graphmesh.v1.NodeStartedH\x00\x12\x33\n\rnode_finished\x18\x0c \x01(\x0b\x32\x1a.graphmesh.v1.NodeFinishedH\x00\x12.\n\x06\x63ustom\x18\r \x01(\x0b\x32\x1c.graphmesh.v1.CustomProgressH\x00\x12=\n\x12\x61pproval_requested\x18\x0e \x01(\x0b\x32\x1f.graphmesh.v1.ApprovalRequestedH\x00\x12\x39\n\x10\x61pproval_decided\x18\x0f \x01(\x0b\x32\x1d.graphmesh.v1.ApprovalDecidedH\x00\x12\'\n\x05\x65rror\x18\x10 \x01(\x0b\x32\x16.graphmesh.v1.RunErrorH\x00\x12@\n\x13\x63heckpoint_migrated\x18\x11 \x01(\x0b\x32!.graphmesh.v1.CheckpointMigrationH\x00\x12\x31\n\x0cstream_chunk\x18\x12 \x01(\x0b\x32\x19.graphmesh.v1.StreamChunkH\x00\x42\x06\n\x04kind\"O\n\x06RunJob\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\r\n\x05graph\x18\x03 \x01(\t\x12\x15\n\rgraph_version\x18\x04 \x01(\t*\xdd\x01\n\tRunStatus\x12\x1a\n\x16RUN_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11RUN_STATUS_QUEUED\x10\x01\x12\x16\n\x12RUN_STATUS_RUNNING\x10\x02\x12\x15\n\x11RUN_STATUS_PAUSED\x10\x03\x12#\n\x1fRUN_STATUS_WAITING_FOR_APPROVAL\x10\x04\x12\x18\n\x14RUN_STATUS_COMPLETED\x10\x05\x12\x15\n\x11RUN_STATUS_FAILED\x10\x06\x12\x18\n\x14RUN_STATUS_CANCELLED\x10\x07*\xb9\x01\n\x11MultitaskStrategy\x12\"\n\x1eMULTITASK_STRATEGY_UNSPECIFIED\x10\x00\x12\x1d\n\x19MULTITASK_STRATEGY_REJECT\x10\x01\x12\x1e\n\x1aMULTITASK_STRATEGY_ENQUEUE\x10\x02\x12 \n\x1cMULTITASK_STRATEGY_INTERRUPT\x10\x03\x12\x1f\n\x1bMULTITASK_STRATEGY_ROLLBACK\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,40 +35,40 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_RUN_METADATAENTRY']._loaded_options = None
   _globals['_RUN_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_RUNSTATUS']._serialized_start=3094
-  _globals['_RUNSTATUS']._serialized_end=3315
-  _globals['_MULTITASKSTRATEGY']._serialized_start=3318
-  _globals['_MULTITASKSTRATEGY']._serialized_end=3503
+  _globals['_RUNSTATUS']._serialized_start=3164
+  _globals['_RUNSTATUS']._serialized_end=3385
+  _globals['_MULTITASKSTRATEGY']._serialized_start=3388
+  _globals['_MULTITASKSTRATEGY']._serialized_end=3573
   _globals['_VERSIONS']._serialized_start=104
   _globals['_VERSIONS']._serialized_end=234
   _globals['_RUNERROR']._serialized_start=236
   _globals['_RUNERROR']._serialized_end=291
   _globals['_RUN']._serialized_start=294
-  _globals['_RUN']._serialized_end=1141
-  _globals['_RUN_METADATAENTRY']._serialized_start=1094
-  _globals['_RUN_METADATAENTRY']._serialized_end=1141
-  _globals['_RUNOPTIONS']._serialized_start=1144
-  _globals['_RUNOPTIONS']._serialized_end=1476
-  _globals['_STREAMCHUNK']._serialized_start=1478
-  _globals['_STREAMCHUNK']._serialized_end=1562
-  _globals['_WEBHOOK']._serialized_start=1564
-  _globals['_WEBHOOK']._serialized_end=1606
-  _globals['_CHECKPOINTMIGRATION']._serialized_start=1609
-  _globals['_CHECKPOINTMIGRATION']._serialized_end=1833
-  _globals['_STATUSCHANGED']._serialized_start=1836
-  _globals['_STATUSCHANGED']._serialized_end=1981
-  _globals['_NODESTARTED']._serialized_start=1983
-  _globals['_NODESTARTED']._serialized_end=2041
-  _globals['_NODEFINISHED']._serialized_start=2043
-  _globals['_NODEFINISHED']._serialized_end=2143
-  _globals['_CUSTOMPROGRESS']._serialized_start=2145
-  _globals['_CUSTOMPROGRESS']._serialized_end=2213
-  _globals['_APPROVALREQUESTED']._serialized_start=2215
-  _globals['_APPROVALREQUESTED']._serialized_end=2332
-  _globals['_APPROVALDECIDED']._serialized_start=2334
-  _globals['_APPROVALDECIDED']._serialized_end=2408
-  _globals['_RUNEVENT']._serialized_start=2411
-  _globals['_RUNEVENT']._serialized_end=3010
-  _globals['_RUNJOB']._serialized_start=3012
-  _globals['_RUNJOB']._serialized_end=3091
+  _globals['_RUN']._serialized_end=1188
+  _globals['_RUN_METADATAENTRY']._serialized_start=1141
+  _globals['_RUN_METADATAENTRY']._serialized_end=1188
+  _globals['_RUNOPTIONS']._serialized_start=1191
+  _globals['_RUNOPTIONS']._serialized_end=1546
+  _globals['_STREAMCHUNK']._serialized_start=1548
+  _globals['_STREAMCHUNK']._serialized_end=1632
+  _globals['_WEBHOOK']._serialized_start=1634
+  _globals['_WEBHOOK']._serialized_end=1676
+  _globals['_CHECKPOINTMIGRATION']._serialized_start=1679
+  _globals['_CHECKPOINTMIGRATION']._serialized_end=1903
+  _globals['_STATUSCHANGED']._serialized_start=1906
+  _globals['_STATUSCHANGED']._serialized_end=2051
+  _globals['_NODESTARTED']._serialized_start=2053
+  _globals['_NODESTARTED']._serialized_end=2111
+  _globals['_NODEFINISHED']._serialized_start=2113
+  _globals['_NODEFINISHED']._serialized_end=2213
+  _globals['_CUSTOMPROGRESS']._serialized_start=2215
+  _globals['_CUSTOMPROGRESS']._serialized_end=2283
+  _globals['_APPROVALREQUESTED']._serialized_start=2285
+  _globals['_APPROVALREQUESTED']._serialized_end=2402
+  _globals['_APPROVALDECIDED']._serialized_start=2404
+  _globals['_APPROVALDECIDED']._serialized_end=2478
+  _globals['_RUNEVENT']._serialized_start=2481
+  _globals['_RUNEVENT']._serialized_end=3080
+  _globals['_RUNJOB']._serialized_start=3082
+  _globals['_RUNJOB']._serialized_end=3161
 # @@protoc_insertion_point(module_scope)

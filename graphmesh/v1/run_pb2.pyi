@@ -68,7 +68,7 @@ class RunError(_message.Message):
     def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ..., node: _Optional[str] = ...) -> None: ...
 
 class Run(_message.Message):
-    __slots__ = ("run_id", "thread_id", "graph", "versions", "status", "attempt", "error", "owner", "idempotency_key", "metadata", "created_at", "started_at", "updated_at", "finished_at", "multitask_strategy", "previous_errors", "migrations", "schedule_id", "scheduled_for", "webhook", "options")
+    __slots__ = ("run_id", "thread_id", "graph", "versions", "status", "attempt", "error", "owner", "idempotency_key", "metadata", "created_at", "started_at", "updated_at", "finished_at", "multitask_strategy", "previous_errors", "migrations", "schedule_id", "scheduled_for", "webhook", "options", "run_after")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -97,6 +97,7 @@ class Run(_message.Message):
     SCHEDULED_FOR_FIELD_NUMBER: _ClassVar[int]
     WEBHOOK_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    RUN_AFTER_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     thread_id: str
     graph: str
@@ -118,10 +119,11 @@ class Run(_message.Message):
     scheduled_for: _timestamp_pb2.Timestamp
     webhook: Webhook
     options: RunOptions
-    def __init__(self, run_id: _Optional[str] = ..., thread_id: _Optional[str] = ..., graph: _Optional[str] = ..., versions: _Optional[_Union[Versions, _Mapping]] = ..., status: _Optional[_Union[RunStatus, str]] = ..., attempt: _Optional[int] = ..., error: _Optional[_Union[RunError, _Mapping]] = ..., owner: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., multitask_strategy: _Optional[_Union[MultitaskStrategy, str]] = ..., previous_errors: _Optional[_Iterable[_Union[RunError, _Mapping]]] = ..., migrations: _Optional[_Iterable[_Union[CheckpointMigration, _Mapping]]] = ..., schedule_id: _Optional[str] = ..., scheduled_for: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., webhook: _Optional[_Union[Webhook, _Mapping]] = ..., options: _Optional[_Union[RunOptions, _Mapping]] = ...) -> None: ...
+    run_after: _timestamp_pb2.Timestamp
+    def __init__(self, run_id: _Optional[str] = ..., thread_id: _Optional[str] = ..., graph: _Optional[str] = ..., versions: _Optional[_Union[Versions, _Mapping]] = ..., status: _Optional[_Union[RunStatus, str]] = ..., attempt: _Optional[int] = ..., error: _Optional[_Union[RunError, _Mapping]] = ..., owner: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., multitask_strategy: _Optional[_Union[MultitaskStrategy, str]] = ..., previous_errors: _Optional[_Iterable[_Union[RunError, _Mapping]]] = ..., migrations: _Optional[_Iterable[_Union[CheckpointMigration, _Mapping]]] = ..., schedule_id: _Optional[str] = ..., scheduled_for: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., webhook: _Optional[_Union[Webhook, _Mapping]] = ..., options: _Optional[_Union[RunOptions, _Mapping]] = ..., run_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class RunOptions(_message.Message):
-    __slots__ = ("stream_modes", "stream_subgraphs", "configurable", "context", "interrupt_before", "interrupt_after", "checkpoint_id", "command_update", "command_goto", "recursion_limit", "tags")
+    __slots__ = ("stream_modes", "stream_subgraphs", "configurable", "context", "interrupt_before", "interrupt_after", "checkpoint_id", "command_update", "command_goto", "recursion_limit", "tags", "after_seconds")
     STREAM_MODES_FIELD_NUMBER: _ClassVar[int]
     STREAM_SUBGRAPHS_FIELD_NUMBER: _ClassVar[int]
     CONFIGURABLE_FIELD_NUMBER: _ClassVar[int]
@@ -133,6 +135,7 @@ class RunOptions(_message.Message):
     COMMAND_GOTO_FIELD_NUMBER: _ClassVar[int]
     RECURSION_LIMIT_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
+    AFTER_SECONDS_FIELD_NUMBER: _ClassVar[int]
     stream_modes: _containers.RepeatedScalarFieldContainer[str]
     stream_subgraphs: bool
     configurable: _struct_pb2.Struct
@@ -144,7 +147,8 @@ class RunOptions(_message.Message):
     command_goto: _containers.RepeatedScalarFieldContainer[str]
     recursion_limit: int
     tags: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, stream_modes: _Optional[_Iterable[str]] = ..., stream_subgraphs: _Optional[bool] = ..., configurable: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., interrupt_before: _Optional[_Iterable[str]] = ..., interrupt_after: _Optional[_Iterable[str]] = ..., checkpoint_id: _Optional[str] = ..., command_update: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., command_goto: _Optional[_Iterable[str]] = ..., recursion_limit: _Optional[int] = ..., tags: _Optional[_Iterable[str]] = ...) -> None: ...
+    after_seconds: int
+    def __init__(self, stream_modes: _Optional[_Iterable[str]] = ..., stream_subgraphs: _Optional[bool] = ..., configurable: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., interrupt_before: _Optional[_Iterable[str]] = ..., interrupt_after: _Optional[_Iterable[str]] = ..., checkpoint_id: _Optional[str] = ..., command_update: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., command_goto: _Optional[_Iterable[str]] = ..., recursion_limit: _Optional[int] = ..., tags: _Optional[_Iterable[str]] = ..., after_seconds: _Optional[int] = ...) -> None: ...
 
 class StreamChunk(_message.Message):
     __slots__ = ("mode", "namespace", "data")

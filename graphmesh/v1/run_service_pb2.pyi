@@ -270,3 +270,30 @@ class PurgeThreadResponse(_message.Message):
     deleted: _containers.ScalarMap[str, int]
     audit_record_id: int
     def __init__(self, thread_id: _Optional[str] = ..., deleted: _Optional[_Mapping[str, int]] = ..., audit_record_id: _Optional[int] = ...) -> None: ...
+
+class DeleteRunRequest(_message.Message):
+    __slots__ = ("run_id", "reason")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    reason: str
+    def __init__(self, run_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class DeleteRunResponse(_message.Message):
+    __slots__ = ("run_id", "thread_id", "deleted", "audit_record_id")
+    class DeletedEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    THREAD_ID_FIELD_NUMBER: _ClassVar[int]
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    AUDIT_RECORD_ID_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    thread_id: str
+    deleted: _containers.ScalarMap[str, int]
+    audit_record_id: int
+    def __init__(self, run_id: _Optional[str] = ..., thread_id: _Optional[str] = ..., deleted: _Optional[_Mapping[str, int]] = ..., audit_record_id: _Optional[int] = ...) -> None: ...

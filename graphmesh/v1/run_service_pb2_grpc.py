@@ -90,6 +90,11 @@ class RunServiceStub:
                 request_serializer=graphmesh_dot_v1_dot_run__service__pb2.PurgeThreadRequest.SerializeToString,
                 response_deserializer=graphmesh_dot_v1_dot_run__service__pb2.PurgeThreadResponse.FromString,
                 _registered_method=True)
+        self.DeleteRun = channel.unary_unary(
+                '/graphmesh.v1.RunService/DeleteRun',
+                request_serializer=graphmesh_dot_v1_dot_run__service__pb2.DeleteRunRequest.SerializeToString,
+                response_deserializer=graphmesh_dot_v1_dot_run__service__pb2.DeleteRunResponse.FromString,
+                _registered_method=True)
 
 
 class RunServiceServicer:
@@ -169,6 +174,17 @@ class RunServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteRun(self, request, context):
+        """Removes one finished run: its record, events, approvals and their audit records,
+        outbox rows, dead letters, webhook deliveries and spans. The thread's checkpoints stay
+        (they are the thread's state and history, which later runs continue from). Refused
+        while the run is in progress (cancel it first). Leaves one audit record, `run_deleted`,
+        holding ids and counts only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RunServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -226,6 +242,11 @@ def add_RunServiceServicer_to_server(servicer, server):
                     servicer.PurgeThread,
                     request_deserializer=graphmesh_dot_v1_dot_run__service__pb2.PurgeThreadRequest.FromString,
                     response_serializer=graphmesh_dot_v1_dot_run__service__pb2.PurgeThreadResponse.SerializeToString,
+            ),
+            'DeleteRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteRun,
+                    request_deserializer=graphmesh_dot_v1_dot_run__service__pb2.DeleteRunRequest.FromString,
+                    response_serializer=graphmesh_dot_v1_dot_run__service__pb2.DeleteRunResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -526,6 +547,33 @@ class RunService:
             '/graphmesh.v1.RunService/PurgeThread',
             graphmesh_dot_v1_dot_run__service__pb2.PurgeThreadRequest.SerializeToString,
             graphmesh_dot_v1_dot_run__service__pb2.PurgeThreadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/graphmesh.v1.RunService/DeleteRun',
+            graphmesh_dot_v1_dot_run__service__pb2.DeleteRunRequest.SerializeToString,
+            graphmesh_dot_v1_dot_run__service__pb2.DeleteRunResponse.FromString,
             options,
             channel_credentials,
             insecure,

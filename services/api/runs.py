@@ -18,7 +18,7 @@ from graphmesh.errors import (
 from graphmesh.jsonvalues import to_struct
 from graphmesh.lifecycle import RunLifecycle
 from graphmesh.messages import run_to_proto, span_to_proto, status_from_proto
-from graphmesh.retention import purge_thread
+from graphmesh.retention import delete_run, purge_thread
 from graphmesh.rpc.errors import end_stream_for_shutdown
 from graphmesh.rpc.principal import caller, principal
 from graphmesh.store import TERMINAL, ControlStore, RunRecord, RunStore
@@ -220,3 +220,16 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
                                     authorize=authorize)
         return pb.PurgeThreadResponse(thread_id=result.thread_id, deleted=result.deleted,
                                       audit_record_id=result.audit_record_id)
+
+    async def DeleteRun(self, request, context):
+        """Removes one finished run (graphmesh/retention/purge.py); its thread stays."""
+        run_id = parse_run_id(request.run_id)
+        if not self._nc.is_connected:  # its events go in the same transaction: refuse now
+            raise Unavailable("NATS is unreachable; nothing was deleted, retry shortly")
+        me = caller()
+        # Its owner (LangGraph's DELETE /threads/{id}/runs/{id}), or an operator of its graph;
+        # NOT_FOUND first for an unknown run.
+        ensure_can_cancel(me, await self._store.get_run(run_id), verb="delete")
+        result = await delete_run(self._pool, self._js, run_id, actor=me.name, reason=request.reason)
+        return pb.DeleteRunResponse(run_id=result.run_id, thread_id=result.thread_id, deleted=result.deleted,
+                                    audit_record_id=result.audit_record_id)

@@ -18,7 +18,8 @@ What each field becomes (docs/langgraph-api.md):
     if_not_exists       reject (default): an unknown thread is 404; create: the thread is created
     on_disconnect       cancel | continue (default): what a stream's or a wait's client leaving does
     on_completion       stateless runs: delete (default) purges the thread once the run ended; keep
-    after_seconds       not supported: 422 unless 0
+    after_seconds       RunOptions.after_seconds (rounded up to whole seconds): the run is pending
+                        at once and starts when due (within the reconciler's period, 5 s)
     feedback_keys, stream_resumable, durability, checkpoint_during, langsmith_tracer, strict_resume
                         accepted and ignored (every graphmesh stream is resumable)
 """
@@ -26,10 +27,12 @@ What each field becomes (docs/langgraph-api.md):
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from graphmesh.assistants import apply_assistant
+from graphmesh.execution.run_options import MAX_AFTER_SECONDS
 from graphmesh.v1 import assistant_service_pb2, run_pb2
 from graphmesh.v1 import run_service_pb2 as pb
 from services.gateway.errors import HTTPError
@@ -38,6 +41,7 @@ from services.gateway.jsonio import (
     get_bool,
     get_dict,
     get_enum,
+    get_number,
     get_str,
     get_str_list,
     to_struct,
@@ -81,6 +85,7 @@ class RunRequest:
     on_disconnect: str
     on_completion: str
     webhook: str | None
+    after_seconds: int = 0
 
     @property
     def resumes(self) -> bool:
@@ -114,10 +119,10 @@ def parse_run_request(body: Mapping[str, Any]) -> RunRequest:
         raise HTTPError(400, "Cannot specify both configurable and context. Prefer setting context alone. Context "
                              "was introduced in LangGraph 0.6.0 and is the long term planned replacement for "
                              "configurable.")
-    after_seconds = body.get("after_seconds")
-    if after_seconds not in (None, 0, 0.0):
-        raise HTTPError(422, "'after_seconds' is not supported by graphmesh's gateway: create the run when it "
-                             "should start, or use a cron (POST /runs/crons)")
+    after_seconds = get_number(body, "after_seconds", 0.0) or 0.0
+    if not 0 <= after_seconds <= MAX_AFTER_SECONDS:
+        raise HTTPError(422, f"'after_seconds' must be between 0 and {MAX_AFTER_SECONDS} (a week); "
+                             "for later starts, create a cron (POST /runs/crons)")
     checkpoint_id = get_str(body, "checkpoint_id") or ""
     checkpoint = get_dict(body, "checkpoint")
     if checkpoint and not checkpoint_id:
@@ -146,6 +151,7 @@ def parse_run_request(body: Mapping[str, Any]) -> RunRequest:
         on_disconnect=get_enum(body, "on_disconnect", ("cancel", "continue"), "continue"),
         on_completion=get_enum(body, "on_completion", ("delete", "keep"), "delete"),
         webhook=get_str(body, "webhook"),
+        after_seconds=math.ceil(after_seconds),
     )
 
 
@@ -231,6 +237,7 @@ def run_options(request: RunRequest, assistant: assistant_service_pb2.Assistant)
         checkpoint_id=request.checkpoint_id,
         recursion_limit=limit,
         tags=_tags(request.config),
+        after_seconds=request.after_seconds,
     )
     if configurable:
         options.configurable.CopyFrom(to_struct(configurable, "config.configurable"))

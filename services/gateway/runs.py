@@ -16,8 +16,10 @@ its event log (StreamRun) shown as the reference server's Server-Sent Events
 - A stateless run's thread is purged once the run has ended and its response was read
   (on_completion=delete), by the gateway that created it; if that replica stops first, or the
   run waits at an interrupt, or has a webhook (whose delivery a purge would take), it stays.
-- DELETE of a single run is 501: graphmesh keeps run records (delete the thread instead).
-- after_seconds other than 0 is 422; Send packets in command.goto are 422.
+- DELETE of a single run removes its record, events, approvals and spans (RunService.DeleteRun,
+  one audit record stays); the thread's checkpoints stay, as later runs continue from them.
+- after_seconds: the run is pending at once and starts when due (within the api reconciler's
+  period, 5 s); Send packets in command.goto are 422.
 - A stateless stream's Location is its thread's /threads/{id}/runs/{id}/stream, so the SDK's
   reconnect works (the reference names /runs/{id}/stream, which it does not serve).
 """
@@ -461,11 +463,16 @@ async def get_run(request: Request) -> Response:
 
 
 async def delete_run(request: Request) -> Response:
+    """RunService.DeleteRun: the run's record, events, approvals and spans go; the thread and
+    its checkpoints stay. 409 while the run is in progress (the api's RUN_ACTIVE)."""
+    gw = gateway_of(request)
+    md = gw.call_metadata(request)
     run = await _run_on_thread(request)
     if run.status not in TERMINAL:
         raise HTTPError(409, f"run {run.run_id} is still {run_json(run)['status']}: cancel it first")
-    raise HTTPError(501, "graphmesh keeps every run's record (its audit trail): a single run cannot be deleted; "
-                         "DELETE /threads/{thread_id} removes the thread with all its runs")
+    await gw.runs.DeleteRun(pb.DeleteRunRequest(run_id=run.run_id, reason="DELETE /threads/{thread_id}/runs/"
+                                                "{run_id} (LangGraph HTTP API)"), timeout=CALL_TIMEOUT, metadata=md)
+    return Response(status_code=204)
 
 
 async def cancel(request: Request) -> Response:

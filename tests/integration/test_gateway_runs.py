@@ -1,7 +1,7 @@
 """The runs endpoints of the LangGraph HTTP API gateway, driven by langgraph-sdk (async and
 sync) against a real mesh with two gateway replicas: create + join, wait, stream (values,
 updates, messages-tuple, custom on the chat graph: its tokens add up to the reply),
-stateless runs, cancel, list / get / delete, multitask reject, an unknown assistant,
+stateless runs, cancel, list / get / delete, after_seconds, multitask reject, an unknown assistant,
 interrupts resumed with Command(resume=...) through the review tier, Last-Event-ID joins
 with no gap and no duplicate, and a replica SIGKILLed mid-stream with the stream picked up
 on the other replica."""
@@ -18,9 +18,10 @@ import pytest
 from langgraph_sdk import get_client, get_sync_client
 from langgraph_sdk.sse import SSEDecoder
 
-from graphmesh.client import review_stub
+from graphmesh.client import api_client, review_stub
 from graphmesh.mesh import Mesh
 from graphmesh.v1 import review_service_pb2 as rpb
+from graphmesh.v1 import run_service_pb2
 from helpers import list_audit, private_mesh, wait_for
 
 HTTP_TIMEOUT = 60.0  # bounds a hung call; not a timing assertion
@@ -99,11 +100,23 @@ def test_create_join_get_list_and_delete_with_the_sync_client(sync_client):
     assert metadata["graph_id"] == "chat" and metadata["assistant_id"] == created["assistant_id"]
 
     with pytest.raises(httpx.HTTPStatusError) as caught:
-        sync_client.runs.delete(tid, created["run_id"])
-    assert caught.value.response.status_code == 501  # graphmesh keeps run records: delete the thread
-    with pytest.raises(httpx.HTTPStatusError) as caught:
         sync_client.runs.get(str(uuid.uuid4()), created["run_id"])  # not that thread's run
     assert caught.value.response.status_code == 404
+    with pytest.raises(httpx.HTTPStatusError) as caught:
+        sync_client.runs.delete(str(uuid.uuid4()), created["run_id"])
+    assert caught.value.response.status_code == 404
+
+    # Deleting the first run: it is gone from the thread's runs; the thread keeps its state
+    # (the run's checkpoints are the thread's history, which the second run continued from).
+    values = sync_client.threads.get_state(tid)["values"]
+    sync_client.runs.delete(tid, created["run_id"])
+    with pytest.raises(httpx.HTTPStatusError) as caught:
+        sync_client.runs.get(tid, created["run_id"])
+    assert caught.value.response.status_code == 404
+    assert [r["run_id"] for r in sync_client.runs.list(tid)] == [second["run_id"]]
+    assert sync_client.threads.get_state(tid)["values"] == values
+    third = sync_client.runs.wait(tid, "chat", input=chat_input("still here"))
+    assert [m["content"] for m in third["messages"] if m["type"] == "human"] == ["hi there", "again", "still here"]
 
 
 def test_unknown_assistant_and_thread_are_404(client):
@@ -119,8 +132,36 @@ def test_unknown_assistant_and_thread_are_404(client):
         result = await client.runs.wait(tid, "chat", input=chat_input("made"), if_not_exists="create")
         assert result["messages"][-1]["content"] == "You said: made"
         with pytest.raises(httpx.HTTPStatusError) as caught:
-            await client.runs.create(tid, "chat", input=chat_input("x"), after_seconds=5)
-        assert caught.value.response.status_code == 422
+            await client.runs.create(tid, "chat", input=chat_input("x"), after_seconds=8 * 24 * 3600)
+        assert caught.value.response.status_code == 422 and "after_seconds" in caught.value.response.text
+    run(go())
+
+
+def test_a_run_created_with_after_seconds_is_pending_until_due(client, mesh):
+    async def go():
+        tid = (await client.threads.create())["thread_id"]
+        created = await client.runs.create(tid, "chat", input=chat_input("later"), after_seconds=1.5)
+        assert created["status"] == "pending"
+        # It holds its place on the thread: a run that rejects a busy thread is refused.
+        with pytest.raises(httpx.HTTPStatusError) as caught:
+            await client.runs.create(tid, "chat", input=chat_input("now"), multitask_strategy="reject")
+        assert caught.value.response.status_code == 409
+        result = await client.runs.join(tid, created["run_id"])
+        assert result["messages"][-1]["content"] == "You said: later"
+        # On graphmesh's record: due 2 s (rounded up) after it was created, and not started before.
+        recorded = api_client(mesh.api_address).runs.GetRun(run_service_pb2.GetRunRequest(run_id=created["run_id"]),
+                                                            timeout=10).run
+        assert (recorded.run_after.ToDatetime() - recorded.created_at.ToDatetime()).total_seconds() == 2
+        assert recorded.started_at.ToDatetime() >= recorded.run_after.ToDatetime()
+        # A run in progress cannot be deleted: 409 (cancel it first).
+        waiting = await client.runs.create(tid, "chat", input=chat_input("much later"), after_seconds=600)
+        with pytest.raises(httpx.HTTPStatusError) as caught:
+            await client.runs.delete(tid, waiting["run_id"])
+        assert caught.value.response.status_code == 409 and "cancel it first" in caught.value.response.text
+        await client.runs.cancel(tid, waiting["run_id"], wait=True)
+        cancelled = await client.runs.get(tid, waiting["run_id"])
+        assert cancelled["status"] == "interrupted"
+        await client.runs.delete(tid, waiting["run_id"])
     run(go())
 
 

@@ -9,6 +9,8 @@ test decides when one happens.
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -277,14 +279,80 @@ def test_purge_is_refused_while_a_run_is_in_progress(ret_mesh, client, review):
 
     client.runs.CancelRun(pb.CancelRunRequest(run_id=run.run_id, reason="to purge"), timeout=30)
     wait_status(client, run.run_id, CANCELLED)
-    import subprocess
-    import sys
-
     cli = subprocess.run([sys.executable, "-c", "from graphmesh.cli import main; raise SystemExit(main())",
                           "--api", ret_mesh.api_address, "threads", "purge", thread, "--reason", "erasure request"],
                          capture_output=True, text=True, timeout=60)
     assert cli.returncode == 0, cli.stderr
     assert f"thread {thread} purged" in cli.stdout and "1 runs" in cli.stdout
+
+
+# -- DeleteRun ----------------------------------------------------------------------------------
+
+def delete(client, run_id: str, reason: str = "mistaken run #7", who: str = OPERATOR):
+    return client.runs.DeleteRun(pb.DeleteRunRequest(run_id=run_id, reason=reason),
+                                 metadata=as_reviewer(who), timeout=60)
+
+
+def test_delete_run_removes_one_run_and_keeps_its_thread(ret_mesh, client, review):
+    graph = "approval_workflow"
+    thread = new_thread("delrun")
+    doomed, doomed_approvals = approved_run(client, review, graph, thread)
+    kept, kept_approvals = approved_run(client, review, graph, thread)
+    for run_id in (doomed, kept):
+        wait_spans(ret_mesh, run_id)
+    state_before = thread_values(client, thread)
+    checkpoints_before = checkpoints(ret_mesh, thread)
+    assert event_count(ret_mesh, doomed) and spans_of(ret_mesh, doomed)
+
+    with rpc_error(grpc.StatusCode.INVALID_ARGUMENT, "REASON_REQUIRED"):
+        delete(client, doomed, reason="")
+    for unknown in ("00000000-0000-4000-8000-000000000000", "not-a-run"):  # as GetRun answers
+        with rpc_error(grpc.StatusCode.NOT_FOUND):
+            delete(client, unknown)
+
+    response = delete(client, doomed)
+
+    deleted = dict(response.deleted)
+    assert response.run_id == doomed and response.thread_id == thread
+    assert deleted["runs"] == 1 and deleted["approvals"] == len(doomed_approvals), deleted
+    for store in ("audit_records", "spans", "events", "approval_events"):
+        assert deleted[store] > 0, f"{store}: {deleted}"
+    with rpc_error(grpc.StatusCode.NOT_FOUND):
+        client.runs.GetRun(pb.GetRunRequest(run_id=doomed), timeout=10)
+    assert not sql(ret_mesh, "SELECT 1 FROM gm_approvals WHERE run_id = %s", (doomed,))
+    assert not sql(ret_mesh, "SELECT 1 FROM gm_audit WHERE run_id = %s", (doomed,))
+    assert spans_of(ret_mesh, doomed) == 0 and event_count(ret_mesh, doomed) == 0
+    remaining = {i.split(":")[0] for i in approval_event_ids(ret_mesh, graph)}
+    assert not remaining & set(doomed_approvals) and set(kept_approvals) <= remaining
+    # The other run, the thread, its state and every checkpoint stay.
+    assert client.runs.GetRun(pb.GetRunRequest(run_id=kept), timeout=10).run.status == COMPLETED
+    assert sql(ret_mesh, "SELECT 1 FROM gm_audit WHERE run_id = %s", (kept,))
+    assert thread_values(client, thread) == state_before
+    assert checkpoints(ret_mesh, thread) == checkpoints_before
+    # One audit record says who deleted what and why, with counts only.
+    (record,) = sql(ret_mesh, "SELECT * FROM gm_audit WHERE action = 'run_deleted' AND details ->> 'run_id' = %s",
+                    (doomed,))
+    assert record["record_id"] == response.audit_record_id and record["actor"] == OPERATOR
+    assert record["details"]["reason"] == "mistaken run #7" and record["details"]["deleted"] == deleted
+    assert "order-17" not in str(record["details"])
+    with rpc_error(grpc.StatusCode.NOT_FOUND):  # deleted once
+        delete(client, doomed)
+
+
+def test_delete_run_is_refused_while_it_is_in_progress(ret_mesh, client, review):
+    run = create_run(client, "approval_workflow", REFUND, thread_id=new_thread("delbusy"))
+    wait_status(client, run.run_id, WAITING)
+    with rpc_error(grpc.StatusCode.FAILED_PRECONDITION, "RUN_ACTIVE") as err:
+        delete(client, run.run_id)
+    assert "cancel it first" in err["details"]
+    assert wait_approvals(review, run.run_id, 1)  # nothing was taken
+    client.runs.CancelRun(pb.CancelRunRequest(run_id=run.run_id, reason="to delete"), timeout=30)
+    wait_status(client, run.run_id, CANCELLED)
+    cli = subprocess.run([sys.executable, "-c", "from graphmesh.cli import main; raise SystemExit(main())",
+                          "--api", ret_mesh.api_address, "runs", "delete", run.run_id, "--reason", "cleanup"],
+                         capture_output=True, text=True, timeout=60)
+    assert cli.returncode == 0, cli.stderr
+    assert f"run {run.run_id} of thread {run.thread_id} deleted" in cli.stdout and "1 runs" in cli.stdout
 
 
 # -- the sweeper --------------------------------------------------------------------------------

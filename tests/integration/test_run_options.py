@@ -5,19 +5,27 @@ before any run taken by its first run."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import grpc
+import nats
 import psycopg
 import pytest
 from google.protobuf import json_format
 
+from graphmesh.bus.connection import server_urls
+from graphmesh.bus.streams import RUNS_STREAM, WORKER_CONSUMER, run_subject
 from graphmesh.v1 import run_pb2
 from graphmesh.v1 import run_service_pb2 as pb
+from graphmesh.v1 import schedule_service_pb2 as schedule_pb
 from helpers import (
+    CANCELLED,
     COMPLETED,
+    QUEUED,
     create_run,
     event_summary,
+    get_run,
     kinds,
     new_thread,
     rpc_error,
@@ -25,6 +33,7 @@ from helpers import (
     struct,
     thread_values,
     to_dict,
+    wait_for,
     wait_status,
 )
 
@@ -177,8 +186,9 @@ def test_command_update_and_goto(client):
     ({"options": {"checkpoint_id": "1f1f288c-4862-6711-bfff-c5e3e7dea0e9"}, "input": None}, "THREAD_REQUIRED",
      "thread_id"),
     ({"input": None}, "INPUT_REQUIRED", "input is required"),
+    ({"options": {"after_seconds": 8 * 24 * 3600}}, "AFTER_SECONDS_TOO_LONG", "create a schedule"),
 ], ids=["stream-mode", "interrupt-node", "goto-node", "recursion-limit", "checkpoint-without-thread",
-        "no-input-new-thread"])
+        "no-input-new-thread", "after-seconds"])
 def test_bad_options_are_refused(client, fields, code, words):
     request = pb.CreateRunRequest(graph="chat")
     if "input" not in fields:
@@ -231,3 +241,63 @@ def test_a_thread_created_before_any_run_is_taken_by_its_first(client, mesh):
         owner = conn.execute("SELECT owner FROM gm_threads WHERE thread_id = %s", (fresh,)).fetchone()[0]
         assert owner == made.owner and owner
     assert contents(thread_values(client, thread))[-1] == ("ai", "You said: first words")
+
+
+# -- after_seconds ---------------------------------------------------------------------------
+
+
+def test_a_delayed_run_holds_its_thread_and_starts_once_due(client):
+    thread = new_thread("later")
+    run = create_run(client, "chat", say("later"), thread_id=thread, options=options(after_seconds=2))
+    assert run.status == QUEUED and run.options.after_seconds == 2
+    # Due two seconds after its creation, on Postgres' clock (both stamped by one statement).
+    assert (run.run_after.ToDatetime() - run.created_at.ToDatetime()).total_seconds() == 2
+    with rpc_error(grpc.StatusCode.FAILED_PRECONDITION, "THREAD_BUSY"):  # it holds its place on the thread
+        create_run(client, "chat", say("now"), thread_id=thread)
+    final = wait_status(client, run.run_id, COMPLETED)
+    assert final.started_at.ToDatetime() >= final.run_after.ToDatetime()
+    assert contents(thread_values(client, thread))[-1] == ("ai", "You said: later")
+
+
+def test_a_job_delivered_before_the_run_is_due_does_not_start_it(client, mesh):
+    """The claim itself waits for run_after: a job that reaches a worker early (published by
+    hand here, as a duplicate might be) is dropped, and the run starts later all the same."""
+    run = create_run(client, "tiny", {"text": "not yet"}, options=options(after_seconds=600))
+    seq = asyncio.run(_publish_job(mesh, run))
+    wait_for(lambda: asyncio.run(_acked_through(mesh)) >= seq, 30, message="the early job acked by a worker")
+    still = get_run(client, run.run_id)
+    assert still.status == QUEUED and not still.HasField("started_at")
+    client.runs.CancelRun(pb.CancelRunRequest(run_id=run.run_id, reason="test over"), timeout=30)
+    cancelled = wait_status(client, run.run_id, CANCELLED)
+    assert not cancelled.HasField("started_at")
+    assert "RUNNING" not in " ".join(event_summary(stream_events(client, run.run_id)))
+
+
+def test_a_schedule_refuses_after_seconds(client):
+    with rpc_error(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_SCHEDULE") as err:
+        client.schedules.CreateSchedule(schedule_pb.CreateScheduleRequest(
+            graph="tiny", cron="0 * * * *", input=struct({"text": "x"}), options=options(after_seconds=5)),
+            timeout=30)
+    assert "after_seconds" in err["details"]
+
+
+async def _publish_job(mesh, run) -> int:
+    """Publishes the run's job on the work queue; its stream sequence."""
+    nc = await nats.connect(servers=server_urls(mesh.nats_url))
+    try:
+        job = run_pb2.RunJob(run_id=run.run_id, attempt=run.attempt, graph=run.graph,
+                             graph_version=run.versions.graph_version)
+        ack = await nc.jetstream().publish(run_subject(run.graph, run.versions.graph_version),
+                                           job.SerializeToString())
+        return ack.seq
+    finally:
+        await nc.close()
+
+
+async def _acked_through(mesh) -> int:
+    """The stream sequence up to which the workers acknowledged every job (the ack floor)."""
+    nc = await nats.connect(servers=server_urls(mesh.nats_url))
+    try:
+        return (await nc.jetstream().consumer_info(RUNS_STREAM, WORKER_CONSUMER)).ack_floor.stream_seq
+    finally:
+        await nc.close()

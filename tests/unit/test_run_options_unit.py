@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import operator
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
 from typing import Annotated
 
 import pytest
@@ -17,8 +19,10 @@ from typing_extensions import TypedDict
 
 from graphmesh.errors import InvalidArgument
 from graphmesh.execution.executor import RunExecutor
-from graphmesh.execution.run_options import EMPTY, RunOptions, parse_options, stopped_at
+from graphmesh.execution.run_options import EMPTY, MAX_AFTER_SECONDS, RunOptions, parse_options, stopped_at
+from graphmesh.store.records import RunRecord
 from graphmesh.store.runs import fingerprint_differences, request_fingerprint
+from graphmesh.store.statuses import RunStatus
 from graphmesh.v1 import run_pb2
 
 NODES = ["plan", "search", "write"]
@@ -105,6 +109,25 @@ def test_options_round_trip_through_the_record_and_the_proto():
     assert RunOptions.from_json(stored) == options
     assert stored["context"] == {}  # an empty context was asked for: it is kept
     assert RunOptions.from_proto(options.to_proto()) == options
+
+
+def test_after_seconds_is_bounded_and_kept_on_the_record():
+    options = _parse(after_seconds=MAX_AFTER_SECONDS)
+    assert options.to_json() == {"after_seconds": MAX_AFTER_SECONDS}
+    assert RunOptions.from_proto(options.to_proto()) == options
+    code, message = _code(after_seconds=MAX_AFTER_SECONDS + 1)
+    assert code == "AFTER_SECONDS_TOO_LONG" and "schedule" in message
+
+
+def test_a_delayed_run_is_not_due_before_its_time():
+    created = datetime(2026, 12, 8, 12, 0, tzinfo=timezone.utc)
+    run = RunRecord(run_id="r", thread_id="t", graph="g", versions={}, status=RunStatus.QUEUED, attempt=1,
+                    error=None, previous_errors=[], owner="o", idempotency_key="", metadata={}, input=None,
+                    multitask_strategy="reject", sync=False, created_at=created, started_at=None,
+                    updated_at=created, finished_at=None, run_after=created + timedelta(seconds=30))
+    assert run.not_due(created + timedelta(seconds=29))
+    assert not run.not_due(created + timedelta(seconds=30))
+    assert not replace(run, run_after=None).not_due(created)
 
 
 def test_a_command_replaces_the_input():

@@ -165,14 +165,18 @@ def check_chat_stream(events: list[Event]) -> dict:
 
 # -- the browser ---------------------------------------------------------------------------------
 
+# Fixed ids: test ids must be the same in every collection (pytest-xdist compares them).
+THREAD, RUN = "6395c9fa-bd82-4c18-ac43-1e5e96ca93f0", "3bfbd029-3d6f-41a8-a155-4edd6e64b8b1"
+
+
 @pytest.mark.parametrize("method, path, request_headers", [
     ("GET", "/info", "x-api-key"),
     ("POST", "/threads/search", "content-type,x-api-key"),
-    ("POST", f"/threads/{uuid.uuid4()}/runs/stream", "content-type,x-api-key"),
-    ("POST", f"/threads/{uuid.uuid4()}/history", "content-type,x-api-key"),
-    ("POST", f"/threads/{uuid.uuid4()}/state", "content-type,x-api-key"),
+    ("POST", f"/threads/{THREAD}/runs/stream", "content-type,x-api-key"),
+    ("POST", f"/threads/{THREAD}/history", "content-type,x-api-key"),
+    ("POST", f"/threads/{THREAD}/state", "content-type,x-api-key"),
     # joinStream's reconnect sends Last-Event-ID.
-    ("GET", f"/threads/{uuid.uuid4()}/runs/{uuid.uuid4()}/stream", "last-event-id,x-api-key"),
+    ("GET", f"/threads/{THREAD}/runs/{RUN}/stream", "last-event-id,x-api-key"),
 ])
 def test_browser_preflight(server, method, path, request_headers):
     """The CORS preflight a browser sends before each of the apps' calls: no credentials on it."""

@@ -124,6 +124,7 @@ class _Service:
     shared_port: int = 0  # an address it serves with its replicas (api replicas)
     proc: subprocess.Popen | None = None
     picked: bool = False  # its port was picked free (the config said 0), not asked for
+    spawned: bool = False  # started at least once: its address is known and must stay
 
 
 @dataclass
@@ -653,11 +654,12 @@ class Mesh:
             return
         # Ports picked free when the mesh was planned may have been taken since, by another
         # process starting at the same time (two `up`s at once): before a service first
-        # serves, nobody knows its address yet, and nothing depends on a metrics port.
-        if s.proc is None and s.picked and port_open(self.config.host, s.port):
-            s.port = free_port(self.config.host)
+        # starts, nobody knows its address yet, and nothing depends on a metrics port.
+        if not s.spawned and s.picked and port_open(self.config.host, s.port):
+            s.port = self._another_port()
         if s.metrics_port and port_open(self.config.host, s.metrics_port):
-            s.metrics_port = free_port(self.config.host)
+            s.metrics_port = self._another_port()
+        s.spawned = True
         if port_open(self.config.host, s.port):  # or the health check would greet a stranger
             raise RuntimeError(f"cannot start {name}: {self.address(name)} is already in use")
         if s.shared_port and not any(self.pid(n) for n in self.api_replica_names if n != name) \
@@ -683,6 +685,14 @@ class Mesh:
                 os.kill(s.proc.pid, sig)
         except ProcessLookupError:
             pass
+
+    def _another_port(self) -> int:
+        """A free port that is none of those planned for this mesh (some not bound yet)."""
+        planned = {p for s in self._services.values() for p in (s.port, s.metrics_port, s.shared_port)}
+        planned |= {*self._backend_ports, self.review_web_port or 0}
+        while (port := free_port(self.config.host)) in planned:
+            pass
+        return port
 
     def _wait_serving(self, name: str) -> None:
         s = self._service(name)

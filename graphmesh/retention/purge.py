@@ -84,7 +84,7 @@ async def purge_thread(pool, js: JetStreamContext | None, thread_id: str, *, act
                 result = await _purge(conn, js, thread_id, actor=actor, reason=reason, action=action,
                                       older_than_seconds=older_than_seconds)
         if result is not None:
-            follow_up_late_spans(pool, result)
+            follow_up_late_spans(pool, result.thread_id, result.run_ids, result.trace_ids)
         return result
     except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
         raise Unavailable(f"thread '{thread_id}' changed while it was being purged; retry", code="PURGE_CONFLICT") \
@@ -163,8 +163,9 @@ async def delete_run(pool, js: JetStreamContext, run_id: str, *, actor: str, rea
     """Removes one finished run (RunService.DeleteRun): its rows (delete_run_rows), its event
     subject and its approvals' events, in one transaction that rolls back if NATS fails.
     The thread and its checkpoints stay: they are the state later runs continue from.
-    NOT_FOUND (RUN_NOT_FOUND); FAILED_PRECONDITION (RUN_ACTIVE) while the run is in progress.
-    The caller checked who may delete it."""
+    NOT_FOUND; FAILED_PRECONDITION while the run is in progress (RUN_ACTIVE), while its
+    webhook delivery is pending (WEBHOOK_DELIVERY_PENDING), or when a schedule purges its
+    thread once it ended (SCHEDULE_PURGES_THREAD). The caller checked who may delete it."""
     if not reason.strip():
         raise InvalidArgument("reason is required: say why the run is deleted (it goes to the audit trail)",
                               code="REASON_REQUIRED")
@@ -174,14 +175,12 @@ async def delete_run(pool, js: JetStreamContext, run_id: str, *, actor: str, rea
                 await conn.execute(ERASING)
                 locked = await (await conn.execute(LOCK_RUN_FOR_DELETE, (run_id,))).fetchone()
                 if locked is None:
-                    raise NotFound(f"run '{run_id}' not found", code="RUN_NOT_FOUND")
-                if locked["status"] in IN_PROGRESS or locked["holds_thread"]:
-                    raise FailedPrecondition(
-                        f"run '{run_id}' is {locked['status']}: cancel it first (graphmesh runs cancel {run_id}) "
-                        "and delete it once it has ended", code="RUN_ACTIVE", run_id=run_id)
+                    raise NotFound(f"run '{run_id}' not found", run_id=run_id)
+                ensure_deletable(run_id, locked)
                 approvals = await (await conn.execute(SELECT_RUN_APPROVALS, ([locked["run_id"]],))).fetchall()
-                deleted = await delete_run_rows(conn, locked["run_id"],
-                                                approval_ids=[a["approval_id"] for a in approvals])
+                trace_ids = [t for t in (trace_id_of(locked["trace_context"] or ""),) if t]
+                deleted = await delete_run_rows(conn, locked["run_id"], thread_id=locked["thread_id"],
+                                                trace_ids=trace_ids, approval_ids=[a["approval_id"] for a in approvals])
                 try:
                     deleted["events"] = await purge_event_subjects(js, [run_id], count=True)
                     deleted["approval_events"] = await delete_approval_events(js, approvals)
@@ -193,6 +192,7 @@ async def delete_run(pool, js: JetStreamContext, run_id: str, *, actor: str, rea
                 record_id = await record_audit(conn, actor, "run_deleted", details=details)
         log.info("run_deleted %s of thread %s (%s): %s", run_id, locked["thread_id"], actor,
                  ", ".join(f"{k}={v}" for k, v in deleted.items() if v))
+        follow_up_late_spans(pool, locked["thread_id"], [run_id], trace_ids)
         return RunDeletion(run_id, locked["thread_id"], deleted, record_id)
     except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
         raise Unavailable(f"run '{run_id}' changed while it was being deleted; retry", code="DELETE_CONFLICT") \
@@ -204,22 +204,38 @@ async def delete_run(pool, js: JetStreamContext, run_id: str, *, actor: str, rea
         raise mapped from exc
 
 
+def ensure_deletable(run_id: str, run: dict) -> None:
+    """FAILED_PRECONDITION when the run (a LOCK_RUN_FOR_DELETE row) may not be deleted now."""
+    if run["status"] in IN_PROGRESS or run["holds_thread"]:
+        raise FailedPrecondition(f"run '{run_id}' is {run['status']}: cancel it first (graphmesh runs cancel {run_id}) "
+                                 "and delete it once it has ended", code="RUN_ACTIVE", run_id=run_id)
+    if run["webhook_pending"]:
+        raise FailedPrecondition(f"run '{run_id}' has a webhook delivery still pending (its body is built from the "
+                                 "run): delete the run once it was delivered or gave up (graphmesh webhooks list)",
+                                 code="WEBHOOK_DELIVERY_PENDING", run_id=run_id)
+    if run["purging_schedule"]:
+        raise FailedPrecondition(f"run '{run_id}' was fired by schedule {run['purging_schedule']}, which deletes its "
+                                 "thread, with the run, once it has ended (on_run_completed=delete)",
+                                 code="SCHEDULE_PURGES_THREAD", run_id=run_id)
+
+
 # Processes export spans in batches (every 500 ms): a finished run's last spans may reach the
 # trace store just after its thread was purged. They are deleted again this much later.
 LATE_SPANS_SECONDS = 5.0
 _followups: set = set()  # keeps the follow-up tasks alive until they finish
 
 
-def follow_up_late_spans(pool, result: PurgeResult, delay: float = LATE_SPANS_SECONDS) -> None:
-    """Schedules the second deletion of the purged thread's spans (best effort: the traces
-    sweep catches anything a stopped process never got to)."""
+def follow_up_late_spans(pool, thread_id: str, run_ids: list[str], trace_ids: list[str],
+                         delay: float = LATE_SPANS_SECONDS) -> None:
+    """Schedules the second deletion of a purged thread's (or deleted run's) spans (best
+    effort: the traces sweep catches anything a stopped process never got to)."""
     async def again() -> None:
         await asyncio.sleep(delay)
         try:
             async with pool.connection() as conn:
-                await delete_thread_spans(conn, result.thread_id, result.run_ids, result.trace_ids)
+                await delete_thread_spans(conn, thread_id, run_ids, trace_ids)
         except Exception as exc:
-            log.warning("late spans of purged thread %s not deleted: %s", result.thread_id, exc)
+            log.warning("late spans of thread %s (runs %s) not deleted: %s", thread_id, ", ".join(run_ids), exc)
 
     task = asyncio.get_running_loop().create_task(again())
     _followups.add(task)

@@ -52,19 +52,30 @@ DELETE_THREAD = "DELETE FROM gm_threads WHERE thread_id = %s"
 
 # -- deleting one run (RunService.DeleteRun) ---------------------------------------------
 
-# Locks the thread, then the run (the order a hand-over takes them), and reads the run again.
+# Locks the run only: the thread's other runs go on meanwhile (a finished run takes its thread
+# again only through RetryRun, which updates the run row and so waits for this lock). What
+# would refuse the deletion comes along: the run holding its thread, a webhook delivery not yet
+# sent (its body is built from the run), and a schedule that purges the run's thread itself.
 LOCK_RUN_FOR_DELETE = """
-SELECT r.run_id, r.thread_id, r.graph, r.status, t.active_run_id = r.run_id AS holds_thread
-FROM gm_threads t JOIN gm_runs r ON r.thread_id = t.thread_id AND r.run_id = %s
-FOR UPDATE OF t, r
+SELECT r.run_id, r.thread_id, r.graph, r.status, r.trace_context,
+    coalesce((SELECT t.active_run_id = r.run_id FROM gm_threads t WHERE t.thread_id = r.thread_id), false)
+        AS holds_thread,
+    EXISTS (SELECT 1 FROM gm_webhook_deliveries d WHERE d.run_id = r.run_id AND d.status = 'PENDING')
+        AS webhook_pending,
+    (SELECT s.schedule_id FROM gm_schedule_fires f JOIN gm_schedules s ON s.schedule_id = f.schedule_id
+     WHERE f.run_id = r.run_id AND s.thread_id IS NULL AND s.on_run_completed = 'delete' LIMIT 1)
+        AS purging_schedule
+FROM gm_runs r WHERE r.run_id = %s
+FOR UPDATE OF r
 """
-DELETE_RUN_SPANS = "DELETE FROM gm_spans WHERE run_id = %s"
 DELETE_RUN = "DELETE FROM gm_runs WHERE run_id = %s"
 
 
-async def delete_run_rows(conn: Any, run_id: Any, *, approval_ids: list) -> dict[str, int]:
-    """Deletes one run's rows (not its thread's checkpoints), inside the caller's transaction
-    (which must have run ERASING); rows deleted per table, in deletion order."""
+async def delete_run_rows(conn: Any, run_id: Any, *, thread_id: str, trace_ids: list[str],
+                          approval_ids: list) -> dict[str, int]:
+    """Deletes one run's rows (not its thread's checkpoints), its spans and those of its trace
+    that name no run (DELETE_THREAD_SPANS), inside the caller's transaction (which must have
+    run ERASING); rows deleted per table, in deletion order."""
     ids_text = [str(run_id)] + [str(a) for a in approval_ids]
     deleted: dict[str, int] = {}
     deleted["audit_records"] = await count_rows(conn, DELETE_RUN_AUDIT, ([run_id],))
@@ -72,7 +83,7 @@ async def delete_run_rows(conn: Any, run_id: Any, *, approval_ids: list) -> dict
     deleted["dead_letters"] = await count_rows(conn, DELETE_RUN_DEAD_LETTERS, ([run_id],))
     deleted["webhook_deliveries"] = await count_rows(conn, DELETE_RUN_WEBHOOK_DELIVERIES, ([run_id],))
     deleted["approvals"] = await count_rows(conn, DELETE_APPROVALS, (approval_ids,))
-    deleted["spans"] = await count_rows(conn, DELETE_RUN_SPANS, (str(run_id),))
+    deleted["spans"] = await delete_thread_spans(conn, thread_id, [str(run_id)], trace_ids)
     deleted["runs"] = await count_rows(conn, DELETE_RUN, (run_id,))
     return deleted
 

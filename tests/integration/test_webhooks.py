@@ -30,6 +30,7 @@ from helpers import (
     decide,
     new_thread,
     private_mesh,
+    rpc_error,
     wait_approvals,
     wait_for,
     wait_status,
@@ -347,4 +348,20 @@ def test_purging_a_thread_deletes_its_runs_deliveries(client, hooks, receiver):
     run = webhook_run(client, receiver, "/purged")
     wait_delivery(hooks, run.run_id, DELIVERED)
     client.runs.PurgeThread(rpb.PurgeThreadRequest(thread_id=run.thread_id, reason="erasure request"), timeout=30)
+    assert deliveries(hooks, run.run_id) == []
+
+
+def test_a_run_is_deleted_only_once_its_webhook_went_out(client, hooks, receiver):
+    """DeleteRun takes the run's deliveries with it, but not one still to be sent (its body is
+    built from the run): FAILED_PRECONDITION until it went out."""
+    from graphmesh.v1 import run_service_pb2 as rpb
+
+    receiver.scripts["/held"] = [("hang", 5), 200]  # the first attempt hangs: the delivery stays PENDING
+    run = webhook_run(client, receiver, "/held")
+    wait_status(client, run.run_id, COMPLETED)
+    request = rpb.DeleteRunRequest(run_id=run.run_id, reason="cleanup")
+    with rpc_error(grpc.StatusCode.FAILED_PRECONDITION, "WEBHOOK_DELIVERY_PENDING"):
+        client.runs.DeleteRun(request, timeout=30)
+    wait_delivery(hooks, run.run_id, DELIVERED)
+    assert client.runs.DeleteRun(request, timeout=30).deleted["webhook_deliveries"] == 1
     assert deliveries(hooks, run.run_id) == []

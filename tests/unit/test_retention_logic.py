@@ -14,6 +14,7 @@ from graphmesh.errors import FailedPrecondition, InvalidArgument, NotFound, Perm
 from graphmesh.manifest import GraphSpec, Retention
 from graphmesh.registry import Registry
 from graphmesh.retention import Sweeper, purge_thread, retention_by_graph
+from graphmesh.retention.purge import ensure_deletable
 from graphmesh.retention.schedule import make_sweeper
 
 
@@ -129,3 +130,26 @@ def test_a_thread_with_a_run_in_progress_is_refused(status):
     assert err.value.code == "THREAD_ACTIVE" and err.value.run_id == "r-new"
     assert f"r-new ({status})" in err.value.message and "cancel" in err.value.message
     assert not any("DELETE" in s for s in conn.statements)
+
+
+def _run_row(**fields) -> dict:
+    return {"status": "COMPLETED", "holds_thread": False, "webhook_pending": False, "purging_schedule": None,
+            **fields}
+
+
+@pytest.mark.parametrize("fields, code", [
+    ({"status": "WAITING_FOR_APPROVAL"}, "RUN_ACTIVE"),
+    ({"status": "QUEUED"}, "RUN_ACTIVE"),
+    ({"holds_thread": True}, "RUN_ACTIVE"),
+    ({"webhook_pending": True}, "WEBHOOK_DELIVERY_PENDING"),
+    ({"purging_schedule": "s-1"}, "SCHEDULE_PURGES_THREAD"),
+])
+def test_a_run_is_deleted_only_when_nothing_still_needs_it(fields, code):
+    with pytest.raises(FailedPrecondition) as err:
+        ensure_deletable("r-1", _run_row(**fields))
+    assert err.value.code == code and err.value.run_id == "r-1"
+
+
+def test_a_finished_run_nothing_waits_for_may_be_deleted():
+    for status in ("COMPLETED", "FAILED", "CANCELLED"):
+        ensure_deletable("r-1", _run_row(status=status))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from graphmesh.grpc_fork import keep_grpc_fork_support_off
@@ -14,6 +14,7 @@ keep_grpc_fork_support_off()  # before grpc is imported: the session's meshes fo
 
 import pytest  # noqa: E402
 
+from figures_report import FIGURES, FIGURES_FILE, LINES, Figures, format_table  # noqa: E402
 from graphmesh.embedded import EmbeddedNats, EmbeddedPostgres
 from graphmesh.mesh import Mesh, MeshConfig
 
@@ -84,3 +85,49 @@ def mesh(tmp_path_factory) -> Mesh:
     finally:
         m.stop()
         _remove(root, tmp_path_factory)
+
+
+# -- figures at the end of the run (tests/figures_report.py) ---------------------------------
+
+def pytest_sessionfinish(session):
+    out = getattr(session.config, "workeroutput", None)
+    if out is not None:  # a pytest-xdist worker: its figures go to the controller
+        out["fault_figures"] = [asdict(f) for f in session.config.stash.get(FIGURES, [])]
+        out["fault_figures_file"] = session.config.stash.get(FIGURES_FILE, "")
+        out["figure_lines"] = list(session.config.stash.get(LINES, []))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """pytest-xdist's controller: a worker finished; keep its figures."""
+    out = getattr(node, "workeroutput", None) or {}
+    stash = node.config.stash
+    stash.setdefault(FIGURES, []).extend(Figures(**f) for f in out.get("fault_figures", []))
+    stash.setdefault(LINES, []).extend(out.get("figure_lines", []))
+    if out.get("fault_figures_file"):  # <session>/popen-gwN/fault_figures.txt -> <session>/fault_figures.txt
+        stash[FIGURES_FILE] = str(Path(out["fault_figures_file"]).parent.parent / "fault_figures.txt")
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if getattr(config, "workeroutput", None) is not None:
+        return
+    lines = config.stash.get(LINES, [])
+    if lines:
+        terminalreporter.write_sep("=", "figures")
+        for line in lines:
+            terminalreporter.write_line(line)
+    figures = config.stash.get(FIGURES, None)
+    if not figures:
+        return
+    table = format_table(figures)
+    terminalreporter.write_sep("=", "fault-injection figures")
+    for line in table:
+        terminalreporter.write_line(line)
+    path = config.stash.get(FIGURES_FILE, None)
+    if path:
+        try:
+            with open(path, "w") as out:
+                out.write("\n".join(table) + "\n")
+            terminalreporter.write_line(f"(also written to {path})")
+        except OSError:
+            pass

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pytest
 
+from figures_report import report_line
 from graphmesh.client import api_client, review_stub
 from graphmesh.v1 import review_service_pb2 as rpb
 from graphmesh.v1 import run_service_pb2 as pb
@@ -141,12 +142,9 @@ class Stack:
 @pytest.fixture(scope="module")
 def figures(request):
     yield FIGURES
-    # Past pytest's capture, so that CI's log shows them whether the tests pass or fail.
-    capman = request.config.pluginmanager.getplugin("capturemanager")
-    with capman.global_and_fixture_disabled():
-        print()
-        for line in FIGURES:
-            print(f"container test: {line}", flush=True)
+    # At the end of the run's output (tests/figures_report.py), whether the tests pass or fail.
+    for line in FIGURES:
+        report_line(request.config, f"container test: {line}")
 
 
 @pytest.fixture(scope="module")

@@ -323,6 +323,7 @@ DOOR = {
     "RunService/RetryRun": (pb.RetryRunRequest(run_id=NOBODY), {"operator"}),
     "RunService/ResumeRun": (pb.ResumeRunRequest(run_id=NOBODY), {"operator"}),
     "RunService/PurgeThread": (None, {"submitter", "operator"}),  # request built from the descriptor (newer RPC)
+    "RunService/DeleteRun": (pb.DeleteRunRequest(run_id=NOBODY, reason="x"), {"submitter", "operator"}),  # its own
     "GraphService/ListGraphs": (gpb.ListGraphsRequest(), {"submitter", "reviewer", "operator"}),
     "GraphService/GetGraph": (gpb.GetGraphRequest(graph="no_such_graph"), {"submitter", "reviewer", "operator"}),
     "GraphService/SetRollout": (gpb.SetRolloutRequest(graph="no_such_graph"), {"operator"}),

@@ -375,8 +375,9 @@ def test_every_thread_stores_its_owner_and_old_ones_are_backfilled(client, threa
     wait_status(client, run.run_id, COMPLETED)
     owner = get_thread(threads, tid).owner
     assert owner and owner == client.runs.GetRun(runpb.GetRunRequest(run_id=run.run_id), timeout=10).run.owner
-    backfill = [sql for sql in MIGRATIONS[-1].split(";") if "UPDATE gm_threads" in sql]
-    assert backfill, "the last migration backfills gm_threads.owner"
+    backfill = [sql for migration in MIGRATIONS for sql in migration.split(";")
+                if "UPDATE gm_threads t SET owner" in sql]
+    assert len(backfill) == 1, "one migration backfills gm_threads.owner"
     with psycopg.connect(mesh.database_url, autocommit=True) as conn:
         assert conn.execute("SELECT owner FROM gm_threads WHERE thread_id = %s", (tid,)).fetchone()[0] == owner
         assert conn.execute("SELECT 1 FROM pg_indexes WHERE indexname = 'gm_threads_owner'").fetchone()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 from nats.js import JetStreamContext
@@ -39,6 +40,12 @@ from graphmesh.v1 import run_pb2
 log = logging.getLogger(__name__)
 
 __all__ = ["AuditEntry", "RunLifecycle"]
+
+# A delayed run's job goes out this long after run_after on this host's clock, so that
+# Postgres' clock (which the claim reads) has passed it too.
+DUE_MARGIN_SECONDS = 0.05
+# The tasks waiting to publish delayed runs' jobs, kept alive until they have.
+_due_timers: set[asyncio.Task] = set()
 
 
 @dataclass(frozen=True)
@@ -68,9 +75,35 @@ class RunLifecycle:
         """CreateRun's QUEUED event (always number 1) and, when the run holds its thread, its
         job. Pipelined: streams order events by number whatever order JetStream stores them in."""
         acks = [await publish_event_pipelined(self._js, status_event(run.run_id, 1, RunStatus.QUEUED))]
-        if dispatch:
+        if dispatch and run.not_due():
+            self._dispatch_when_due(run)
+        elif dispatch:
             acks.append(asyncio.ensure_future(publish_job(self._js, run)))
         await asyncio.gather(*acks)
+
+    async def _dispatch(self, run: RunRecord) -> None:
+        """Publishes the job of a run that just took its thread (now, or when it is due)."""
+        if run.not_due():
+            self._dispatch_when_due(run)
+        else:
+            await publish_job(self._js, run)
+
+    def _dispatch_when_due(self, run: RunRecord) -> None:
+        """A delayed run's job, published by this process the moment the run comes due. Only
+        a shortcut: the reconciler publishes every due run nobody did (reconcile.py), so a
+        process that stops first loses no run, and a job a little early on this host's clock
+        is dropped at the claim and published again by the reconciler."""
+        async def later() -> None:
+            await asyncio.sleep((run.run_after - datetime.now(timezone.utc)).total_seconds() + DUE_MARGIN_SECONDS)
+            try:
+                await publish_job(self._js, run, due=True)
+                await self._store.touch([run.run_id])  # published: the reconciler's pass leaves it
+            except Exception as exc:
+                log.info("delayed run %s not published when due (the reconciler will): %s", run.run_id, exc)
+
+        task = asyncio.get_running_loop().create_task(later())
+        _due_timers.add(task)
+        task.add_done_callback(_due_timers.discard)
 
     async def withdraw(self, run_id: str, error: RunError) -> RunRecord:
         """Cancels a run whose request failed after it was recorded (its idempotency key is
@@ -117,7 +150,7 @@ class RunLifecycle:
         final = result.run
         await publish_event(self._js, status_event(final.run_id, final.event_seq, target, run.status, error))
         if result.next_run is not None:
-            await publish_job(self._js, result.next_run)
+            await self._dispatch(result.next_run)
         if target is RunStatus.QUEUED:  # handed back at a step boundary: dispatch it again
             await publish_job(self._js, final)
         return final
@@ -160,7 +193,7 @@ class RunLifecycle:
                                                        run.status, error))
             await publish_outbox(self._js, self._approvals, outbox)
             if result.next_run is not None:
-                await publish_job(self._js, result.next_run)
+                await self._dispatch(result.next_run)
         except Exception as exc:
             log.warning("run %s cancelled, announcing it failed (recovered later): %s", final.run_id, exc)
         return final

@@ -6,8 +6,9 @@ otherwise strand a run. Duplicates are harmless: a second message fails to claim
 queued run that is merely waiting behind a backlog is not re-published: the queue's
 oldest undelivered job tells how far the workers have got (bench/backlog.py).
 
-Delayed runs (after_seconds) are published here too, on the first pass after they come
-due: a run starts at most one period (GRAPHMESH_RECONCILE_SECONDS) after its run_after.
+Delayed runs (after_seconds) that nobody published when they came due (the process that
+gave them their thread publishes them then, lifecycle.py, unless it stopped first) are
+published here, on the first pass after their run_after.
 """
 
 from __future__ import annotations

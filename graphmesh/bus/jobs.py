@@ -27,9 +27,10 @@ async def publish_job(js: JetStreamContext, run: RunRecord, *, dedup_suffix: str
     """Dispatches a run. The message id is (run, attempt, the event sequence of the QUEUED
     status it was dispatched at), so the same dispatch sent twice is stored once while a
     later dispatch of the same run (a resume after approval) is a new message. A delayed
-    run before its time is not published: the reconciler publishes it when it is due
-    (a job now would only wait, unclaimable, in a worker's hands and in the queue's lag).
-    `due`: Postgres' clock said the run is due (the reconciler), whatever this host's says."""
+    run before its time is not published (its job would only wait, unclaimable, in a
+    worker's hands and in the queue's lag): it is published when due (lifecycle.py, and the
+    reconciler for any that nobody published). `due`: the caller knows the run is due,
+    whatever this host's clock says."""
     if not due and run.not_due():
         log.debug("run %s is due at %s; its job waits for then", run.run_id, run.run_after)
         return

@@ -19,7 +19,7 @@ What each field becomes (docs/langgraph-api.md):
     on_disconnect       cancel | continue (default): what a stream's or a wait's client leaving does
     on_completion       stateless runs: delete (default) purges the thread once the run ended; keep
     after_seconds       RunOptions.after_seconds (rounded up to whole seconds): the run is pending
-                        at once and starts when due (within the reconciler's period, 5 s)
+                        at once and starts when due
     feedback_keys, stream_resumable, durability, checkpoint_during, langsmith_tracer, strict_resume
                         accepted and ignored (every graphmesh stream is resumable)
 """

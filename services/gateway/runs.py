@@ -18,8 +18,8 @@ its event log (StreamRun) shown as the reference server's Server-Sent Events
   run waits at an interrupt, or has a webhook (whose delivery a purge would take), it stays.
 - DELETE of a single run removes its record, events, approvals and spans (RunService.DeleteRun,
   one audit record stays); the thread's checkpoints stay, as later runs continue from them.
-- after_seconds: the run is pending at once and starts when due (within the api reconciler's
-  period, 5 s); Send packets in command.goto are 422.
+- after_seconds: the run is pending at once and starts when due; Send packets in command.goto
+  are 422.
 - A stateless stream's Location is its thread's /threads/{id}/runs/{id}/stream, so the SDK's
   reconnect works (the reference names /runs/{id}/stream, which it does not serve).
 """

@@ -1,5 +1,6 @@
 """`up --api-replicas N`: several api processes behind one address (SO_REUSEPORT), each
-taking a share of new connections; one replica stopping leaves the address serving."""
+taking a share of new connections; one replica stopping leaves the address serving, and a
+delayed run it created still starts (another replica's reconciler publishes it)."""
 
 from __future__ import annotations
 
@@ -57,9 +58,29 @@ def test_replicas_share_one_address_and_survive_each_other():
         finally:
             client.close()
 
+        # A delayed run created on the replica about to stop: that replica would publish its job
+        # when due; once it is gone, another replica's reconciler does.
+        direct = api_client(mesh.address("api"), token="")
+        try:
+            graph_input = struct_pb2.Struct()
+            graph_input.update({"text": "after the deploy"})
+            delayed = direct.runs.CreateRun(pb.CreateRunRequest(
+                graph="tiny", input=graph_input, options=run_pb2.RunOptions(after_seconds=3)), timeout=10).run
+        finally:
+            direct.close()
+
         # A replica stops (a deploy rolls it): new connections go to the others.
         mesh.stop_service("api")
         later = _create_through_fresh_connections(mesh, 6)
         assert len(later) == 6
         assert sum(_created(mesh.metrics_url(n)) for n in ("api-2", "api-3")) == sum(
             served[n] for n in ("api-2", "api-3")) + 6
+
+        client = api_client(mesh.api_address, token="")
+        try:
+            wait_for(lambda: client.runs.GetRun(pb.GetRunRequest(run_id=delayed.run_id), timeout=10).run.status
+                     == run_pb2.RUN_STATUS_COMPLETED, 60, message="the delayed run to complete")
+            done = client.runs.GetRun(pb.GetRunRequest(run_id=delayed.run_id), timeout=10).run
+            assert done.started_at.ToDatetime() >= done.run_after.ToDatetime()
+        finally:
+            client.close()

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 
 from google.protobuf import json_format, struct_pb2
 
-from graphmesh.cli.args import default_principal, json_object
+from graphmesh.cli.args import default_principal, json_object, whole_number
 from graphmesh.cli.render import (
     approval_details,
     approval_event_line,
@@ -36,16 +36,6 @@ TIMEOUT = 30.0
 DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 MOMENT_HELP = "ISO 8601 (UTC unless it names a zone) or a duration ago: 30m, 2h, 7d"
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
 
 
 def _sequence(text: str) -> int:
@@ -113,7 +103,7 @@ def add_parser(subparsers) -> None:
     ls.add_argument("--until", type=_moment, default=None, metavar="TIME",
                     help="only approvals created before TIME; `--status pending --until 30m`: waiting over 30 "
                          "minutes")
-    ls.add_argument("--limit", type=_positive, default=20)
+    ls.add_argument("--limit", type=whole_number(1), default=20)
     ls.add_argument("--page-token", default="")
     ls.set_defaults(func=list_approvals)
 
@@ -127,7 +117,7 @@ def add_parser(subparsers) -> None:
     watch.add_argument("--pending", action="store_true", help="first list every pending approval")
     watch.add_argument("--after", type=_sequence, default=0, metavar="SEQ",
                        help="resume after this approval-event sequence (default: start now)")
-    watch.add_argument("--count", type=_positive, default=None, help="exit after this many events")
+    watch.add_argument("--count", type=whole_number(1), default=None, help="exit after this many events")
     watch.set_defaults(func=watch_approvals)
 
     for name, text in (("approve", "approve a pending approval"), ("reject", "reject a pending approval")):
@@ -163,7 +153,7 @@ def add_parser(subparsers) -> None:
                        help="only records written before TIME")
     audit.add_argument("--newest-first", action="store_true",
                        help="newest records first (keep it when passing --page-token)")
-    audit.add_argument("--limit", type=_positive, default=100)
+    audit.add_argument("--limit", type=whole_number(1), default=100)
     audit.add_argument("--page-token", default="")
     audit.set_defaults(func=list_audit)
 

@@ -9,7 +9,7 @@ import time
 
 import grpc
 
-from graphmesh.cli.args import json_object, principal_metadata
+from graphmesh.cli.args import json_object, principal_metadata, whole_number
 from graphmesh.cli.render import (
     as_json,
     event_line,
@@ -49,7 +49,7 @@ def add_parser(subparsers) -> None:
                         help="POST the run, signed, to this URL when it ends (docs/webhooks.md)")
     create.add_argument("--webhook-on-waiting", action="store_true",
                         help="also POST when the run waits for an approval")
-    create.add_argument("--after", type=_whole_seconds, default=0, metavar="SECONDS",
+    create.add_argument("--after", type=whole_number(0), default=0, metavar="SECONDS",
                         help="queue it now, start it no sooner than this many seconds from now")
     create.set_defaults(func=create_run)
 
@@ -117,16 +117,6 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError("must be more than 0")
-    return value
-
-
-def _whole_seconds(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number of seconds: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
     return value
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from graphmesh.cli.args import json_object
+from graphmesh.cli.args import json_object, whole_number
 from graphmesh.cli.render import as_json, plain_dict, table
 from graphmesh.client import channel
 from graphmesh.v1 import store_service_pb2 as pb
@@ -20,16 +20,6 @@ TIMEOUT = 30.0
 def _labels(text: str) -> list[str]:
     """`a.b.c` -> ["a", "b", "c"]; "" -> [] (the service refuses empty labels, naming them)."""
     return text.split(".") if text else []
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must not be negative")
-    return value
 
 
 def add_parser(subparsers) -> None:
@@ -60,16 +50,16 @@ def add_parser(subparsers) -> None:
     search = store.add_parser("search", help="items under a namespace prefix, newest first", parents=[common])
     search.add_argument("prefix", nargs="?", default="", help="namespace prefix (default: every namespace)")
     search.add_argument("--filter", default=None, help="JSON object: items whose value has these fields equal")
-    search.add_argument("--limit", type=_count, default=10)
-    search.add_argument("--offset", type=_count, default=0)
+    search.add_argument("--limit", type=whole_number(0), default=10)
+    search.add_argument("--offset", type=whole_number(0), default=0)
     search.set_defaults(func=search_items)
 
     ns = store.add_parser("namespaces", help="list namespaces", parents=[common])
     ns.add_argument("--prefix", default="", help="only namespaces starting with these labels (* matches any)")
     ns.add_argument("--suffix", default="", help="only namespaces ending with these labels")
-    ns.add_argument("--max-depth", type=_count, default=0, help="cut namespaces to this many labels (0: whole)")
-    ns.add_argument("--limit", type=_count, default=100)
-    ns.add_argument("--offset", type=_count, default=0)
+    ns.add_argument("--max-depth", type=whole_number(0), default=0, help="cut namespaces to this many labels (0: whole)")
+    ns.add_argument("--limit", type=whole_number(0), default=100)
+    ns.add_argument("--offset", type=whole_number(0), default=0)
     ns.set_defaults(func=list_namespaces)
 
 

@@ -9,22 +9,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+from graphmesh.cli.args import whole_number
 from graphmesh.cli.render import as_json, worker_status_details, workers_table
 from graphmesh.client import api_client, worker_stub
 from graphmesh.v1 import graph_service_pb2 as pb
 from graphmesh.v1 import worker_service_pb2 as wpb
 
 TIMEOUT = 30.0
-
-
-def _grace(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number of seconds: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must not be negative")
-    return value
 
 
 def add_parser(subparsers) -> None:
@@ -40,7 +31,7 @@ def add_parser(subparsers) -> None:
     drain = workers.add_parser("drain", help="stop a worker taking runs; its active runs finish or move elsewhere",
                                parents=[common])
     drain.add_argument("worker_id")
-    drain.add_argument("--grace", type=_grace, default=0, metavar="SECONDS",
+    drain.add_argument("--grace", type=whole_number(0), default=0, metavar="SECONDS",
                        help="seconds to let active runs finish before handing them back (default: the worker's)")
     drain.set_defaults(func=drain_worker)
 

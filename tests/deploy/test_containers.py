@@ -54,7 +54,7 @@ IMAGES = {
     "GRAPHMESH_POSTGRES_IMAGE": "graphmesh-postgres:standin",
     "GRAPHMESH_NATS_IMAGE": "graphmesh-nats:standin",
 }
-BATCH = 30
+BATCH = 120  # long enough on a loaded machine for the kill to land mid-batch
 TOOLS_TIMEOUT = 1200  # a fresh machine: apt, the base image, pip in the build
 UP_TIMEOUT = 180
 
@@ -340,9 +340,14 @@ def test_a_worker_and_a_nats_node_killed_mid_batch_lose_no_run(stack, client, fi
     assert leader in {"nats-1", "nats-2", "nats-3"}
     with ThreadPoolExecutor(8) as pool:
         runs = list(pool.map(lambda i: create_run(client, "tiny", {"text": f"batch run {i}"}), range(BATCH)))
+    ids = {r.run_id for r in runs}
 
     def completed() -> int:
-        return sum(get_run(client, r.run_id).status == COMPLETED for r in runs)
+        # One call, not one per run: a slow poll (a loaded machine) would see the batch end
+        # before the kill, and the kill would no longer be mid-batch.
+        done = client.runs.ListRuns(pb.ListRunsRequest(statuses=[COMPLETED], graph="tiny", page_size=1000),
+                                    timeout=10).runs
+        return sum(r.run_id in ids for r in done)
 
     wait_for(lambda: completed() >= 3, timeout=60, interval=0.05, message="the batch under way")
     done_at_kill = completed()

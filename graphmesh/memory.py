@@ -28,11 +28,10 @@ import psycopg
 from langgraph.store.base import InvalidNamespaceError, Item
 from langgraph.store.postgres.aio import AsyncPostgresStore
 from langgraph.store.postgres.base import TTLConfig
-from psycopg_pool import PoolTimeout
 
 from graphmesh.errors import InvalidArgument, NotFound
 from graphmesh.loops import run_periodically
-from graphmesh.store.runs import postgres_error
+from graphmesh.store.runs import postgres_errors_mapped
 
 __all__ = ["Memory", "open_store", "prepare_store", "ttl_config", "MAX_LIMIT", "MAX_TTL_MINUTES"]
 
@@ -164,12 +163,7 @@ class Memory:
     @staticmethod
     async def _call(operation):
         try:
-            return await operation
+            with postgres_errors_mapped("store: Postgres error"):
+                return await operation
         except InvalidNamespaceError as exc:  # what our own checks let through, should LangGraph add rules
             raise InvalidArgument(str(exc), code="INVALID_NAMESPACE") from exc
-        except (psycopg.Error, PoolTimeout) as exc:
-            mapped = postgres_error(exc)
-            if mapped is exc:
-                raise
-            log.warning("store: Postgres error (%s): %s", type(mapped).__name__, exc)
-            raise mapped from exc

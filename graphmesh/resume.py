@@ -68,6 +68,7 @@ from __future__ import annotations
 from typing import Any
 
 from graphmesh.errors import InvalidArgument
+from graphmesh.jsonvalues import same_json
 
 PLAIN = "plain"
 HUMAN_INTERRUPT = "human_interrupt"
@@ -410,15 +411,3 @@ def _candidates(shape: str, value: Any) -> list[tuple[str, Any, str | None]]:
             candidates.append(("reject", None, decision["message"]))
     return candidates
 
-
-def same_json(a: Any, b: Any) -> bool:
-    """Equal as JSON values: true is not 1, but 1.0 is 1 (protobuf Values carry doubles)."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return a == b
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(same_json(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(same_json(x, y) for x, y in zip(a, b))
-    return type(a) is type(b) and a == b

@@ -13,11 +13,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Callable, Iterable
 
-import psycopg
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
-from psycopg_pool import PoolTimeout
 
 from graphmesh.bus.approvals import approval_subject
 from graphmesh.bus.streams import APPROVALS_STREAM, EVENTS_STREAM, event_subject
@@ -36,7 +34,7 @@ from graphmesh.store.retention import (
     delete_thread_rows,
     delete_thread_spans,
 )
-from graphmesh.store.runs import postgres_error
+from graphmesh.store.runs import postgres_errors_mapped
 from graphmesh.store.statuses import IN_PROGRESS
 from graphmesh.telemetry.tracing import trace_id_of
 
@@ -74,7 +72,9 @@ async def purge_thread(pool, js: JetStreamContext | None, thread_id: str, *, act
     if not reason.strip():
         raise InvalidArgument("reason is required: say why the thread is purged (it goes to the audit trail)",
                               code="REASON_REQUIRED")
-    try:
+    # A deadlock or serialization failure (the thread changed meanwhile) is UNAVAILABLE
+    # STORE_CONFLICT, as everywhere: the purge can simply be asked again.
+    with postgres_errors_mapped():
         async with pool.connection() as conn:
             # A fast refusal without locks first (a run being decided holds its row lock
             # and then wants the thread's: taking them in the other order could deadlock).
@@ -83,17 +83,9 @@ async def purge_thread(pool, js: JetStreamContext | None, thread_id: str, *, act
                 await conn.execute(ERASING)
                 result = await _purge(conn, js, thread_id, actor=actor, reason=reason, action=action,
                                       older_than_seconds=older_than_seconds)
-        if result is not None:
-            follow_up_late_spans(pool, result.thread_id, result.run_ids, result.trace_ids)
-        return result
-    except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
-        raise Unavailable(f"thread '{thread_id}' changed while it was being purged; retry", code="PURGE_CONFLICT") \
-            from exc
-    except (psycopg.Error, PoolTimeout) as exc:
-        mapped = postgres_error(exc)  # only connection trouble is UNAVAILABLE
-        if mapped is exc:
-            raise
-        raise mapped from exc
+    if result is not None:
+        follow_up_late_spans(pool, result.thread_id, result.run_ids, result.trace_ids)
+    return result
 
 
 async def _refuse_if_busy(conn, thread_id: str, *, lock: bool,
@@ -169,7 +161,7 @@ async def delete_run(pool, js: JetStreamContext, run_id: str, *, actor: str, rea
     if not reason.strip():
         raise InvalidArgument("reason is required: say why the run is deleted (it goes to the audit trail)",
                               code="REASON_REQUIRED")
-    try:
+    with postgres_errors_mapped():
         async with pool.connection() as conn:
             async with conn.transaction():
                 await conn.execute(ERASING)
@@ -190,18 +182,10 @@ async def delete_run(pool, js: JetStreamContext, run_id: str, *, actor: str, rea
                 details = {"run_id": run_id, "thread_id": locked["thread_id"], "graph": locked["graph"],
                            "reason": reason, "deleted": deleted}
                 record_id = await record_audit(conn, actor, "run_deleted", details=details)
-        log.info("run_deleted %s of thread %s (%s): %s", run_id, locked["thread_id"], actor,
-                 ", ".join(f"{k}={v}" for k, v in deleted.items() if v))
-        follow_up_late_spans(pool, locked["thread_id"], [run_id], trace_ids)
-        return RunDeletion(run_id, locked["thread_id"], deleted, record_id)
-    except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
-        raise Unavailable(f"run '{run_id}' changed while it was being deleted; retry", code="DELETE_CONFLICT") \
-            from exc
-    except (psycopg.Error, PoolTimeout) as exc:
-        mapped = postgres_error(exc)
-        if mapped is exc:
-            raise
-        raise mapped from exc
+    log.info("run_deleted %s of thread %s (%s): %s", run_id, locked["thread_id"], actor,
+             ", ".join(f"{k}={v}" for k, v in deleted.items() if v))
+    follow_up_late_spans(pool, locked["thread_id"], [run_id], trace_ids)
+    return RunDeletion(run_id, locked["thread_id"], deleted, record_id)
 
 
 def ensure_deletable(run_id: str, run: dict) -> None:

@@ -20,6 +20,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from graphmesh.errors import FailedPrecondition, InvalidArgument, NotFound
+from graphmesh.jsonvalues import same_json
 from graphmesh.resume import RESPOND, RESPONDED, check_decision
 from graphmesh.store.audit import record_audit
 from graphmesh.store.paging import filters, keyset_page, parse_uuid
@@ -166,7 +167,7 @@ class ApprovalStore:
             current = ApprovalRecord.from_row(locked)
             if current.status != "PENDING":
                 given = locked["resume_value"] if current.status == RESPONDED else current.edited_value
-                if current.decision_kind == kind and _same_json(given, edited_value):
+                if current.decision_kind == kind and same_json(given, edited_value):
                     return DecideResult(current, replayed=True)
                 raise _already_decided(current)
             if run.status != RunStatus.WAITING_FOR_APPROVAL:
@@ -314,18 +315,6 @@ def resume_value_of(row: dict[str, Any]) -> Any:
         return row["resume_value"]
     return ApprovalRecord.from_row(row).resume_value()
 
-
-def _same_json(a: Any, b: Any) -> bool:
-    """Equal as JSON values: true is not 1, but 1.0 is 1 (Struct numbers are doubles)."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return a == b
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_same_json(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(_same_json(x, y) for x, y in zip(a, b))
-    return type(a) is type(b) and a == b
 
 
 async def approved_nodes(conn, run_id: str) -> frozenset[str]:

@@ -10,9 +10,9 @@ import hashlib
 import json
 import logging
 import uuid
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Iterator
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -236,6 +236,20 @@ def postgres_error(exc: Exception) -> Exception:
     return exc
 
 
+@contextmanager
+def postgres_errors_mapped(what: str = "Postgres error") -> Iterator[None]:
+    """Raises what postgres_error makes of a psycopg error (or a pool time-out) in the block;
+    the detail of a mapped one (host, user, auth) goes to the log, not to clients."""
+    try:
+        yield
+    except (psycopg.Error, PoolTimeout) as exc:
+        mapped = postgres_error(exc)
+        if mapped is exc:
+            raise
+        log.warning("%s (%s): %s", what, type(mapped).__name__, exc)
+        raise mapped from exc
+
+
 class RunStore:
     """Thin async I/O over the gm_runs and gm_threads tables."""
 
@@ -244,16 +258,9 @@ class RunStore:
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[psycopg.AsyncConnection]:
-        try:
+        with postgres_errors_mapped():
             async with self._pool.connection() as conn:
                 yield conn
-        except (psycopg.Error, PoolTimeout) as exc:
-            mapped = postgres_error(exc)
-            if mapped is exc:
-                raise
-            # The detail (host, user, auth) goes to the log, not to clients.
-            log.warning("Postgres error (%s): %s", type(mapped).__name__, exc)
-            raise mapped from exc
 
     async def create_run(self, new: NewRun) -> CreateResult:
         run_id = str(uuid.uuid4())

@@ -8,7 +8,8 @@ from __future__ import annotations
 import pytest
 
 from graphmesh.errors import InvalidArgument
-from graphmesh.resume import canonical_decision, check_decision, is_canonical, record_request, resume_value, same_json
+from graphmesh.jsonvalues import same_json
+from graphmesh.resume import canonical_decision, check_decision, is_canonical, record_request, resume_value
 
 PLAIN = {"question": "send the email?"}
 HUMAN = {"action_request": {"action": "send_email", "args": {"to": "ops@example.com"}},

@@ -15,6 +15,7 @@ from starlette.routing import BaseRoute, Route
 
 from graphmesh.v1 import assistant_service_pb2 as pb
 from graphmesh.v1 import graph_service_pb2
+from services.gateway.context import CALL_TIMEOUT
 from services.gateway.errors import HTTPError
 from services.gateway.jsonio import (
     INT_MAX,
@@ -30,7 +31,7 @@ from services.gateway.jsonio import (
     search_page,
     to_struct,
 )
-from services.gateway.lookups import CALL_TIMEOUT, delete_thread, gateway_of, get_assistant, thread_ids_with_metadata
+from services.gateway.lookups import delete_thread, gateway_of, get_assistant, thread_ids_with_metadata
 from services.gateway.shapes import ASSISTANT_FIELDS, assistant_json, select_fields
 
 IF_EXISTS = {"raise": pb.ASSISTANT_IF_EXISTS_RAISE, "do_nothing": pb.ASSISTANT_IF_EXISTS_DO_NOTHING}
@@ -106,14 +107,10 @@ async def delete_assistant(request: Request):
         await gw.assistants.DeleteAssistant(pb.DeleteAssistantRequest(assistant_id=assistant_id),
                                             timeout=CALL_TIMEOUT, metadata=md)
         return Response(status_code=204)
-    # Threads go only once the assistant could be deleted (it is not a system assistant, the
-    # caller may delete it): the assistant first, then its threads. A thread delete failing
-    # then leaves that thread (and those after it) to DELETE /threads/{id}.
+    # Threads go only once the assistant could be deleted (the api refuses a system assistant,
+    # 409, and a caller who may not): the assistant first, then its threads. A thread delete
+    # failing then leaves that thread (and those after it) to DELETE /threads/{id}.
     assistant = await get_assistant(request, assistant_id)
-    if assistant.system:
-        raise HTTPError(409, f"assistant '{assistant_id}' is graph '{assistant.graph}''s system assistant, which "
-                             "follows the manifest and cannot be changed or deleted; create an assistant of your "
-                             "own for the graph")
     await gw.assistants.DeleteAssistant(pb.DeleteAssistantRequest(assistant_id=assistant.assistant_id),
                                         timeout=CALL_TIMEOUT, metadata=md)
     for thread_id in await thread_ids_with_metadata(request, {"assistant_id": assistant.assistant_id}):

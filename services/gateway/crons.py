@@ -26,6 +26,7 @@ from starlette.routing import BaseRoute, Route
 from graphmesh.assistants import system_assistant_id
 from graphmesh.v1 import assistant_service_pb2, run_pb2
 from graphmesh.v1 import schedule_service_pb2 as pb
+from services.gateway.context import CALL_TIMEOUT
 from services.gateway.errors import HTTPError
 from services.gateway.jsonio import (
     get_bool,
@@ -39,7 +40,7 @@ from services.gateway.jsonio import (
     search_page,
     to_struct,
 )
-from services.gateway.lookups import CALL_TIMEOUT, gateway_of, get_assistant, get_thread
+from services.gateway.lookups import gateway_of, get_assistant, get_thread
 from services.gateway.run_requests import parse_run_request, run_options
 from services.gateway.shapes import CRON_ASSISTANT_KEY, CRON_FIELDS, MULTITASK, cron_json, select_fields
 

@@ -106,7 +106,7 @@ class StreamView:
         if chunk.mode == "debug" and isinstance(data, dict) and data.get("type") == "checkpoint":
             data = {**data, "payload": debug_checkpoint(data.get("payload"))}
         if chunk.mode != "messages":
-            return [(chunk.mode + suffix, data)] if self.wants(chunk.mode) else []
+            return [(chunk.mode + suffix, data)]
         out: list[tuple[str, Any]] = []
         if self.wants("messages-tuple"):
             out.append(("messages" + suffix, data))

@@ -12,6 +12,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from graphmesh.v1 import store_service_pb2 as pb
+from services.gateway.context import CALL_TIMEOUT
 from services.gateway.errors import HTTPError
 from services.gateway.jsonio import (
     get_dict,
@@ -22,7 +23,7 @@ from services.gateway.jsonio import (
     read_json,
     to_struct,
 )
-from services.gateway.lookups import CALL_TIMEOUT, gateway_of
+from services.gateway.lookups import gateway_of
 from services.gateway.shapes import item_json
 
 
